@@ -1,0 +1,1 @@
+"""Media: SDP rewrite and port allocation (pure), RTP relay (asyncio)."""

@@ -1,0 +1,1 @@
+"""Pure decision rules: admission, routing, source matching, GeoContact, ROI."""
