@@ -1,0 +1,185 @@
+"""Call record model and its exports (pure: no I/O, no clock).
+
+One `CallRecord` per inbound call. It is a frozen value: the call controller
+builds a new one with `dataclasses.replace` at each step (ringing, answered,
+ended) and the shell writes it to the store.
+
+Decisions (where the spec is silent):
+- `id` is a string injected by the shell (e.g. a uuid4 hex), so the record
+  exists before the store sees it.
+- Times are wall-clock UTC ISO 8601 strings (`YYYY-MM-DDTHH:MM:SS.ffffffZ`),
+  supplied by the shell; this module never reads a clock.
+- Media counters: `*_in_out` counts what the relay forwarded from the caller
+  (inbound leg) to the callee (outbound leg); `*_out_in` the other way.
+- `to_dict`/`from_dict` are the one mapping between a record and plain
+  values; the store and the JSON export both use it.
+- CSV: one row per record, columns in field order; `attempts` is summarised
+  as `target=status; ...`. A cell that a spreadsheet would run as a formula
+  (starting with `=`, `@`, tab or CR, or `+`/`-` followed by anything but a
+  plain number) gets a leading `'` (OWASP "CSV injection"); `+14155550101`
+  stays as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+HangupBy = Literal["caller", "callee", "system"]
+
+
+class Disposition(enum.StrEnum):
+    """What happened to a call; `ringing` and `answered` are live states."""
+
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    BLOCKED = "blocked"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_final(self) -> bool:
+        """True once nothing more will happen to the call."""
+        return self not in LIVE_DISPOSITIONS
+
+
+LIVE_DISPOSITIONS = frozenset({Disposition.RINGING, Disposition.ANSWERED})
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one destination target (a branch of the outbound leg)."""
+
+    target: str
+    status: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRecord:
+    """One row per inbound call: who, which number and source, what happened."""
+
+    id: str
+    inbound_call_id: str
+    started_at: str
+    caller: str
+    tracking_number: str
+    outbound_call_id: str | None = None
+    answered_at: str | None = None
+    ended_at: str | None = None
+    caller_name: str | None = None
+    caller_region: str | None = None
+    caller_location: str | None = None
+    source: str | None = None
+    tag: str | None = None
+    destination: str | None = None
+    trunk: str | None = None
+    attempts: tuple[Attempt, ...] = ()
+    disposition: Disposition = Disposition.RINGING
+    sip_status: int | None = None
+    sip_reason: str | None = None
+    hangup_by: HangupBy | None = None
+    ring_seconds: float = 0.0
+    talk_seconds: float = 0.0
+    packets_in_out: int = 0
+    packets_out_in: int = 0
+    bytes_in_out: int = 0
+    bytes_out_in: int = 0
+    cost_cents: int | None = None
+    visit_id: str | None = None
+    landing_url: str | None = None
+    referrer: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    gclid: str | None = None
+    ga_client_id: str | None = None
+    visitor_ip: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.disposition.is_final
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
+
+
+def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
+    return {f.name: getattr(attempt, f.name) for f in fields(Attempt)}
+
+
+def attempt_from_dict(data: Mapping[str, Any]) -> Attempt:
+    known = {f.name for f in fields(Attempt)}
+    return Attempt(**{k: v for k, v in data.items() if k in known})
+
+
+def to_dict(record: CallRecord) -> dict[str, Any]:
+    """Plain JSON-able values: disposition as its string, attempts as dicts."""
+    out: dict[str, Any] = {name: getattr(record, name) for name in FIELD_NAMES}
+    out["disposition"] = record.disposition.value
+    out["attempts"] = [attempt_to_dict(a) for a in record.attempts]
+    return out
+
+
+def from_dict(data: Mapping[str, Any]) -> CallRecord:
+    """Inverse of `to_dict`; unknown keys are ignored, missing ones default."""
+    values = {k: v for k, v in data.items() if k in FIELD_NAMES}
+    values["attempts"] = tuple(attempt_from_dict(a) for a in data.get("attempts") or ())
+    values["disposition"] = Disposition(data.get("disposition", Disposition.RINGING.value))
+    return CallRecord(**values)
+
+
+def to_json_rows(records: Iterable[CallRecord]) -> list[dict[str, Any]]:
+    """One dict per record, ready for `json.dumps`."""
+    return [to_dict(r) for r in records]
+
+
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def _attempts_summary(attempts: Iterable[Attempt]) -> str:
+    return "; ".join(f"{a.target}={'' if a.status is None else a.status}" for a in attempts)
+
+
+def to_csv(records: Iterable[CallRecord]) -> str:
+    """CSV text with a header row; see the module docstring for escaping."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(FIELD_NAMES)
+    for record in records:
+        row: list[str] = []
+        for name in FIELD_NAMES:
+            value: object = getattr(record, name)
+            if name == "attempts":
+                row.append(_csv_cell(_attempts_summary(record.attempts)))
+            elif name == "disposition":
+                row.append(record.disposition.value)
+            else:
+                row.append(_csv_cell(value))
+        writer.writerow(row)
+    return buf.getvalue()

@@ -1,0 +1,355 @@
+"""Store interface: row dataclasses and the `Store` protocol (pure types, no I/O).
+
+Every backend (SQLite today, PostgreSQL later) implements `Store` and passes
+the same contract suite (tests/store_contract.py). Callers depend only on
+this module.
+
+Conventions every backend keeps:
+- Rows are frozen dataclasses. `add(row)` ignores `row.id` and returns the
+  stored row with its id assigned.
+- `get(name_or_id)` takes the row's name (a number's E.164 string) or its
+  integer id; it returns None when absent. `update`/`remove` raise
+  `NotFoundError` when absent.
+- `update(name, **changes)` takes field names of the row (not `id`); an
+  unknown field is an `InputError`. It returns the updated row.
+- Every mutating method is atomic: on any error nothing changes.
+- Errors are `pbx.errors.NotFoundError` / `ConflictError` with one line a
+  human understands ("destination 'sales' is used by +14155550101; ...").
+- Config rows (trunks, destinations, sources, numbers, blocks, extensions)
+  have integer ids; call records and visits carry string ids chosen by the
+  shell (uuid4 hex), so pure code can name them before they are stored.
+- Call records and visits keep source / number / trunk as plain names, not
+  references: history survives later config changes.
+- The store does referential checks (unknown source, destination or trunk ->
+  NotFoundError; duplicates and in-use removals -> ConflictError), not format
+  validation: E.164 normalisation and regex checks belong to the caller.
+
+Removal rules:
+- destination used by a number: ConflictError unless `force=True`, which
+  also drops it from those numbers' destination and after-hours lists (a
+  number can be left with no destinations; the daemon then rejects its calls).
+- source that still has numbers: ConflictError (remove the numbers first).
+- trunk used by a number: ConflictError unless `force=True`, which sets those
+  numbers' trunk to None (default trunk).
+- extension used by a destination (`ext:NAME`): ConflictError.
+- removing a number also removes its number-specific blocks.
+
+`numbers.lookup(e164)` returns the number even when it or its source is
+disabled; the daemon decides what a disabled number means.
+Outbox: `next_attempt_at=None` on an undelivered item means "given up":
+`due()` never returns it again.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, Self
+
+from pbx.records import CallRecord, Disposition
+
+TrunkTransport = Literal["udp", "tcp"]
+DestinationKind = Literal["number", "sip", "extension"]
+Strategy = Literal["sequential", "simultaneous", "round-robin"]
+OutboxKind = Literal["ga4", "webhook"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trunk:
+    """A SIP provider account. `allow` empty on add means: the host's /32."""
+
+    name: str
+    host: str
+    id: int = 0
+    port: int = 5060
+    transport: TrunkTransport = "udp"
+    username: str | None = None
+    password: str | None = None
+    realm: str | None = None
+    register: bool = False
+    allow: tuple[str, ...] = ()
+    strip_plus: bool = False
+    prefix: str = ""
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Destination:
+    """Where calls go: `+1...` (kind number), `sip:user@host[:port]` (sip), `ext:NAME`."""
+
+    name: str
+    target: str
+    kind: DestinationKind
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """An advertising channel a number stands for; money in integer cents."""
+
+    name: str
+    id: int = 0
+    preset: str | None = None
+    description: str = ""
+    onsite: bool = False
+    referrer: str | None = None
+    landing: str | None = None
+    position: int = 0
+    last_touch: bool = False
+    tag: str | None = None
+    cost_per_call_cents: int | None = None
+    monthly_budget_cents: int | None = None
+    ga_measurement_id: str | None = None
+    ga_api_secret: str | None = None
+    ga_source: str | None = None
+    ga_medium: str | None = None
+    ga_campaign: str | None = None
+    geo: bool = False
+    fallback_number: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrackingNumber:
+    """A DID: its source, ordered destinations, routing and schedule."""
+
+    number: str
+    source: str
+    destinations: tuple[str, ...]
+    id: int = 0
+    strategy: Strategy = "sequential"
+    ring_timeout: int = 20
+    trunk: str | None = None
+    enabled: bool = True
+    present_tracking_number: bool = False
+    hours: str | None = None
+    after_hours: tuple[str, ...] = ()
+    region: str | None = None
+    location: str | None = None
+    area_code: str | None = None
+    rr_cursor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """Everything the daemon needs for one INVITE to a tracking number."""
+
+    number: TrackingNumber
+    source: Source
+    destinations: tuple[Destination, ...]
+    after_hours: tuple[Destination, ...]
+    trunk: Trunk | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Visit:
+    """One website visitor session holding a number while active."""
+
+    id: str
+    visitor_id: str
+    started_at: str
+    last_seen_at: str
+    expires_at: str
+    source: str | None = None
+    number: str | None = None
+    landing_url: str | None = None
+    referrer: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    utm_term: str | None = None
+    utm_content: str | None = None
+    gclid: str | None = None
+    ga_client_id: str | None = None
+    ip: str | None = None
+    country: str | None = None
+    city: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    fallback: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxItem:
+    """An integration delivery (GA4 event, webhook) queued with the call row."""
+
+    kind: OutboxKind
+    payload: str
+    target_url: str
+    id: int = 0
+    attempts: int = 0
+    next_attempt_at: str | None = None
+    delivered_at: str | None = None
+    last_error: str | None = None
+    created_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Block:
+    """A blocked caller: exact number or prefix; global when `number` is None."""
+
+    pattern: str
+    number: str | None = None
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Extension:
+    """A local SIP account; only digest HA1 hashes are kept, never the password."""
+
+    name: str
+    ha1_md5: str
+    ha1_sha256: str
+    realm: str
+    id: int = 0
+    max_contacts: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Binding:
+    """A registered contact of an extension (RFC 3261 §10)."""
+
+    extension: str
+    contact: str
+    expires_at: str
+    call_id: str | None = None
+    cseq: int | None = None
+    received: str | None = None
+
+
+# --- repositories -----------------------------------------------------------
+
+
+class TrunkRepo(Protocol):
+    async def add(self, trunk: Trunk) -> Trunk: ...
+    async def get(self, name_or_id: str | int) -> Trunk | None: ...
+    async def list(self) -> list[Trunk]: ...
+    async def update(self, name: str, **changes: object) -> Trunk: ...
+    async def remove(self, name: str, *, force: bool = False) -> None: ...
+
+
+class DestinationRepo(Protocol):
+    async def add(self, destination: Destination) -> Destination: ...
+    async def get(self, name_or_id: str | int) -> Destination | None: ...
+    async def list(self) -> list[Destination]: ...
+    async def update(self, name: str, **changes: object) -> Destination: ...
+    async def remove(self, name: str, *, force: bool = False) -> None: ...
+
+
+class SourceRepo(Protocol):
+    async def add(self, source: Source) -> Source: ...
+    async def get(self, name_or_id: str | int) -> Source | None: ...
+    async def list(self) -> list[Source]: ...
+    async def update(self, name: str, **changes: object) -> Source: ...
+    async def remove(self, name: str) -> None: ...
+
+
+class NumberRepo(Protocol):
+    async def add(self, number: TrackingNumber) -> TrackingNumber: ...
+    async def get(self, number_or_id: str | int) -> TrackingNumber | None: ...
+    async def list(self, *, source: str | None = None) -> list[TrackingNumber]: ...
+    async def update(self, number: str, **changes: object) -> TrackingNumber: ...
+    async def remove(self, number: str) -> None: ...
+    async def lookup(self, e164: str) -> RouteInfo | None: ...
+    async def advance_cursor(self, number: str) -> int:
+        """Return the current round-robin cursor and store cursor+1, atomically."""
+        ...
+
+
+class CallRepo(Protocol):
+    async def insert(self, record: CallRecord) -> None: ...
+    async def update(self, record: CallRecord) -> None: ...
+    async def get(self, call_id: str) -> CallRecord | None: ...
+    async def list(
+        self,
+        *,
+        since: str | None = None,
+        source: str | None = None,
+        number: str | None = None,
+        disposition: Disposition | str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[CallRecord]:
+        """Newest first; `since` compares against `started_at` (ISO strings)."""
+        ...
+
+    async def mark_interrupted(self, ended_at: str) -> int: ...
+    async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
+        """Write the final row and queue the outbox items in one transaction."""
+        ...
+
+
+class VisitRepo(Protocol):
+    async def add(self, visit: Visit) -> Visit: ...
+    async def get(self, visit_id: str) -> Visit | None: ...
+    async def list(self, *, limit: int | None = None) -> list[Visit]: ...
+    async def update(self, visit_id: str, **changes: object) -> Visit: ...
+    async def active(self, number: str, now: str) -> Visit | None:
+        """The most recently seen unexpired visit holding `number` at `now`."""
+        ...
+
+    async def latest_for_visitor(self, visitor_id: str) -> Visit | None: ...
+
+
+class OutboxRepo(Protocol):
+    async def add(self, item: OutboxItem) -> OutboxItem: ...
+    async def get(self, item_id: int) -> OutboxItem | None: ...
+    async def due(self, now: str, limit: int = 100) -> list[OutboxItem]: ...
+    async def mark_delivered(self, item_id: int, delivered_at: str) -> None: ...
+    async def mark_failed(self, item_id: int, next_attempt_at: str | None, error: str) -> None:
+        """Count one failed attempt; `next_attempt_at=None` gives up."""
+        ...
+
+
+class BlockRepo(Protocol):
+    async def add(self, block: Block) -> Block: ...
+    async def list(self, *, number: str | None = None) -> list[Block]: ...
+    async def remove(self, pattern: str, number: str | None = None) -> None: ...
+    async def matching(self, caller: str, number: str) -> builtins.list[Block]:
+        """Blocks whose pattern is a prefix of `caller`, global or for `number`."""
+        ...
+
+
+class ExtensionRepo(Protocol):
+    async def add(self, extension: Extension) -> Extension: ...
+    async def get(self, name_or_id: str | int) -> Extension | None: ...
+    async def list(self) -> list[Extension]: ...
+    async def update(self, name: str, **changes: object) -> Extension: ...
+    async def remove(self, name: str) -> None: ...
+    async def bindings(self, name: str, now: str | None = None) -> builtins.list[Binding]:
+        """Contacts of `name`, only those unexpired at `now` when given."""
+        ...
+
+    async def set_binding(self, binding: Binding) -> None: ...
+    async def remove_binding(self, name: str, contact: str) -> None: ...
+
+
+class Store(Protocol):
+    """The whole storage interface; use as `async with await open_store(p) as store`."""
+
+    @property
+    def trunks(self) -> TrunkRepo: ...
+    @property
+    def destinations(self) -> DestinationRepo: ...
+    @property
+    def sources(self) -> SourceRepo: ...
+    @property
+    def numbers(self) -> NumberRepo: ...
+    @property
+    def calls(self) -> CallRepo: ...
+    @property
+    def visits(self) -> VisitRepo: ...
+    @property
+    def outbox(self) -> OutboxRepo: ...
+    @property
+    def blocks(self) -> BlockRepo: ...
+    @property
+    def extensions(self) -> ExtensionRepo: ...
+
+    async def close(self) -> None: ...
+    async def dump(self) -> str:
+        """The whole database as SQL text, for before/after comparisons."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc: object) -> None: ...
