@@ -1,0 +1,412 @@
+"""Daemon settings: TOML file, then `PBX_*` env vars, then CLI overrides, validated once.
+
+Not pure (reads the TOML file), but does no other I/O. `load_settings`
+returns a frozen `Settings` tree or raises `ConfigError` with one line that
+names the bad key, e.g. `config: rtp.port_low must be even (got 10001)`.
+
+Keys are `section.key`, exactly the tables and keys of
+`config/pbx.example.toml` (which documents each one). Layering, last wins:
+1. the defaults below (the dataclass field defaults);
+2. the TOML file, if a path is given (unknown tables/keys are errors: typos
+   must not be silently ignored);
+3. environment variables `PBX_<SECTION>_<KEY>` (e.g. `PBX_RTP_PORT_LOW`,
+   `PBX_SIP_TRANSPORTS=udp,tcp`), plus `PBX_DB` as an alias of
+   `PBX_STORE_PATH` (the CLI's variable). Variables for unknown sections
+   are ignored; an unknown key in a known section is an error;
+4. `overrides`: dotted keys (`{"sip.port": 5070}`), built by the CLI with
+   `parse_listen` / `parse_port_range` from flags such as `--sip HOST:PORT`.
+
+Decisions:
+- `rtp.host` (where RTP sockets bind) defaults to `sip.host`, and
+  `rtp.advertised_address` (the address written into SDP) defaults to
+  `rtp.host`. If that ends up a wildcard (`0.0.0.0`, `::`), the daemon must
+  substitute a concrete local address before writing SDP (`0.0.0.0` in SDP
+  means "on hold", RFC 3264 §8.4): `Settings.media_address_is_wildcard`.
+- The RTP range may not contain `sip.port` or `http.port`.
+- Timers are seconds (float); `timers.t1` etc. follow RFC 3261 §17.1.1.1.
+- Relative `store.path` is relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import phonenumbers
+
+from pbx.errors import ConfigError
+
+TRANSPORTS = ("udp", "tcp")
+LOG_FORMATS = ("auto", "console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DEFAULT_DB = Path("data/pbx.sqlite3")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*$"
+)
+_WILDCARDS = ("0.0.0.0", "::")
+
+
+@dataclass(frozen=True, slots=True)
+class SipSettings:
+    host: str = "0.0.0.0"
+    port: int = 5060
+    transports: tuple[str, ...] = TRANSPORTS
+
+
+@dataclass(frozen=True, slots=True)
+class RtpSettings:
+    host: str = ""  # "" = sip.host
+    port_low: int = 10000
+    port_high: int = 20000
+    advertised_address: str = ""  # "" = rtp.host
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    path: Path = DEFAULT_DB
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneSettings:
+    default_region: str = "US"
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: str = "auto"
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSettings:
+    t1: float = 0.5  # RFC 3261 §17.1.1.1: RTT estimate
+    t2: float = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
+    t4: float = 5.0  # maximum time a message stays in the network
+    ring_timeout: float = 30.0  # default per tracking number; `--ring-timeout` overrides
+    media_timeout: float = 60.0  # no RTP from either side for this long ends the call
+    drain_timeout: float = 30.0  # on SIGTERM: wait this long for calls in progress
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarSettings:
+    realm: str = "pbx"
+    default_expires: int = 3600  # RFC 3261 §10.2.1.1
+    min_expires: int = 60  # below this: 423 Interval Too Brief (RFC 3261 §10.3 step 7)
+    max_expires: int = 7200
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    max_concurrent: int = 0  # 0 = unlimited; above it new calls get 503
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    sip: SipSettings = field(default_factory=SipSettings)
+    rtp: RtpSettings = field(default_factory=RtpSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    phone: PhoneSettings = field(default_factory=PhoneSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    timers: TimerSettings = field(default_factory=TimerSettings)
+    registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
+
+    @property
+    def media_address_is_wildcard(self) -> bool:
+        """True when the daemon must pick a concrete address for SDP itself."""
+        return self.rtp.advertised_address in _WILDCARDS
+
+
+def _schema() -> dict[str, dict[str, Any]]:
+    """{section: {key: type}} from the dataclasses above."""
+    sections = get_type_hints(Settings)
+    return {name: get_type_hints(cls) for name, cls in sections.items()}
+
+
+_SCHEMA = _schema()
+Flat = dict[str, object]
+
+
+def _defaults() -> Flat:
+    flat: Flat = {}
+    for section in dataclasses.fields(Settings):
+        value = getattr(Settings(), section.name)
+        for key in _SCHEMA[section.name]:
+            flat[f"{section.name}.{key}"] = getattr(value, key)
+    return flat
+
+
+# -- conversion of one raw value (TOML, env string or CLI value) to its type --
+
+
+def _bad(key: str, want: str, got: object) -> ConfigError:
+    return ConfigError(f"config: {key} must be {want} (got {got!r})")
+
+
+def _to_int(key: str, raw: object) -> int:
+    if isinstance(raw, str):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise _bad(key, "an integer", raw) from None
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise _bad(key, "an integer", raw)
+    return raw
+
+
+def _to_float(key: str, raw: object) -> float:
+    if isinstance(raw, str):
+        try:
+            return float(raw.strip())
+        except ValueError:
+            raise _bad(key, "a number of seconds", raw) from None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise _bad(key, "a number of seconds", raw)
+    return float(raw)
+
+
+def _to_str(key: str, raw: object) -> str:
+    if not isinstance(raw, str):
+        raise _bad(key, "a string", raw)
+    return raw.strip()
+
+
+def _to_path(key: str, raw: object) -> Path:
+    if isinstance(raw, Path):
+        return raw
+    text = _to_str(key, raw)
+    if not text:
+        raise _bad(key, "a file path", raw)
+    return Path(text)
+
+
+def _to_str_tuple(key: str, raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+        return tuple(str(item).strip() for item in raw)
+    raise _bad(key, "a list of strings", raw)
+
+
+_CONVERTERS: dict[object, Callable[[str, object], object]] = {
+    int: _to_int,
+    float: _to_float,
+    str: _to_str,
+    Path: _to_path,
+    tuple[str, ...]: _to_str_tuple,
+}
+
+
+def _convert(key: str, raw: object) -> object:
+    section, name = key.split(".", 1)
+    return _CONVERTERS[_SCHEMA[section][name]](key, raw)
+
+
+# -- the three layers --
+
+
+def _known_key(key: str, origin: str) -> str:
+    section, _, name = key.partition(".")
+    if section not in _SCHEMA or name not in _SCHEMA[section]:
+        raise ConfigError(f"config: unknown key {key} ({origin})")
+    return key
+
+
+def _read_toml(path: Path) -> Flat:
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from None
+    flat: Flat = {}
+    for section, table in document.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"config: {section} must be a table [{section}] (in {path})")
+        for name, raw in table.items():
+            key = _known_key(f"{section}.{name}", f"in {path}")
+            flat[key] = _convert(key, raw)
+    return flat
+
+
+def _from_env(env: Mapping[str, str]) -> Flat:
+    flat: Flat = {}
+    for var, raw in env.items():
+        if var == "PBX_DB":
+            var = "PBX_STORE_PATH"
+        if not var.startswith("PBX_"):
+            continue
+        section, _, name = var[4:].lower().partition("_")
+        if section not in _SCHEMA:
+            continue
+        key = _known_key(f"{section}.{name}", f"env {var}")
+        flat[key] = _convert(key, raw)
+    return flat
+
+
+def _from_overrides(overrides: Mapping[str, object]) -> Flat:
+    flat: Flat = {}
+    for key, raw in overrides.items():
+        if raw is None:
+            continue
+        known = _known_key(key, "command line")
+        flat[known] = _convert(known, raw)
+    return flat
+
+
+# -- validation (once, on the merged and typed values) --
+
+
+def _check_host(key: str, host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.match(host):
+            raise _bad(key, "an IP address or host name", host) from None
+
+
+def _check_port(key: str, port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise _bad(key, "a port 1-65535", port)
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise _bad(key, "one of " + "|".join(choices), value)
+
+
+def _check_positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise _bad(key, "zero or more" if allow_zero else "more than zero", value)
+
+
+def _check_listen(s: Settings) -> None:
+    for key, host in (
+        ("sip.host", s.sip.host),
+        ("rtp.host", s.rtp.host),
+        ("rtp.advertised_address", s.rtp.advertised_address),
+        ("http.host", s.http.host),
+    ):
+        _check_host(key, host)
+    _check_port("sip.port", s.sip.port)
+    _check_port("http.port", s.http.port)
+    if not s.sip.transports or len(set(s.sip.transports)) != len(s.sip.transports):
+        raise _bad("sip.transports", "a non-empty list without repeats", list(s.sip.transports))
+    for transport in s.sip.transports:
+        _check_choice("sip.transports", transport, TRANSPORTS)
+
+
+def _check_rtp(s: Settings) -> None:
+    low, high = s.rtp.port_low, s.rtp.port_high
+    _check_port("rtp.port_low", low)
+    _check_port("rtp.port_high", high)
+    if low % 2:
+        raise _bad("rtp.port_low", "even", low)
+    if high <= low:
+        raise ConfigError(f"config: rtp.port_high must be above rtp.port_low (got {low}-{high})")
+    for key, port in (("sip.port", s.sip.port), ("http.port", s.http.port)):
+        if low <= port <= high:
+            raise ConfigError(f"config: rtp port range {low}-{high} overlaps {key} ({port})")
+
+
+def _check_timers(t: TimerSettings) -> None:
+    for name in ("t1", "t2", "t4", "ring_timeout", "media_timeout"):
+        _check_positive(f"timers.{name}", getattr(t, name))
+    _check_positive("timers.drain_timeout", t.drain_timeout, allow_zero=True)
+    if t.t2 < t.t1:
+        raise _bad("timers.t2", "at least timers.t1", t.t2)
+
+
+def _check_registrar(r: RegistrarSettings) -> None:
+    _check_positive("registrar.min_expires", r.min_expires)
+    if not r.min_expires <= r.default_expires <= r.max_expires:
+        raise ConfigError(
+            "config: registrar.default_expires must be between min_expires and max_expires"
+            f" (got {r.min_expires} <= {r.default_expires} <= {r.max_expires})"
+        )
+    if not r.realm:
+        raise _bad("registrar.realm", "a non-empty string", r.realm)
+
+
+def _check_misc(s: Settings) -> None:
+    _check_choice("log.format", s.log.format, LOG_FORMATS)
+    _check_choice("log.level", s.log.level, LOG_LEVELS)
+    if s.phone.default_region not in phonenumbers.SUPPORTED_REGIONS:
+        raise _bad("phone.default_region", "a region code like US or GB", s.phone.default_region)
+    _check_positive("calls.max_concurrent", s.calls.max_concurrent, allow_zero=True)
+
+
+def _resolve(s: Settings) -> Settings:
+    """Fill derived defaults and normalise case."""
+    rtp_host = s.rtp.host or s.sip.host
+    return dataclasses.replace(
+        s,
+        sip=dataclasses.replace(s.sip, transports=tuple(t.lower() for t in s.sip.transports)),
+        rtp=dataclasses.replace(
+            s.rtp, host=rtp_host, advertised_address=s.rtp.advertised_address or rtp_host
+        ),
+        phone=PhoneSettings(s.phone.default_region.upper()),
+        log=LogSettings(s.log.format.lower(), s.log.level.lower()),
+    )
+
+
+def _build(flat: Flat) -> Settings:
+    sections = {
+        name: cls(**{key: flat[f"{name}.{key}"] for key in _SCHEMA[name]})
+        for name, cls in get_type_hints(Settings).items()
+    }
+    return Settings(**sections)
+
+
+def load_settings(
+    path: Path | None,
+    env: Mapping[str, str],
+    overrides: Mapping[str, object],
+) -> Settings:
+    """Defaults <- TOML file <- `PBX_*` env <- CLI overrides; validated; raises `ConfigError`."""
+    flat = _defaults()
+    if path is not None:
+        flat.update(_read_toml(path))
+    flat.update(_from_env(env))
+    flat.update(_from_overrides(overrides))
+    settings = _resolve(_build(flat))
+    _check_listen(settings)
+    _check_rtp(settings)
+    _check_timers(settings.timers)
+    _check_registrar(settings.registrar)
+    _check_misc(settings)
+    return settings
+
+
+# -- helpers for the CLI's `--sip HOST:PORT`, `--http HOST:PORT`, `--rtp-ports LOW-HIGH` --
+
+
+def parse_listen(text: str, option: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[v6]:PORT` -> (host, port); `ConfigError` naming `option`."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", text.strip())
+    if not match:
+        raise ConfigError(f"config: {option} must be HOST:PORT (got {text!r})")
+    host = match.group(1) or match.group(3)
+    return host, int(match.group(2) or match.group(4))
+
+
+def parse_port_range(text: str, option: str) -> tuple[int, int]:
+    """`LOW-HIGH` -> (low, high); the values are validated by `load_settings`."""
+    match = re.fullmatch(r"(\d{1,5})-(\d{1,5})", text.strip())
+    if not match:
+        raise ConfigError(f"config: {option} must be LOW-HIGH (got {text!r})")
+    return int(match.group(1)), int(match.group(2))
