@@ -1,6 +1,6 @@
 """Storage package: the `Store` interface and its SQLite backend (I/O).
 
-`open_store(path)` (in `pbx.store.sqlite`) returns a ready store; callers type
+`open_store(path)` returns a ready store; callers type
 against `Store` and the row dataclasses exported here.
 """
 
@@ -16,6 +16,7 @@ from pbx.store.base import (
     OutboxItem,
     OutboxRepo,
     RouteInfo,
+    SchemaVersionError,
     Source,
     SourceRepo,
     Store,
@@ -25,6 +26,7 @@ from pbx.store.base import (
     Visit,
     VisitRepo,
 )
+from pbx.store.sqlite import SqliteStore, open_store
 
 __all__ = [
     "Binding",
@@ -38,12 +40,15 @@ __all__ = [
     "OutboxItem",
     "OutboxRepo",
     "RouteInfo",
+    "SchemaVersionError",
     "Source",
     "SourceRepo",
+    "SqliteStore",
     "Store",
     "TrackingNumber",
     "Trunk",
     "TrunkRepo",
     "Visit",
     "VisitRepo",
+    "open_store",
 ]

@@ -36,8 +36,12 @@ Removal rules:
 
 `numbers.lookup(e164)` returns the number even when it or its source is
 disabled; the daemon decides what a disabled number means.
-Outbox: `next_attempt_at=None` on an undelivered item means "given up":
-`due()` never returns it again.
+Outbox: `next_attempt_at=None` means "due at once". `mark_failed(id, None,
+error)` gives up (`gave_up=True`): `due()` never returns that item again.
+Trunk `allow`: when added empty and `host` is an IP literal, it becomes
+`host/32` (`/128` for IPv6); a host name is not resolved here (no DNS in the
+store), so the caller resolves it or passes `allow` explicitly.
+A database whose schema is newer than this code raises `SchemaVersionError`.
 """
 
 from __future__ import annotations
@@ -45,14 +49,20 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Literal, Protocol, Self
 
+from pbx.errors import PbxError
 from pbx.records import CallRecord, Disposition
 
 TrunkTransport = Literal["udp", "tcp"]
 DestinationKind = Literal["number", "sip", "extension"]
 Strategy = Literal["sequential", "simultaneous", "round-robin"]
 OutboxKind = Literal["ga4", "webhook"]
+
+
+class SchemaVersionError(PbxError):
+    """The database was written by a newer pbx (its schema version is unknown here)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +193,7 @@ class OutboxItem:
     delivered_at: str | None = None
     last_error: str | None = None
     created_at: str | None = None
+    gave_up: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -352,4 +363,9 @@ class Store(Protocol):
         ...
 
     async def __aenter__(self) -> Self: ...
-    async def __aexit__(self, *exc: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -1,0 +1,156 @@
+"""SQLite backend of the store: opening, migrations, the `SqliteStore` (I/O).
+
+`open_store(path)` creates the parent directory, opens one aiosqlite
+connection (WAL, foreign_keys=ON, busy_timeout=5000, synchronous=NORMAL,
+autocommit mode so only our explicit BEGIN IMMEDIATE opens transactions)
+and applies the numbered migrations in `pbx/store/migrations/NNNN_name.sql`
+that the database's `PRAGMA user_version` has not seen, each in its own
+transaction together with the new user_version. Re-opening is a no-op; a
+database with a newer user_version raises `SchemaVersionError`.
+
+Use: `async with await open_store(path) as store: ...` or
+`store = await open_store(path)` ... `await store.close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiosqlite
+
+from pbx.store.base import SchemaVersionError, Store
+from pbx.store.sqlite_activity import SqliteCalls, SqliteOutbox, SqliteVisits
+from pbx.store.sqlite_config import SqliteDestinations, SqliteSources, SqliteTrunks
+from pbx.store.sqlite_db import Db
+from pbx.store.sqlite_local import SqliteBlocks, SqliteExtensions
+from pbx.store.sqlite_numbers import SqliteNumbers
+
+_MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA synchronous = NORMAL",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The shipped migrations in order; numbering must be 1, 2, 3... without gaps."""
+    folder = resources.files("pbx.store").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.fullmatch(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise RuntimeError(f"migration {migration.name}: expected number {expected:04d}")
+    return found
+
+
+async def user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: list[Migration]) -> int:
+    """Apply the migrations newer than the DB's user_version; returns the version."""
+    current = await user_version(conn)
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise SchemaVersionError(
+            f"database schema version {current} is newer than this pbx knows ({latest}); "
+            "upgrade pbx or use another --db"
+        )
+    for migration in migrations[current:]:
+        script = f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.version};"
+        try:
+            await conn.executescript(script)
+        except BaseException:
+            if conn.in_transaction:
+                await asyncio.shield(conn.execute("ROLLBACK"))
+            raise
+        await conn.execute("COMMIT")
+    return max(current, latest)
+
+
+class SqliteStore:
+    """The `Store` on one SQLite file; every repository shares one `Db`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.path = path
+        self._db = Db(conn)
+        self.trunks = SqliteTrunks(self._db)
+        self.destinations = SqliteDestinations(self._db)
+        self.sources = SqliteSources(self._db)
+        self.numbers = SqliteNumbers(self._db)
+        self.calls = SqliteCalls(self._db)
+        self.visits = SqliteVisits(self._db)
+        self.outbox = SqliteOutbox(self._db)
+        self.blocks = SqliteBlocks(self._db)
+        self.extensions = SqliteExtensions(self._db)
+        self._closed = False
+
+    async def schema_version(self) -> int:
+        async with self._db.read():
+            return await user_version(self._db.conn)
+
+    async def dump(self) -> str:
+        async with self._db.read():
+            lines = [line async for line in self._db.conn.iterdump()]
+        return "\n".join(lines)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        async with self._db.lock:
+            await self._db.conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def open_store(path: str | Path) -> SqliteStore:
+    """Open (creating if needed) the database at `path` and bring its schema up to date."""
+    db_path = Path(path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(db_path, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in _PRAGMAS:
+            await conn.execute(pragma)
+        await migrate(conn, load_migrations())
+    except BaseException:
+        await conn.close()
+        raise
+    return SqliteStore(conn, db_path)
+
+
+def _conforms(store: SqliteStore) -> Store:
+    """Never called: makes mypy prove that `SqliteStore` implements `Store`."""
+    return store

@@ -1,0 +1,238 @@
+"""SQLite repositories for configuration: trunks, destinations, sources (I/O).
+
+Tracking numbers live in `sqlite_numbers.py`; blocks and extensions in
+`sqlite_local.py`. Rules (removal, conflicts) are documented in `base.py`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from typing import Any
+
+from pbx.errors import ConflictError, NotFoundError
+from pbx.store.base import Destination, Source, Trunk
+from pbx.store.sqlite_db import (
+    Db,
+    Tx,
+    build,
+    check_changes,
+    columns_of,
+    insert_sql,
+    quote_list,
+    update_sql,
+    values_of,
+)
+
+_TRUNK_COLS = columns_of(Trunk, exclude=("allow",))
+_DEST_COLS = columns_of(Destination)
+_SOURCE_COLS = columns_of(Source)
+
+
+def default_allow(host: str) -> tuple[str, ...]:
+    """`host/32` (or `/128`) for an IP literal; nothing for a host name."""
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return ()
+    return (f"{addr}/{addr.max_prefixlen}",)
+
+
+def key_clause(name_or_id: str | int, name_col: str = "name") -> tuple[str, tuple[Any, ...]]:
+    if isinstance(name_or_id, int) and not isinstance(name_or_id, bool):
+        return "id = ?", (name_or_id,)
+    return f"{name_col} = ?", (name_or_id,)
+
+
+async def numbers_using(tx: Tx, where: str, params: tuple[Any, ...]) -> list[str]:
+    rows = await tx.all(f"SELECT number FROM numbers WHERE {where} ORDER BY number", params)
+    return [r["number"] for r in rows]
+
+
+class SqliteTrunks:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def _get(self, tx: Tx, name_or_id: str | int) -> Trunk | None:
+        where, params = key_clause(name_or_id)
+        row = await tx.one(f"SELECT * FROM trunks WHERE {where}", params)
+        if row is None:
+            return None
+        allow = await tx.all(
+            "SELECT cidr FROM trunk_allow WHERE trunk_id = ? ORDER BY position", (row["id"],)
+        )
+        return build(Trunk, row, allow=tuple(a["cidr"] for a in allow))
+
+    async def _need(self, tx: Tx, name: str) -> Trunk:
+        trunk = await self._get(tx, name)
+        if trunk is None:
+            raise NotFoundError(f"no trunk named '{name}'")
+        return trunk
+
+    async def _write_allow(self, tx: Tx, trunk_id: int, allow: tuple[str, ...]) -> None:
+        await tx.run("DELETE FROM trunk_allow WHERE trunk_id = ?", (trunk_id,))
+        await tx.many(
+            "INSERT INTO trunk_allow (trunk_id, position, cidr) VALUES (?, ?, ?)",
+            [(trunk_id, i, cidr) for i, cidr in enumerate(allow)],
+        )
+
+    async def add(self, trunk: Trunk) -> Trunk:
+        async with self._db.write() as tx:
+            if await self._get(tx, trunk.name) is not None:
+                raise ConflictError(f"trunk '{trunk.name}' already exists")
+            trunk_id = await tx.insert(
+                insert_sql("trunks", _TRUNK_COLS), values_of(trunk, _TRUNK_COLS)
+            )
+            await self._write_allow(tx, trunk_id, trunk.allow or default_allow(trunk.host))
+            return await self._need(tx, trunk.name)
+
+    async def get(self, name_or_id: str | int) -> Trunk | None:
+        async with self._db.read() as tx:
+            return await self._get(tx, name_or_id)
+
+    async def list(self) -> list[Trunk]:
+        async with self._db.read() as tx:
+            rows = await tx.all("SELECT * FROM trunks ORDER BY name")
+            allow: dict[int, list[str]] = {}
+            for a in await tx.all("SELECT * FROM trunk_allow ORDER BY trunk_id, position"):
+                allow.setdefault(a["trunk_id"], []).append(a["cidr"])
+        return [build(Trunk, r, allow=tuple(allow.get(r["id"], ()))) for r in rows]
+
+    async def update(self, name: str, **changes: object) -> Trunk:
+        check_changes("trunk", Trunk, changes)
+        async with self._db.write() as tx:
+            current = await self._need(tx, name)
+            new = replace(current, **changes)  # type: ignore[arg-type]
+            if new.name != name and await self._get(tx, new.name) is not None:
+                raise ConflictError(f"trunk '{new.name}' already exists")
+            params = values_of(new, _TRUNK_COLS) | {"id": current.id}
+            await tx.run(update_sql("trunks", _TRUNK_COLS), params)
+            if "allow" in changes:
+                await self._write_allow(tx, current.id, new.allow)
+            return await self._need(tx, new.name)
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        async with self._db.write() as tx:
+            trunk = await self._need(tx, name)
+            users = await numbers_using(tx, "trunk_id = ?", (trunk.id,))
+            if users and not force:
+                raise ConflictError(
+                    f"trunk '{name}' is used by {quote_list(users)}; "
+                    "move those numbers to another trunk first, or force to detach them"
+                )
+            await tx.run("UPDATE numbers SET trunk_id = NULL WHERE trunk_id = ?", (trunk.id,))
+            await tx.run("DELETE FROM trunks WHERE id = ?", (trunk.id,))
+
+
+class SqliteDestinations:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def _get(self, tx: Tx, name_or_id: str | int) -> Destination | None:
+        where, params = key_clause(name_or_id)
+        row = await tx.one(f"SELECT * FROM destinations WHERE {where}", params)
+        return None if row is None else build(Destination, row)
+
+    async def _need(self, tx: Tx, name: str) -> Destination:
+        found = await self._get(tx, name)
+        if found is None:
+            raise NotFoundError(f"no destination named '{name}'")
+        return found
+
+    async def add(self, destination: Destination) -> Destination:
+        async with self._db.write() as tx:
+            if await self._get(tx, destination.name) is not None:
+                raise ConflictError(f"destination '{destination.name}' already exists")
+            await tx.insert(
+                insert_sql("destinations", _DEST_COLS), values_of(destination, _DEST_COLS)
+            )
+            return await self._need(tx, destination.name)
+
+    async def get(self, name_or_id: str | int) -> Destination | None:
+        async with self._db.read() as tx:
+            return await self._get(tx, name_or_id)
+
+    async def list(self) -> list[Destination]:
+        async with self._db.read() as tx:
+            rows = await tx.all("SELECT * FROM destinations ORDER BY name")
+        return [build(Destination, r) for r in rows]
+
+    async def update(self, name: str, **changes: object) -> Destination:
+        check_changes("destination", Destination, changes)
+        async with self._db.write() as tx:
+            current = await self._need(tx, name)
+            new = replace(current, **changes)  # type: ignore[arg-type]
+            if new.name != name and await self._get(tx, new.name) is not None:
+                raise ConflictError(f"destination '{new.name}' already exists")
+            await tx.run(
+                update_sql("destinations", _DEST_COLS), values_of(new, ["id", *_DEST_COLS])
+            )
+            return await self._need(tx, new.name)
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        async with self._db.write() as tx:
+            dest = await self._need(tx, name)
+            users = await numbers_using(
+                tx,
+                "id IN (SELECT number_id FROM number_destinations WHERE destination_id = ?)",
+                (dest.id,),
+            )
+            if users and not force:
+                raise ConflictError(
+                    f"destination '{name}' is used by {quote_list(users)}; "
+                    "change those numbers first, or force to drop it from them"
+                )
+            await tx.run("DELETE FROM number_destinations WHERE destination_id = ?", (dest.id,))
+            await tx.run("DELETE FROM destinations WHERE id = ?", (dest.id,))
+
+
+class SqliteSources:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def _get(self, tx: Tx, name_or_id: str | int) -> Source | None:
+        where, params = key_clause(name_or_id)
+        row = await tx.one(f"SELECT * FROM sources WHERE {where}", params)
+        return None if row is None else build(Source, row)
+
+    async def _need(self, tx: Tx, name: str) -> Source:
+        found = await self._get(tx, name)
+        if found is None:
+            raise NotFoundError(f"no source named '{name}'")
+        return found
+
+    async def add(self, source: Source) -> Source:
+        async with self._db.write() as tx:
+            if await self._get(tx, source.name) is not None:
+                raise ConflictError(f"source '{source.name}' already exists")
+            await tx.insert(insert_sql("sources", _SOURCE_COLS), values_of(source, _SOURCE_COLS))
+            return await self._need(tx, source.name)
+
+    async def get(self, name_or_id: str | int) -> Source | None:
+        async with self._db.read() as tx:
+            return await self._get(tx, name_or_id)
+
+    async def list(self) -> list[Source]:
+        async with self._db.read() as tx:
+            rows = await tx.all("SELECT * FROM sources ORDER BY position, name")
+        return [build(Source, r) for r in rows]
+
+    async def update(self, name: str, **changes: object) -> Source:
+        check_changes("source", Source, changes)
+        async with self._db.write() as tx:
+            current = await self._need(tx, name)
+            new = replace(current, **changes)  # type: ignore[arg-type]
+            if new.name != name and await self._get(tx, new.name) is not None:
+                raise ConflictError(f"source '{new.name}' already exists")
+            await tx.run(update_sql("sources", _SOURCE_COLS), values_of(new, ["id", *_SOURCE_COLS]))
+            return await self._need(tx, new.name)
+
+    async def remove(self, name: str) -> None:
+        async with self._db.write() as tx:
+            source = await self._need(tx, name)
+            users = await numbers_using(tx, "source_id = ?", (source.id,))
+            if users:
+                raise ConflictError(
+                    f"source '{name}' still has numbers {quote_list(users)}; remove them first"
+                )
+            await tx.run("DELETE FROM sources WHERE id = ?", (source.id,))

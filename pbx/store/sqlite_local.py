@@ -1,0 +1,182 @@
+"""SQLite repositories for caller blocks and local extensions (I/O).
+
+Decisions: a block pattern matches a caller when it is a prefix of the
+caller's number (an exact number is its own prefix). The registrar, not the
+store, enforces `max_contacts`; `set_binding` replaces a contact's binding.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import replace
+
+from pbx.errors import ConflictError, NotFoundError
+from pbx.store.base import Binding, Block, Extension
+from pbx.store.sqlite_config import key_clause
+from pbx.store.sqlite_db import (
+    Db,
+    Tx,
+    build,
+    check_changes,
+    columns_of,
+    insert_sql,
+    update_sql,
+    values_of,
+)
+
+_EXT_COLS = columns_of(Extension)
+
+
+def _scope(number: str | None) -> str:
+    return "everywhere" if number is None else f"for {number}"
+
+
+class SqliteBlocks:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def add(self, block: Block) -> Block:
+        async with self._db.write() as tx:
+            if block.number is not None:
+                known = await tx.one("SELECT 1 FROM numbers WHERE number = ?", (block.number,))
+                if known is None:
+                    raise NotFoundError(f"no tracking number {block.number}")
+            found = await tx.one(
+                "SELECT 1 FROM blocks WHERE pattern = ? AND number IS ?",
+                (block.pattern, block.number),
+            )
+            if found is not None:
+                raise ConflictError(f"{block.pattern} is already blocked {_scope(block.number)}")
+            block_id = await tx.insert(
+                "INSERT INTO blocks (pattern, number) VALUES (?, ?)", (block.pattern, block.number)
+            )
+        return replace(block, id=block_id)
+
+    async def list(self, *, number: str | None = None) -> list[Block]:
+        where, params = ("WHERE number = ?", (number,)) if number is not None else ("", ())
+        async with self._db.read() as tx:
+            rows = await tx.all(f"SELECT * FROM blocks {where} ORDER BY pattern, number", params)
+        return [build(Block, r) for r in rows]
+
+    async def remove(self, pattern: str, number: str | None = None) -> None:
+        async with self._db.write() as tx:
+            changed = await tx.run(
+                "DELETE FROM blocks WHERE pattern = ? AND number IS ?", (pattern, number)
+            )
+            if not changed:
+                raise NotFoundError(f"{pattern} is not blocked {_scope(number)}")
+
+    async def matching(self, caller: str, number: str) -> builtins.list[Block]:
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                "SELECT * FROM blocks WHERE (number IS NULL OR number = ?) "
+                "AND substr(?, 1, length(pattern)) = pattern ORDER BY length(pattern) DESC",
+                (number, caller),
+            )
+        return [build(Block, r) for r in rows]
+
+
+class SqliteExtensions:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def _get(self, tx: Tx, name_or_id: str | int) -> Extension | None:
+        where, params = key_clause(name_or_id)
+        row = await tx.one(f"SELECT * FROM extensions WHERE {where}", params)
+        return None if row is None else build(Extension, row)
+
+    async def _need(self, tx: Tx, name: str) -> Extension:
+        found = await self._get(tx, name)
+        if found is None:
+            raise NotFoundError(f"no extension named '{name}'")
+        return found
+
+    async def add(self, extension: Extension) -> Extension:
+        async with self._db.write() as tx:
+            if await self._get(tx, extension.name) is not None:
+                raise ConflictError(f"extension '{extension.name}' already exists")
+            await tx.insert(insert_sql("extensions", _EXT_COLS), values_of(extension, _EXT_COLS))
+            return await self._need(tx, extension.name)
+
+    async def get(self, name_or_id: str | int) -> Extension | None:
+        async with self._db.read() as tx:
+            return await self._get(tx, name_or_id)
+
+    async def list(self) -> list[Extension]:
+        async with self._db.read() as tx:
+            rows = await tx.all("SELECT * FROM extensions ORDER BY name")
+        return [build(Extension, r) for r in rows]
+
+    async def update(self, name: str, **changes: object) -> Extension:
+        check_changes("extension", Extension, changes)
+        async with self._db.write() as tx:
+            current = await self._need(tx, name)
+            new = replace(current, **changes)  # type: ignore[arg-type]
+            if new.name != name:
+                await self._rename_checks(tx, name, new.name)
+            await tx.run(update_sql("extensions", _EXT_COLS), values_of(new, ["id", *_EXT_COLS]))
+            return await self._need(tx, new.name)
+
+    async def _rename_checks(self, tx: Tx, old: str, new: str) -> None:
+        if await self._get(tx, new) is not None:
+            raise ConflictError(f"extension '{new}' already exists")
+        await self._not_a_destination(tx, old, "rename")
+
+    async def _not_a_destination(self, tx: Tx, name: str, verb: str) -> None:
+        users = await tx.all(
+            "SELECT name FROM destinations WHERE kind = 'extension' AND target = ? ORDER BY name",
+            (f"ext:{name}",),
+        )
+        if users:
+            names = ", ".join(f"'{u['name']}'" for u in users)
+            raise ConflictError(
+                f"cannot {verb} extension '{name}': destination {names} points to it"
+            )
+
+    async def remove(self, name: str) -> None:
+        async with self._db.write() as tx:
+            ext = await self._need(tx, name)
+            await self._not_a_destination(tx, name, "remove")
+            await tx.run("DELETE FROM extensions WHERE id = ?", (ext.id,))
+
+    async def bindings(self, name: str, now: str | None = None) -> builtins.list[Binding]:
+        sql = (
+            "SELECT e.name AS extension, b.* FROM extension_bindings b "
+            "JOIN extensions e ON e.id = b.extension_id WHERE e.name = ?"
+        )
+        params: tuple[str, ...] = (name,)
+        if now is not None:
+            sql += " AND b.expires_at > ?"
+            params = (name, now)
+        async with self._db.read() as tx:
+            rows = await tx.all(sql + " ORDER BY b.expires_at DESC, b.contact", params)
+        return [build(Binding, r) for r in rows]
+
+    async def set_binding(self, binding: Binding) -> None:
+        async with self._db.write() as tx:
+            ext = await self._need(tx, binding.extension)
+            await tx.run(
+                "INSERT INTO extension_bindings "
+                "(extension_id, contact, expires_at, call_id, cseq, received) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (extension_id, contact) DO UPDATE SET "
+                "expires_at = excluded.expires_at, call_id = excluded.call_id, "
+                "cseq = excluded.cseq, received = excluded.received",
+                (
+                    ext.id,
+                    binding.contact,
+                    binding.expires_at,
+                    binding.call_id,
+                    binding.cseq,
+                    binding.received,
+                ),
+            )
+
+    async def remove_binding(self, name: str, contact: str) -> None:
+        async with self._db.write() as tx:
+            ext = await self._need(tx, name)
+            changed = await tx.run(
+                "DELETE FROM extension_bindings WHERE extension_id = ? AND contact = ?",
+                (ext.id, contact),
+            )
+            if not changed:
+                raise NotFoundError(f"extension '{name}' has no binding for {contact}")
