@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pbx.errors import PbxError
+from pbx.sip.headers import parse_auth, quote_string
+from pbx.sip.status import SipParseError
 
 MAX_PARAMS = 32  # a digest challenge has ~10 params; more is garbage or an attack
 MAX_ROUNDS = 4  # challenges one request chain may answer (stale loops included)
@@ -117,56 +119,17 @@ class DigestCredentials:
 
 
 def parse_params(value: str) -> tuple[str, dict[str, str]]:
-    """Split `Scheme k=v, k="quoted"` into the scheme and lower-cased keys -> values."""
-    text = value.strip()
-    scheme, _, rest = text.partition(" ")
-    if not scheme or "=" in scheme:
-        raise AuthError(f"no auth scheme in {value[:60]!r}")
-    params: dict[str, str] = {}
-    pos, end = 0, len(rest)
-    while pos < end:
-        pos = _skip(rest, pos, " \t,")
-        if pos >= end:
-            break
-        eq = rest.find("=", pos)
-        if eq < 0:
-            raise AuthError(f"auth-param without '=' in {value[:60]!r}")
-        name = rest[pos:eq].strip().lower()
-        if not name or any(c in name for c in ' \t,"'):
-            raise AuthError(f"bad auth-param name {name!r}")
-        pos = _skip(rest, eq + 1, " \t")
-        val, pos = _read_value(rest, pos)
-        params[name] = val
-        if len(params) > MAX_PARAMS:
-            raise AuthError("too many auth-params")
-    return scheme, params
+    """Split `Scheme k=v, k="quoted"` into the scheme and lower-cased keys -> values.
 
-
-def _skip(text: str, pos: int, chars: str) -> int:
-    while pos < len(text) and text[pos] in chars:
-        pos += 1
-    return pos
-
-
-def _read_value(text: str, pos: int) -> tuple[str, int]:
-    """A token (up to the next comma) or a quoted-string with backslash escapes."""
-    if pos < len(text) and text[pos] == '"':
-        out: list[str] = []
-        pos += 1
-        while pos < len(text):
-            ch = text[pos]
-            if ch == "\\" and pos + 1 < len(text):
-                out.append(text[pos + 1])
-                pos += 2
-            elif ch == '"':
-                return "".join(out), pos + 1
-            else:
-                out.append(ch)
-                pos += 1
-        raise AuthError("unterminated quoted-string in auth-param")
-    comma = text.find(",", pos)
-    stop = len(text) if comma < 0 else comma
-    return text[pos:stop].strip(), stop
+    Delegates to `pbx.sip.headers.parse_auth` (RFC 7235 §2.1 auth-param grammar).
+    """
+    try:
+        parsed = parse_auth(value)
+    except SipParseError as exc:
+        raise AuthError(str(exc)) from exc
+    if len(parsed.params) > MAX_PARAMS:
+        raise AuthError("too many auth-params")
+    return parsed.scheme, parsed.params
 
 
 def parse_challenge(value: str, *, proxy: bool = False) -> Challenge:
@@ -323,10 +286,6 @@ def verify_authorization(
 _QOPS = ("auth", "auth-int")
 
 
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _choose_qop(offered: Sequence[str]) -> str | None:
     """qop=auth when offered, else auth-int, else none (RFC 2069 form)."""
     if not offered:
@@ -366,19 +325,19 @@ def build_authorization(
         challenge.algorithm, key, challenge.nonce, method, uri, qop, nc_hex, used_cnonce, body
     )
     parts = [
-        f"username={_quote(username)}",
-        f"realm={_quote(challenge.realm)}",
-        f"nonce={_quote(challenge.nonce)}",
-        f"uri={_quote(uri)}",
-        f"response={_quote(response)}",
+        f"username={quote_string(username)}",
+        f"realm={quote_string(challenge.realm)}",
+        f"nonce={quote_string(challenge.nonce)}",
+        f"uri={quote_string(uri)}",
+        f"response={quote_string(response)}",
         f"algorithm={challenge.algorithm}",
     ]
     if used_cnonce is not None:
-        parts.append(f"cnonce={_quote(used_cnonce)}")
+        parts.append(f"cnonce={quote_string(used_cnonce)}")
     if qop:
         parts += [f"qop={qop}", f"nc={nc_hex}"]
     if challenge.opaque is not None:
-        parts.append(f"opaque={_quote(challenge.opaque)}")
+        parts.append(f"opaque={quote_string(challenge.opaque)}")
     if challenge.userhash:
         parts.append("userhash=true")
     return "Digest " + ", ".join(parts)
