@@ -1,0 +1,508 @@
+"""Typed views of SIP header values: Via, name-addr, CSeq, RSeq/RAck, Content-Type, auth (pure).
+
+Each `parse_*` takes one header value (one element of a comma list, as
+`Headers.get_all` returns it) and returns a dataclass; `str()` formats it
+back. Errors are `SipParseError` (400). The header container itself is
+`pbx.sip.message.Headers`; `split_list` here is its comma splitter.
+
+Decisions:
+- Header parameter names are stored lower-case (case-insensitive, RFC 3261
+  §7.3.1); values keep their case, quoted-string values are stored unquoted.
+  Valueless parameters (`;rport`, `;lr`) map to None.
+- `Via.host` and `SipUri.host` are stored without IPv6 brackets.
+- A bare addr-spec (`To: sip:bob@b.example;tag=x`) carries no URI
+  parameters: everything after `;` belongs to the header (RFC 3261 §20.10).
+  Formatting always writes `<uri>`.
+- `Contact: *` is not a NameAddr: test with `is_star`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pbx.sip.status import SipParseError
+from pbx.sip.uri import SipUri, parse_host_port, parse_uri
+
+__all__ = [
+    "CANON",
+    "CANON_EXACT",
+    "CHALLENGE_UNQUOTED",
+    "COMPACT_FORMS",
+    "CREDENTIALS_UNQUOTED",
+    "LIST_HEADERS",
+    "LIST_KEYS",
+    "AuthParams",
+    "CSeq",
+    "ContentType",
+    "NameAddr",
+    "RAck",
+    "SipParseError",
+    "Via",
+    "canonical_name",
+    "format_auth",
+    "format_params",
+    "is_star",
+    "parse_auth",
+    "parse_content_type",
+    "parse_cseq",
+    "parse_name_addr",
+    "parse_params",
+    "parse_rack",
+    "parse_rseq",
+    "parse_via",
+    "quote_string",
+    "split_list",
+    "unquote_string",
+]
+
+_TOKEN_CHARS = r"A-Za-z0-9.!%*_+`'~\-"
+_TOKEN = re.compile(f"[{_TOKEN_CHARS}]+")
+# A parameter value that needs no quoting: token, or host chars (IPv6 received=).
+_BARE_VALUE = re.compile(rf"[{_TOKEN_CHARS}:\[\]]+")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_LWS = " \t"
+
+# RFC 3261 §25.1 Via: sent-protocol LWS sent-by (LWS allowed around "/" and ":").
+_VIA = re.compile(
+    rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)"
+    r"[ \t]+(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9_.\-]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*"
+)
+_CSEQ = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
+_RACK = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
+_CONTENT_TYPE = re.compile(rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)[ \t]*")
+_AUTH_PARAM = re.compile(
+    rf'[ \t]*([{_TOKEN_CHARS}]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^ \t,"]*))[ \t]*(?:,|$)',
+    re.DOTALL,
+)
+_NEXT_CHALLENGE = re.compile(rf"[ \t]*[{_TOKEN_CHARS}]+[ \t]+[{_TOKEN_CHARS}]+[ \t]*=")
+# RFC 3261 §8.1.1.5: CSeq sequence numbers are below 2**31.
+MAX_SEQ = 2**31 - 1
+
+
+# -- header names ------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# RFC 3261 §7.3.3 and the IANA SIP header registry: compact forms.
+COMPACT_FORMS = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "f": "From",
+    "t": "To",
+    "v": "Via",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "s": "Subject",
+    "e": "Content-Encoding",
+    "o": "Event",
+    "u": "Allow-Events",
+    "r": "Refer-To",
+    "x": "Session-Expires",
+    "b": "Referred-By",
+    "y": "Identity",
+    "j": "Reject-Contact",
+    "a": "Accept-Contact",
+    "d": "Request-Disposition",
+}
+# Headers whose grammar is a comma-separated list (RFC 3261 §7.3.1): only
+# these are split by Headers.get_all (WWW-Authenticate, Date... hold commas).
+LIST_HEADERS = _words(
+    "Accept Accept-Contact Accept-Encoding Accept-Language Alert-Info Allow Allow-Events "
+    "Call-Info Contact Content-Encoding Content-Language Diversion Error-Info History-Info "
+    "In-Reply-To P-Asserted-Identity P-Preferred-Identity Path Proxy-Require Reason "
+    "Record-Route Reject-Contact Request-Disposition Require Route Security-Client "
+    "Security-Server Security-Verify Service-Route Supported Unsupported Via Warning"
+)
+# Other names written in canonical form whatever case the peer used.
+OTHER_HEADERS = _words(
+    "Authentication-Info Authorization Call-ID Content-Disposition Content-Length "
+    "Content-Type CSeq Date Event Expires From Identity Max-Forwards Min-Expires Min-SE "
+    "MIME-Version Organization Priority Privacy Proxy-Authenticate Proxy-Authorization RAck "
+    "Refer-To Referred-By Remote-Party-ID Replaces Reply-To Retry-After RSeq Server "
+    "Session-Expires Subject Subscription-State Timestamp To User-Agent WWW-Authenticate"
+)
+# lower-case name (or compact letter) -> (canonical name, lookup key)
+CANON: dict[str, tuple[str, str]] = {
+    n.lower(): (n, n.lower()) for n in LIST_HEADERS + OTHER_HEADERS
+}
+CANON.update({letter: (n, n.lower()) for letter, n in COMPACT_FORMS.items()})
+# Exact-case fast path: "Via", "via", "VIA", "v", "V" hit without .lower().
+CANON_EXACT = dict(CANON)
+CANON_EXACT.update({pair[0]: pair for pair in CANON.values()})
+CANON_EXACT.update({name.upper(): pair for name, pair in CANON.items()})
+LIST_KEYS = frozenset(n.lower() for n in LIST_HEADERS)
+
+
+def canonical_name(name: str) -> tuple[str, str]:
+    """(name as written on output, lower-case lookup key); ValueError if not a token.
+
+    Known names and compact forms map to the canonical spelling (`call-id` ->
+    `Call-ID`, `v` -> `Via`); unknown names are kept verbatim.
+    """
+    pair = CANON_EXACT.get(name) or CANON.get(name.lower())
+    if pair is not None:
+        return pair
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(f"not a header name: {name!r}")
+    return name, name.lower()
+
+
+# -- strings and parameter lists ---------------------------------------------
+
+
+def unquote_string(text: str) -> str:
+    """`"a \\"b\\""` -> `a "b"` (RFC 3261 §25.1 quoted-pair); other text unchanged."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        body = text[1:-1]
+        return re.sub(r"\\(.)", r"\1", body, flags=re.DOTALL) if "\\" in body else body
+    return text
+
+
+def quote_string(text: str) -> str:
+    """Quote `text` as an RFC 3261 quoted-string, escaping `"` and `\\`."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _scan(text: str, seps: str) -> list[str]:
+    """Split `text` at any char in `seps` outside quotes and <...>."""
+    parts: list[str] = []
+    start = 0
+    in_quote = in_angle = escaped = False
+    for i, ch in enumerate(text):
+        if escaped:
+            escaped = False
+        elif in_quote:
+            if ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_quote = False
+        elif ch == '"':
+            in_quote = True
+        elif ch == "<":
+            in_angle = True
+        elif ch == ">":
+            in_angle = False
+        elif ch in seps and not in_angle:
+            parts.append(text[start:i])
+            start = i + 1
+    if in_quote:
+        raise SipParseError(f"unterminated quoted string: {text[:80]!r}")
+    parts.append(text[start:])
+    return parts
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma-separated header value (RFC 3261 §7.3.1), not inside quotes or <>."""
+    if "," not in value:
+        return [value]
+    return [p.strip(_LWS) for p in _scan(value, ",") if p.strip(_LWS)]
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """`;a=1;b;c="x y"` -> {'a': '1', 'b': None, 'c': 'x y'} (names lower-cased)."""
+    params: dict[str, str | None] = {}
+    text = text.strip(_LWS)
+    if not text:
+        return params
+    if text[0] != ";":
+        raise SipParseError(f"expected ';' before parameters: {text[:80]!r}")
+    parts = _scan(text[1:], ";") if '"' in text else text[1:].split(";")
+    for part in parts:
+        name, eq, value = part.partition("=")
+        name = name.strip(_LWS)
+        if not _TOKEN.fullmatch(name):
+            raise SipParseError(f"bad parameter name: {part[:80]!r}")
+        value = value.strip(_LWS)
+        if eq and value.startswith('"'):
+            if not _QUOTED.fullmatch(value):
+                raise SipParseError(f"bad quoted parameter: {part[:80]!r}")
+            value = unquote_string(value)
+        elif eq and not _BARE_VALUE.fullmatch(value):
+            raise SipParseError(f"bad parameter value: {part[:80]!r}")
+        params[name.lower()] = value if eq else None
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    """Inverse of `parse_params`: quotes values that are not tokens/hosts."""
+    out = []
+    for name, value in params.items():
+        if value is None:
+            out.append(f";{name}")
+        elif _BARE_VALUE.fullmatch(value):
+            out.append(f";{name}={value}")
+        else:
+            out.append(f";{name}={quote_string(value)}")
+    return "".join(out)
+
+
+# -- Via ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via value (RFC 3261 §20.42); `transport` upper-case ("UDP", "TCP")."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport(self) -> int | None:
+        """The numeric rport value (RFC 3581 §4), None if absent or valueless."""
+        value = self.params.get("rport")
+        return int(value) if value and value.isdigit() and len(value) <= 5 else None
+
+    @property
+    def wants_rport(self) -> bool:
+        """True if the sender asked for rport (RFC 3581 §3), valueless or not."""
+        return "rport" in self.params
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def ttl(self) -> int | None:
+        value = self.params.get("ttl")
+        return int(value) if value and value.isdigit() and len(value) <= 3 else None
+
+    @property
+    def sent_by(self) -> str:
+        """`host[:port]` as sent, for transaction matching (RFC 3261 §17.2.3)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"SIP/2.0/{self.transport} {self.sent_by}{format_params(self.params)}"
+
+
+def parse_via(value: str) -> Via:
+    """Parse one Via value, e.g. `SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1;rport`."""
+    m = _VIA.match(value)
+    if m is None:
+        raise SipParseError(f"bad Via: {value[:80]!r}")
+    if m.group(1).upper() != "SIP":
+        raise SipParseError(f"bad Via protocol: {value[:80]!r}")
+    sent_by = m.group(4) if m.group(5) is None else f"{m.group(4)}:{m.group(5)}"
+    host, port = parse_host_port(sent_by)
+    return Via(m.group(3).upper(), host, port, parse_params(value[m.end() :]))
+
+
+# -- name-addr: From, To, Contact, Route, Record-Route, Refer-To... ----------
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """`"Display" <uri>;params` (RFC 3261 §20.10, §25.1 name-addr / addr-spec)."""
+
+    display: str | None
+    uri: SipUri
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    @property
+    def expires(self) -> int | None:
+        """Contact `expires` parameter (RFC 3261 §10.2.1.1), if numeric."""
+        value = self.params.get("expires")
+        return int(value) if value and value.isdigit() and len(value) <= 10 else None
+
+    def with_tag(self, tag: str) -> NameAddr:
+        return NameAddr(self.display, self.uri, {**self.params, "tag": tag})
+
+    def __str__(self) -> str:
+        display = "" if self.display is None else quote_string(self.display) + " "
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+
+def is_star(value: str) -> bool:
+    """True for the `Contact: *` of a REGISTER that removes all bindings (RFC 3261 §10.2.2)."""
+    return value.strip(_LWS) == "*"
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """Parse From/To/Contact/Route-style values, quoted or bare display, <uri> or addr-spec."""
+    text = value.strip(_LWS)
+    if text.startswith('"'):
+        m = _QUOTED.match(text)
+        if m is None:
+            raise SipParseError(f"unterminated display name: {text[:80]!r}")
+        display: str | None = unquote_string(m.group(0))
+        rest = text[m.end() :].lstrip(_LWS)
+        if not rest.startswith("<"):
+            raise SipParseError(f"expected <uri> after display name: {text[:80]!r}")
+        return _angle_addr(display, rest, text)
+    lt = text.find("<")
+    if lt < 0:
+        semi = text.find(";")
+        uri_text, param_text = (text, "") if semi < 0 else (text[:semi], text[semi:])
+        if not uri_text or any(c in uri_text for c in ' \t>"'):
+            raise SipParseError(f"bad addr-spec: {text[:80]!r}")
+        return NameAddr(None, parse_uri(uri_text), parse_params(param_text))
+    words = text[:lt].split()
+    if not all(_TOKEN.fullmatch(w) for w in words):
+        raise SipParseError(f"bad display name: {text[:80]!r}")
+    return _angle_addr(" ".join(words) if words else None, text[lt:], text)
+
+
+def _angle_addr(display: str | None, rest: str, whole: str) -> NameAddr:
+    gt = rest.find(">")
+    if gt < 0:
+        raise SipParseError(f"unterminated <uri>: {whole[:80]!r}")
+    uri_text = rest[1:gt].strip(_LWS)
+    return NameAddr(display, parse_uri(uri_text), parse_params(rest[gt + 1 :]))
+
+
+# -- CSeq, RSeq, RAck, Content-Type ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """`CSeq: 4711 INVITE` (RFC 3261 §20.16)."""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    m = _CSEQ.fullmatch(value)
+    if m is None or int(m.group(1)) > MAX_SEQ:
+        raise SipParseError(f"bad CSeq: {value[:80]!r}")
+    return CSeq(int(m.group(1)), m.group(2))
+
+
+def parse_rseq(value: str) -> int:
+    """RSeq (RFC 3262 §7.1): 1 .. 2**31-1."""
+    text = value.strip(_LWS)
+    if not (text.isdigit() and text.isascii() and len(text) <= 10) or not 0 < int(text) <= MAX_SEQ:
+        raise SipParseError(f"bad RSeq: {value[:80]!r}")
+    return int(text)
+
+
+@dataclass(frozen=True, slots=True)
+class RAck:
+    """`RAck: 776656 1 INVITE` (RFC 3262 §7.2)."""
+
+    rseq: int
+    cseq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.rseq} {self.cseq} {self.method}"
+
+
+def parse_rack(value: str) -> RAck:
+    m = _RACK.fullmatch(value)
+    if m is None or int(m.group(1)) > MAX_SEQ or int(m.group(2)) > MAX_SEQ:
+        raise SipParseError(f"bad RAck: {value[:80]!r}")
+    return RAck(int(m.group(1)), int(m.group(2)), m.group(3))
+
+
+@dataclass(frozen=True, slots=True)
+class ContentType:
+    """`application/sdp;charset=utf-8` (RFC 3261 §20.15); type/subtype lower-case."""
+
+    type: str
+    subtype: str
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def mime(self) -> str:
+        return f"{self.type}/{self.subtype}"
+
+    def __str__(self) -> str:
+        return self.mime + format_params(self.params)
+
+
+def parse_content_type(value: str) -> ContentType:
+    m = _CONTENT_TYPE.match(value)
+    if m is None:
+        raise SipParseError(f"bad Content-Type: {value[:80]!r}")
+    params = parse_params(value[m.end() :])
+    return ContentType(m.group(1).lower(), m.group(2).lower(), params)
+
+
+# -- WWW-Authenticate / Authorization (RFC 3261 §20.27, §20.44; RFC 7616) ----
+
+# Digest params written as tokens, never quoted (RFC 7616 §3.3 and §3.4).
+CHALLENGE_UNQUOTED = frozenset({"algorithm", "stale"})
+CREDENTIALS_UNQUOTED = frozenset({"algorithm", "nc", "qop"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuthParams:
+    """`Digest realm="x", nonce="y", qop="auth"`: scheme + ordered, unquoted params."""
+
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def qop_options(self) -> list[str]:
+        """`qop="auth,auth-int"` -> ['auth', 'auth-int']."""
+        return [q.strip(_LWS) for q in self.params.get("qop", "").split(",") if q.strip(_LWS)]
+
+    @property
+    def stale(self) -> bool:
+        return self.params.get("stale", "").lower() == "true"
+
+    def __str__(self) -> str:
+        return format_auth(self.scheme, self.params)
+
+
+def parse_auth(value: str) -> AuthParams:
+    """Parse one challenge or credentials value; names lower-cased, values unquoted.
+
+    A second challenge in the same value (`Digest ..., Basic ...`) is ignored.
+    """
+    text = value.strip(_LWS)
+    m = _TOKEN.match(text)
+    if m is None:
+        raise SipParseError(f"bad auth scheme: {text[:80]!r}")
+    scheme, pos = m.group(0), m.end()
+    params: dict[str, str] = {}
+    while pos < len(text):
+        pm = _AUTH_PARAM.match(text, pos)
+        if pm is None:
+            if params and _NEXT_CHALLENGE.match(text, pos):
+                break  # RFC 7235 §4.1: the next challenge starts here
+            raise SipParseError(f"bad auth parameter: {text[pos : pos + 80]!r}")
+        quoted, bare = pm.group(2), pm.group(3)
+        params[pm.group(1).lower()] = unquote_string(f'"{quoted}"') if quoted is not None else bare
+        pos = pm.end()
+    return AuthParams(scheme, params)
+
+
+def format_auth(
+    scheme: str, params: dict[str, str], *, unquoted: Iterable[str] = CHALLENGE_UNQUOTED
+) -> str:
+    """`Digest realm="x", algorithm=MD5`: names in `unquoted` are written bare.
+
+    Use `CREDENTIALS_UNQUOTED` for Authorization/Proxy-Authorization values.
+    """
+    bare = set(unquoted)
+    parts = [
+        f"{name}={value}" if name in bare else f"{name}={quote_string(value)}"
+        for name, value in params.items()
+    ]
+    return f"{scheme} {', '.join(parts)}"

@@ -1,0 +1,615 @@
+"""SIP requests and responses: parse bytes into objects and back (pure).
+
+`parse(data)` reads one complete message (a UDP datagram, or one message cut
+out of a TCP stream by `StreamFramer`); `serialize(msg)` (also `bytes(msg)`)
+writes it. Typed views of header values are in `pbx.sip.headers` and are
+computed on access (`msg.vias`, `msg.from_`...), so parsing stays cheap.
+
+Theory of operation: the header section is decoded (UTF-8, surrogateescape so
+any byte survives a round trip), split on CRLF, unfolded (RFC 3261 §7.3.1)
+and stored as an ordered list of (name, value). Known names are written in
+their canonical form (`Call-ID`, `CSeq`, `WWW-Authenticate`) and compact
+forms are expanded (RFC 3261 §7.3.3); unknown names and methods are kept
+verbatim. Then the start line, the headers every message needs (RFC 3261
+§8.1.1: Via, From, To, Call-ID, CSeq), the top Via, CSeq and the
+Request-URI are checked, and the body is cut by Content-Length.
+
+Decisions:
+- Content-Length is framing, owned by the serializer: `parse` removes it from
+  `headers` (the body's length is the truth) and `serialize` always appends a
+  freshly computed `Content-Length` as the last header. So for any message m
+  without a Content-Length header, `parse(serialize(m)) == m`.
+- Header values are stored stripped of surrounding whitespace; a folded value
+  is joined with one space. `Headers` refuses CR/LF in names and values.
+- Content-Length missing: the body is the rest of the datagram (UDP, RFC 3261
+  §18.3); body shorter than Content-Length: 400; longer: truncated.
+- CRLFs before the start line are skipped (RFC 3261 §7.5), on UDP too.
+- Parse errors are `SipParseError` only, with `.partial` (headers read so far)
+  and `.start_line` so a UAS can still answer (see `pbx.sip.status`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from pbx.sip.headers import (
+    CANON,
+    CANON_EXACT,
+    LIST_KEYS,
+    ContentType,
+    CSeq,
+    NameAddr,
+    Via,
+    canonical_name,
+    is_star,
+    parse_content_type,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_list,
+)
+from pbx.sip.status import SipParseError, reason_phrase
+from pbx.sip.uri import SipUri, parse_uri
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_HEADERS",
+    "MAX_LINE",
+    "MAX_MESSAGE",
+    "MAX_VIAS",
+    "Headers",
+    "Message",
+    "Request",
+    "Response",
+    "SipParseError",
+    "StreamFramer",
+    "is_keepalive",
+    "make_response",
+    "parse",
+    "response_for_error",
+    "serialize",
+]
+
+# -- bounds (STYLE.md §3.7) ---------------------------------------------------
+# Whole message: a UDP datagram cannot exceed 65,535 bytes (RFC 768), and
+# RFC 3261 §18.1.1 expects large messages on TCP anyway; 64 KiB bounds both.
+MAX_MESSAGE = 65_536
+# Body: same ceiling; a larger Content-Length is answered 413.
+MAX_BODY = 65_536
+# Header lines: Apache's LimitRequestFields defaults to 100; SIP needs room
+# for up to MAX_VIAS Via lines plus Route/Record-Route, so 256.
+MAX_HEADERS = 256
+# One header line: Apache's LimitRequestFieldSize default is 8,190 bytes.
+MAX_LINE = 8_190
+# Via values: each hop adds one and decrements Max-Forwards, whose
+# recommended initial value is 70 (RFC 3261 §8.1.1.6), so 70 Vias is a loop.
+MAX_VIAS = 70
+
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
+_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+_SINGLE = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
+
+
+class Headers:
+    """Ordered SIP headers; names case-insensitive, compact forms expanded.
+
+    Values keep their order and repetition; `get_all` splits comma lists of
+    list-valued headers (Via, Contact, Route...) outside quotes and <...>.
+    """
+
+    __slots__ = ("_keys", "_names", "_values")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._names: list[str] = []
+        self._keys: list[str] = []
+        self._values: list[str] = []
+        for name, value in items:
+            self.add(name, value)
+
+    @classmethod
+    def _trusted(cls, names: list[str], keys: list[str], values: list[str]) -> Headers:
+        headers = cls.__new__(cls)
+        headers._names, headers._keys, headers._values = names, keys, values
+        return headers
+
+    def get(self, name: str) -> str | None:
+        """The first value of `name` (the whole line, not split), or None."""
+        key = canonical_name(name)[1]
+        try:
+            return self._values[self._keys.index(key)]
+        except ValueError:
+            return None
+
+    def get_all(self, name: str, *, split: bool = True) -> list[str]:
+        """Every value of `name` in order; comma lists split for list headers."""
+        key = canonical_name(name)[1]
+        values = [v for k, v in zip(self._keys, self._values, strict=True) if k == key]
+        if split and key in LIST_KEYS:
+            return [item for v in values for item in split_list(v)]
+        return values
+
+    def set(self, name: str, value: str) -> None:
+        """Replace all values of `name` with one, at the first one's place."""
+        canon, key = canonical_name(name)
+        _check_value(value)
+        if key in self._keys:
+            index = self._keys.index(key)
+            self.remove(name)
+            self._insert(index, canon, key, value)
+        else:
+            self._insert(len(self._keys), canon, key, value)
+
+    def add(self, name: str, value: str, *, first: bool = False) -> None:
+        """Append a value (or put it before every other header with `first`)."""
+        canon, key = canonical_name(name)
+        _check_value(value)
+        self._insert(0 if first else len(self._keys), canon, key, value)
+
+    def _insert(self, index: int, canon: str, key: str, value: str) -> None:
+        self._names.insert(index, canon)
+        self._keys.insert(index, key)
+        self._values.insert(index, value)
+
+    def remove(self, name: str) -> None:
+        """Remove every value of `name` (no error if there is none)."""
+        key = canonical_name(name)[1]
+        keep = [i for i, k in enumerate(self._keys) if k != key]
+        self._names = [self._names[i] for i in keep]
+        self._keys = [self._keys[i] for i in keep]
+        self._values = [self._values[i] for i in keep]
+
+    def pop_first(self, name: str) -> str | None:
+        """Remove and return the first list element of `name` (top Via, first Route)."""
+        key = canonical_name(name)[1]
+        if key not in self._keys:
+            return None
+        index = self._keys.index(key)
+        items = split_list(self._values[index]) if key in LIST_KEYS else [self._values[index]]
+        if len(items) > 1:
+            self._values[index] = ", ".join(items[1:])
+        else:
+            del self._names[index], self._keys[index], self._values[index]
+        return items[0]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(zip(self._names, self._values, strict=True))
+
+    def copy(self) -> Headers:
+        return Headers._trusted(list(self._names), list(self._keys), list(self._values))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and canonical_name(name)[1] in self._keys
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.items())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._names == other._names and self._values == other._values
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+
+def _check_value(value: str) -> None:
+    if "\r" in value or "\n" in value or value != value.strip(" \t"):
+        raise ValueError(f"header value must be one trimmed line: {value!r}")
+
+
+# -- messages -----------------------------------------------------------------
+
+
+class _Accessors:
+    """Typed views shared by Request and Response; each parses on access."""
+
+    __slots__ = ()
+    headers: Headers
+
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if value is None:
+            raise SipParseError(f"missing {name}")
+        return value
+
+    @property
+    def call_id(self) -> str:
+        return self._required("Call-ID")
+
+    @property
+    def cseq(self) -> CSeq:
+        return parse_cseq(self._required("CSeq"))
+
+    @property
+    def vias(self) -> list[Via]:
+        return [parse_via(v) for v in self.headers.get_all("Via")]
+
+    @property
+    def top_via(self) -> Via:
+        return parse_via(split_list(self._required("Via"))[0])
+
+    @property
+    def branch(self) -> str | None:
+        """The top Via's branch parameter (RFC 3261 §17.2.3), or None."""
+        value = self.headers.get("Via")
+        return None if value is None else parse_via(split_list(value)[0]).branch
+
+    @property
+    def from_(self) -> NameAddr:
+        return parse_name_addr(self._required("From"))
+
+    @property
+    def to(self) -> NameAddr:
+        return parse_name_addr(self._required("To"))
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Contact values; empty for none and for `Contact: *` (see `is_star`)."""
+        values = self.headers.get_all("Contact")
+        return [] if any(is_star(v) for v in values) else [parse_name_addr(v) for v in values]
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        return [parse_name_addr(v) for v in self.headers.get_all("Record-Route")]
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        return [parse_name_addr(v) for v in self.headers.get_all("Route")]
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self.headers.get("Max-Forwards")
+        if value is None:
+            return None
+        if not (value.isdigit() and value.isascii() and len(value) <= 3):
+            raise SipParseError(f"bad Max-Forwards: {value[:20]!r}")
+        return int(value)
+
+    @property
+    def content_type(self) -> ContentType | None:
+        value = self.headers.get("Content-Type")
+        return None if value is None else parse_content_type(value)
+
+
+@dataclass(slots=True)
+class Request(_Accessors):
+    """A SIP request; `uri` is the Request-URI text (`request_uri` parses it)."""
+
+    method: str
+    uri: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    @property
+    def request_uri(self) -> SipUri:
+        return parse_uri(self.uri)
+
+    def __bytes__(self) -> bytes:
+        return serialize(self)
+
+
+@dataclass(slots=True)
+class Response(_Accessors):
+    """A SIP response; `method` comes from its CSeq."""
+
+    status: int
+    reason: str
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+    @property
+    def method(self) -> str:
+        return self.cseq.method
+
+    def __bytes__(self) -> bytes:
+        return serialize(self)
+
+
+Message = Request | Response
+
+
+# -- serialize ------------------------------------------------------------------
+
+
+def serialize(msg: Message) -> bytes:
+    """Wire bytes of `msg`, Content-Length recomputed and written last."""
+    if isinstance(msg, Request):
+        start = f"{msg.method} {msg.uri} SIP/2.0\r\n"
+    else:
+        start = f"SIP/2.0 {msg.status} {msg.reason}\r\n"
+    h = msg.headers
+    lines = [
+        f"{n}: {v}\r\n"
+        for n, k, v in zip(h._names, h._keys, h._values, strict=True)
+        if k != "content-length"
+    ]
+    text = f"{start}{''.join(lines)}Content-Length: {len(msg.body)}\r\n\r\n"
+    return text.encode("utf-8", "surrogateescape") + msg.body
+
+
+# -- parse ------------------------------------------------------------------------
+
+
+def is_keepalive(data: bytes) -> bool:
+    """A CRLF keep-alive ping or pong (RFC 5626 §3.5.1): ignore, do not parse."""
+    return bool(data) and not data.strip(b"\r\n")
+
+
+def parse(data: bytes) -> Message:
+    """Parse one whole message; raises SipParseError (and nothing else)."""
+    if len(data) > MAX_MESSAGE:
+        raise SipParseError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE}", 513)
+    start = 0
+    while data.startswith(b"\r\n", start):  # RFC 3261 §7.5
+        start += 2
+    end = data.find(b"\r\n\r\n", start)
+    head_end = len(data) if end < 0 else end
+    head = data[start:head_end].decode("utf-8", "surrogateescape")
+    lines = head.split("\r\n")
+    start_line = lines[0]
+    headers = _parse_header_lines(lines, start_line)
+    try:
+        if end < 0:
+            raise SipParseError("no empty line after the headers")
+        body = _cut_body(headers, data, end + 4)
+        msg = _start(start_line, headers, body)
+        _validate(msg)
+    except SipParseError as err:
+        err.partial, err.start_line = headers, start_line
+        raise
+    return msg
+
+
+def _parse_header_lines(lines: list[str], start_line: str) -> Headers:
+    names: list[str] = []
+    keys: list[str] = []
+    values: list[str] = []
+    partial = Headers._trusted(names, keys, values)
+    if len(lines) > MAX_HEADERS + 1:
+        raise SipParseError("too many header lines", 513, start_line=start_line)
+    for line in lines[1:]:
+        if len(line) > MAX_LINE or "\r" in line or "\n" in line:
+            raise SipParseError("header line too long or bare CR/LF", 400, partial=partial,
+                                start_line=start_line)  # fmt: skip
+        if line[:1] in (" ", "\t"):  # RFC 3261 §7.3.1 folding
+            if not values:
+                raise SipParseError("continuation line before any header", partial=partial,
+                                    start_line=start_line)  # fmt: skip
+            values[-1] = (values[-1] + " " + line.strip(" \t")).strip(" \t")
+            continue
+        colon = line.find(":")
+        name = line[:colon]
+        pair = CANON_EXACT.get(name)
+        if pair is None:
+            name = name.rstrip(" \t")
+            pair = CANON.get(name.lower())
+            if pair is None:
+                if colon <= 0 or not _TOKEN.fullmatch(name):
+                    raise SipParseError(f"bad header line: {line[:80]!r}", partial=partial,
+                                        start_line=start_line)  # fmt: skip
+                pair = (name, name.lower())
+        names.append(pair[0])
+        keys.append(pair[1])
+        values.append(line[colon + 1 :].strip(" \t"))
+    return partial
+
+
+def _start(start_line: str, headers: Headers, body: bytes) -> Message:
+    if start_line[:4].upper() == "SIP/":
+        parts = start_line.split(" ", 2)
+        _check_version(parts[0])
+        code = parts[1] if len(parts) > 1 else ""
+        if not (len(code) == 3 and code.isdigit() and code.isascii() and code[0] in "123456"):
+            raise SipParseError(f"bad status code: {code[:20]!r}")
+        return Response(int(code), parts[2] if len(parts) > 2 else "", headers, body)
+    parts = start_line.split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+        raise SipParseError(f"bad request line: {start_line[:80]!r}")
+    _check_version(parts[2])
+    parse_uri(parts[1])  # 416 for tel-less unknown schemes, 400 if malformed
+    return Request(parts[0], parts[1], headers, body)
+
+
+def _check_version(version: str) -> None:
+    if version.upper() != "SIP/2.0":
+        if re.fullmatch(r"SIP/[0-9]+\.[0-9]+", version, re.IGNORECASE):
+            raise SipParseError(f"unsupported version {version[:20]!r}", 505)
+        raise SipParseError(f"bad SIP version {version[:20]!r}")
+
+
+def _cut_body(headers: Headers, data: bytes, body_start: int) -> bytes:
+    keys = headers._keys
+    if "content-length" not in keys:
+        return data[body_start:]  # RFC 3261 §18.3: UDP, the rest of the datagram
+    lengths = {v for k, v in zip(keys, headers._values, strict=True) if k == "content-length"}
+    headers.remove("Content-Length")
+    if len(lengths) != 1:
+        raise SipParseError("conflicting Content-Length values")
+    text = lengths.pop()
+    if not (text.isdigit() and text.isascii() and len(text) <= 10):
+        raise SipParseError(f"bad Content-Length: {text[:20]!r}")
+    length = int(text)
+    if length > MAX_BODY:
+        raise SipParseError(f"Content-Length {length} exceeds {MAX_BODY}", 413)
+    if len(data) - body_start < length:
+        raise SipParseError("body shorter than Content-Length")
+    return data[body_start : body_start + length]  # RFC 3261 §18.3: truncate
+
+
+def _validate(msg: Message) -> None:
+    keys = msg.headers._keys
+    for key in _REQUIRED:
+        if key not in keys:
+            raise SipParseError(f"missing mandatory header {key}")
+    for key in _SINGLE:
+        if keys.count(key) > 1:
+            raise SipParseError(f"more than one {key} header")
+    vias = msg.headers.get_all("Via")
+    if len(vias) > MAX_VIAS:
+        raise SipParseError(f"more than {MAX_VIAS} Via values (loop?)", 513)
+    parse_via(vias[0] if vias else "")
+    cseq = msg.cseq
+    if isinstance(msg, Request) and cseq.method != msg.method:
+        raise SipParseError("CSeq method does not match the request method")  # RFC 3261 §8.1.1.5
+    msg.max_forwards  # noqa: B018  (raises on a malformed value)
+
+
+# -- TCP framing ------------------------------------------------------------------
+
+# Content-Length (or compact "l") at the start of a header line.
+_CONTENT_LENGTH = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+
+
+class StreamFramer:
+    """Cuts a TCP byte stream into messages (RFC 3261 §18.3), bounded by MAX_MESSAGE.
+
+    `feed(data)` returns every complete message so far. CRLF keep-alives
+    between messages are skipped (RFC 5626 §3.5.1). A well-framed message
+    that does not parse is not returned: its `SipParseError` is appended to
+    `rejected` (drain with `take_rejected()` and answer 400 if you can).
+    A framing error (no Content-Length, header section or body too large)
+    raises `SipParseError` with `fatal=True`: the stream cannot be
+    resynchronised, close the connection; later feeds raise it again.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._broken: SipParseError | None = None
+        self.rejected: list[SipParseError] = []
+
+    def feed(self, data: bytes) -> list[Message]:
+        if self._broken is not None:
+            raise self._broken
+        self._buf += data
+        out: list[Message] = []
+        while (frame := self._next_frame()) is not None:
+            try:
+                out.append(parse(frame))
+            except SipParseError as err:
+                self.rejected.append(err)
+        return out
+
+    def take_rejected(self) -> list[SipParseError]:
+        rejected, self.rejected = self.rejected, []
+        return rejected
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a message."""
+        return len(self._buf)
+
+    def _fail(self, msg: str, status: int) -> SipParseError:
+        self._broken = SipParseError(msg, status, fatal=True)
+        self._buf.clear()
+        return self._broken
+
+    def _next_frame(self) -> bytes | None:
+        buf = self._buf
+        skip = 0
+        while buf.startswith(b"\r\n", skip):
+            skip += 2
+        if skip:
+            del buf[:skip]
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_MESSAGE:
+                raise self._fail("header section exceeds the message size limit", 513)
+            return None
+        m = _CONTENT_LENGTH.search(buf, 0, end + 2)
+        if m is None:
+            raise self._fail("Content-Length is mandatory on stream transports", 400)
+        text = m.group(1).strip(b" \t")
+        if not (text.isdigit() and len(text) <= 10):
+            raise self._fail(f"bad Content-Length {text[:20]!r}", 400)
+        total = end + 4 + int(text)
+        if int(text) > MAX_BODY or total > MAX_MESSAGE:
+            raise self._fail(f"message of {total} bytes exceeds the limit", 413)
+        if len(buf) < total:
+            return None
+        frame = bytes(buf[:total])
+        del buf[:total]
+        return frame
+
+
+# -- responses ----------------------------------------------------------------------
+
+# Requests whose 1xx/2xx responses create dialogs and so carry Record-Route
+# back (RFC 3261 §12.1.1; RFC 6665 §4.1.3 SUBSCRIBE/NOTIFY; RFC 3515 REFER).
+_DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "NOTIFY", "REFER"})
+_HAS_TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """A response to `request` per RFC 3261 §8.2.6.
+
+    Copies every Via (in order), From, To, Call-ID and CSeq; adds `;tag=to_tag`
+    to To unless it already has a tag; copies Timestamp into 100 (§8.2.6.1) and
+    Record-Route into 101-299 responses to dialog-creating requests (§12.1.1).
+    `headers` are appended; `reason` defaults to the standard phrase.
+    """
+    return _response_from(request.headers, request.method, status, reason, to_tag, headers, body)
+
+
+def response_for_error(err: SipParseError, *, to_tag: str | None = None) -> Response | None:
+    """The `err.status_hint` response to an unparsable request, or None to drop it.
+
+    Possible only when the request's Via, From, To, Call-ID and CSeq were read
+    (STYLE.md §3.6); never answer a response (its start line starts with SIP/).
+    """
+    partial = err.partial
+    start = err.start_line or ""
+    if partial is None or start[:4].upper() == "SIP/" or not start:
+        return None
+    if any(partial.get(name) is None for name in ("Via", "From", "To", "Call-ID", "CSeq")):
+        return None
+    method = start.split(" ", 1)[0]
+    return _response_from(partial, method, err.status_hint, None, to_tag, (), b"")
+
+
+def _response_from(
+    src: Headers,
+    method: str,
+    status: int,
+    reason: str | None,
+    to_tag: str | None,
+    extra: Iterable[tuple[str, str]],
+    body: bytes,
+) -> Response:
+    out = Headers()
+    for value in src.get_all("Via", split=False):
+        out.add("Via", value)
+    to = src.get("To") or ""
+    if to_tag is not None and not _HAS_TAG.search(to[to.rfind(">") + 1 :]):
+        to = f"{to};tag={to_tag}"
+    copied: list[tuple[str, str | None]] = [
+        ("From", src.get("From")),
+        ("To", to),
+        ("Call-ID", src.get("Call-ID")),
+        ("CSeq", src.get("CSeq")),
+    ]
+    for name, copy in copied:
+        if copy is not None:
+            out.add(name, copy)
+    if status == 100 and (stamp := src.get("Timestamp")) is not None:
+        out.add("Timestamp", stamp)
+    if 100 < status < 300 and method in _DIALOG_METHODS:
+        for value in src.get_all("Record-Route", split=False):
+            out.add("Record-Route", value)
+    for name, value in extra:
+        out.add(name, value)
+    return Response(status, reason if reason is not None else reason_phrase(status), out, body)
