@@ -153,7 +153,7 @@ class SqliteVisits:
             rows = await tx.all(sql, params)
         return [build(Visit, r) for r in rows]
 
-    async def update(self, visit_id: str, **changes: object) -> Visit:
+    async def update(self, visit_id: str, /, **changes: object) -> Visit:
         check_changes("visit", Visit, changes)
         async with self._db.write() as tx:
             current = await self._need(tx, visit_id)

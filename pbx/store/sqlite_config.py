@@ -98,7 +98,7 @@ class SqliteTrunks:
                 allow.setdefault(a["trunk_id"], []).append(a["cidr"])
         return [build(Trunk, r, allow=tuple(allow.get(r["id"], ()))) for r in rows]
 
-    async def update(self, name: str, **changes: object) -> Trunk:
+    async def update(self, name: str, /, **changes: object) -> Trunk:
         check_changes("trunk", Trunk, changes)
         async with self._db.write() as tx:
             current = await self._need(tx, name)
@@ -157,7 +157,7 @@ class SqliteDestinations:
             rows = await tx.all("SELECT * FROM destinations ORDER BY name")
         return [build(Destination, r) for r in rows]
 
-    async def update(self, name: str, **changes: object) -> Destination:
+    async def update(self, name: str, /, **changes: object) -> Destination:
         check_changes("destination", Destination, changes)
         async with self._db.write() as tx:
             current = await self._need(tx, name)
@@ -217,7 +217,7 @@ class SqliteSources:
             rows = await tx.all("SELECT * FROM sources ORDER BY position, name")
         return [build(Source, r) for r in rows]
 
-    async def update(self, name: str, **changes: object) -> Source:
+    async def update(self, name: str, /, **changes: object) -> Source:
         check_changes("source", Source, changes)
         async with self._db.write() as tx:
             current = await self._need(tx, name)

@@ -107,7 +107,7 @@ class SqliteExtensions:
             rows = await tx.all("SELECT * FROM extensions ORDER BY name")
         return [build(Extension, r) for r in rows]
 
-    async def update(self, name: str, **changes: object) -> Extension:
+    async def update(self, name: str, /, **changes: object) -> Extension:
         check_changes("extension", Extension, changes)
         async with self._db.write() as tx:
             current = await self._need(tx, name)

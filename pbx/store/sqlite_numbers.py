@@ -111,7 +111,7 @@ class SqliteNumbers:
             by_number.setdefault(d["number_id"], []).append(d)
         return [_with_lists(r, by_number.get(r["id"], [])) for r in rows]
 
-    async def update(self, number: str, **changes: object) -> TrackingNumber:
+    async def update(self, number: str, /, **changes: object) -> TrackingNumber:
         check_changes("number", TrackingNumber, changes)
         async with self._db.write() as tx:
             current = await self._need(tx, number)

@@ -1,0 +1,564 @@
+"""Store contract: every backend must pass this suite (today: SQLite on a tmp file).
+
+A new backend adds one factory to BACKENDS. Error cases compare the whole
+database dump before and after: a failed call must change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pbx.errors import ConflictError, InputError, NotFoundError
+from pbx.records import Attempt, CallRecord, Disposition
+from pbx.store import (
+    Binding,
+    Block,
+    Destination,
+    Extension,
+    OutboxItem,
+    Source,
+    Store,
+    TrackingNumber,
+    Trunk,
+    Visit,
+    open_store,
+)
+
+Factory = Callable[[Path], Awaitable[Store]]
+
+
+async def _sqlite(tmp_path: Path) -> Store:
+    return await open_store(tmp_path / "db" / "pbx.sqlite3")
+
+
+BACKENDS: dict[str, Factory] = {"sqlite": _sqlite}
+
+NUM = "+12125550123"
+NUM2 = "+13125550150"
+CALLER = "+14155550102"
+T0 = "2024-05-01T10:00:00.000000Z"
+T1 = "2024-05-01T10:00:05.000000Z"
+T2 = "2024-05-01T10:01:00.000000Z"
+T3 = "2024-05-02T09:00:00.000000Z"
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await BACKENDS[request.param](tmp_path)
+    yield opened
+    await opened.close()
+
+
+async def seed(store: Store) -> None:
+    await store.trunks.add(Trunk(name="carrier", host="192.0.2.10", username="u", password="p"))
+    await store.destinations.add(Destination(name="sales", target="+14155550101", kind="number"))
+    await store.destinations.add(
+        Destination(name="support", target="sip:support@192.0.2.20:5070", kind="sip")
+    )
+    await store.destinations.add(Destination(name="night", target="+14155550109", kind="number"))
+    await store.sources.add(Source(name="google", tag="ppc", cost_per_call_cents=1250))
+    await store.numbers.add(
+        TrackingNumber(
+            number=NUM,
+            source="google",
+            destinations=("sales", "support"),
+            after_hours=("night",),
+            trunk="carrier",
+            strategy="round-robin",
+        )
+    )
+
+
+async def unchanged(store: Store, exc: type[Exception], action: Awaitable[Any]) -> str:
+    """Run `action`, expect `exc`, and check the database is byte-identical."""
+    before = await store.dump()
+    with pytest.raises(exc) as info:
+        await action
+    assert await store.dump() == before
+    message = str(info.value)
+    assert message
+    assert "\n" not in message
+    return message
+
+
+def call(call_id: str, **kw: Any) -> CallRecord:
+    base: dict[str, Any] = {
+        "id": call_id,
+        "inbound_call_id": f"in-{call_id}@192.0.2.10",
+        "started_at": T0,
+        "caller": CALLER,
+        "tracking_number": NUM,
+        "source": "google",
+    }
+    return CallRecord(**(base | kw))
+
+
+# --- trunks -------------------------------------------------------------------
+
+
+async def test_trunk_add_get_list(store: Store) -> None:
+    added = await store.trunks.add(Trunk(name="carrier", host="192.0.2.10", register=True))
+    assert added.id > 0
+    assert added.allow == ("192.0.2.10/32",)
+    assert added.register is True
+    assert await store.trunks.get("carrier") == added
+    assert await store.trunks.get(added.id) == added
+    assert await store.trunks.get("nope") is None
+    other = await store.trunks.add(
+        Trunk(name="b", host="sip.example.net", allow=("198.51.100.0/24", "192.0.2.7/32"))
+    )
+    assert other.allow == ("198.51.100.0/24", "192.0.2.7/32")
+    assert [t.name for t in await store.trunks.list()] == ["b", "carrier"]
+
+
+async def test_trunk_default_allow(store: Store) -> None:
+    v6 = await store.trunks.add(Trunk(name="v6", host="2001:db8::1"))
+    assert v6.allow == ("2001:db8::1/128",)
+    named = await store.trunks.add(Trunk(name="named", host="sip.example.net"))
+    assert named.allow == ()
+
+
+async def test_trunk_duplicate_is_conflict(store: Store) -> None:
+    await store.trunks.add(Trunk(name="carrier", host="192.0.2.10"))
+    msg = await unchanged(
+        store, ConflictError, store.trunks.add(Trunk(name="carrier", host="192.0.2.11"))
+    )
+    assert "carrier" in msg
+
+
+async def test_trunk_bad_transport_is_input_error(store: Store) -> None:
+    bad = Trunk(name="x", host="192.0.2.10", transport="tls")  # type: ignore[arg-type]
+    await unchanged(store, InputError, store.trunks.add(bad))
+
+
+async def test_trunk_update(store: Store) -> None:
+    await store.trunks.add(Trunk(name="carrier", host="192.0.2.10"))
+    updated = await store.trunks.update("carrier", port=5080, allow=("203.0.113.0/24",))
+    assert (updated.port, updated.allow) == (5080, ("203.0.113.0/24",))
+    renamed = await store.trunks.update("carrier", name="main")
+    assert renamed.allow == ("203.0.113.0/24",)
+    assert await store.trunks.get("carrier") is None
+    await store.trunks.add(Trunk(name="other", host="192.0.2.11"))
+    await unchanged(store, ConflictError, store.trunks.update("main", name="other"))
+    await unchanged(store, InputError, store.trunks.update("main", colour="red"))
+    await unchanged(store, InputError, store.trunks.update("main", id=7))
+    await unchanged(store, NotFoundError, store.trunks.update("ghost", port=1))
+
+
+async def test_trunk_remove_in_use(store: Store) -> None:
+    await seed(store)
+    msg = await unchanged(store, ConflictError, store.trunks.remove("carrier"))
+    assert NUM in msg
+    await store.trunks.remove("carrier", force=True)
+    assert await store.trunks.get("carrier") is None
+    number = await store.numbers.get(NUM)
+    assert number is not None
+    assert number.trunk is None
+    await unchanged(store, NotFoundError, store.trunks.remove("carrier"))
+
+
+# --- destinations ---------------------------------------------------------------
+
+
+async def test_destination_crud(store: Store) -> None:
+    d = await store.destinations.add(
+        Destination(name="sales", target="+14155550101", kind="number")
+    )
+    assert await store.destinations.get("sales") == d
+    assert await store.destinations.get(d.id) == d
+    await unchanged(
+        store,
+        ConflictError,
+        store.destinations.add(Destination(name="sales", target="sip:a@192.0.2.1", kind="sip")),
+    )
+    moved = await store.destinations.update("sales", target="sip:a@192.0.2.1", kind="sip")
+    assert (moved.target, moved.kind) == ("sip:a@192.0.2.1", "sip")
+    await unchanged(store, InputError, store.destinations.update("sales", kind="fax"))
+    assert [x.name for x in await store.destinations.list()] == ["sales"]
+    await store.destinations.remove("sales")
+    assert await store.destinations.list() == []
+    await unchanged(store, NotFoundError, store.destinations.remove("sales"))
+
+
+async def test_destination_remove_in_use(store: Store) -> None:
+    await seed(store)
+    msg = await unchanged(store, ConflictError, store.destinations.remove("sales"))
+    assert "sales" in msg
+    assert NUM in msg
+    await unchanged(store, ConflictError, store.destinations.remove("night"))
+    await store.destinations.remove("sales", force=True)
+    await store.destinations.remove("night", force=True)
+    number = await store.numbers.get(NUM)
+    assert number is not None
+    assert (number.destinations, number.after_hours) == (("support",), ())
+
+
+# --- sources --------------------------------------------------------------------
+
+
+async def test_source_crud(store: Store) -> None:
+    s = await store.sources.add(
+        Source(name="tv", onsite=False, cost_per_call_cents=500, ga_measurement_id="G-1")
+    )
+    await store.sources.add(Source(name="web", onsite=True, position=1, referrer="google\\."))
+    await store.sources.add(Source(name="aaa", onsite=True, position=2))
+    assert await store.sources.get("tv") == s
+    assert s.cost_per_call_cents == 500
+    assert s.ga_measurement_id == "G-1"
+    assert [x.name for x in await store.sources.list()] == ["tv", "web", "aaa"]
+    updated = await store.sources.update("web", last_touch=True, tag="organic")
+    assert updated.last_touch is True
+    assert updated.tag == "organic"
+    await unchanged(store, ConflictError, store.sources.add(Source(name="tv")))
+    await unchanged(store, InputError, store.sources.update("tv", monthly_budget_cents=-5))
+    await unchanged(store, ConflictError, store.sources.update("tv", name="web"))
+    await store.sources.remove("aaa")
+    assert await store.sources.get("aaa") is None
+    await unchanged(store, NotFoundError, store.sources.remove("aaa"))
+
+
+async def test_source_remove_with_numbers(store: Store) -> None:
+    await seed(store)
+    msg = await unchanged(store, ConflictError, store.sources.remove("google"))
+    assert NUM in msg
+
+
+# --- numbers ----------------------------------------------------------------------
+
+
+async def test_number_add_get(store: Store) -> None:
+    await seed(store)
+    n = await store.numbers.get(NUM)
+    assert n is not None
+    assert n.source == "google"
+    assert n.trunk == "carrier"
+    assert n.destinations == ("sales", "support")
+    assert n.after_hours == ("night",)
+    assert (n.strategy, n.ring_timeout, n.rr_cursor) == ("round-robin", 20, 0)
+    assert await store.numbers.get(n.id) == n
+    assert await store.numbers.get(NUM2) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "exc"),
+    [
+        ({"number": NUM}, ConflictError),
+        ({"source": "nope"}, NotFoundError),
+        ({"destinations": ("sales", "ghost")}, NotFoundError),
+        ({"after_hours": ("ghost",)}, NotFoundError),
+        ({"trunk": "ghost"}, NotFoundError),
+        ({"destinations": ("sales", "sales")}, InputError),
+        ({"strategy": "random"}, InputError),
+        ({"ring_timeout": 0}, InputError),
+    ],
+)
+async def test_number_add_errors(
+    store: Store, changes: dict[str, Any], exc: type[Exception]
+) -> None:
+    await seed(store)
+    base = TrackingNumber(number=NUM2, source="google", destinations=("sales",))
+    await unchanged(store, exc, store.numbers.add(replace(base, **changes)))
+
+
+async def test_number_update_and_list(store: Store) -> None:
+    await seed(store)
+    await store.sources.add(Source(name="tv"))
+    await store.numbers.add(TrackingNumber(number=NUM2, source="tv", destinations=("night",)))
+    n = await store.numbers.update(NUM, destinations=("support", "sales"), ring_timeout=30)
+    assert n.destinations == ("support", "sales")
+    assert n.ring_timeout == 30
+    assert n.after_hours == ("night",)
+    n = await store.numbers.update(NUM, after_hours=(), trunk=None, source="tv")
+    assert (n.after_hours, n.trunk, n.source) == ((), None, "tv")
+    assert [x.number for x in await store.numbers.list()] == [NUM, NUM2]
+    assert [x.number for x in await store.numbers.list(source="google")] == []
+    assert len(await store.numbers.list(source="tv")) == 2
+    await unchanged(store, ConflictError, store.numbers.update(NUM, number=NUM2))
+    await unchanged(store, NotFoundError, store.numbers.update(NUM, destinations=("ghost",)))
+    await unchanged(store, InputError, store.numbers.update(NUM, colour="red"))
+    await unchanged(store, NotFoundError, store.numbers.update("+14155550199", ring_timeout=5))
+
+
+async def test_number_remove(store: Store) -> None:
+    await seed(store)
+    await store.blocks.add(Block(pattern="+1415", number=NUM))
+    await store.numbers.remove(NUM)
+    assert await store.numbers.get(NUM) is None
+    assert await store.blocks.list() == []
+    await store.sources.remove("google")  # no numbers left
+    await unchanged(store, NotFoundError, store.numbers.remove(NUM))
+
+
+async def test_lookup_bundle(store: Store) -> None:
+    await seed(store)
+    route = await store.numbers.lookup(NUM)
+    assert route is not None
+    assert route.number == await store.numbers.get(NUM)
+    assert route.source == await store.sources.get("google")
+    assert [d.target for d in route.destinations] == ["+14155550101", "sip:support@192.0.2.20:5070"]
+    assert [d.kind for d in route.destinations] == ["number", "sip"]
+    assert [d.name for d in route.after_hours] == ["night"]
+    assert route.trunk == await store.trunks.get("carrier")
+    assert route.trunk is not None
+    assert route.trunk.password == "p"
+    assert await store.numbers.lookup(NUM2) is None
+
+
+async def test_lookup_without_trunk_and_disabled(store: Store) -> None:
+    await seed(store)
+    await store.numbers.update(NUM, trunk=None, enabled=False)
+    route = await store.numbers.lookup(NUM)
+    assert route is not None
+    assert route.trunk is None
+    assert route.number.enabled is False
+
+
+async def test_round_robin_cursor(store: Store) -> None:
+    await seed(store)
+    assert [await store.numbers.advance_cursor(NUM) for _ in range(3)] == [0, 1, 2]
+    got = await asyncio.gather(*(store.numbers.advance_cursor(NUM) for _ in range(20)))
+    assert sorted(got) == list(range(3, 23))
+    number = await store.numbers.get(NUM)
+    assert number is not None
+    assert number.rr_cursor == 23
+    await unchanged(store, NotFoundError, store.numbers.advance_cursor(NUM2))
+
+
+# --- calls ----------------------------------------------------------------------
+
+
+async def test_call_roundtrip(store: Store) -> None:
+    record = call(
+        "c1",
+        attempts=(Attempt("+14155550101", 486, T0, T1, "Busy Here"), Attempt("sip:a@192.0.2.1")),
+        caller_name='Ann "A" Smith',
+        ring_seconds=4.5,
+        packets_in_out=10,
+        bytes_out_in=1600,
+        utm_source="google",
+        gclid="abc",
+    )
+    await store.calls.insert(record)
+    assert await store.calls.get("c1") == record
+    assert await store.calls.get("c2") is None
+    await unchanged(store, ConflictError, store.calls.insert(record))
+
+
+async def test_call_update(store: Store) -> None:
+    await store.calls.insert(call("c1"))
+    answered = call("c1", answered_at=T1, disposition=Disposition.ANSWERED, destination="sales")
+    await store.calls.update(answered)
+    assert await store.calls.get("c1") == answered
+    await unchanged(store, NotFoundError, store.calls.update(call("ghost")))
+
+
+async def test_call_list_filters(store: Store) -> None:
+    await store.calls.insert(call("a", started_at=T0))
+    await store.calls.insert(call("b", started_at=T2, disposition=Disposition.BUSY))
+    await store.calls.insert(call("c", started_at=T3, source="tv", tracking_number=NUM2))
+    assert [c.id for c in await store.calls.list()] == ["c", "b", "a"]
+    assert [c.id for c in await store.calls.list(since=T2)] == ["c", "b"]
+    assert [c.id for c in await store.calls.list(source="google")] == ["b", "a"]
+    assert [c.id for c in await store.calls.list(number=NUM2)] == ["c"]
+    assert [c.id for c in await store.calls.list(disposition="busy")] == ["b"]
+    assert [c.id for c in await store.calls.list(disposition=Disposition.RINGING)] == ["c", "a"]
+    assert [c.id for c in await store.calls.list(limit=1)] == ["c"]
+    assert [c.id for c in await store.calls.list(since=T0, source="google", limit=1)] == ["b"]
+
+
+async def test_mark_interrupted(store: Store) -> None:
+    await store.calls.insert(call("ringing"))
+    await store.calls.insert(call("answered", answered_at=T1, disposition=Disposition.ANSWERED))
+    done = call("done", ended_at=T1, disposition=Disposition.BUSY, hangup_by="callee")
+    await store.calls.insert(done)
+    assert await store.calls.mark_interrupted(T3) == 2
+    for cid in ("ringing", "answered"):
+        got = await store.calls.get(cid)
+        assert got is not None
+        assert (got.disposition, got.ended_at, got.hangup_by) == (
+            Disposition.INTERRUPTED,
+            T3,
+            "system",
+        )
+    assert await store.calls.get("done") == done
+    assert await store.calls.mark_interrupted(T3) == 0
+
+
+def _outbox(kind: str = "webhook") -> OutboxItem:
+    payload = json.dumps({"event": "call"})
+    return OutboxItem(kind=kind, payload=payload, target_url="https://hooks.example.com/x")  # type: ignore[arg-type]
+
+
+async def test_finish_writes_row_and_outbox(store: Store) -> None:
+    await store.calls.insert(call("c1"))
+    final = call("c1", ended_at=T2, disposition=Disposition.NO_ANSWER, hangup_by="system")
+    await store.calls.finish(final, [_outbox(), _outbox("ga4")])
+    assert await store.calls.get("c1") == final
+    due = await store.outbox.due(T3)
+    assert sorted(i.kind for i in due) == ["ga4", "webhook"]
+    # finish also lands a row that was never inserted (the ringing write failed).
+    await store.calls.finish(call("c2", disposition=Disposition.FAILED))
+    got = await store.calls.get("c2")
+    assert got is not None
+    assert got.disposition is Disposition.FAILED
+
+
+async def test_finish_is_atomic(store: Store) -> None:
+    await store.calls.insert(call("c1"))
+    final = call("c1", ended_at=T2, disposition=Disposition.BUSY)
+    # The second outbox item breaks a constraint: neither the row nor the first item land.
+    await unchanged(store, InputError, store.calls.finish(final, [_outbox(), _outbox("smtp")]))
+    got = await store.calls.get("c1")
+    assert got is not None
+    assert got.disposition is Disposition.RINGING
+    assert await store.outbox.due(T3) == []
+
+
+# --- visits ---------------------------------------------------------------------
+
+
+def visit(vid: str, **kw: Any) -> Visit:
+    base: dict[str, Any] = {
+        "id": vid,
+        "visitor_id": "v-1",
+        "started_at": T0,
+        "last_seen_at": T0,
+        "expires_at": T2,
+        "number": NUM,
+        "source": "google",
+    }
+    return Visit(**(base | kw))
+
+
+async def test_visits(store: Store) -> None:
+    a = await store.visits.add(
+        visit("a", lat=37.77, lon=-122.42, utm_campaign="spring", fallback=True)
+    )
+    assert await store.visits.get("a") == a
+    assert a.fallback is True
+    assert a.lat == 37.77
+    await store.visits.add(visit("b", visitor_id="v-2", started_at=T1, last_seen_at=T1))
+    assert [v.id for v in await store.visits.list()] == ["b", "a"]
+    assert [v.id for v in await store.visits.list(limit=1)] == ["b"]
+    assert (await store.visits.active(NUM, T0)) == await store.visits.get("b")
+    updated = await store.visits.update("a", last_seen_at=T2, expires_at=T3)
+    assert updated.last_seen_at == T2
+    active = await store.visits.active(NUM, T2)
+    assert active is not None
+    assert active.id == "a"
+    assert await store.visits.active(NUM, T3) is None
+    assert await store.visits.active(NUM2, T0) is None
+    latest = await store.visits.latest_for_visitor("v-2")
+    assert latest is not None
+    assert latest.id == "b"
+    assert await store.visits.latest_for_visitor("v-9") is None
+    await unchanged(store, ConflictError, store.visits.add(visit("a")))
+    await unchanged(store, InputError, store.visits.update("a", colour="red"))
+    await unchanged(store, NotFoundError, store.visits.update("zz", city="Paris"))
+
+
+# --- outbox ---------------------------------------------------------------------
+
+
+async def test_outbox_lifecycle(store: Store) -> None:
+    now = await store.outbox.add(_outbox())
+    later = await store.outbox.add(replace(_outbox(), next_attempt_at=T2))
+    assert now.id > 0
+    assert now.attempts == 0
+    assert now.gave_up is False
+    assert [i.id for i in await store.outbox.due(T1)] == [now.id]
+    assert [i.id for i in await store.outbox.due(T2)] == [now.id, later.id]
+    assert [i.id for i in await store.outbox.due(T2, limit=1)] == [now.id]
+    await store.outbox.mark_failed(now.id, T3, "HTTP 500")
+    failed = await store.outbox.get(now.id)
+    assert failed is not None
+    assert (failed.attempts, failed.next_attempt_at, failed.last_error) == (1, T3, "HTTP 500")
+    assert [i.id for i in await store.outbox.due(T2)] == [later.id]
+    await store.outbox.mark_delivered(later.id, T2)
+    delivered = await store.outbox.get(later.id)
+    assert delivered is not None
+    assert delivered.delivered_at == T2
+    await store.outbox.mark_failed(now.id, None, "HTTP 410")
+    gone = await store.outbox.get(now.id)
+    assert gone is not None
+    assert gone.gave_up is True
+    assert gone.attempts == 2
+    assert await store.outbox.due("9999-01-01T00:00:00.000000Z") == []
+    await unchanged(store, NotFoundError, store.outbox.mark_delivered(999, T2))
+    await unchanged(store, NotFoundError, store.outbox.mark_failed(999, T2, "x"))
+    assert await store.outbox.get(999) is None
+
+
+# --- blocks and extensions ------------------------------------------------------
+
+
+async def test_blocks(store: Store) -> None:
+    await seed(store)
+    g = await store.blocks.add(Block(pattern="+1415555"))
+    n = await store.blocks.add(Block(pattern=CALLER, number=NUM))
+    assert g.id > 0
+    assert n.number == NUM
+    assert len(await store.blocks.list()) == 2
+    assert await store.blocks.list(number=NUM) == [n]
+    await unchanged(store, ConflictError, store.blocks.add(Block(pattern="+1415555")))
+    await unchanged(store, NotFoundError, store.blocks.add(Block(pattern="+1", number=NUM2)))
+    assert {b.pattern for b in await store.blocks.matching(CALLER, NUM)} == {"+1415555", CALLER}
+    assert await store.blocks.matching(CALLER, NUM2) == [g]
+    assert await store.blocks.matching("+12125550100", NUM) == []
+    await store.blocks.remove("+1415555")
+    await unchanged(store, NotFoundError, store.blocks.remove("+1415555"))
+    await unchanged(store, NotFoundError, store.blocks.remove(CALLER))  # only per-number exists
+    await store.blocks.remove(CALLER, NUM)
+    assert await store.blocks.list() == []
+
+
+async def test_extensions_and_bindings(store: Store) -> None:
+    ext = await store.extensions.add(
+        Extension(name="alice", ha1_md5="a" * 32, ha1_sha256="b" * 64, realm="pbx", max_contacts=2)
+    )
+    assert await store.extensions.get("alice") == ext == await store.extensions.get(ext.id)
+    await unchanged(store, ConflictError, store.extensions.add(replace(ext, id=0)))
+    await unchanged(store, InputError, store.extensions.update("alice", max_contacts=0))
+    assert (await store.extensions.update("alice", max_contacts=3)).max_contacts == 3
+    await store.extensions.set_binding(
+        Binding(extension="alice", contact="sip:a@127.0.0.1:5062", expires_at=T1)
+    )
+    await store.extensions.set_binding(
+        Binding(
+            extension="alice", contact="sip:a@127.0.0.1:5064", expires_at=T3, call_id="x", cseq=2
+        )
+    )
+    await store.extensions.set_binding(
+        Binding(extension="alice", contact="sip:a@127.0.0.1:5062", expires_at=T2)
+    )
+    contacts = await store.extensions.bindings("alice")
+    assert [(b.contact, b.expires_at) for b in contacts] == [
+        ("sip:a@127.0.0.1:5064", T3),
+        ("sip:a@127.0.0.1:5062", T2),
+    ]
+    assert [b.contact for b in await store.extensions.bindings("alice", now=T2)] == [
+        "sip:a@127.0.0.1:5064"
+    ]
+    await store.extensions.remove_binding("alice", "sip:a@127.0.0.1:5062")
+    await unchanged(
+        store, NotFoundError, store.extensions.remove_binding("alice", "sip:a@127.0.0.1:5062")
+    )
+    await unchanged(
+        store,
+        NotFoundError,
+        store.extensions.set_binding(Binding(extension="bob", contact="sip:b@x", expires_at=T1)),
+    )
+    await store.destinations.add(Destination(name="desk", target="ext:alice", kind="extension"))
+    await unchanged(store, ConflictError, store.extensions.remove("alice"))
+    await unchanged(store, ConflictError, store.extensions.update("alice", name="alicia"))
+    await store.destinations.remove("desk")
+    await store.extensions.remove("alice")
+    assert await store.extensions.list() == []
+    assert await store.extensions.bindings("alice") == []
