@@ -12,8 +12,9 @@ Decisions:
   onsite|offsite, onsite presets need a referrer or landing regex and
   offsite ones have neither, every regex compiles, position 0..10000.
   A broken file is a `ConfigError` naming the preset and field.
-- When both regexes are present a visit must match both (documented in the
-  data file; `pbx.rules.sources` does the matching).
+- Matching is `pbx.rules.sources`' job (a visit matches when the referrer
+  OR the landing regex matches); regexes are checked with its
+  `compile_checked`, so presets obey the same length limit as admin input.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pbx.errors import ConfigError
+from pbx.errors import ConfigError, InputError
+from pbx.rules.sources import compile_checked
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "data" / "sources.toml"
 KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -64,9 +66,9 @@ def _regex(entry: dict[str, Any], field: str, where: str) -> str | None:
     pattern = _text(entry, field, where, required=False)
     if pattern is not None:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"presets: {where}.{field} is not a valid regex: {exc}") from None
+            compile_checked(pattern)
+        except InputError as exc:
+            raise ConfigError(f"presets: {where}.{field}: {exc}") from None
     return pattern
 
 

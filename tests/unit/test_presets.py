@@ -9,6 +9,7 @@ import pytest
 
 from pbx.errors import ConfigError
 from pbx.presets import KEBAB, PRESETS_PATH, load_presets, parse_presets
+from pbx.rules.sources import Source, match_source
 
 REQUIRED = {
     "google-ads", "google-organic", "bing-ads", "bing-organic", "yahoo-organic", "facebook-ads",
@@ -45,27 +46,23 @@ def test_every_preset_is_well_formed() -> None:
             assert preset.landing is None, key
 
 
-def _matches(key: str, referrer: str, landing: str) -> bool:
-    """Both given regexes must match (the documented AND rule)."""
-    preset = load_presets()[key]
-    ok_ref = preset.referrer is None or re.search(preset.referrer, referrer) is not None
-    ok_land = preset.landing is None or re.search(preset.landing, landing) is not None
-    return ok_ref and ok_land
-
-
 def _first_match(referrer: str, landing: str) -> str | None:
-    onsite = sorted((p for p in load_presets().values() if p.onsite), key=lambda p: p.position)
-    for preset in onsite:
-        if _matches(preset.key, referrer, landing):
-            return preset.key
-    return None
+    """Classify a visit with the real matcher over every onsite preset."""
+    sources = [
+        Source(p.key, onsite=p.onsite, referrer=p.referrer, landing=p.landing, position=p.position)
+        for p in load_presets().values()
+    ]
+    found = match_source(sources, referrer, landing)
+    return None if found is None else found.name
 
 
 @pytest.mark.parametrize(
     ("referrer", "landing", "expected"),
     [
         ("https://www.google.com/", "https://shop.example/?gclid=abc", "google-ads"),
-        ("https://www.google.co.uk/search", "https://shop.example/?utm_medium=cpc", "google-ads"),
+        ("", "https://shop.example/?utm_medium=cpc&utm_source=google", "google-ads"),
+        ("https://www.google.co.uk/search", "https://shop.example/?gbraid=x", "google-ads"),
+        ("https://bing.com/", "https://a.example/?utm_source=bing&utm_medium=cpc", "bing-ads"),
         ("https://www.google.com/", "https://shop.example/", "google-organic"),
         ("https://www.bing.com/search?q=x", "https://shop.example/?msclkid=1", "bing-ads"),
         ("https://www.bing.com/", "https://shop.example/", "bing-organic"),
@@ -83,6 +80,8 @@ def _first_match(referrer: str, landing: str) -> str | None:
         ("https://www.tiktok.com/", "https://shop.example/", "tiktok"),
         ("", "https://shop.example/?utm_medium=email", "email"),
         ("https://notgoogle.example/", "https://shop.example/", "referral"),
+        ("https://www.google.com.evil.example/", "https://shop.example/", "referral"),
+        ("HTTPS://WWW.GOOGLE.COM/", "https://shop.example/", "google-organic"),
         ("", "https://shop.example/", "direct"),
     ],
 )
@@ -107,7 +106,7 @@ _GOOD = '[[preset]]\nkey = "tv"\nname = "TV"\ntype = "offsite"\ndescription = "d
         (_GOOD.replace("offsite", "onsite") + "position = 1\n", "has no referrer or landing"),
         (
             _GOOD.replace("offsite", "onsite") + "position = 1\nlanding = '(unclosed'\n",
-            "landing is not a valid regex",
+            "landing: invalid regex",
         ),
         (_GOOD + "position = 0\ncolour = 'red'\n", "unknown field colour"),
         (_GOOD.replace('tag = "tv"', 'tag = ""') + "position = 0\n", "tag must be a non-empty"),
