@@ -14,7 +14,8 @@ Decisions (where the spec is silent):
 - `to_dict`/`from_dict` are the one mapping between a record and plain
   values; the store and the JSON export both use it.
 - CSV: one row per record, columns in field order; `attempts` is summarised
-  as `target=status; ...`. A cell that a spreadsheet would run as a formula
+  as `STATUS TARGET; ...` (`pending` for no final status yet), so a cell
+  starts with a digit, not with a number's `+`. A cell that a spreadsheet would run as a formula
   (starting with `=`, `@`, tab or CR, or `+`/`-` followed by anything but a
   plain number) gets a leading `'` (OWASP "CSV injection"); `+14155550101`
   stays as it is.
@@ -163,7 +164,7 @@ def _csv_cell(value: object) -> str:
 
 
 def _attempts_summary(attempts: Iterable[Attempt]) -> str:
-    return "; ".join(f"{a.target}={'' if a.status is None else a.status}" for a in attempts)
+    return "; ".join(f"{'pending' if a.status is None else a.status} {a.target}" for a in attempts)
 
 
 def to_csv(records: Iterable[CallRecord]) -> str:

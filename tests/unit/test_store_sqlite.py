@@ -1,0 +1,164 @@
+"""SQLite-specific store behaviour: opening, pragmas, migrations, transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from pbx.errors import ConflictError, InputError
+from pbx.store import Destination, SchemaVersionError, SqliteStore, Trunk, open_store
+from pbx.store.sqlite import Migration, load_migrations, migrate
+from pbx.store.sqlite_db import integrity_error
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "nested" / "dir" / "pbx.sqlite3"
+
+
+async def _pragma(store: SqliteStore, name: str) -> object:
+    async with store._db.read() as tx:
+        row = await tx.one(f"PRAGMA {name}")
+    assert row is not None
+    return row[0]
+
+
+async def test_open_creates_dirs_and_sets_pragmas(db_path: Path) -> None:
+    async with await open_store(db_path) as store:
+        assert db_path.exists()  # noqa: ASYNC240 - a one-off check in a test
+        assert await _pragma(store, "journal_mode") == "wal"
+        assert await _pragma(store, "foreign_keys") == 1
+        assert await _pragma(store, "busy_timeout") == 5000
+        assert await _pragma(store, "synchronous") == 1  # NORMAL
+        assert await store.schema_version() == len(load_migrations())
+        assert "CREATE TABLE trunks" in await store.dump()
+
+
+async def test_reopen_is_noop_and_keeps_data(db_path: Path) -> None:
+    async with await open_store(db_path) as store:
+        await store.trunks.add(Trunk(name="carrier", host="192.0.2.10"))
+        before = await store.dump()
+    async with await open_store(db_path) as store:
+        assert await store.dump() == before
+        trunk = await store.trunks.get("carrier")
+        assert trunk is not None
+        assert trunk.allow == ("192.0.2.10/32",)
+
+
+async def test_newer_schema_is_refused(db_path: Path) -> None:
+    async with await open_store(db_path):
+        pass
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(SchemaVersionError, match="99 is newer"):
+        await open_store(db_path)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+def test_migrations_are_numbered_from_one() -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert migrations[0].name == "0001_initial.sql"
+
+
+async def test_failed_migration_changes_nothing(tmp_path: Path) -> None:
+    good = Migration(1, "0001_a.sql", "CREATE TABLE a (x INTEGER);")
+    bad = Migration(2, "0002_b.sql", "CREATE TABLE b (x INTEGER);\nINSERT INTO nowhere VALUES (1);")
+    async with aiosqlite.connect(tmp_path / "m.sqlite3", isolation_level=None) as conn:
+        assert await migrate(conn, [good]) == 1
+        with pytest.raises(sqlite3.OperationalError):
+            await migrate(conn, [good, bad])
+        assert not conn.in_transaction
+        async with conn.execute("PRAGMA user_version") as cur:
+            assert (await cur.fetchone()) == (1,)
+        async with conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cur:
+            assert [r[0] for r in await cur.fetchall()] == ["a"]
+        fixed = Migration(2, "0002_b.sql", "CREATE TABLE b (x INTEGER);")
+        assert await migrate(conn, [good, fixed]) == 2
+        assert await migrate(conn, [good, fixed]) == 2  # re-run: no-op
+
+
+async def test_reader_never_sees_an_uncommitted_write(db_path: Path) -> None:
+    async with await open_store(db_path) as store:
+        inserted, release = asyncio.Event(), asyncio.Event()
+
+        async def writer() -> None:
+            async with store._db.write() as tx:
+                await tx.insert("INSERT INTO trunks (name, host) VALUES ('ghost', '192.0.2.1')")
+                inserted.set()
+                await release.wait()
+                raise RuntimeError("abandon")
+
+        task = asyncio.create_task(writer())
+        await asyncio.wait_for(inserted.wait(), 5)
+        reader = asyncio.create_task(store.trunks.list())
+        done, _ = await asyncio.wait({reader}, timeout=0.2)
+        assert not done  # blocked behind the open transaction
+        release.set()
+        with pytest.raises(RuntimeError):
+            await task
+        assert await asyncio.wait_for(reader, 5) == []
+
+
+async def test_cancelled_write_rolls_back(db_path: Path) -> None:
+    async with await open_store(db_path) as store:
+        inserted = asyncio.Event()
+
+        async def writer() -> None:
+            async with store._db.write() as tx:
+                await tx.insert("INSERT INTO trunks (name, host) VALUES ('ghost', '192.0.2.1')")
+                inserted.set()
+                await asyncio.Event().wait()  # never set: only cancellation ends it
+
+        task = asyncio.create_task(writer())
+        await asyncio.wait_for(inserted.wait(), 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await store.trunks.list() == []
+        added = await store.trunks.add(Trunk(name="real", host="192.0.2.2"))
+        assert added.name == "real"
+
+
+async def test_concurrent_writers_stay_consistent(db_path: Path) -> None:
+    async with await open_store(db_path) as store:
+        names = [f"d{i % 10}" for i in range(40)]  # each name attempted 4 times
+        results = await asyncio.gather(
+            *(
+                store.destinations.add(Destination(name=n, target="+14155550101", kind="number"))
+                for n in names
+            ),
+            *(store.destinations.list() for _ in range(10)),
+            return_exceptions=True,
+        )
+        adds = results[:40]
+        assert sum(isinstance(r, Destination) for r in adds) == 10
+        assert sum(isinstance(r, ConflictError) for r in adds) == 30
+        assert sorted(d.name for d in await store.destinations.list()) == sorted(set(names))
+        async with store._db.read() as tx:
+            row = await tx.one("PRAGMA integrity_check")
+        assert row is not None
+        assert row[0] == "ok"
+
+
+async def test_close_twice_is_harmless(db_path: Path) -> None:
+    store = await open_store(db_path)
+    await store.close()
+    await store.close()
+
+
+def test_integrity_errors_read_as_one_line() -> None:
+    check = integrity_error(sqlite3.IntegrityError("CHECK constraint failed: port > 0"))
+    assert type(check) is InputError
+    assert str(check) == "invalid value: port > 0 must hold"
+    unique = integrity_error(sqlite3.IntegrityError("UNIQUE constraint failed: trunks.name"))
+    assert isinstance(unique, ConflictError)
+    null = integrity_error(sqlite3.IntegrityError("NOT NULL constraint failed: trunks.host"))
+    assert str(null) == "missing value: trunks.host"
+    fk = integrity_error(sqlite3.IntegrityError("FOREIGN KEY constraint failed"))
+    assert isinstance(fk, ConflictError)
