@@ -43,6 +43,11 @@ Decision (RFC is silent: §13.3.1.4 makes it the TU's job): the IST in
 Accepted retransmits the 2xx itself (Timer ``RETRANSMIT_2XX``: T1, doubling,
 capped at T2, unreliable transports only) until the layer sees the ACK, and
 reports Timer L as a timeout if no ACK came (the TU should then BYE).
+
+Decision (RFC 3261 §9.1 "SHOULD" made concrete): when the TU sends a CANCEL,
+the layer arms ``CANCEL_GUARD`` (64*T1) on the INVITE client transaction;
+if no final response has come by then the ICT terminates with a timeout.
+Otherwise an ICT in Proceeding has no timer at all (Timer C is for proxies).
 """
 
 from __future__ import annotations
@@ -95,6 +100,8 @@ class Timer(enum.Enum):
     M = "M"  # ICT wait in Accepted (RFC 6026)
     # RFC 3261 §13.3.1.4: the UAS core's 2xx retransmission; unnamed in the RFC.
     RETRANSMIT_2XX = "2xx"
+    # RFC 3261 §9.1: no final response 64*T1 after our CANCEL ends the INVITE.
+    CANCEL_GUARD = "cancel guard"
 
 
 class Input(enum.Enum):
@@ -121,6 +128,7 @@ class Input(enum.Enum):
     TIMER_L = "Timer L"
     TIMER_M = "Timer M"
     TIMER_RETRANSMIT_2XX = "2xx retransmission timer"
+    TIMER_CANCEL_GUARD = "CANCEL guard timer"
 
 
 TU_INPUTS = frozenset({Input.TU_1XX, Input.TU_2XX, Input.TU_3XX_6XX})
@@ -179,8 +187,10 @@ ICT: Table = {
         S.COMPLETED,
         (Do.SEND_ACK, Do.PASS_UP, Arm(Timer.D, Backoff.WAIT_D)),
     ),
+    (S.CALLING, I.TIMER_CANCEL_GUARD): (S.TERMINATED, (Do.REPORT_TIMEOUT,)),
     (S.PROCEEDING, I.RECV_1XX): (S.PROCEEDING, (Do.PASS_UP,)),
     (S.PROCEEDING, I.RECV_2XX): (S.ACCEPTED, (Do.PASS_UP, Arm(Timer.M, Backoff.TIMEOUT))),
+    (S.PROCEEDING, I.TIMER_CANCEL_GUARD): (S.TERMINATED, (Do.REPORT_TIMEOUT,)),
     (S.PROCEEDING, I.RECV_3XX_6XX): (
         S.COMPLETED,
         (Do.SEND_ACK, Do.PASS_UP, Arm(Timer.D, Backoff.WAIT_D)),

@@ -95,7 +95,11 @@ def test_every_row_is_listed_above() -> None:
         (Kind.NICT, S.PROCEEDING, I.RECV_2XX),
         (Kind.IST, S.ACCEPTED, I.TIMER_RETRANSMIT_2XX),
         (Kind.NIST, S.PROCEEDING, I.TU_2XX),
+        (Kind.ICT, S.CALLING, I.TIMER_CANCEL_GUARD),
+        (Kind.ICT, S.PROCEEDING, I.TIMER_CANCEL_GUARD),
     }
+    for state in (S.CALLING, S.PROCEEDING):
+        assert step(Kind.ICT, state, I.TIMER_CANCEL_GUARD) == (S.TERMINATED, (Do.REPORT_TIMEOUT,))
 
 
 def test_timers_armed_on_entry() -> None:
@@ -112,7 +116,7 @@ def test_timers_armed_on_entry() -> None:
 
 def test_timers_cancelled_when_leaving_a_state() -> None:
     # §17.1.1.2: Proceeding stops A and B; §17.1.2.2: E and F run on in Proceeding.
-    assert timers_kept(Kind.ICT, S.PROCEEDING) == frozenset()
+    assert timers_kept(Kind.ICT, S.PROCEEDING) == {Timer.CANCEL_GUARD}
     assert timers_kept(Kind.NICT, S.PROCEEDING) == {Timer.E, Timer.F}
     # §17.2.1: Confirmed stops G and H.
     assert timers_kept(Kind.IST, S.CONFIRMED) == {Timer.I}
