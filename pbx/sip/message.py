@@ -350,11 +350,12 @@ def parse(data: bytes) -> Message:
     while data.startswith(b"\r\n", start):  # RFC 3261 §7.5
         start += 2
     end = data.find(b"\r\n\r\n", start)
-    head_end = len(data) if end < 0 else end
-    head = data[start:head_end].decode("utf-8", "surrogateescape")
+    head = data[start : len(data) if end < 0 else end].decode("utf-8", "surrogateescape")
+    if "\r\n " in head or "\r\n\t" in head:
+        head = _FOLD.sub(" ", head)  # RFC 3261 §7.3.1: folded LWS is one SP
     lines = head.split("\r\n")
     start_line = lines[0]
-    headers = _parse_header_lines(lines, start_line)
+    headers = _parse_header_lines(lines, head, start_line)
     try:
         if end < 0:
             raise SipParseError("no empty line after the headers")
@@ -367,38 +368,42 @@ def parse(data: bytes) -> Message:
     return msg
 
 
-def _parse_header_lines(lines: list[str], start_line: str) -> Headers:
+_FOLD = re.compile(r"[ \t]*\r\n[ \t]+")
+
+
+def _parse_header_lines(lines: list[str], head: str, start_line: str) -> Headers:
     names: list[str] = []
     keys: list[str] = []
     values: list[str] = []
     partial = Headers._trusted(names, keys, values)
-    if len(lines) > MAX_HEADERS + 1:
+    n = len(lines) - 1
+    if n > MAX_HEADERS:
         raise SipParseError("too many header lines", 513, start_line=start_line)
+    if head.count("\r") != n or head.count("\n") != n:
+        raise SipParseError("bare CR or LF in the header section", start_line=start_line)
+    if len(head) > MAX_LINE and max(map(len, lines)) > MAX_LINE:
+        raise SipParseError("header line too long", 513, start_line=start_line)
+    exact = CANON_EXACT
+    add_name, add_key, add_value = names.append, keys.append, values.append
     for line in lines[1:]:
-        if len(line) > MAX_LINE or "\r" in line or "\n" in line:
-            raise SipParseError("header line too long or bare CR/LF", 400, partial=partial,
-                                start_line=start_line)  # fmt: skip
-        if line[:1] in (" ", "\t"):  # RFC 3261 §7.3.1 folding
-            if not values:
-                raise SipParseError("continuation line before any header", partial=partial,
-                                    start_line=start_line)  # fmt: skip
-            values[-1] = (values[-1] + " " + line.strip(" \t")).strip(" \t")
-            continue
-        colon = line.find(":")
-        name = line[:colon]
-        pair = CANON_EXACT.get(name)
-        if pair is None:
-            name = name.rstrip(" \t")
-            pair = CANON.get(name.lower())
-            if pair is None:
-                if colon <= 0 or not _TOKEN.fullmatch(name):
-                    raise SipParseError(f"bad header line: {line[:80]!r}", partial=partial,
-                                        start_line=start_line)  # fmt: skip
-                pair = (name, name.lower())
-        names.append(pair[0])
-        keys.append(pair[1])
-        values.append(line[colon + 1 :].strip(" \t"))
+        name, colon, value = line.partition(":")
+        pair = exact.get(name)
+        if pair is None or not colon:
+            pair = _unusual_name(name, colon, partial, start_line)
+        add_name(pair[0])
+        add_key(pair[1])
+        add_value(value.strip(" \t"))
     return partial
+
+
+def _unusual_name(name: str, colon: str, partial: Headers, start_line: str) -> tuple[str, str]:
+    """Header names off the fast path: odd case, spaces before ':', unknown names."""
+    name = name.rstrip(" \t")
+    if not colon or not _TOKEN.fullmatch(name):
+        raise SipParseError(
+            f"bad header line: {name[:80]!r}", partial=partial, start_line=start_line
+        )
+    return CANON.get(name.lower()) or (name, name.lower())
 
 
 def _start(start_line: str, headers: Headers, body: bytes) -> Message:
@@ -425,14 +430,16 @@ def _check_version(version: str) -> None:
 
 
 def _cut_body(headers: Headers, data: bytes, body_start: int) -> bytes:
-    keys = headers._keys
+    keys, values = headers._keys, headers._values
     if "content-length" not in keys:
         return data[body_start:]  # RFC 3261 §18.3: UDP, the rest of the datagram
-    lengths = {v for k, v in zip(keys, headers._values, strict=True) if k == "content-length"}
-    headers.remove("Content-Length")
-    if len(lengths) != 1:
-        raise SipParseError("conflicting Content-Length values")
-    text = lengths.pop()
+    index = keys.index("content-length")
+    text = values[index]
+    del headers._names[index], keys[index], values[index]
+    if "content-length" in keys:
+        if any(k == "content-length" and v != text for k, v in zip(keys, values, strict=True)):
+            raise SipParseError("conflicting Content-Length values")
+        headers.remove("Content-Length")
     if not (text.isdigit() and text.isascii() and len(text) <= 10):
         raise SipParseError(f"bad Content-Length: {text[:20]!r}")
     length = int(text)
@@ -444,21 +451,25 @@ def _cut_body(headers: Headers, data: bytes, body_start: int) -> bytes:
 
 
 def _validate(msg: Message) -> None:
-    keys = msg.headers._keys
+    keys, values = msg.headers._keys, msg.headers._values
     for key in _REQUIRED:
         if key not in keys:
             raise SipParseError(f"missing mandatory header {key}")
     for key in _SINGLE:
         if keys.count(key) > 1:
             raise SipParseError(f"more than one {key} header")
-    vias = msg.headers.get_all("Via")
-    if len(vias) > MAX_VIAS:
-        raise SipParseError(f"more than {MAX_VIAS} Via values (loop?)", 513)
-    parse_via(vias[0] if vias else "")
-    cseq = msg.cseq
+    top = values[keys.index("via")]
+    if "," in top or keys.count("via") > 1:
+        vias = msg.headers.get_all("Via")
+        if len(vias) > MAX_VIAS:
+            raise SipParseError(f"more than {MAX_VIAS} Via values (loop?)", 513)
+        top = vias[0] if vias else ""
+    parse_via(top)
+    cseq = parse_cseq(values[keys.index("cseq")])
     if isinstance(msg, Request) and cseq.method != msg.method:
         raise SipParseError("CSeq method does not match the request method")  # RFC 3261 §8.1.1.5
-    msg.max_forwards  # noqa: B018  (raises on a malformed value)
+    if "max-forwards" in keys:
+        msg.max_forwards  # noqa: B018  (raises on a malformed value)
 
 
 # -- TCP framing ------------------------------------------------------------------
