@@ -60,13 +60,16 @@ class SqliteCalls:
         self._db = db
 
     async def insert(self, record: CallRecord) -> None:
-        async with self._db.write() as tx:
-            if await tx.one("SELECT 1 FROM calls WHERE id = ?", (record.id,)) is not None:
-                raise ConflictError(f"call record {record.id} already exists")
-            await tx.insert(insert_sql("calls", _CALL_COLS), _call_params(record))
+        async with self._db.single() as tx:
+            try:
+                await tx.insert(insert_sql("calls", _CALL_COLS), _call_params(record))
+            except sqlite3.IntegrityError as exc:
+                if "calls.id" not in str(exc):
+                    raise
+                raise ConflictError(f"call record {record.id} already exists") from None
 
     async def update(self, record: CallRecord) -> None:
-        async with self._db.write() as tx:
+        async with self._db.single() as tx:
             changed = await tx.run(update_sql("calls", _CALL_COLS[1:]), _call_params(record))
             if not changed:
                 raise NotFoundError(f"no call record {record.id}")
@@ -106,7 +109,7 @@ class SqliteCalls:
         return [_call_from_row(r) for r in rows]
 
     async def mark_interrupted(self, ended_at: str) -> int:
-        async with self._db.write() as tx:
+        async with self._db.single() as tx:
             return await tx.run(
                 "UPDATE calls SET disposition = 'interrupted', "
                 "ended_at = coalesce(ended_at, ?), hangup_by = coalesce(hangup_by, 'system') "
@@ -185,11 +188,9 @@ class SqliteOutbox:
         self._db = db
 
     async def add(self, item: OutboxItem) -> OutboxItem:
-        async with self._db.write() as tx:
+        async with self._db.single() as tx:
             item_id = await insert_outbox(tx, item)
-            row = await tx.one("SELECT * FROM outbox WHERE id = ?", (item_id,))
-        assert row is not None  # just inserted in this transaction
-        return build(OutboxItem, row)
+        return replace(item, id=item_id)
 
     async def get(self, item_id: int) -> OutboxItem | None:
         async with self._db.read() as tx:
@@ -207,7 +208,7 @@ class SqliteOutbox:
         return [build(OutboxItem, r) for r in rows]
 
     async def mark_delivered(self, item_id: int, delivered_at: str) -> None:
-        async with self._db.write() as tx:
+        async with self._db.single() as tx:
             changed = await tx.run(
                 "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
                 (delivered_at, item_id),
@@ -216,7 +217,7 @@ class SqliteOutbox:
                 raise NotFoundError(f"no outbox item {item_id}")
 
     async def mark_failed(self, item_id: int, next_attempt_at: str | None, error: str) -> None:
-        async with self._db.write() as tx:
+        async with self._db.single() as tx:
             changed = await tx.run(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
                 "next_attempt_at = ?, gave_up = ? WHERE id = ?",

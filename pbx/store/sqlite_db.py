@@ -5,8 +5,9 @@ aiosqlite connection share its transaction, so a reader that slipped in
 between a writer's statements would see (and could act on) rows that are
 later rolled back; the lock rules that out. Writes run in explicit
 `BEGIN IMMEDIATE` ... `COMMIT`, rolled back on any exception (cancellation
-included). aiosqlite runs statements in order on its one thread, so a
-ROLLBACK queued after a cancelled statement still runs after it.
+included); a write that is one statement may run in autocommit (`single`).
+aiosqlite runs statements in order on its one thread, so a ROLLBACK queued
+after a cancelled statement still runs after it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ class Db:
                 raise
             await self.conn.execute("COMMIT")
 
+    @asynccontextmanager
+    async def single(self) -> AsyncIterator[Tx]:
+        """Exactly one writing statement, atomic on its own (SQLite autocommit).
+
+        One thread hop instead of three (BEGIN, statement, COMMIT): used on
+        the per-call hot path. Holding the lock, no other transaction is open.
+        """
+        async with self.lock:
+            try:
+                yield Tx(self.conn)
+            except sqlite3.IntegrityError as exc:
+                raise integrity_error(exc) from None
+
 
 def integrity_error(exc: sqlite3.IntegrityError) -> InputError:
     """A constraint the repositories did not pre-check, as one line for a human."""
@@ -70,29 +84,33 @@ def integrity_error(exc: sqlite3.IntegrityError) -> InputError:
 
 
 class Tx:
-    """Statement helpers over the connection while the lock is held."""
+    """Statement helpers over the connection while the lock is held.
+
+    Each helper is one hop to aiosqlite's thread (measured ~100-200 us on a
+    busy 2-core box), so none of them opens-and-closes a cursor separately:
+    DML cursors are left to the garbage collector, which is safe because
+    their statements have already run to completion.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
     async def one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            row: sqlite3.Row | None = await cur.fetchone()
-            return row
+        rows = list(await self.conn.execute_fetchall(sql, params))
+        return rows[0] if rows else None
 
     async def all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self.conn.execute_fetchall(sql, params))
 
     async def run(self, sql: str, params: Params = ()) -> int:
         """Execute one statement; returns the number of rows changed."""
-        async with self.conn.execute(sql, params) as cur:
-            return cur.rowcount
+        cur = await self.conn.execute(sql, params)
+        return cur.rowcount
 
     async def insert(self, sql: str, params: Params = ()) -> int:
         """Execute an INSERT; returns the new rowid."""
-        async with self.conn.execute(sql, params) as cur:
-            rowid = cur.lastrowid
+        cur = await self.conn.execute(sql, params)
+        rowid = cur.lastrowid
         assert rowid is not None  # an INSERT always sets it
         return rowid
 

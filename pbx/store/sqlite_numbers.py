@@ -7,8 +7,9 @@ references by id, shown by name in `TrackingNumber`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -29,8 +30,27 @@ _DEST_NAMES = (
 )
 
 
-def _with_lists(row: sqlite3.Row, dests: Sequence[sqlite3.Row]) -> TrackingNumber:
-    business = tuple(d["name"] for d in dests if not d["after_hours"])
+def _lookup_sql() -> str:
+    cols = [f"n.{c} AS n_{c}" for c in ["id", *_NUM_COLS]]
+    cols += [f"s.{c} AS s_{c}" for c in ["id", *columns_of(Source)]]
+    cols += [f"t.{c} AS t_{c}" for c in ["id", *columns_of(Trunk, exclude=("allow",))]]
+    cols.append(
+        "(SELECT json_group_array(cidr) FROM (SELECT cidr FROM trunk_allow "
+        "WHERE trunk_id = n.trunk_id ORDER BY position)) AS t_allow"
+    )
+    return (
+        f"SELECT {', '.join(cols)} FROM numbers n JOIN sources s ON s.id = n.source_id "
+        "LEFT JOIN trunks t ON t.id = n.trunk_id WHERE n.number = ?"
+    )
+
+
+_LOOKUP = _lookup_sql()
+
+
+def _with_lists(
+    row: Mapping[str, Any] | sqlite3.Row, dests: Sequence[sqlite3.Row]
+) -> TrackingNumber:
+    business = tuple(d["name"] for d in dests if not d["after_hours"])  # in position order
     after = tuple(d["name"] for d in dests if d["after_hours"])
     return build(TrackingNumber, row, destinations=business, after_hours=after)
 
@@ -130,7 +150,7 @@ class SqliteNumbers:
             await tx.run("DELETE FROM numbers WHERE id = ?", (found.id,))
 
     async def advance_cursor(self, number: str) -> int:
-        async with self._db.write() as tx:
+        async with self._db.single() as tx:
             row = await tx.one(
                 "UPDATE numbers SET rr_cursor = rr_cursor + 1 WHERE number = ? "
                 "RETURNING rr_cursor - 1 AS cursor",
@@ -142,36 +162,28 @@ class SqliteNumbers:
             return cursor
 
     async def lookup(self, e164: str) -> RouteInfo | None:
+        """Two queries: number + source + trunk (+ allow list) in one row, then destinations."""
         async with self._db.read() as tx:
-            row = await tx.one(f"{_SELECT} WHERE n.number = ?", (e164,))
+            row = await tx.one(_LOOKUP, (e164,))
             if row is None:
                 return None
-            source_row = await tx.one("SELECT * FROM sources WHERE id = ?", (row["source_id"],))
             dests = await tx.all(
                 "SELECT nd.number_id, nd.after_hours, d.* FROM number_destinations nd "
                 "JOIN destinations d ON d.id = nd.destination_id WHERE nd.number_id = ? "
                 "ORDER BY nd.after_hours, nd.position",
-                (row["id"],),
+                (row["n_id"],),
             )
-            trunk = await self._trunk(tx, row["trunk_id"])
-        assert source_row is not None  # numbers.source_id is a NOT NULL foreign key
-        business = tuple(build(Destination, d) for d in dests if not d["after_hours"])
-        after = tuple(build(Destination, d) for d in dests if d["after_hours"])
+        parts: dict[str, dict[str, Any]] = {"n": {}, "s": {}, "t": {}}
+        for key in row.keys():  # noqa: SIM118 - sqlite3.Row iterates values, not keys
+            parts[key[0]][key[2:]] = row[key]
+        parts["n"] |= {"source": parts["s"]["name"], "trunk": parts["t"]["name"]}
+        trunk = None
+        if parts["t"]["id"] is not None:
+            trunk = build(Trunk, parts["t"], allow=tuple(json.loads(parts["t"]["allow"])))
         return RouteInfo(
-            number=_with_lists(row, dests),
-            source=build(Source, source_row),
-            destinations=business,
-            after_hours=after,
+            number=_with_lists(parts["n"], dests),
+            source=build(Source, parts["s"]),
+            destinations=tuple(build(Destination, d) for d in dests if not d["after_hours"]),
+            after_hours=tuple(build(Destination, d) for d in dests if d["after_hours"]),
             trunk=trunk,
         )
-
-    async def _trunk(self, tx: Tx, trunk_id: int | None) -> Trunk | None:
-        if trunk_id is None:
-            return None
-        row = await tx.one("SELECT * FROM trunks WHERE id = ?", (trunk_id,))
-        if row is None:
-            return None
-        allow = await tx.all(
-            "SELECT cidr FROM trunk_allow WHERE trunk_id = ? ORDER BY position", (trunk_id,)
-        )
-        return build(Trunk, row, allow=tuple(a["cidr"] for a in allow))
