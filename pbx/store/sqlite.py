@@ -69,24 +69,54 @@ async def user_version(conn: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def split_statements(sql: str) -> list[str]:
+    """Split a migration script into complete SQL statements (comments kept)."""
+    statements: list[str] = []
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            statements.append(buf.strip())
+            buf = ""
+    leftover = "\n".join(x for x in buf.splitlines() if not x.strip().startswith("--"))
+    if leftover.strip():
+        raise RuntimeError(f"incomplete SQL statement at the end of a migration: {leftover!r}")
+    return statements
+
+
+def _too_new(current: int, latest: int) -> SchemaVersionError:
+    return SchemaVersionError(
+        f"database schema version {current} is newer than this pbx knows ({latest}); "
+        "upgrade pbx or use another --db"
+    )
+
+
+async def _apply(conn: aiosqlite.Connection, migration: Migration) -> None:
+    """One migration and its user_version in one transaction.
+
+    The version is re-read after BEGIN IMMEDIATE: another process (or
+    connection) opening the same new file may have applied it meanwhile.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        if await user_version(conn) < migration.version:
+            for statement in split_statements(migration.sql):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {migration.version:d}")
+    except BaseException:
+        await asyncio.shield(conn.execute("ROLLBACK"))
+        raise
+    await conn.execute("COMMIT")
+
+
 async def migrate(conn: aiosqlite.Connection, migrations: list[Migration]) -> int:
     """Apply the migrations newer than the DB's user_version; returns the version."""
     current = await user_version(conn)
     latest = migrations[-1].version if migrations else 0
     if current > latest:
-        raise SchemaVersionError(
-            f"database schema version {current} is newer than this pbx knows ({latest}); "
-            "upgrade pbx or use another --db"
-        )
+        raise _too_new(current, latest)
     for migration in migrations[current:]:
-        script = f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.version};"
-        try:
-            await conn.executescript(script)
-        except BaseException:
-            if conn.in_transaction:
-                await asyncio.shield(conn.execute("ROLLBACK"))
-            raise
-        await conn.execute("COMMIT")
+        await _apply(conn, migration)
     return max(current, latest)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pbx.errors import ConflictError, InputError
 from pbx.store import Destination, SchemaVersionError, SqliteStore, Trunk, open_store
-from pbx.store.sqlite import Migration, load_migrations, migrate
+from pbx.store.sqlite import Migration, load_migrations, migrate, split_statements
 from pbx.store.sqlite_db import integrity_error
 
 
@@ -81,6 +81,28 @@ async def test_failed_migration_changes_nothing(tmp_path: Path) -> None:
         fixed = Migration(2, "0002_b.sql", "CREATE TABLE b (x INTEGER);")
         assert await migrate(conn, [good, fixed]) == 2
         assert await migrate(conn, [good, fixed]) == 2  # re-run: no-op
+
+
+async def test_two_openers_of_a_new_file_both_succeed(db_path: Path) -> None:
+    first, second = await asyncio.gather(open_store(db_path), open_store(db_path))
+    try:
+        assert await first.schema_version() == len(load_migrations())
+        await first.trunks.add(Trunk(name="carrier", host="192.0.2.10"))
+        assert await second.trunks.get("carrier") is not None
+    finally:
+        await first.close()
+        await second.close()
+
+
+def test_split_statements() -> None:
+    sql = "-- head\nCREATE TABLE a (x TEXT DEFAULT ';');\nINSERT INTO a VALUES ('a;b');\n-- tail\n"
+    assert split_statements(sql) == [
+        "-- head\nCREATE TABLE a (x TEXT DEFAULT ';');",
+        "INSERT INTO a VALUES ('a;b');",
+    ]
+    with pytest.raises(RuntimeError, match="incomplete"):
+        split_statements("CREATE TABLE b (x")
+    assert len(split_statements(load_migrations()[0].sql)) > 10
 
 
 async def test_reader_never_sees_an_uncommitted_write(db_path: Path) -> None:
