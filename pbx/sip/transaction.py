@@ -71,9 +71,9 @@ from dataclasses import dataclass, field, replace
 
 from pbx.sip.headers import CSeq, Via, parse_via
 from pbx.sip.ids import MAGIC_COOKIE
-from pbx.sip.message import Headers, Message, Request, Response
+from pbx.sip.message import Headers, Message, Request, Response, make_response
 from pbx.sip.peer import Peer
-from pbx.sip.status import SipParseError, reason_phrase
+from pbx.sip.status import SipParseError
 from pbx.sip.transaction_machines import (
     INITIAL,
     RETRANSMIT_TIMERS,
@@ -287,18 +287,6 @@ def _stamp_via(request: Request, via: Via, source: Peer) -> Via:
     return stamped
 
 
-def _response_to(request: Request, status: int) -> Response:
-    """A minimal response (RFC 3261 §8.2.6): Via, From, To, Call-ID, CSeq copied."""
-    headers = Headers()
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for value in request.headers.get_all(name, split=False):
-            headers.add(name, value)
-    timestamp = request.headers.get("Timestamp")
-    if status == 100 and timestamp is not None:
-        headers.add("Timestamp", timestamp)  # §8.2.6.1
-    return Response(status, reason_phrase(status), headers)
-
-
 def _ack_for(request: Request, response: Response) -> Request:
     """The ACK for a non-2xx final response (RFC 3261 §17.1.1.3)."""
     headers = Headers()
@@ -422,7 +410,7 @@ class TransactionLayer:
             self._fire(txn, Input.RECV_REQUEST, now, msg, events)
             return events
         if len(self._txns) >= self.max_transactions:
-            self._out.append(Outgoing(_response_to(msg, 503), response_destination(via, source)))
+            self._out.append(Outgoing(make_response(msg, 503), response_destination(via, source)))
             return [MessageDropped(msg, source, "transaction limit reached: 503 sent")]
         return self._open_server(msg, source, parsed, key, now)
 
@@ -469,7 +457,7 @@ class TransactionLayer:
         events: list[Event] = []
         self._effects(txn, INITIAL[kind][1], now, None, events, up)
         if kind is Kind.IST:
-            self._fire(txn, Input.TU_1XX, now, _response_to(msg, 100), events)
+            self._fire(txn, Input.TU_1XX, now, make_response(msg, 100), events)
         return events
 
     # -- timers ------------------------------------------------------------------
