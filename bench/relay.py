@@ -106,7 +106,7 @@ class Receiver(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.counts[0] += 1
-        if len(data) >= HEADER.size:
+        if len(data) >= HEADER.size and data[3] & 7 == 0:  # sample 1 packet in 8
             self.latencies.append(time.monotonic_ns() - HEADER.unpack_from(data)[5])
         if self.counts[0] == self.target:
             self.all_in.set()
@@ -159,12 +159,18 @@ async def generate(
     loop.call_at(start, tick, 0)
     await asyncio.wait_for(done.wait(), args.duration * 3 + 10)
     conn.send("stop")  # the relay's CPU window is the sending window
+    send_time = loop.time() - start
     receiver.expect(sent[0])
     with contextlib.suppress(TimeoutError):  # bounded drain of packets still in flight
         await asyncio.wait_for(receiver.all_in.wait(), 1.0)
     for transport in transports:
         transport.close()
-    return {"sent": sent[0], "received": receiver.counts[0], "latencies": receiver.latencies}
+    return {
+        "sent": sent[0],
+        "received": receiver.counts[0],
+        "latencies": receiver.latencies,
+        "send_time": send_time,
+    }
 
 
 def percentile(values: list[int], q: float) -> float:
@@ -231,9 +237,12 @@ def report(
         f"sent={sent} received={received} relayed={relay['relayed']} "
         f"relay_dropped={relay['dropped']} loss={loss:.3f}%"
     )
+    per_packet = 1e6 * relay["cpu"] / relay["relayed"] if relay["relayed"] else float("nan")
+    print(f"generator pace: {gen['send_time']:.1f}s to send {args.duration:.1f}s of audio")
     print(
         f"relay: {relay['relayed'] / relay['wall']:.0f} packets/s, "
-        f"CPU {100.0 * relay['cpu'] / relay['wall']:.1f}% of one core over {relay['wall']:.1f}s"
+        f"CPU {100.0 * relay['cpu'] / relay['wall']:.1f}% of one core over {relay['wall']:.1f}s, "
+        f"{per_packet:.1f} us CPU per relayed packet (~{1e6 / per_packet:.0f} packets/s per core)"
     )
     print(
         f"latency through relay (incl. generator delays): p50={percentile(lat, 0.5):.2f}ms "
