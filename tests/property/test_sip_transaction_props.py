@@ -130,3 +130,30 @@ def _apply(
                 key, reply(request(key.method, branch=key.branch), int(str(arg))), now
             )
     return now
+
+
+HEADER_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+    max_size=40,
+).map(lambda s: s.strip(" \t"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(["Via", "CSeq", "From", "To", "Call-ID"]),
+    value=HEADER_TEXT,
+    method=st.sampled_from(["INVITE", "ACK", "CANCEL", "BYE"]),
+    as_response=st.booleans(),
+)
+def test_peer_input_with_garbage_headers_never_raises(
+    name: str, value: str, method: str, as_response: bool
+) -> None:
+    layer = TransactionLayer()
+    layer.send_request(request("INVITE"), UAS, 0.0)
+    layer.receive(request("INVITE", branch="z9hG4bKother"), UAC, 0.0)
+    msg = reply(request(method), 486) if as_response else request(method)
+    msg.headers.set(name, value)
+    events = layer.receive(msg, UAC, 1.0)
+    assert isinstance(events, list)
+    layer.handle_timer(100.0)
+    assert len(layer) == layer.created - layer.terminated
