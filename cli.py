@@ -28,6 +28,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -40,6 +41,7 @@ import click
 from pbx import admin, records
 from pbx.config import DEFAULT_DB
 from pbx.errors import InputError
+from pbx.logs import setup_logging
 from pbx.numbers import normalise
 from pbx.presets import load_presets
 from pbx.store.base import SchemaVersionError, Store
@@ -219,6 +221,10 @@ def _money(cents: int | None) -> str | None:
 def cli(ctx: click.Context, db: Path, region: str) -> None:
     """pbx: SIP call tracking and forwarding. Manage trunks, destinations,
     sources and tracking numbers; read call records."""
+    try:
+        setup_logging("auto", os.environ.get("PBX_LOG_LEVEL", "warning"))
+    except InputError as exc:
+        raise AdminError(str(exc)) from None
     ctx.obj = CliState(db=db, region=region.upper())
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import FilteringBoundLogger, Processor
@@ -37,6 +37,23 @@ LEVELS = {
     "critical": logging.CRITICAL,
 }
 FORMATS = ("auto", "console", "json")
+
+
+class _Stderr:
+    """Writes to whatever `sys.stderr` is at the time of the write.
+
+    Binding the object `sys.stderr` at setup would keep writing to a stream
+    that test runners (click's CliRunner, pytest capture) close afterwards.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 def _shared_processors() -> list[Processor]:
@@ -72,12 +89,12 @@ def _route_stdlib(renderer: Processor, level: int, stream: TextIO) -> None:
 
 
 def setup_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
-    """Configure structlog and stdlib logging; `stream` defaults to stderr."""
+    """Configure structlog and stdlib logging; `stream` defaults to (the current) stderr."""
     if fmt not in FORMATS:
         raise ConfigError(f"config: log.format must be one of {'|'.join(FORMATS)} (got {fmt!r})")
     if level.lower() not in LEVELS:
         raise ConfigError(f"config: log.level must be one of {'|'.join(LEVELS)} (got {level!r})")
-    out = stream if stream is not None else sys.stderr
+    out = stream if stream is not None else cast(TextIO, _Stderr())
     numeric = LEVELS[level.lower()]
     renderer = _renderer(fmt, out)
     processors: list[Processor] = [*_shared_processors(), structlog.processors.StackInfoRenderer()]

@@ -96,3 +96,11 @@ def test_exceptions_are_one_json_line() -> None:
 def test_bad_arguments(fmt: str, level: str) -> None:
     with pytest.raises(ConfigError, match=r"^config: log\.(format|level) must be one of"):
         setup_logging(fmt, level, stream=io.StringIO())
+
+
+def test_default_stream_follows_sys_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("json", "info")
+    get_logger().info("to stderr")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert json.loads(captured.err)["event"] == "to stderr"
