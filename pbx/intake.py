@@ -1,0 +1,236 @@
+"""Admission and route lookup for a new inbound INVITE (async: reads the store).
+
+Turns "an INVITE arrived from this address" into either a final answer for
+the caller (403 not a trunk, 404 unknown number, 480 disabled or closed,
+483 loop) or a `CallSetup` the pure `Call` runs with. Provisioning is read
+per call, so CLI changes apply to the next call without a restart.
+
+Decisions:
+- A destination `+E164` is dialed through the number's trunk, or, when the
+  number names none, the trunk the call came in on. The Request-URI user is
+  the E.164 number with its `+`, unless the trunk strips it; the trunk's
+  prefix goes in front.
+- `sip:` destinations go direct to their host; a host name is resolved with
+  the event loop's resolver (one lookup per call). `ext:` destinations are
+  not supported until the registrar exists: they count as unavailable.
+- Unknown numbers and non-trunk sources get no call record (nothing was
+  attempted and nobody dialed a tracking number); disabled numbers and
+  after-hours rejections get a `rejected` record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import phonenumbers
+
+from pbx.calls_model import CallSetup, LocalAddress, Target
+from pbx.errors import InputError
+from pbx.numbers import normalise
+from pbx.records import CallRecord, Disposition
+from pbx.rules.admission import TrunkAcl, dialed_number, trunk_for_source
+from pbx.rules.routing import Reject, Schedule, choose_destinations, plan
+from pbx.sip.auth import Credentials
+from pbx.sip.message import Request
+from pbx.sip.peer import Peer
+from pbx.sip.status import SipParseError
+from pbx.sip.uri import parse_uri
+from pbx.store import Destination, RouteInfo, Store, Trunk
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Answer the caller with `status` and (if `record` is set) write that record."""
+
+    status: int
+    reason: str
+    record: CallRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeContext:
+    store: Store
+    default_region: str
+    ring_timeout: float
+    local: dict[str, LocalAddress]
+
+
+async def admit(
+    ctx: IntakeContext, invite: Request, source: Peer, now: float, wall: float
+) -> CallSetup | Refusal:
+    """Decide what to do with a new INVITE (DESIGN.md call flow step 2)."""
+    trunks = await ctx.store.trunks.list()
+    trunk = _trunk_of(trunks, source.host)
+    if trunk is None:
+        return Refusal(403, "source address is not an allowed trunk")
+    if invite.max_forwards == 0:
+        return Refusal(483, "Too Many Hops")
+    e164 = _dialed(invite, ctx.default_region)
+    route = await ctx.store.numbers.lookup(e164) if e164 else None
+    if route is None:
+        return Refusal(404, "unknown number")
+    record = _ringing_record(invite, route, trunk, ctx.default_region, wall)
+    if not route.number.enabled or not route.source.enabled:
+        return _rejected(record, 480, "number disabled", wall)
+    chosen = _open_destinations(route, wall)
+    if isinstance(chosen, Reject):
+        return _rejected(record, chosen.status, chosen.reason, wall)
+    cursor = 0
+    if route.number.strategy == "round-robin":
+        cursor = await ctx.store.numbers.advance_cursor(route.number.number)
+    targets = [t for d in chosen if (t := await _target(d, route, trunk, trunks)) is not None]
+    steps = plan(route.number.strategy, targets, cursor).steps
+    return CallSetup(
+        record=record,
+        caller=record.caller,
+        steps=steps,
+        ring_timeout=float(route.number.ring_timeout or ctx.ring_timeout),
+        started=now,
+        started_wall=wall,
+        local=ctx.local,
+        caller_id_user=route.number.number if route.number.present_tracking_number else None,
+        max_forwards=invite.max_forwards if invite.max_forwards is not None else 70,
+    )
+
+
+def _trunk_of(trunks: Sequence[Trunk], host: str) -> Trunk | None:
+    acls = [TrunkAcl(t.name, t.allow, t.host) for t in trunks if t.enabled]
+    acl = trunk_for_source(acls, host)
+    return next((t for t in trunks if acl is not None and t.name == acl.name), None)
+
+
+def _dialed(invite: Request, region: str) -> str | None:
+    try:
+        ruri_user = invite.request_uri.user
+    except SipParseError:
+        ruri_user = None
+    try:
+        to_user = invite.to.uri.user
+    except SipParseError:
+        to_user = None
+    raw = dialed_number(ruri_user, to_user)
+    if raw is None:
+        return None
+    try:
+        return normalise(raw, region)
+    except InputError:
+        return None
+
+
+def _caller(invite: Request, region: str) -> tuple[str, str | None, str | None]:
+    """(caller as E.164 when it is a valid number else raw, display name, region)."""
+    try:
+        from_ = invite.from_
+    except SipParseError:
+        return "anonymous", None, None
+    user = from_.uri.user or "anonymous"
+    try:
+        e164 = normalise(user, region)
+    except InputError:
+        return user, from_.display, None
+    parsed = phonenumbers.parse(e164)
+    return e164, from_.display, phonenumbers.region_code_for_number(parsed)
+
+
+def _ringing_record(
+    invite: Request, route: RouteInfo, trunk: Trunk, region: str, wall: float
+) -> CallRecord:
+    from pbx.calls import iso_utc  # one formatting rule for every record time
+
+    caller, name, caller_region = _caller(invite, region)
+    return CallRecord(
+        id=uuid.uuid4().hex,
+        inbound_call_id=invite.call_id,
+        started_at=iso_utc(wall),
+        caller=caller,
+        caller_name=name,
+        caller_region=caller_region,
+        tracking_number=route.number.number,
+        source=route.source.name,
+        tag=route.source.tag,
+        trunk=trunk.name,
+        disposition=Disposition.RINGING,
+    )
+
+
+def _rejected(record: CallRecord, status: int, reason: str, wall: float) -> Refusal:
+    from dataclasses import replace
+
+    from pbx.calls import iso_utc
+
+    final = replace(
+        record,
+        disposition=Disposition.REJECTED,
+        sip_status=status,
+        sip_reason=reason,
+        ended_at=iso_utc(wall),
+        hangup_by="system",
+    )
+    return Refusal(status, reason, final)
+
+
+def _open_destinations(route: RouteInfo, wall: float) -> list[Destination] | Reject:
+    schedule = Schedule.from_json(route.number.hours) if route.number.hours else None
+    now_utc = dt.datetime.fromtimestamp(wall, tz=dt.UTC)
+    return choose_destinations(schedule, route.destinations, route.after_hours, now_utc)
+
+
+async def _target(
+    dest: Destination, route: RouteInfo, inbound: Trunk, trunks: Sequence[Trunk]
+) -> Target | None:
+    if dest.kind == "number":
+        trunk = route.trunk or inbound
+        return _trunk_target(dest, trunk)
+    if dest.kind == "sip":
+        return await _sip_target(dest)
+    return None  # ext: needs the registrar (issue 8)
+
+
+def _trunk_target(dest: Destination, trunk: Trunk) -> Target | None:
+    digits = dest.target[1:] if trunk.strip_plus else dest.target
+    user = f"{trunk.prefix}{digits}"
+    host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+    params = ";transport=tcp" if trunk.transport == "tcp" else ""
+    uri = f"sip:{user}@{host}:{trunk.port}{params}"
+    address = _literal(trunk.host)
+    if address is None:
+        return None
+    creds = None
+    if trunk.username and trunk.password:
+        creds = Credentials(trunk.username, trunk.password)
+    peer = Peer("tcp" if trunk.transport == "tcp" else "udp", address, trunk.port)
+    return Target(dest.name, uri, peer, creds, trunk.name)
+
+
+async def _sip_target(dest: Destination) -> Target | None:
+    try:
+        uri = parse_uri(dest.target)
+    except SipParseError:
+        return None
+    transport = (uri.params.get("transport") or "udp").lower()
+    host = uri.host.strip("[]")
+    address = _literal(host) or await _resolve(host)
+    if address is None or transport not in ("udp", "tcp"):
+        return None
+    peer = Peer("tcp" if transport == "tcp" else "udp", address, uri.port or 5060)
+    return Target(dest.name, dest.target, peer)
+
+
+def _literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+async def _resolve(host: str) -> str | None:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return None
+    return str(infos[0][4][0]) if infos else None

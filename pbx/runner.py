@@ -1,0 +1,389 @@
+"""Per-call actors and the transaction user that routes SIP events to them (asyncio).
+
+`CallManager` is the SIP agent's transaction user: it finds the call a
+request, response or timeout belongs to (by Call-ID, or by client
+transaction key) and posts the event to that call's `CallRunner`. A new
+INVITE starts a runner task, so the receive path never awaits.
+
+A `CallRunner` is one task with one inbox per call (STYLE.md "per-call
+actor"): it admits the call (`pbx.intake`), then feeds events and timer
+expiries to the pure `Call` and executes the returned actions in order, so
+"write the ringing row, then send the outbound INVITE" holds by
+construction, and one slow database write never stalls another call.
+The runner keeps no call state of its own beyond the media session handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import structlog
+
+from pbx.calls import Call, Input
+from pbx.calls_model import (
+    Action,
+    ArmMedia,
+    CloseMedia,
+    Finished,
+    FinishRecord,
+    InboundLeg,
+    LocalAddress,
+    MediaFailed,
+    MediaOpened,
+    MediaTimedOut,
+    OpenMedia,
+    SendRequest,
+    SendResponse,
+    SendStateless,
+    SetMediaRemote,
+    Shutdown,
+    WriteRecord,
+)
+from pbx.intake import IntakeContext, Refusal, admit
+from pbx.legs import LegBuilder
+from pbx.records import CallRecord
+from pbx.rtp.relay import MediaError, MediaRelay, MediaSession, MediaStats
+from pbx.sip.agent import SipAgent
+from pbx.sip.ids import IdSource
+from pbx.sip.message import Request, make_response
+from pbx.sip.transaction import (
+    AckReceived,
+    CancelReceived,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    TransactionError,
+    TransactionKey,
+    TransactionTimedOut,
+)
+from pbx.store import Store
+
+log = structlog.get_logger("pbx.call")
+
+# A call that has ended but still waits on a BYE answer is dropped after this
+# long even if the transaction layer never reports back (64*T1, RFC 3261 §17).
+LINGER = 32.0
+K = TypeVar("K")
+
+
+@dataclass
+class CallContext:
+    """What every call needs from the daemon."""
+
+    agent: SipAgent
+    store: Store
+    relay: MediaRelay
+    ids: IdSource
+    media_address: str
+    local: dict[str, LocalAddress]
+    default_region: str = "US"
+    ring_timeout: float = 30.0
+    max_concurrent: int = 0
+    wall_clock: Callable[[], float] = time.time
+
+
+@dataclass
+class CallManager:
+    """The transaction user: routes SIP events to call runners, starts new ones."""
+
+    ctx: CallContext
+    by_call_id: dict[str, CallRunner] = field(default_factory=dict)
+    by_key: dict[TransactionKey, CallRunner] = field(default_factory=dict)
+    by_record: dict[str, CallRunner] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    draining: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # -- TransactionUser -----------------------------------------------------------
+
+    def on_request(self, event: RequestReceived, now: float) -> bool:
+        request = event.request
+        runner = self.by_call_id.get(request.call_id)
+        if runner is not None:
+            runner.post(event, now)
+            return True
+        if request.method != "INVITE" or request.to.tag is not None:
+            return False  # the agent's defaults: 481 in dialog, OPTIONS 200, ...
+        if self.draining or self._full():
+            retry = [("Retry-After", "30")]
+            self.ctx.agent.respond(event.key, make_response(request, 503, headers=retry))
+            return True
+        self._start(event, now)
+        return True
+
+    def on_cancel(self, event: CancelReceived, now: float) -> bool:
+        runner = self.by_call_id.get(event.request.call_id)
+        if runner is None:
+            return False
+        runner.post(event, now)
+        return True
+
+    def on_ack(self, event: AckReceived, now: float) -> None:
+        runner = self.by_call_id.get(event.request.call_id)
+        if runner is not None:
+            runner.post(event, now)
+
+    def on_response(self, event: ResponseReceived, now: float) -> None:
+        runner = self.by_key.get(event.key) or self.by_call_id.get(event.response.call_id)
+        if runner is not None:
+            runner.post(event, now)
+
+    def on_stray_response(self, event: StrayResponse, now: float) -> None:
+        runner = self.by_call_id.get(event.response.call_id)
+        if runner is not None:
+            runner.post(event, now)
+
+    def on_timeout(self, event: TransactionTimedOut, now: float) -> None:
+        runner = self.by_key.get(event.key)
+        if runner is not None:
+            runner.post(event, now)
+
+    # -- media and lifecycle ---------------------------------------------------------
+
+    def on_media_timeout(self, record_id: str) -> None:
+        runner = self.by_record.get(record_id)
+        if runner is not None:
+            runner.post(MediaTimedOut(), self.ctx.agent.now())
+
+    def _full(self) -> bool:
+        limit = self.ctx.max_concurrent
+        return limit > 0 and len(self.tasks) >= limit
+
+    def _start(self, event: RequestReceived, now: float) -> None:
+        runner = CallRunner(self, event, now)
+        self.by_call_id[event.request.call_id] = runner
+        self.by_key[event.key] = runner
+        task = asyncio.get_running_loop().create_task(runner.run())
+        self.tasks.add(task)
+        self.idle.clear()
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not self.tasks:
+            self.idle.set()
+
+    def forget(self, runner: CallRunner) -> None:
+        _drop(self.by_call_id, runner)
+        _drop(self.by_key, runner)
+        _drop(self.by_record, runner)
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls, let calls end by themselves for `grace` s, then end them."""
+        self.draining = True
+        if self.tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), grace)
+        now = self.ctx.agent.now()
+        for runner in set(self.by_call_id.values()):
+            runner.post(Shutdown(), now)
+        if self.tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), 5.0)
+
+
+class CallRunner:
+    """One call's task: admission, then the pure `Call` driven by its inbox."""
+
+    def __init__(self, manager: CallManager, event: RequestReceived, now: float) -> None:
+        self.manager = manager
+        self.ctx = manager.ctx
+        self.first = event
+        self.started = now
+        self.inbox: asyncio.Queue[tuple[Input, float]] = asyncio.Queue()
+        self.call: Call | None = None
+        self.media: MediaSession | None = None
+        self.stats: MediaStats | None = None
+        self.done = False
+        self.log = log.bind(call_id=event.request.call_id)
+
+    def post(self, event: Input, now: float) -> None:
+        self.inbox.put_nowait((event, now))
+
+    async def run(self) -> None:
+        try:
+            self.call = await self._admit()
+            if self.call is not None:
+                await self._execute(self.call.start(self.started))
+                await self._loop()
+        except Exception:
+            self.log.exception("call.crashed")
+            await self._salvage()
+        finally:
+            self._close_media()
+            self.manager.forget(self)
+
+    async def _loop(self) -> None:
+        assert self.call is not None
+        loop = asyncio.get_running_loop()
+        ended_at: float | None = None
+        while not self.done:
+            deadline = self.call.next_deadline()
+            if self.call.state == "ended":
+                ended_at = ended_at or loop.time()
+                deadline = min(deadline or ended_at + LINGER, ended_at + LINGER)
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                event, now = await asyncio.wait_for(self.inbox.get(), timeout)
+            except TimeoutError:
+                if ended_at is not None and loop.time() >= ended_at + LINGER:
+                    return
+                await self._execute(self.call.handle_timer(loop.time()))
+                continue
+            await self._execute(self.call.handle(event, now))
+
+    # -- admission -------------------------------------------------------------------
+
+    async def _admit(self) -> Call | None:
+        request, key = self.first.request, self.first.key
+        ictx = IntakeContext(
+            self.ctx.store, self.ctx.default_region, self.ctx.ring_timeout, self.ctx.local
+        )
+        wall = self.ctx.wall_clock()
+        result = await admit(ictx, request, self.first.source, self.started, wall)
+        if isinstance(result, Refusal):
+            self.log.info("call.refused", status=result.status, reason=result.reason)
+            if result.record is not None:
+                await self.ctx.store.calls.insert(result.record)
+            self._respond(key, make_response(request, result.status, to_tag=self.ctx.ids.tag()))
+            return None
+        inbound = InboundLeg(
+            invite=request,
+            key=key,
+            source=self.first.source,
+            to_tag=self.ctx.ids.tag(),
+            origin=LegBuilder(self.ctx.ids, self.ctx.local).new_origin(),
+        )
+        self.manager.by_record[result.record.id] = self
+        self.log = self.log.bind(record=result.record.id, number=result.record.tracking_number)
+        self.log.info("call.admitted", source=result.record.source, caller=result.caller)
+        return Call(result, inbound, LegBuilder(self.ctx.ids, self.ctx.local))
+
+    # -- actions -----------------------------------------------------------------------
+
+    async def _execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            await self._perform(action)
+
+    async def _perform(self, action: Action) -> None:  # noqa: C901 - one arm per action type
+        match action:
+            case SendResponse(key, response):
+                self._respond(key, response)
+            case SendRequest(request, dest):
+                self._send(request, dest)
+            case SendStateless(message, dest):
+                if isinstance(message, Request):
+                    self.ctx.agent.send_ack(message, dest)
+            case OpenMedia():
+                await self._open_media()
+            case SetMediaRemote(leg, host, port):
+                if self.media is not None and not _unspecified(host):
+                    self.media.set_remote(leg, host, port)
+            case ArmMedia():
+                if self.media is not None:
+                    self.media.arm()
+            case CloseMedia():
+                self._close_media()
+            case WriteRecord(record):
+                await self._write(record)
+            case FinishRecord(record):
+                await self._finish(record)
+            case Finished():
+                self.done = True
+
+    def _respond(self, key: TransactionKey, response: Any) -> None:
+        try:
+            self.ctx.agent.respond(key, response)
+        except TransactionError as exc:
+            self.log.warning("sip.respond_failed", status=response.status, error=str(exc))
+
+    def _send(self, request: Request, dest: Any) -> None:
+        try:
+            key = self.ctx.agent.send_request(request, dest)
+        except TransactionError as exc:
+            self.log.warning("sip.send_failed", method=request.method, error=str(exc))
+            return
+        self.manager.by_key[key] = self
+        self.manager.by_call_id.setdefault(request.call_id, self)
+        self.log.info("sip.request_sent", method=request.method, leg_call_id=request.call_id,
+                      dest=str(dest))  # fmt: skip
+
+    async def _open_media(self) -> None:
+        assert self.call is not None
+        try:
+            self.media = await self.ctx.relay.open_session(self.call.record.id)
+        except (MediaError, OSError) as exc:
+            self.log.warning("media.open_failed", error=str(exc))
+            await self._execute(self.call.handle(MediaFailed(str(exc)), self._now()))
+            return
+        address = self.ctx.media_address
+        opened = MediaOpened(
+            (address, self.media.port("inbound")), (address, self.media.port("outbound"))
+        )
+        self.log.info("media.opened", inbound=opened.inbound[1], outbound=opened.outbound[1])
+        await self._execute(self.call.handle(opened, self._now()))
+
+    def _close_media(self) -> None:
+        if self.media is not None and self.stats is None:
+            self.stats = self.media.close()
+
+    async def _write(self, record: CallRecord) -> None:
+        existing = await self.ctx.store.calls.get(record.id)
+        if existing is None:
+            await self.ctx.store.calls.insert(record)
+        else:
+            await self.ctx.store.calls.update(record)
+        self.log.info("call.state", disposition=str(record.disposition))
+
+    async def _finish(self, record: CallRecord) -> None:
+        if self.stats is not None:
+            i, o = self.stats.inbound, self.stats.outbound
+            record = replace(
+                record,
+                packets_in_out=i.packets,
+                packets_out_in=o.packets,
+                bytes_in_out=i.bytes,
+                bytes_out_in=o.bytes,
+            )
+        if await self.ctx.store.calls.get(record.id) is None:
+            await self.ctx.store.calls.insert(record)
+        await self.ctx.store.calls.finish(record)
+        self.log.info(
+            "call.ended",
+            disposition=str(record.disposition),
+            status=record.sip_status,
+            hangup_by=record.hangup_by,
+            talk=record.talk_seconds,
+            packets_in_out=record.packets_in_out,
+            packets_out_in=record.packets_out_in,
+        )
+
+    async def _salvage(self) -> None:
+        """After a bug: answer the caller if nobody did and close the record."""
+        call = self.call
+        with contextlib.suppress(Exception):
+            if call is None or not call.inbound.answered:
+                response = make_response(self.first.request, 500, to_tag=self.ctx.ids.tag())
+                self._respond(self.first.key, response)
+            if call is not None and not call.record.is_final:
+                from pbx.records import Disposition
+
+                self._close_media()
+                await self._finish(replace(call.record, disposition=Disposition.FAILED))
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+
+def _drop(table: dict[K, CallRunner], runner: CallRunner) -> None:
+    for key in [k for k, v in table.items() if v is runner]:
+        del table[key]
+
+
+def _unspecified(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
