@@ -25,6 +25,10 @@ Decisions:
 - The RTP range may not contain `sip.port` or `http.port`.
 - Timers are seconds (float); `timers.t1` etc. follow RFC 3261 §17.1.1.1.
 - Relative `store.path` is relative to the working directory.
+- `timers.ring_timeout` applies to calls that have no tracking number of
+  their own (e.g. to a local extension); every tracking number stores its
+  own ring timeout (`pbx numbers add --ring-timeout`, default 20 s, the
+  same as this default).
 """
 
 from __future__ import annotations
@@ -94,7 +98,7 @@ class TimerSettings:
     t1: float = 0.5  # RFC 3261 §17.1.1.1: RTT estimate
     t2: float = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
     t4: float = 5.0  # maximum time a message stays in the network
-    ring_timeout: float = 30.0  # default per tracking number; `--ring-timeout` overrides
+    ring_timeout: float = 20.0  # calls without a number's own value (a number's default is 20)
     media_timeout: float = 60.0  # no RTP from either side for this long ends the call
     drain_timeout: float = 30.0  # on SIGTERM: wait this long for calls in progress
 
