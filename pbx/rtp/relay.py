@@ -446,6 +446,8 @@ class MediaRelay:
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
-        self.check_timeouts(loop.time())
-        if self._sessions:
-            self._ensure_timer(loop)
+        try:
+            self.check_timeouts(loop.time())
+        finally:  # a failing on_timeout must not stop the checks of other calls
+            if self._sessions:
+                self._ensure_timer(loop)
