@@ -11,8 +11,10 @@ and stored as an ordered list of (name, value). Known names are written in
 their canonical form (`Call-ID`, `CSeq`, `WWW-Authenticate`) and compact
 forms are expanded (RFC 3261 §7.3.3); unknown names and methods are kept
 verbatim. Then the start line, the headers every message needs (RFC 3261
-§8.1.1: Via, From, To, Call-ID, CSeq), the top Via, CSeq and the
-Request-URI are checked, and the body is cut by Content-Length.
+§8.1.1: Via, From, To, Call-ID, CSeq, each once), the top Via, From, To,
+CSeq, Max-Forwards and the Request-URI are checked (so those accessors do
+not raise on a parsed message), and the body is cut by Content-Length.
+Other headers (Contact, Route, auth...) are checked only when read.
 
 Decisions:
 - Content-Length is framing, owned by the serializer: `parse` removes it from
@@ -31,8 +33,9 @@ Decisions:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pbx.sip.headers import (
     CANON,
@@ -207,11 +210,25 @@ def _check_value(value: str) -> None:
 # -- messages -----------------------------------------------------------------
 
 
+_V = TypeVar("_V")
+
+
+def _top_via(value: str) -> Via:
+    return parse_via(split_list(value)[0])
+
+
 class _Accessors:
-    """Typed views shared by Request and Response; each parses on access."""
+    """Typed views shared by Request and Response, parsed on access.
+
+    The views of Via (top), From, To and CSeq are cached per message, keyed
+    by the header's value object, so they are parsed once (by `parse`) and a
+    changed header is re-parsed. Cached views are shared: do not mutate them
+    (use `dataclasses.replace` / `NameAddr.with_tag`).
+    """
 
     __slots__ = ()
     headers: Headers
+    _views: dict[str, tuple[str, Any]]
 
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
@@ -219,13 +236,23 @@ class _Accessors:
             raise SipParseError(f"missing {name}")
         return value
 
+    def _view(self, name: str, parser: Callable[[str], _V]) -> _V:
+        raw = self._required(name)
+        hit = self._views.get(name)
+        if hit is not None and hit[0] is raw:
+            view: _V = hit[1]
+            return view
+        view = parser(raw)
+        self._views[name] = (raw, view)
+        return view
+
     @property
     def call_id(self) -> str:
         return self._required("Call-ID")
 
     @property
     def cseq(self) -> CSeq:
-        return parse_cseq(self._required("CSeq"))
+        return self._view("CSeq", parse_cseq)
 
     @property
     def vias(self) -> list[Via]:
@@ -233,21 +260,20 @@ class _Accessors:
 
     @property
     def top_via(self) -> Via:
-        return parse_via(split_list(self._required("Via"))[0])
+        return self._view("Via", _top_via)
 
     @property
     def branch(self) -> str | None:
         """The top Via's branch parameter (RFC 3261 §17.2.3), or None."""
-        value = self.headers.get("Via")
-        return None if value is None else parse_via(split_list(value)[0]).branch
+        return self.top_via.branch if "Via" in self.headers else None
 
     @property
     def from_(self) -> NameAddr:
-        return parse_name_addr(self._required("From"))
+        return self._view("From", parse_name_addr)
 
     @property
     def to(self) -> NameAddr:
-        return parse_name_addr(self._required("To"))
+        return self._view("To", parse_name_addr)
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -286,6 +312,9 @@ class Request(_Accessors):
     uri: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
+    _views: dict[str, tuple[str, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def request_uri(self) -> SipUri:
@@ -303,6 +332,9 @@ class Response(_Accessors):
     reason: str
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
+    _views: dict[str, tuple[str, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def method(self) -> str:
@@ -463,13 +495,17 @@ def _validate(msg: Message) -> None:
         vias = msg.headers.get_all("Via")
         if len(vias) > MAX_VIAS:
             raise SipParseError(f"more than {MAX_VIAS} Via values (loop?)", 513)
-        top = vias[0] if vias else ""
-    parse_via(top)
-    cseq = parse_cseq(values[keys.index("cseq")])
-    if isinstance(msg, Request) and cseq.method != msg.method:
+        if not vias:
+            raise SipParseError("empty Via")
+    msg.top_via  # noqa: B018  (each access parses, raises if malformed, and caches)
+    if isinstance(msg, Request) and msg.cseq.method != msg.method:
         raise SipParseError("CSeq method does not match the request method")  # RFC 3261 §8.1.1.5
+    msg.cseq  # noqa: B018
     if "max-forwards" in keys:
-        msg.max_forwards  # noqa: B018  (raises on a malformed value)
+        msg.max_forwards  # noqa: B018
+    # From and To are read by every layer above (tags): check them here, once.
+    msg.from_  # noqa: B018
+    msg.to  # noqa: B018
 
 
 # -- TCP framing ------------------------------------------------------------------
