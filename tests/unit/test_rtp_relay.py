@@ -11,7 +11,7 @@ import pytest
 
 from pbx.rtp.packet import build_rtcp_rr, build_rtp
 from pbx.rtp.ports import PortPairAllocator
-from pbx.rtp.relay import Latch, MediaError, MediaRelay
+from pbx.rtp.relay import MAX_DATAGRAM, RCVBUF, Latch, MediaError, MediaRelay
 
 HOST = "127.0.0.1"
 LOW, HIGH = 42000, 42199
@@ -272,3 +272,16 @@ def test_latch_rules() -> None:
     latch.expect(("192.0.2.2", 4002))  # same SDP again keeps the latch
     assert latch.target == real
     assert latch.relatches == 4
+
+
+async def test_stock_loop_reads_are_capped_and_buffers_small(relay: MediaRelay) -> None:
+    session = await relay.open_session("call-tune")
+    for endpoint in session._endpoints.values():
+        transport = endpoint.transport
+        assert transport is not None
+        size = getattr(transport, "max_size", getattr(transport, "_max_size", None))
+        if size is not None:  # the stock selector loop; uvloop has no such knob
+            assert size == MAX_DATAGRAM
+        sock = transport.get_extra_info("socket")
+        # Linux doubles the requested value (socket(7)); anything near 64 KiB is fine.
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) <= 4 * RCVBUF
