@@ -318,8 +318,14 @@ def step(kind: Kind, state: State, input_: Input) -> Row:
 
 def timers_kept(kind: Kind, state: State) -> frozenset[Timer]:
     """Timers that survive entering `state`: those with a row there."""
-    table = TABLES[kind]
-    return frozenset(t for t, inp in TIMER_INPUT.items() if (state, inp) in table)
+    return _KEPT[kind, state]
+
+
+_KEPT: dict[tuple[Kind, State], frozenset[Timer]] = {
+    (kind, state): frozenset(t for t, inp in TIMER_INPUT.items() if (state, inp) in table)
+    for kind, table in TABLES.items()
+    for state in State
+}
 
 
 @dataclass(frozen=True, slots=True)
