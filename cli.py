@@ -749,8 +749,55 @@ def calls_show(ctx: click.Context, call_id: str, fmt: str) -> None:
     emit_one(records.to_dict(row), fmt)
 
 
+# ---------------------------------------------------------------- serve
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Daemon settings (TOML), e.g. config/pbx.example.toml.",
+)
+@click.option("--sip", metavar="HOST:PORT", help="SIP listen address (UDP and TCP).")
+@click.option("--rtp-ports", metavar="LOW-HIGH", help="RTP port range for the relay.")
+@click.option("--http", metavar="HOST:PORT", help="HTTP listen address (/health).")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    config_path: Path | None,
+    sip: str | None,
+    rtp_ports: str | None,
+    http: str | None,
+) -> None:
+    """Run the call-tracking daemon until SIGTERM (then drain calls and stop)."""
+    from pbx import daemon
+    from pbx.config import load_settings, parse_listen, parse_port_range
+
+    overrides: dict[str, object] = {}
+    try:
+        if sip:
+            overrides["sip.host"], overrides["sip.port"] = parse_listen(sip, "--sip")
+        if http:
+            overrides["http.host"], overrides["http.port"] = parse_listen(http, "--http")
+        if rtp_ports:
+            low, high = parse_port_range(rtp_ports, "--rtp-ports")
+            overrides["rtp.port_low"], overrides["rtp.port_high"] = low, high
+        root = ctx.find_root()
+        if root.get_parameter_source("db") != click.core.ParameterSource.DEFAULT:
+            overrides["store.path"] = root.params["db"]
+        settings = load_settings(config_path, os.environ, overrides)
+    except InputError as exc:
+        raise AdminError(str(exc)) from None
+    try:
+        daemon.run(settings)
+    except OSError as exc:
+        _fail(f"cannot start: {exc}", 1)
+
+
 for _group in (trunks, destinations, sources, numbers, calls):
     cli.add_command(_group)
+cli.add_command(serve)
 
 
 def main() -> None:
