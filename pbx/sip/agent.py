@@ -223,9 +223,8 @@ class SipAgent:
             return
         try:
             via = parse_via(partial.get_all("Via")[0])
-            reason = f"{reason_phrase(err.status_hint)} ({err})"[:MAX_REASON]
             response = self.make_response(
-                Request(method, "sip:invalid", partial), err.status_hint, reason.replace("\r", " ")
+                Request(method, "sip:invalid", partial), err.status_hint, _reason_for(err)
             )
         except (SipParseError, ValueError) as exc:
             log.info("sip.dropped_unparseable", peer=str(source), error=f"{err}; {exc}")
@@ -506,6 +505,12 @@ def _to_tag(request: Request) -> str | None:
         return request.to.tag
     except SipParseError:
         return None
+
+
+def _reason_for(err: SipParseError) -> str:
+    """A reason phrase naming the parse error: printable ASCII only, bounded."""
+    text = f"{reason_phrase(err.status_hint)} ({err})"
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:MAX_REASON]
 
 
 def _synthetic(status: int, reason: str) -> Response:

@@ -324,6 +324,19 @@ def build_authorization(
     response = compute_response(
         challenge.algorithm, key, challenge.nonce, method, uri, qop, nc_hex, used_cnonce, body
     )
+    return _format_credentials(challenge, username, uri, response, used_cnonce, qop, nc_hex)
+
+
+def _format_credentials(
+    challenge: Challenge,
+    username: str,
+    uri: str,
+    response: str,
+    cnonce: str | None,
+    qop: str | None,
+    nc_hex: str | None,
+) -> str:
+    """`Digest username="..", ...`: algorithm, qop and nc unquoted (RFC 7616 §3.4)."""
     parts = [
         f"username={quote_string(username)}",
         f"realm={quote_string(challenge.realm)}",
@@ -332,8 +345,8 @@ def build_authorization(
         f"response={quote_string(response)}",
         f"algorithm={challenge.algorithm}",
     ]
-    if used_cnonce is not None:
-        parts.append(f"cnonce={quote_string(used_cnonce)}")
+    if cnonce is not None:
+        parts.append(f"cnonce={quote_string(cnonce)}")
     if qop:
         parts += [f"qop={qop}", f"nc={nc_hex}"]
     if challenge.opaque is not None:
