@@ -40,6 +40,10 @@ Decisions:
   is still unanswered. Nothing from the network can stop the agent.
 - `request()` with `auth` re-sends with CSeq+1, a new branch and the same
   Call-ID/From tag (RFC 3261 §22.2), at most `auth.MAX_ROUNDS` times.
+- Requests go on the transport the caller's `dest` names; a UDP request
+  larger than the path MTU is not moved to TCP (RFC 3261 §18.1.1): the TU
+  chooses the transport. `close()` does not unregister: call `unregister`
+  first and wait for `on_registration` if the binding should be removed.
 """
 
 from __future__ import annotations
