@@ -25,6 +25,9 @@ Decisions:
 - The RTP range may not contain `sip.port` or `http.port`.
 - Timers are seconds (float); `timers.t1` etc. follow RFC 3261 §17.1.1.1.
 - Relative `store.path` is relative to the working directory.
+- Attribution and integrations (issue 6): `http.cors_origins`,
+  `http.trusted_proxies`, `[visits]`, `[ga4]`, `[webhooks]`, `[outbox]`; GA4's
+  measurement id and API secret are set together or not at all.
 - `timers.ring_timeout` applies to calls that have no tracking number of
   their own (e.g. to a local extension); every tracking number stores its
   own ring timeout (`pbx numbers add --ring-timeout`, default 20 s, the
@@ -75,6 +78,8 @@ class RtpSettings:
 class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    cors_origins: tuple[str, ...] = ()  # sites allowed to call the visitor API; "*" = any
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,38 @@ class CallSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class VisitSettings:
+    session_length: float = 1800.0  # seconds after the last ping a visit holds its number
+    default_source: str = ""  # source of visits no onsite source matches; "" = none
+    geoip_db: str = ""  # GeoLite2/GeoIP2 City .mmdb for GeoContact; "" = off
+    area_codes: str = ""  # area-code centroids CSV; "" = the shipped data/area_codes.csv
+    max_new_per_ip: int = 60  # new visits one IP may start per session_length; 0 = no limit
+
+
+@dataclass(frozen=True, slots=True)
+class Ga4Settings:
+    measurement_id: str = ""  # global GA4 property (a source's own id wins); "" = off
+    api_secret: str = ""
+    base_url: str = "https://www.google-analytics.com"  # Measurement Protocol host
+    event_name: str = "phone_call"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    urls: tuple[str, ...] = ()
+    secret: str = ""  # HMAC-SHA256 key for the X-Pbx-Signature header; "" = unsigned
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    poll_interval: float = 1.0  # seconds between looks for due deliveries
+    backoff_base: float = 5.0  # first retry after this long, then doubled
+    backoff_max: float = 3600.0  # retries are never further apart than this
+    max_attempts: int = 30  # then the item is kept but given up
+    timeout: float = 10.0  # seconds per HTTP attempt
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     sip: SipSettings = field(default_factory=SipSettings)
     rtp: RtpSettings = field(default_factory=RtpSettings)
@@ -127,6 +164,10 @@ class Settings:
     timers: TimerSettings = field(default_factory=TimerSettings)
     registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
     calls: CallSettings = field(default_factory=CallSettings)
+    visits: VisitSettings = field(default_factory=VisitSettings)
+    ga4: Ga4Settings = field(default_factory=Ga4Settings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
 
     @property
     def media_address_is_wildcard(self) -> bool:
@@ -354,6 +395,39 @@ def _check_misc(s: Settings) -> None:
     _check_positive("calls.max_concurrent", s.calls.max_concurrent, allow_zero=True)
 
 
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+
+
+def _check_http_lists(h: HttpSettings) -> None:
+    for origin in h.cors_origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise _bad("http.cors_origins", "origins like https://www.example.com or *", origin)
+    for cidr in h.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise _bad("http.trusted_proxies", "a list of CIDRs", cidr) from None
+
+
+def _check_integrations(s: Settings) -> None:
+    v, o = s.visits, s.outbox
+    _check_positive("visits.session_length", v.session_length)
+    _check_positive("visits.max_new_per_ip", v.max_new_per_ip, allow_zero=True)
+    for name in ("poll_interval", "backoff_base", "backoff_max", "timeout"):
+        _check_positive(f"outbox.{name}", getattr(o, name))
+    _check_positive("outbox.max_attempts", o.max_attempts)
+    if bool(s.ga4.measurement_id) != bool(s.ga4.api_secret):
+        raise ConfigError("config: ga4.measurement_id and ga4.api_secret go together")
+    if not _HTTP_URL.match(s.ga4.base_url):
+        raise _bad("ga4.base_url", "an http(s) URL", s.ga4.base_url)
+    if not s.ga4.event_name:
+        raise _bad("ga4.event_name", "a non-empty string", s.ga4.event_name)
+    for url in s.webhooks.urls:
+        if not _HTTP_URL.match(url):
+            raise _bad("webhooks.urls", "a list of http(s) URLs", url)
+
+
 def _resolve(s: Settings) -> Settings:
     """Fill derived defaults and normalise case."""
     rtp_host = s.rtp.host or s.sip.host
@@ -393,6 +467,8 @@ def load_settings(
     _check_timers(settings.timers)
     _check_registrar(settings.registrar)
     _check_misc(settings)
+    _check_http_lists(settings.http)
+    _check_integrations(settings)
     return settings
 
 
