@@ -35,7 +35,11 @@ HangupBy = Literal["caller", "callee", "system"]
 
 
 class Disposition(enum.StrEnum):
-    """What happened to a call; `ringing` and `answered` are live states."""
+    """What happened to a call.
+
+    `ringing` is always live; `answered` is live until the record has an
+    `ended_at` (a completed answered call keeps the disposition `answered`).
+    """
 
     RINGING = "ringing"
     ANSWERED = "answered"
@@ -112,7 +116,8 @@ class CallRecord:
 
     @property
     def is_final(self) -> bool:
-        return self.disposition.is_final
+        """True once the call is over: it has an end time (or a final disposition)."""
+        return self.ended_at is not None or self.disposition.is_final
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))

@@ -113,7 +113,7 @@ class SqliteCalls:
             return await tx.run(
                 "UPDATE calls SET disposition = 'interrupted', "
                 "ended_at = coalesce(ended_at, ?), hangup_by = coalesce(hangup_by, 'system') "
-                "WHERE disposition IN ('ringing', 'answered')",
+                "WHERE ended_at IS NULL AND disposition IN ('ringing', 'answered')",
                 (ended_at,),
             )
 

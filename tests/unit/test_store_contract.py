@@ -378,7 +378,10 @@ async def test_mark_interrupted(store: Store) -> None:
     await store.calls.insert(call("answered", answered_at=T1, disposition=Disposition.ANSWERED))
     done = call("done", ended_at=T1, disposition=Disposition.BUSY, hangup_by="callee")
     await store.calls.insert(done)
+    talked = call("talked", answered_at=T1, ended_at=T2, disposition=Disposition.ANSWERED)
+    await store.calls.insert(talked)
     assert await store.calls.mark_interrupted(T3) == 2
+    assert await store.calls.get("talked") == talked
     for cid in ("ringing", "answered"):
         got = await store.calls.get(cid)
         assert got is not None
