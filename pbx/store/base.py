@@ -298,7 +298,15 @@ class VisitRepo(Protocol):
     async def list(self, *, limit: int | None = None) -> list[Visit]: ...
     async def update(self, visit_id: str, /, **changes: object) -> Visit: ...
     async def active(self, number: str, now: str) -> Visit | None:
-        """The most recently seen unexpired visit holding `number` at `now`."""
+        """The most recently seen unexpired visit holding `number` at `now`.
+
+        Fallback visits (shown a number when their pool was exhausted) hold
+        nothing and are never returned.
+        """
+        ...
+
+    async def held_until(self, numbers: Sequence[str]) -> dict[str, str]:
+        """Number -> latest `expires_at` of a non-fallback visit holding it (pools, LRU)."""
         ...
 
     async def latest_for_visitor(self, visitor_id: str) -> Visit | None: ...

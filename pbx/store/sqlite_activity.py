@@ -37,6 +37,7 @@ _CALL_UPSERT = (
 )
 _VISIT_COLS = ["id", *columns_of(Visit)]
 _OUTBOX_COLS = columns_of(OutboxItem)
+MAX_HELD_QUERY = 1000  # numbers per held_until query (SQLite's default variable limit is 32766)
 
 
 def _call_params(record: CallRecord) -> dict[str, Any]:
@@ -167,11 +168,24 @@ class SqliteVisits:
     async def active(self, number: str, now: str) -> Visit | None:
         async with self._db.read() as tx:
             row = await tx.one(
-                "SELECT * FROM visits WHERE number = ? AND expires_at > ? "
+                "SELECT * FROM visits WHERE number = ? AND expires_at > ? AND fallback = 0 "
                 "ORDER BY last_seen_at DESC, id DESC LIMIT 1",
                 (number, now),
             )
         return None if row is None else build(Visit, row)
+
+    async def held_until(self, numbers: Sequence[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(numbers))[:MAX_HELD_QUERY]
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                f"SELECT number, max(expires_at) FROM visits WHERE number IN ({marks}) "
+                "AND fallback = 0 GROUP BY number",
+                wanted,
+            )
+        return {str(r[0]): str(r[1]) for r in rows}
 
     async def latest_for_visitor(self, visitor_id: str) -> Visit | None:
         async with self._db.read() as tx:

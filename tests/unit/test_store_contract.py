@@ -441,11 +441,9 @@ def visit(vid: str, **kw: Any) -> Visit:
 
 
 async def test_visits(store: Store) -> None:
-    a = await store.visits.add(
-        visit("a", lat=37.77, lon=-122.42, utm_campaign="spring", fallback=True)
-    )
+    a = await store.visits.add(visit("a", lat=37.77, lon=-122.42, utm_campaign="spring"))
     assert await store.visits.get("a") == a
-    assert a.fallback is True
+    assert a.fallback is False
     assert a.lat == 37.77
     await store.visits.add(visit("b", visitor_id="v-2", started_at=T1, last_seen_at=T1))
     assert [v.id for v in await store.visits.list()] == ["b", "a"]
@@ -465,6 +463,22 @@ async def test_visits(store: Store) -> None:
     await unchanged(store, ConflictError, store.visits.add(visit("a")))
     await unchanged(store, InputError, store.visits.update("a", colour="red"))
     await unchanged(store, NotFoundError, store.visits.update("zz", city="Paris"))
+
+
+async def test_visits_fallback_holds_nothing_and_held_until(store: Store) -> None:
+    await store.visits.add(visit("x", expires_at=T1))
+    await store.visits.add(visit("y", visitor_id="v-2", expires_at=T2))
+    await store.visits.add(
+        visit("z", visitor_id="v-3", last_seen_at=T1, expires_at=T3, fallback=True)
+    )
+    await store.visits.add(visit("w", visitor_id="v-4", number=NUM2, expires_at=T3, fallback=True))
+    active = await store.visits.active(NUM, T0)
+    assert active is not None
+    assert active.id == "y"  # z is newer but a fallback visit
+    assert await store.visits.active(NUM, T2) is None
+    assert await store.visits.active(NUM2, T0) is None
+    assert await store.visits.held_until([NUM, NUM2, "+14155550101"]) == {NUM: T2}
+    assert await store.visits.held_until([]) == {}
 
 
 # --- outbox ---------------------------------------------------------------------
