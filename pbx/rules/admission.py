@@ -8,8 +8,10 @@ Decisions (the spec is silent):
 - The most specific match wins (longest prefix), ties go to the earlier
   trunk in the sequence, so `10.0.0.0/8` on one trunk and `10.1.2.3/32` on
   another route 10.1.2.3 to the second one.
-- A trunk's `host`, when it is an IP literal, is allowed implicitly as a
-  /32 or /128 (the address we send calls to may send calls back). A host
+- A trunk's `host`, when it is an IP literal and the trunk has no allow
+  list, is allowed implicitly as a /32 or /128 (the address we send calls
+  to may send calls back). An explicit allow list is authoritative: an
+  admin who lists the provider's signalling ranges means only those. A host
   name is not resolved here (that is I/O): list its addresses with --allow.
 - IPv4-mapped IPv6 sources (`::ffff:192.0.2.1`, what a dual-stack socket
   reports) are compared as IPv4. Brackets and a `%zone` suffix are
@@ -90,7 +92,7 @@ def _network(text: str) -> Network | None:
 
 
 def _networks(trunk: TrunkAcl) -> list[Network]:
-    texts = [*trunk.allow, *([trunk.host] if trunk.host else [])]
+    texts = list(trunk.allow) or ([trunk.host] if trunk.host else [])
     return [n for n in (_network(t) for t in texts) if n is not None]
 
 

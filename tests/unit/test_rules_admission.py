@@ -104,3 +104,9 @@ def test_parse_address_maps_ipv4_in_ipv6() -> None:
 )
 def test_dialed_number(ruri: str | None, to: str | None, expected: str | None) -> None:
     assert dialed_number(ruri, to) == expected
+
+
+def test_explicit_allow_list_excludes_the_trunk_host() -> None:
+    trunk = TrunkAcl("t", ("192.0.2.0/24",), host="198.51.100.7")
+    assert trunk_for_source([trunk], "198.51.100.7") is None
+    assert trunk_for_source([trunk], "192.0.2.9") == trunk
