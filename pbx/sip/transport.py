@@ -34,7 +34,7 @@ import contextlib
 import errno
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -130,12 +130,12 @@ class _Stream(asyncio.Protocol):
         self._splitter = StreamSplitter()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport is not an asyncio.Transport subclass: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
         if self.peer is None:
             self.peer = _peer("tcp", transport.get_extra_info("peername"))
         if not self._owner.adopt(self):
-            transport.abort()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None

@@ -1,0 +1,135 @@
+"""A real `pbx serve` process for end-to-end tests, provisioned through the store.
+
+The daemon runs as a child process (so a test can SIGTERM or SIGKILL it by
+PID) on free loopback ports, with its own SQLite file. Readiness is the
+`/health` endpoint answering 200; records are read back from the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pbx.records import CallRecord
+from pbx.store import Store, open_store
+
+from .conftest import free_port, free_udp_range
+
+READY_TIMEOUT = 20.0
+RTP_PORTS = 40  # 10 calls' worth of port pairs (2 legs x RTP/RTCP)
+
+
+@dataclass
+class DaemonProcess:
+    """One `pbx serve` child process and where it listens."""
+
+    workdir: Path
+    db: Path
+    sip_port: int = 0
+    http_port: int = 0
+    rtp_low: int = 0
+    rtp_high: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "daemon.log"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def start(self) -> None:
+        """Start on fresh ports and wait (bounded) until /health answers."""
+        self.sip_port = self.sip_port or free_port()
+        self.http_port = self.http_port or free_port()
+        if not self.rtp_low:
+            self.rtp_low = free_udp_range(RTP_PORTS)
+            self.rtp_high = self.rtp_low + RTP_PORTS - 1
+        args = [
+            "-c", "from cli import main; main()", "serve",
+            "--sip", f"127.0.0.1:{self.sip_port}",
+            "--rtp-ports", f"{self.rtp_low}-{self.rtp_high}",
+            "--http", f"127.0.0.1:{self.http_port}",
+        ]  # fmt: skip
+        env = {**os.environ, "PBX_DB": str(self.db), "PBX_LOG_FORMAT": "json", **self.env}
+        with self.log_path.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, *args, cwd=self.workdir, env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+        await self._wait_ready()
+
+    async def _wait_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        while loop.time() < deadline:
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise RuntimeError(f"pbx serve exited early:\n{self.log_text()[-3000:]}")
+            if await self.health() == 200:
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"pbx serve not ready in {READY_TIMEOUT}s:\n{self.log_text()[-3000:]}")
+
+    async def health(self) -> int | None:
+        """The /health status code, or None when nothing answers."""
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.http_port)
+        except OSError:
+            return None
+        try:
+            writer.write(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), 2.0)
+        except (OSError, TimeoutError):
+            return None
+        finally:
+            writer.close()
+        parts = line.split()
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+    async def stop(self, sig: int = signal.SIGTERM, limit: float = 15.0) -> int:
+        """Signal the daemon (by its PID) and wait for it to exit; SIGKILL past `limit`."""
+        if self.process is None or self.process.returncode is not None:
+            return self.process.returncode if self.process else 0
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(sig)
+        try:
+            return await asyncio.wait_for(self.process.wait(), limit)
+        except TimeoutError:
+            self.process.kill()
+            return await self.process.wait()
+
+    async def records(self) -> list[CallRecord]:
+        async with await open_store(self.db) as store:
+            return await store.calls.list()
+
+    async def wait_final_record(self, count: int = 1, limit: float = 15.0) -> list[CallRecord]:
+        """Wait (bounded) until `count` records are final; newest first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        rows: list[CallRecord] = []
+        while loop.time() < deadline:
+            rows = await self.records()
+            if len(rows) >= count and all(r.is_final for r in rows[:count]):
+                return rows
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"records not final: {rows}\n{self.log_text()[-3000:]}")
+
+
+async def provision(db: Path, fn: Callable[[Store], Awaitable[None]]) -> None:
+    """Write provisioning rows straight into the daemon's database file."""
+    async with await open_store(db) as store:
+        await fn(store)
