@@ -236,7 +236,18 @@ def trunks() -> None:
     """SIP provider accounts: where calls come from and go out."""
 
 
-_TRUNK_COLUMNS = ("name", "host", "port", "transport", "username", "register", "allow", "enabled")
+_TRUNK_COLUMNS = (
+    "name",
+    "host",
+    "port",
+    "transport",
+    "username",
+    "register",
+    "allow",
+    "strip_plus",
+    "prefix",
+    "enabled",
+)
 
 
 def _trunk_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -260,18 +271,20 @@ def _trunk_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[.
                 metavar="CIDR",
                 help="Address allowed to send calls in; repeat. Default: the host's IP.",
             ),
-            click.option("--prefix", help="Digits put before dialled numbers."),
             click.option(
-                "--strip-plus/--keep-plus", default=None, help="Dial numbers without the leading +."
+                "--prefix", metavar="DIGITS", help="Digits put before dialled numbers ('' clears)."
+            ),
+            click.option(
+                "--strip-plus/--keep-plus",
+                default=None,
+                help="Dial numbers without the leading + (default: keep it).",
+            ),
+            click.option(
+                "--enable/--disable", "enabled", default=None, help="Use or ignore this trunk."
             ),
         ]
         if not adding:
-            opts += [
-                click.option(
-                    "--enable/--disable", "enabled", default=None, help="Use or ignore this trunk."
-                ),
-                click.option("--rename", metavar="NEW", help="New name."),
-            ]
+            opts.append(click.option("--rename", metavar="NEW", help="New name."))
         for opt in reversed(opts):
             fn = opt(fn)
         return fn
@@ -582,16 +595,30 @@ def _number_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[
             click.option(
                 "--trunk", metavar="NAME", help="Trunk for outbound legs ('' = default trunk)."
             ),
+            click.option(
+                "--hours",
+                metavar="TEXT",
+                help="Business hours, e.g. 'America/New_York mon-fri 09:00-17:00; "
+                "sat 10:00-14:00; closed 2026-12-25' ('' clears).",
+            ),
+            click.option("--no-hours", is_flag=True, help="Clear business hours (open always)."),
+            click.option(
+                "--after-hours",
+                multiple=True,
+                metavar="DEST",
+                help="Destination outside business hours; repeat, in order "
+                "('' = reject after-hours calls).",
+            ),
+            click.option(
+                "--present-tracking-number/--pass-caller-id",
+                default=None,
+                help="Caller ID shown at the destination: the tracking number, or the "
+                "caller's own (default).",
+            ),
+            click.option(
+                "--enable/--disable", "enabled", default=None, help="Answer or refuse its calls."
+            ),
         ]
-        if not adding:
-            opts.append(
-                click.option(
-                    "--enable/--disable",
-                    "enabled",
-                    default=None,
-                    help="Answer or refuse its calls.",
-                )
-            )
         for opt in reversed(opts):
             fn = opt(fn)
         return fn
@@ -601,7 +628,19 @@ def _number_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[
 
 def _number_opts(kw: dict[str, Any]) -> admin.NumberOptions:
     dests = tuple(kw.pop("destinations", ())) or None
-    return admin.NumberOptions(destinations=dests, **kw)
+    after = tuple(kw.pop("after_hours", ())) or None
+    if kw.pop("no_hours", False):
+        if kw.get("hours"):
+            raise AdminError("give only one of --hours and --no-hours")
+        kw["hours"] = ""
+    return admin.NumberOptions(destinations=dests, after_hours=after, **kw)
+
+
+def _number_row(number: Any) -> dict[str, Any]:
+    """A number for output: `hours` as the text `--hours` takes, not the stored JSON."""
+    row = as_dict(number)
+    row["hours"] = admin.hours_text(number.hours)
+    return row
 
 
 @numbers.command("add")
@@ -623,7 +662,7 @@ def numbers_add(ctx: click.Context, /, number: str, **kw: Any) -> None:
 def numbers_list(ctx: click.Context, source: str | None, fmt: str) -> None:
     """List tracking numbers."""
     rows = run_store(ctx, lambda s: s.numbers.list(source=source))
-    emit([as_dict(r) for r in rows], fmt, _NUMBER_COLUMNS)
+    emit([_number_row(r) for r in rows], fmt, _NUMBER_COLUMNS)
 
 
 @numbers.command("show")
@@ -633,7 +672,7 @@ def numbers_list(ctx: click.Context, source: str | None, fmt: str) -> None:
 def numbers_show(ctx: click.Context, number: str, fmt: str) -> None:
     """Show every field of tracking NUMBER."""
     row = run_store(ctx, lambda s: admin.get_number(s, number, region_of(ctx)))
-    emit_one(as_dict(row), fmt)
+    emit_one(_number_row(row), fmt)
 
 
 @numbers.command("update")
@@ -732,6 +771,53 @@ def calls_list(
     emit(json_rows, fmt, _CALL_COLUMNS, json_rows)
 
 
+@calls.command("export")
+@click.option("--since", metavar="DATE", help="Only calls started at or after DATE (UTC).")
+@click.option("--source", metavar="NAME", help="Only calls attributed to this source.")
+@click.option("--number", metavar="NUMBER", help="Only calls to this tracking number.")
+@click.option(
+    "--disposition",
+    type=click.Choice([d.value for d in records.Disposition]),
+    help="Only calls that ended so.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, None),
+    help="At most N newest calls (default: every matching call).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("csv", "json")),
+    default="csv",
+    show_default=True,
+    help="CSV (a header row, every field) or a JSON array.",
+)
+@click.pass_context
+def calls_export(
+    ctx: click.Context,
+    since: str | None,
+    source: str | None,
+    number: str | None,
+    disposition: str | None,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """Print every field of the matching call records, newest first, for spreadsheets."""
+    since_stamp = parse_since(since) if since else None
+    e164 = _number_arg(number, region_of(ctx)) if number else None
+    rows = run_store(
+        ctx,
+        lambda s: s.calls.list(
+            since=since_stamp, source=source, number=e164, disposition=disposition, limit=limit
+        ),
+    )
+    if fmt == "json":
+        click.echo(json.dumps(records.to_json_rows(rows), indent=2))
+    else:
+        click.echo(records.to_csv(rows), nl=False)
+
+
 def _number_arg(raw: str, region: str) -> str:
     try:
         return normalise(raw, region)
@@ -747,6 +833,60 @@ def calls_show(ctx: click.Context, call_id: str, fmt: str) -> None:
     """Show every field of call record ID."""
     row = run_store(ctx, lambda s: admin.require(s.calls.get(call_id), f"no call {call_id}"))
     emit_one(records.to_dict(row), fmt)
+
+
+# ---------------------------------------------------------------- block list
+
+
+@click.group()
+def block() -> None:
+    """Blocked callers: a number, a +prefix, or 'anonymous' (callers who hide their number).
+
+    Global unless --number names a tracking number. The daemon rejects a
+    blocked call and records it as 'blocked'.
+    """
+
+
+_scope_option = click.option(
+    "--number",
+    metavar="TRACKING-NUMBER",
+    help="Only for calls to this tracking number (default: every number).",
+)
+
+
+def _block_row(b: Any) -> dict[str, Any]:
+    return {"pattern": b.pattern, "number": b.number, "scope": b.number or "all numbers"}
+
+
+@block.command("add")
+@click.argument("pattern", metavar="NUMBER-OR-PREFIX")
+@_scope_option
+@click.pass_context
+def block_add(ctx: click.Context, pattern: str, number: str | None) -> None:
+    """Block NUMBER-OR-PREFIX: +12125550123, a prefix like +1212, or 'anonymous'."""
+    row = run_store(ctx, lambda s: admin.add_block(s, pattern, number, region_of(ctx)))
+    click.echo(f"blocked {row.pattern} for {_block_row(row)['scope']}")
+
+
+@block.command("list")
+@_scope_option
+@format_option
+@click.pass_context
+def block_list(ctx: click.Context, number: str | None, fmt: str) -> None:
+    """List blocked callers (with --number: only that number's own blocks)."""
+    rows = run_store(ctx, lambda s: admin.list_blocks(s, number, region_of(ctx)))
+    json_rows = [{"pattern": r.pattern, "number": r.number} for r in rows]
+    emit([_block_row(r) for r in rows], fmt, ("pattern", "scope"), json_rows)
+
+
+@block.command("remove")
+@click.argument("pattern", metavar="NUMBER-OR-PREFIX")
+@_scope_option
+@click.pass_context
+def block_remove(ctx: click.Context, pattern: str, number: str | None) -> None:
+    """Unblock NUMBER-OR-PREFIX (global, or the block set with the same --number)."""
+    row = run_store(ctx, lambda s: admin.remove_block(s, pattern, number, region_of(ctx)))
+    click.echo(f"unblocked {row.pattern} for {_block_row(row)['scope']}")
 
 
 # ---------------------------------------------------------------- serve
@@ -795,7 +935,7 @@ def serve(
         _fail(f"cannot start: {exc}", 1)
 
 
-for _group in (trunks, destinations, sources, numbers, calls):
+for _group in (trunks, destinations, sources, numbers, calls, block):
     cli.add_command(_group)
 cli.add_command(serve)
 

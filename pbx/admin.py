@@ -29,6 +29,15 @@ Decisions:
 - Ring timeout is 1-600 seconds (default 20, the store's); position 0-10000.
 - Provisioning a number stores `numbers.describe` (region, area code,
   location) so the daemon never loads the geocoder.
+- Business hours (`--hours`) are the text `pbx.rules.routing.parse_schedule`
+  reads, stored as `Schedule.to_json()`; blank text clears them, and
+  clearing them also clears the after-hours list unless `--after-hours` is
+  given in the same command. An after-hours list without hours is refused
+  (it could never be used). An empty after-hours list (`--after-hours ''`)
+  means calls outside the hours are rejected (480).
+- `present_tracking_number` (CLI `--present-tracking-number`) shows the
+  tracking number as caller ID on outbound legs; the default passes the
+  caller's own number through.
 """
 
 from __future__ import annotations
@@ -43,10 +52,13 @@ from typing import Any, TypeVar
 from pbx.errors import InputError, NotFoundError
 from pbx.numbers import describe, normalise
 from pbx.presets import Preset, load_presets
+from pbx.rules.blocking import normalise_pattern
+from pbx.rules.routing import Schedule, parse_schedule
 from pbx.rules.sources import compile_checked
 from pbx.sip.status import SipParseError
 from pbx.sip.uri import parse_host_port, parse_uri
 from pbx.store.base import (
+    Block,
     Destination,
     DestinationKind,
     Source,
@@ -397,36 +409,70 @@ class NumberOptions:
     ring_timeout: int | None = None
     trunk: str | None = None
     enabled: bool | None = None
+    hours: str | None = None
+    after_hours: tuple[str, ...] | None = None
+    present_tracking_number: bool | None = None
+
+
+def parse_hours(text: str) -> str | None:
+    """`--hours` text -> the stored `Schedule.to_json()`; blank -> None (no hours)."""
+    if not text.strip():
+        return None
+    try:
+        return parse_schedule(text).to_json()
+    except InputError as exc:
+        raise InputError(f"invalid --hours: {exc}") from None
+
+
+def hours_text(stored: str | None) -> str | None:
+    """A stored schedule as the text `--hours` accepts (None when there is none)."""
+    return None if stored is None else Schedule.from_json(stored).to_text()
 
 
 def _apply_number(base: TrackingNumber, opts: NumberOptions) -> TrackingNumber:
-    number = base
-    if opts.source is not None:
-        number = replace(number, source=opts.source)
+    changes: dict[str, Any] = {}
     if opts.destinations is not None:
-        number = replace(number, destinations=_check_destinations(opts.destinations))
+        changes["destinations"] = _check_destinations(opts.destinations, "--destination")
     if opts.strategy is not None:
         if opts.strategy not in STRATEGIES:
             raise InputError(f"--strategy must be one of {'|'.join(STRATEGIES)}")
-        number = replace(number, strategy=opts.strategy)
+        changes["strategy"] = opts.strategy
     if opts.ring_timeout is not None:
-        number = replace(number, ring_timeout=check_ring_timeout(opts.ring_timeout))
+        changes["ring_timeout"] = check_ring_timeout(opts.ring_timeout)
     if opts.trunk is not None:
-        number = replace(number, trunk=opts.trunk or None)
-    if opts.enabled is not None:
-        number = replace(number, enabled=opts.enabled)
+        changes["trunk"] = opts.trunk or None
+    for field in ("source", "enabled", "present_tracking_number"):
+        if getattr(opts, field) is not None:
+            changes[field] = getattr(opts, field)
+    return _apply_hours(replace(base, **changes), opts)
+
+
+def _apply_hours(number: TrackingNumber, opts: NumberOptions) -> TrackingNumber:
+    if opts.hours is not None:
+        hours = parse_hours(opts.hours)
+        number = replace(number, hours=hours)
+        if hours is None and opts.after_hours is None:
+            number = replace(number, after_hours=())  # no hours: nothing is "after hours"
+    if opts.after_hours is not None:
+        names = tuple(n for n in opts.after_hours if n)
+        after = _check_destinations(names, "--after-hours", empty_ok=True)
+        number = replace(number, after_hours=after)
+    if number.after_hours and number.hours is None:
+        raise InputError("--after-hours needs business hours: give --hours too")
     return number
 
 
-def _check_destinations(names: Sequence[str]) -> tuple[str, ...]:
-    if not names:
-        raise InputError("give at least one --destination")
+def _check_destinations(
+    names: Sequence[str], option: str, *, empty_ok: bool = False
+) -> tuple[str, ...]:
+    if not names and not empty_ok:
+        raise InputError(f"give at least one {option}")
     if len(names) > MAX_DESTINATIONS:
-        raise InputError(f"at most {MAX_DESTINATIONS} destinations per number")
+        raise InputError(f"at most {MAX_DESTINATIONS} {option} destinations per number")
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise InputError(f"destination '{name}' is given twice")
+            raise InputError(f"destination '{name}' is given twice in {option}")
         seen.add(name)
     return tuple(names)
 
@@ -466,6 +512,36 @@ async def remove_number(store: Store, raw: str, region: str) -> str:
 async def get_number(store: Store, raw: str, region: str) -> TrackingNumber:
     e164 = check_number(raw, region)
     return await require(store.numbers.get(e164), f"no tracking number {e164}")
+
+
+# ---------------------------------------------------------------- blocks
+
+
+async def add_block(store: Store, pattern: str, number: str | None, region: str) -> Block:
+    """Block a caller number, a `+digits` prefix or `anonymous`, globally or for `number`."""
+    block = Block(
+        pattern=normalise_pattern(pattern, region),
+        number=None if number is None else check_number(number, region),
+    )
+    return await store.blocks.add(block)
+
+
+async def remove_block(store: Store, pattern: str, number: str | None, region: str) -> Block:
+    block = Block(
+        pattern=normalise_pattern(pattern, region),
+        number=None if number is None else check_number(number, region),
+    )
+    await store.blocks.remove(block.pattern, block.number)
+    return block
+
+
+async def list_blocks(store: Store, number: str | None, region: str) -> list[Block]:
+    """Every block, or only those set for tracking `number` (`--number`)."""
+    if number is None:
+        return await store.blocks.list()
+    e164 = check_number(number, region)
+    await require(store.numbers.get(e164), f"no tracking number {e164}")
+    return await store.blocks.list(number=e164)
 
 
 # ---------------------------------------------------------------- helpers
