@@ -136,7 +136,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace all values of `name` with one, at the first one's place."""
         canon, key = canonical_name(name)
-        _check_value(value)
+        value = _check_value(value)
         if key in self._keys:
             index = self._keys.index(key)
             self.remove(name)
@@ -147,7 +147,7 @@ class Headers:
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Append a value (or put it before every other header with `first`)."""
         canon, key = canonical_name(name)
-        _check_value(value)
+        value = _check_value(value)
         self._insert(0 if first else len(self._keys), canon, key, value)
 
     def _insert(self, index: int, canon: str, key: str, value: str) -> None:
@@ -174,7 +174,7 @@ class Headers:
             self._values[index] = ", ".join(items[1:])
         else:
             del self._names[index], self._keys[index], self._values[index]
-        return items[0]
+        return items[0] if items else ""
 
     def items(self) -> list[tuple[str, str]]:
         return list(zip(self._names, self._values, strict=True))
@@ -202,9 +202,11 @@ class Headers:
         return f"Headers({self.items()!r})"
 
 
-def _check_value(value: str) -> None:
-    if "\r" in value or "\n" in value or value != value.strip(" \t"):
-        raise ValueError(f"header value must be one trimmed line: {value!r}")
+def _check_value(value: str) -> str:
+    """The value to store: one line (CR/LF refused: header injection), trimmed."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header value must be one line: {value!r}")
+    return value.strip(" \t")
 
 
 # -- messages -----------------------------------------------------------------
@@ -214,7 +216,10 @@ _V = TypeVar("_V")
 
 
 def _top_via(value: str) -> Via:
-    return parse_via(split_list(value)[0])
+    items = split_list(value)
+    if not items:
+        raise SipParseError("empty Via")
+    return parse_via(items[0])
 
 
 class _Accessors:
@@ -356,6 +361,8 @@ def serialize(msg: Message) -> bytes:
         start = f"{msg.method} {msg.uri} SIP/2.0\r\n"
     else:
         start = f"SIP/2.0 {msg.status} {msg.reason}\r\n"
+    if start.count("\n") != 1 or start.count("\r") != 1:
+        raise ValueError(f"CR or LF in the start line: {start!r}")  # no header injection
     h = msg.headers
     lines = [
         f"{n}: {v}\r\n"
@@ -622,9 +629,11 @@ def response_for_error(err: SipParseError, *, to_tag: str | None = None) -> Resp
     start = err.start_line or ""
     if partial is None or start[:4].upper() == "SIP/" or not start:
         return None
+    method = start.split(" ", 1)[0]
+    if method == "ACK":  # RFC 3261 §17.2.1: an ACK is never answered
+        return None
     if any(partial.get(name) is None for name in ("Via", "From", "To", "Call-ID", "CSeq")):
         return None
-    method = start.split(" ", 1)[0]
     return _response_from(partial, method, err.status_hint, None, to_tag, (), b"")
 
 

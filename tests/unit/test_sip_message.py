@@ -207,8 +207,12 @@ def test_headers_container() -> None:
     # WWW-Authenticate is not a list header: its commas stay.
     h.add("WWW-Authenticate", 'Digest realm="r", nonce="n"')
     assert h.get_all("WWW-Authenticate") == ['Digest realm="r", nonce="n"']
-    with pytest.raises(ValueError, match="one trimmed line"):
+    with pytest.raises(ValueError, match="one line"):
         h.add("X-Evil", "a\r\nInjected: yes")
+    h.add("X-Padded", "  v \t")
+    assert h.get("x-padded") == "v"
+    assert h.pop_first("X-Padded") == "v"
+    assert h.pop_first("X-Padded") is None
     with pytest.raises(ValueError, match="header name"):
         h.add("Bad Name", "x")
 
@@ -231,6 +235,30 @@ def test_make_response_copies_rfc3261_headers() -> None:
     assert "Record-Route" not in busy.headers
     assert busy.headers.get("Retry-After") == "30"
     assert parse(bytes(busy)) == busy
+
+
+def test_serialize_refuses_cr_lf_in_the_start_line() -> None:
+    req = parse(invite())
+    assert isinstance(req, Request)
+    req.uri = "sip:a@b SIP/2.0\r\nInjected: 1\r\nX:"
+    with pytest.raises(ValueError, match="start line"):
+        serialize(req)
+
+
+def test_views_follow_header_changes() -> None:
+    req = parse(invite())
+    assert req.from_.tag == "f1"
+    req.headers.set("From", "<sip:other@x.example>;tag=f2")
+    assert req.from_.tag == "f2"
+    assert req.from_ is req.from_  # cached until the header changes
+
+
+def test_no_answer_to_a_broken_ack() -> None:
+    data = invite().replace(b"INVITE", b"ACK").replace(b"SIP/2.0\r\n", b"SIP/3.0\r\n", 1)
+    with pytest.raises(SipParseError) as info:
+        parse(data)
+    assert info.value.status_hint == 505
+    assert response_for_error(info.value) is None
 
 
 def test_make_response_keeps_existing_to_tag() -> None:
