@@ -33,7 +33,10 @@ from aiohttp import web
 from pbx.calls import iso_utc
 from pbx.calls_model import LocalAddress
 from pbx.config import Settings
+from pbx.http import visitors
+from pbx.integrations import integrations_from
 from pbx.logs import setup_logging
+from pbx.outbox import OutboxDispatcher
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.runner import CallContext, CallManager
@@ -60,9 +63,12 @@ class Daemon:
     relay: MediaRelay
     manager: CallManager
     http: web.AppRunner | None = None
+    outbox: OutboxDispatcher | None = None
 
     async def close(self) -> None:
         await self.manager.drain(self.settings.timers.drain_timeout)
+        if self.outbox is not None:
+            await self.outbox.close()  # undelivered items stay queued in the store
         if self.http is not None:
             await self.http.cleanup()
         await self.agent.close()
@@ -111,12 +117,15 @@ async def start(settings: Settings) -> Daemon:
         default_region=settings.phone.default_region,
         ring_timeout=settings.timers.ring_timeout,
         max_concurrent=settings.calls.max_concurrent,
+        integrations=integrations_from(settings),
     )
     manager = CallManager(ctx)
     agent.user = manager
     relay.on_timeout = manager.on_media_timeout
     daemon = Daemon(settings, store, agent, relay, manager)
     daemon.http = await _start_http(daemon)
+    daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
+    daemon.outbox.start()
     await _register_trunks(daemon, sip_host)
     return daemon
 
@@ -124,6 +133,7 @@ async def start(settings: Settings) -> Daemon:
 async def _start_http(daemon: Daemon) -> web.AppRunner:
     app = web.Application()
     app.router.add_get("/health", _health(daemon))
+    visitors.add_routes(app, daemon.store, daemon.settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, daemon.settings.http.host, daemon.settings.http.port)
