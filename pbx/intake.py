@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
+from pbx.attribution import attribute
 from pbx.calls_model import CallSetup, LocalAddress, Target
 from pbx.errors import InputError
 from pbx.numbers import normalise
@@ -75,6 +76,7 @@ async def admit(
     if route is None:
         return Refusal(404, "unknown number")
     record = _ringing_record(invite, route, trunk, ctx.default_region, wall)
+    record = attribute(record, await ctx.store.visits.active(record.tracking_number, _iso(wall)))
     if not route.number.enabled or not route.source.enabled:
         return _rejected(record, 480, "number disabled", wall)
     chosen = _open_destinations(route, wall)
@@ -156,6 +158,12 @@ def _ringing_record(
         trunk=trunk.name,
         disposition=Disposition.RINGING,
     )
+
+
+def _iso(wall: float) -> str:
+    from pbx.calls import iso_utc
+
+    return iso_utc(wall)
 
 
 def _rejected(record: CallRecord, status: int, reason: str, wall: float) -> Refusal:
