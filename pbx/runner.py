@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
+from uuid import uuid4
 
 import structlog
 
-from pbx.calls import Call, Input
+from pbx.calls import Call, Input, iso_utc
 from pbx.calls_model import (
     Action,
     ArmMedia,
@@ -45,6 +46,7 @@ from pbx.calls_model import (
     WriteRecord,
 )
 from pbx.intake import IntakeContext, Refusal, admit
+from pbx.integrations import Integrations, outbox_for, progress_items
 from pbx.legs import LegBuilder
 from pbx.records import CallRecord
 from pbx.rtp.relay import MediaError, MediaRelay, MediaSession, MediaStats
@@ -85,6 +87,7 @@ class CallContext:
     ring_timeout: float = 30.0
     max_concurrent: int = 0
     wall_clock: Callable[[], float] = time.time
+    integrations: Integrations = field(default_factory=Integrations)
 
 
 @dataclass
@@ -338,6 +341,9 @@ class CallRunner:
             await self.ctx.store.calls.insert(record)
         else:
             await self.ctx.store.calls.update(record)
+        wall = iso_utc(self.ctx.wall_clock())
+        for item in progress_items(existing, record, self.ctx.integrations, uuid4().hex, wall):
+            await self.ctx.store.outbox.add(item)
         self.log.info("call.state", disposition=str(record.disposition))
 
     async def _finish(self, record: CallRecord) -> None:
@@ -352,7 +358,10 @@ class CallRunner:
             )
         if await self.ctx.store.calls.get(record.id) is None:
             await self.ctx.store.calls.insert(record)
-        await self.ctx.store.calls.finish(record)
+        source = await self.ctx.store.sources.get(record.source) if record.source else None
+        wall = iso_utc(self.ctx.wall_clock())
+        outbox = outbox_for(record, source, self.ctx.integrations, uuid4().hex, wall)
+        await self.ctx.store.calls.finish(record, outbox)
         self.log.info(
             "call.ended",
             disposition=str(record.disposition),
