@@ -889,6 +889,35 @@ def block_remove(ctx: click.Context, pattern: str, number: str | None) -> None:
     click.echo(f"unblocked {row.pattern} for {_block_row(row)['scope']}")
 
 
+# ---------------------------------------------------------------- doctor
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Daemon settings (TOML) to check, as given to 'pbx serve --config'.",
+)
+@click.pass_context
+def doctor(ctx: click.Context, config_path: Path | None) -> None:
+    """Check config, database, ports and trunks; print what is wrong in plain words.
+
+    One line per check: ok, warn or FAIL. Exit code 0 when nothing FAILs, 1 otherwise.
+    """
+    from pbx import doctor as checks
+
+    overrides: dict[str, object] = {}
+    root = ctx.find_root()
+    if root.get_parameter_source("db") != click.core.ParameterSource.DEFAULT:
+        overrides["store.path"] = root.params["db"]
+    findings = asyncio.run(checks.run_doctor(config_path, os.environ, overrides))
+    for finding in findings:
+        click.echo(finding.line())
+    if checks.failed(findings):
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------- serve
 
 
@@ -937,6 +966,7 @@ def serve(
 
 for _group in (trunks, destinations, sources, numbers, calls, block):
     cli.add_command(_group)
+cli.add_command(doctor)
 cli.add_command(serve)
 
 
