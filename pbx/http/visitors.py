@@ -336,9 +336,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except BadRequest as exc:
-        headers = {"Access-Control-Allow-Origin": request.headers["Origin"], "Vary": "Origin"}
-        if exc.status == 403 or "Origin" not in request.headers:
-            headers = {}
+        origin = request.headers.get("Origin")
+        headers = {}
+        if origin is not None and exc.status != 403:
+            headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
         return web.json_response({"error": str(exc)}, status=exc.status, headers=headers)
     except web.HTTPException as exc:
         if not request.path.startswith("/v1/") or exc.status < 400:
