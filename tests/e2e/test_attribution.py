@@ -105,8 +105,9 @@ async def _setup(daemon: DaemonProcess, callee_port: int) -> None:
         await store.sources.add(Source(name="Google Ads", onsite=True, landing="gclid=",
                                        position=1, tag="PPC"))  # fmt: skip
         for number in POOL:
-            await store.numbers.add(TrackingNumber(number=number, source="Google Ads",
-                                                   destinations=("office",), trunk="carrier"))  # fmt: skip
+            row = TrackingNumber(number=number, source="Google Ads", destinations=("office",),
+                                 trunk="carrier")  # fmt: skip
+            await store.numbers.add(row)
 
     await provision(daemon.db, rows)
     await daemon.start()
@@ -128,8 +129,9 @@ async def _visit(daemon: DaemonProcess) -> dict[str, Any]:
 
 async def _call(sipp: SippFactory, daemon: DaemonProcess, number: str) -> None:
     keys = {"caller": CALLER, "mport": str(free_udp_range(2))}
-    caller = await sipp.start("b2bua_caller.xml", remote=("127.0.0.1", daemon.sip_port),
-                              keys=keys, extra=["-s", number[1:], "-d", "500"], seconds=20)  # fmt: skip
+    remote = ("127.0.0.1", daemon.sip_port)
+    extra = ["-s", number[1:], "-d", "500"]
+    caller = await sipp.start("b2bua_caller.xml", remote=remote, keys=keys, extra=extra, seconds=20)
     assert await caller.wait() == 0, caller.diagnostics()
 
 
