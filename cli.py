@@ -19,6 +19,17 @@ Decisions:
 - Passwords are never printed: `********` stands for a set password.
 - `--format json` prints a JSON array for listings and an object for `show`;
   `csv` has a header row; `table` is aligned text for people.
+- `numbers list` keeps its table/CSV columns (the README quickstart shows
+  them); business hours, after-hours list and caller-ID option are in its
+  JSON and in `numbers show`, hours as the text `--hours` accepts.
+- `calls export` prints every field of every matching record (no default
+  limit, unlike `calls list`); CSV by default, values that a spreadsheet
+  would run as formulas are defused by `pbx.records.to_csv`.
+- `block`: the pattern is a full number (stored E.164), `+` and digits for a
+  prefix, or `anonymous` (see `pbx.rules.blocking`); `--number` scopes it to
+  one tracking number, and `block list --number N` shows only N's own blocks.
+- `doctor` prints `ok|warn|FAIL  what` lines and exits 1 when any check
+  FAILs (findings are not bad input); bad flags still exit 2.
 """
 
 from __future__ import annotations

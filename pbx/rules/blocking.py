@@ -21,8 +21,14 @@ Decisions (the spec is silent):
   specific), number-specific before global on a tie; `anonymous` only
   matches anonymous callers. The daemon only needs to know *whether* a call
   is blocked; the winning block is returned for the log and the record.
-- A caller that is not anonymous but has no E.164 number (a SIP URI user
-  that is not a number) matches no number pattern.
+- A caller with no E.164 number matches no number pattern. A number
+  pattern matches whenever the caller's number is known, even if it is
+  withheld (`Privacy: id` with a P-Asserted-Identity from the trunk): the
+  carrier told us who it is, and blocking is not disclosure.
+- `is_anonymous` (for the shell): a call is anonymous when there is no
+  usable caller number, the From user is one of `anonymous`, `restricted`,
+  `private`, `unavailable`, `unknown` (any case), or a Privacy header asks
+  for `id`, `user` or `header` privacy (RFC 3323 §4.2, RFC 3325 §9.3).
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ MAX_PREFIX_DIGITS = 15  # E.164 §6.1: at most 15 digits after the +
 MAX_PATTERN_INPUT = 64  # longer admin input is refused before any parsing
 _PREFIX = re.compile(rf"^\+\d{{1,{MAX_PREFIX_DIGITS}}}$")
 _SEPARATORS = re.compile(r"[\s.\-()]")
+# From users carriers put for a withheld number (RFC 3323 §4.1.1.3 "anonymous";
+# the others are seen from US carriers and PBXes).
+_WITHHELD_USERS = frozenset({"anonymous", "restricted", "private", "unavailable", "unknown"})
 
 
 def normalise_pattern(text: str, region: str = "US") -> str:
@@ -72,9 +81,24 @@ def matches(block: Block, caller: str | None, anonymous: bool, number: str | Non
         return False
     if block.pattern == ANONYMOUS:
         return anonymous
-    if anonymous or caller is None or not caller.startswith("+"):
+    if caller is None or not caller.startswith("+"):
         return False
     return caller.startswith(block.pattern)
+
+
+def is_anonymous(from_user: str | None, privacy: str | None, caller: str | None) -> bool:
+    """Did the caller withhold its identity? (see the module docstring)
+
+    `from_user`: the From URI's user part; `privacy`: the Privacy header value
+    (RFC 3323 §4.2, RFC 3325 §9.3 `id`); `caller`: the caller's E.164 number as
+    the shell normalised it, None when there was no usable number.
+    """
+    if caller is None:
+        return True
+    if from_user is not None and from_user.strip().lower() in _WITHHELD_USERS:
+        return True
+    tokens = {t.strip().lower() for t in (privacy or "").split(";")}
+    return bool(tokens & {"id", "user", "header"})
 
 
 def blocked(

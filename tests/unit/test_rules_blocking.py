@@ -10,6 +10,7 @@ from pbx.errors import InputError
 from pbx.rules.blocking import (
     ANONYMOUS,
     blocked,
+    is_anonymous,
     is_valid_pattern,
     matches,
     normalise_pattern,
@@ -83,10 +84,30 @@ def test_anonymous_matches_only_anonymous_callers() -> None:
     assert matches(anon, "+12125550123", True)  # number present but withheld (Privacy: id)
     assert not matches(anon, "+12125550123", False)
     assert not matches(anon, None, False)
-    # a withheld or missing number never matches a number pattern
-    assert not matches(Block(pattern="+1"), "+12125550123", True)
-    assert not matches(Block(pattern="+1"), None, False)
+    # a known number matches number patterns even when withheld; no number never does
+    assert matches(Block(pattern="+1"), "+12125550123", True)
+    assert not matches(Block(pattern="+1"), None, True)
     assert not matches(Block(pattern="+1"), "alice", False)
+
+
+@pytest.mark.parametrize(
+    ("from_user", "privacy", "caller", "expected"),
+    [
+        ("+12125550123", None, "+12125550123", False),
+        ("12125550123", "none", "+12125550123", False),
+        ("anonymous", None, "+12125550123", True),
+        ("Restricted", None, "+12125550123", True),
+        ("+12125550123", "id", "+12125550123", True),  # RFC 3325 §9.3
+        ("+12125550123", "header; id", "+12125550123", True),  # RFC 3323 §4.2
+        ("+12125550123", "critical", "+12125550123", False),
+        ("alice", None, None, True),  # no usable number
+        (None, None, None, True),
+    ],
+)
+def test_is_anonymous(
+    from_user: str | None, privacy: str | None, caller: str | None, expected: bool
+) -> None:
+    assert is_anonymous(from_user, privacy, caller) is expected
 
 
 def test_scope_per_number() -> None:
