@@ -52,7 +52,9 @@ from typing import Any, TypeVar
 from pbx.errors import InputError, NotFoundError
 from pbx.numbers import describe, normalise
 from pbx.presets import Preset, load_presets
+from pbx.records import CallRecord
 from pbx.rules.blocking import normalise_pattern
+from pbx.rules.roi import CallFact, RoiRow, SourceCost, roi_report
 from pbx.rules.routing import Schedule, parse_schedule
 from pbx.rules.sources import compile_checked
 from pbx.sip.status import SipParseError
@@ -310,6 +312,13 @@ class SourceOptions:
     no_cost: bool = False
     enabled: bool | None = None
     rename: str | None = None
+    ga_measurement_id: str | None = None
+    ga_api_secret: str | None = None
+    ga_source: str | None = None
+    ga_medium: str | None = None
+    ga_campaign: str | None = None
+    geo: bool | None = None
+    fallback_number: str | None = None  # E.164 (the CLI normalises it), "" clears
 
 
 def source_from_preset(name: str, preset: Preset) -> Source:
@@ -358,7 +367,68 @@ def _apply_source(base: Source, opts: SourceOptions) -> Source:
             changes[field] = getattr(opts, field)
     if opts.rename is not None:
         changes["name"] = check_name("source", opts.rename)
-    return replace(_apply_cost(base, opts), **changes)
+    return _apply_attribution(replace(_apply_cost(base, opts), **changes), opts)
+
+
+_GA_MEASUREMENT_ID = re.compile(r"^G-[A-Z0-9]{4,20}$")
+_GA_TEXT = re.compile(r"^[^\s]{1,100}$")
+MAX_GA_TEXT_CHARS = 100  # GA4 Measurement Protocol limit for parameter values
+
+
+def _apply_attribution(source: Source, opts: SourceOptions) -> Source:
+    """GA fields, --geo and --fallback-number (issue 6); '' clears a text field."""
+    changes: dict[str, Any] = {}
+    for field in ("ga_source", "ga_medium", "ga_campaign"):
+        value = getattr(opts, field)
+        if value is not None:
+            option = "--" + field.replace("_", "-")
+            changes[field] = _optional_text(value, option, MAX_GA_TEXT_CHARS)
+    if opts.ga_measurement_id is not None:
+        mid = opts.ga_measurement_id.strip().upper()
+        if mid and not _GA_MEASUREMENT_ID.match(mid):
+            raise InputError(f"--ga-measurement-id must look like G-ABC123XYZ (got {mid!r})")
+        changes["ga_measurement_id"] = mid or None
+    if opts.ga_api_secret is not None:
+        secret = opts.ga_api_secret.strip()
+        if secret and not _GA_TEXT.match(secret):
+            raise InputError("--ga-api-secret must be 1-100 characters without spaces")
+        changes["ga_api_secret"] = secret or None
+    if opts.geo is not None:
+        changes["geo"] = opts.geo
+    if opts.fallback_number is not None:
+        changes["fallback_number"] = (
+            check_number(opts.fallback_number, "US") if opts.fallback_number else None
+        )
+    new = replace(source, **changes)
+    if bool(new.ga_measurement_id) != bool(new.ga_api_secret):
+        raise InputError("give --ga-measurement-id and --ga-api-secret together")
+    return new
+
+
+def parse_month(text: str) -> tuple[int, int]:
+    """`YYYY-MM` -> (year, month) for `pbx report roi --month`."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise InputError(f"--month must be YYYY-MM (got {text!r})")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _fact(record: CallRecord) -> CallFact:
+    caller = record.caller if record.caller.startswith("+") else None  # anonymous callers
+    return CallFact(record.source, record.started_at, caller, record.answered_at is not None)
+
+
+async def roi_rows(store: Store, month: tuple[int, int]) -> list[RoiRow]:
+    """`pbx report roi`: per-source figures for one UTC month (pbx.rules.roi)."""
+    start = f"{month[0]:04d}-{month[1]:02d}-01T00:00:00.000000Z"
+    records = await store.calls.list()
+    facts = [_fact(r) for r in records if r.started_at >= start]
+    prior = {r.caller for r in records if r.started_at < start and r.caller.startswith("+")}
+    costs = [
+        SourceCost(s.name, s.cost_per_call_cents, s.monthly_budget_cents)
+        for s in await store.sources.list()
+    ]
+    return roi_report(facts, costs, month, prior)
 
 
 def _check_source(source: Source) -> Source:
