@@ -202,7 +202,7 @@ def as_dict(row: object) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(row):
         value = getattr(row, f.name)
-        if f.name == "password" and value:
+        if f.name in ("password", "ga_api_secret") and value:
             value = MASK
         out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
@@ -478,9 +478,47 @@ def _source_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[
             ]
         for opt in reversed(opts):
             fn = opt(fn)
-        return fn
+        return _attribution_options(fn)
 
     return decorate
+
+
+def _attribution_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Issue 6 source options: GA4 fields, GeoContact, pool fallback number."""
+    ga = "GA4 for this source's calls"
+    opts = [
+        click.option("--ga-measurement-id", metavar="G-ID", help=f"{ga}: property ('' clears)."),
+        click.option(
+            "--ga-api-secret", metavar="SECRET", help=f"{ga}: Measurement Protocol secret."
+        ),
+        click.option("--ga-source", metavar="TEXT", help=f"{ga}: source when there is no visit."),
+        click.option("--ga-medium", metavar="TEXT", help=f"{ga}: medium when there is no visit."),
+        click.option("--ga-campaign", metavar="TEXT", help=f"{ga}: campaign when no visit."),
+        click.option(
+            "--geo/--no-geo",
+            default=None,
+            help="GeoContact: show each visitor the number nearest to them.",
+        ),
+        click.option(
+            "--fallback-number",
+            metavar="NUMBER",
+            help="Shown when every pool number is held by a visit ('' clears).",
+        ),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _source_kw(kw: dict[str, Any], region: str) -> dict[str, Any]:
+    """The CLI's source options with --fallback-number in E.164 (bad input: exit 2)."""
+    fallback = kw.get("fallback_number")
+    if fallback:
+        try:
+            kw = {**kw, "fallback_number": normalise(fallback, region)}
+        except InputError as exc:
+            raise AdminError(_one_line(f"--fallback-number: {exc}")) from None
+    return kw
 
 
 def _source_row(source: Any) -> dict[str, Any]:
@@ -500,7 +538,7 @@ def _source_row(source: Any) -> dict[str, Any]:
 @click.pass_context
 def sources_add(ctx: click.Context, /, name: str | None, preset: str | None, **kw: Any) -> None:
     """Add source NAME (NAME defaults to the preset's name)."""
-    opts = admin.SourceOptions(**kw)
+    opts = admin.SourceOptions(**_source_kw(kw, region_of(ctx)))
     source = run_store(ctx, lambda s: admin.add_source(s, name, preset, opts))
     kind = "onsite" if source.onsite else "offsite"
     click.echo(f"source {source.name} added ({kind})")
@@ -545,7 +583,8 @@ def sources_show(ctx: click.Context, name: str, fmt: str) -> None:
 @click.pass_context
 def sources_update(ctx: click.Context, /, name: str, **kw: Any) -> None:
     """Change source NAME (only the options given)."""
-    source = run_store(ctx, lambda s: admin.update_source(s, name, admin.SourceOptions(**kw)))
+    opts = admin.SourceOptions(**_source_kw(kw, region_of(ctx)))
+    source = run_store(ctx, lambda s: admin.update_source(s, name, opts))
     click.echo(f"source {source.name} updated")
 
 
@@ -975,6 +1014,63 @@ def serve(
         _fail(f"cannot start: {exc}", 1)
 
 
+# ---------------------------------------------------------------- visits, report (issue 6)
+
+_VISIT_COLUMNS = ("started_at", "visitor_id", "source", "number", "fallback", "expires_at",
+                  "landing_url", "referrer", "ip", "country", "city")  # fmt: skip
+
+
+@click.group()
+def visits() -> None:
+    """Website visits seen by the swap script (newest first)."""
+
+
+@visits.command("list")
+@click.option(
+    "--limit", type=click.IntRange(1, 100_000), default=100, show_default=True, help="At most N."
+)
+@format_option
+@click.pass_context
+def visits_list(ctx: click.Context, limit: int, fmt: str) -> None:
+    """List recent visits: source, number held, landing page, referrer, location."""
+    rows = run_store(ctx, lambda s: s.visits.list(limit=limit))
+    emit([as_dict(r) for r in rows], fmt, _VISIT_COLUMNS)
+
+
+@click.group()
+def report() -> None:
+    """Reports over call records."""
+
+
+_ROI_COLUMNS = ("source", "calls", "answered", "unique_callers", "first_time_callers", "cost",
+                "cost_per_call", "cost_per_answered")  # fmt: skip
+
+
+def _roi_row(row: Any) -> dict[str, Any]:
+    return as_dict(row) | {
+        "cost": _money(row.cost_cents),
+        "cost_per_call": _money(row.cost_per_call_cents),
+        "cost_per_answered": _money(row.cost_per_answered_cents),
+    }
+
+
+@report.command("roi")
+@click.option("--month", metavar="YYYY-MM", help="UTC month (default: this month).")
+@format_option
+@click.pass_context
+def report_roi(ctx: click.Context, month: str | None, fmt: str) -> None:
+    """Per source: calls, answered, unique and first-time callers, cost per call."""
+    try:
+        when = admin.parse_month(month or dt.datetime.now(dt.UTC).strftime("%Y-%m"))
+    except InputError as exc:
+        raise AdminError(_one_line(str(exc))) from None
+    rows = run_store(ctx, lambda s: admin.roi_rows(s, when))
+    table = [_roi_row(r) for r in rows]
+    emit(table, fmt, _ROI_COLUMNS, [as_dict(r) for r in rows])
+
+
+for _group in (visits, report):
+    cli.add_command(_group)
 for _group in (trunks, destinations, sources, numbers, calls, block):
     cli.add_command(_group)
 cli.add_command(doctor)
