@@ -119,6 +119,7 @@ class RegistrarSettings:
 @dataclass(frozen=True, slots=True)
 class CallSettings:
     max_concurrent: int = 0  # 0 = unlimited; above it new calls get 503
+    block_status: int = 603  # answer to a blocked caller (603 Decline; 486 or 403 also common)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +394,8 @@ def _check_misc(s: Settings) -> None:
     if s.phone.default_region not in phonenumbers.SUPPORTED_REGIONS:
         raise _bad("phone.default_region", "a region code like US or GB", s.phone.default_region)
     _check_positive("calls.max_concurrent", s.calls.max_concurrent, allow_zero=True)
+    if not 400 <= s.calls.block_status <= 699:
+        raise _bad("calls.block_status", "a final SIP status 400-699", s.calls.block_status)
 
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")

@@ -35,13 +35,14 @@ from pbx.errors import InputError
 from pbx.numbers import normalise
 from pbx.records import CallRecord, Disposition
 from pbx.rules.admission import TrunkAcl, dialed_number, trunk_for_source
+from pbx.rules.blocking import ANONYMOUS, blocked, is_anonymous
 from pbx.rules.routing import Reject, Schedule, choose_destinations, plan
 from pbx.sip.auth import Credentials
 from pbx.sip.message import Request
 from pbx.sip.peer import Peer
 from pbx.sip.status import SipParseError
 from pbx.sip.uri import parse_uri
-from pbx.store import Destination, RouteInfo, Store, Trunk
+from pbx.store import Block, Destination, RouteInfo, Store, Trunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class IntakeContext:
     default_region: str
     ring_timeout: float
     local: dict[str, LocalAddress]
+    block_status: int = 603
 
 
 async def admit(
@@ -77,6 +79,10 @@ async def admit(
         return Refusal(404, "unknown number")
     record = _ringing_record(invite, route, trunk, ctx.default_region, wall)
     record = attribute(record, await ctx.store.visits.active(record.tracking_number, _iso(wall)))
+    hit = await _block_hit(ctx.store, invite, record)
+    if hit is not None:
+        reason = f"blocked by {hit.pattern}"
+        return _rejected(record, ctx.block_status, reason, wall, Disposition.BLOCKED)
     if not route.number.enabled or not route.source.enabled:
         return _rejected(record, 480, "number disabled", wall)
     chosen = _open_destinations(route, wall)
@@ -166,14 +172,35 @@ def _iso(wall: float) -> str:
     return iso_utc(wall)
 
 
-def _rejected(record: CallRecord, status: int, reason: str, wall: float) -> Refusal:
+async def _block_hit(store: Store, invite: Request, record: CallRecord) -> Block | None:
+    """The block list entry that stops this caller, if any (issue 7: block list)."""
+    caller = record.caller if record.caller.startswith("+") else None
+    try:
+        from_user = invite.from_.uri.user
+    except SipParseError:
+        from_user = None
+    anonymous = is_anonymous(from_user, invite.headers.get("Privacy"), caller)
+    number = record.tracking_number
+    candidates = list(await store.blocks.matching(caller, number)) if caller else []
+    if anonymous:
+        candidates += await store.blocks.matching(ANONYMOUS, number)
+    return blocked(caller, anonymous, candidates, number)
+
+
+def _rejected(
+    record: CallRecord,
+    status: int,
+    reason: str,
+    wall: float,
+    disposition: Disposition = Disposition.REJECTED,
+) -> Refusal:
     from dataclasses import replace
 
     from pbx.calls import iso_utc
 
     final = replace(
         record,
-        disposition=Disposition.REJECTED,
+        disposition=disposition,
         sip_status=status,
         sip_reason=reason,
         ended_at=iso_utc(wall),

@@ -86,6 +86,7 @@ class CallContext:
     default_region: str = "US"
     ring_timeout: float = 30.0
     max_concurrent: int = 0
+    block_status: int = 603
     wall_clock: Callable[[], float] = time.time
     integrations: Integrations = field(default_factory=Integrations)
 
@@ -245,7 +246,11 @@ class CallRunner:
     async def _admit(self) -> Call | None:
         request, key = self.first.request, self.first.key
         ictx = IntakeContext(
-            self.ctx.store, self.ctx.default_region, self.ctx.ring_timeout, self.ctx.local
+            self.ctx.store,
+            self.ctx.default_region,
+            self.ctx.ring_timeout,
+            self.ctx.local,
+            self.ctx.block_status,
         )
         wall = self.ctx.wall_clock()
         result = await admit(ictx, request, self.first.source, self.started, wall)

@@ -21,7 +21,7 @@ from pbx.records import CallRecord, Disposition
 from pbx.rtp.packet import build_rtp
 from pbx.sip.auth import parse_authorization, verify_authorization
 from pbx.sip.message import Request, parse
-from pbx.store import Destination, Source, Store, TrackingNumber, Trunk
+from pbx.store import Block, Destination, Source, Store, TrackingNumber, Trunk
 
 from .conftest import SippFactory, SippRun, free_udp_range
 from .daemon import DaemonProcess, provision
@@ -206,7 +206,9 @@ async def test_busy_then_second_destination_answers(
 ) -> None:
     busy = await sipp.start("b2bua_callee_busy.xml", seconds=20)
     answer = await sipp.start("b2bua_callee.xml", seconds=20)
-    await _setup(daemon, [f"sip:{OFFICE}@127.0.0.1:{busy.port}", f"sip:{MOBILE}@127.0.0.1:{answer.port}"])
+    await _setup(
+        daemon, [f"sip:{OFFICE}@127.0.0.1:{busy.port}", f"sip:{MOBILE}@127.0.0.1:{answer.port}"]
+    )
     caller = await _call(sipp, daemon, "b2bua_caller.xml")
     await _ok(caller)
     await _ok(busy)
@@ -217,9 +219,7 @@ async def test_busy_then_second_destination_answers(
     assert [(a.target, a.status) for a in record.attempts] == [("d0", 486), ("d1", 200)]
 
 
-async def test_no_answer_fails_after_ring_timeout(
-    sipp: SippFactory, daemon: DaemonProcess
-) -> None:
+async def test_no_answer_fails_after_ring_timeout(sipp: SippFactory, daemon: DaemonProcess) -> None:
     callee = await sipp.start("b2bua_callee_noanswer.xml", seconds=20)
     await _setup(daemon, [OFFICE], trunk_port=callee.port, ring_timeout=2)
     caller = await _call(sipp, daemon, "b2bua_caller_fail.xml")
@@ -351,3 +351,25 @@ async def test_kill_9_mid_call_marks_the_record_interrupted(
     assert record.id == answered[0].id
     assert record.disposition == Disposition.INTERRUPTED
     assert record.ended_at is not None
+
+
+async def test_blocked_caller_is_rejected_and_recorded(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    trunk = await sipp.start("b2bua_callee.xml", seconds=5)
+    await provision(daemon.db, lambda store: _add_block(store, Block(pattern=CALLER[:5])))
+    await _setup(daemon, [OFFICE], trunk_port=trunk.port)
+    caller = await _call(sipp, daemon, "b2bua_caller_fail.xml")
+    assert await _logged(caller, "FINAL") == ["603"]
+    await _ok(caller)
+    trunk.kill()
+    await trunk.process.wait()
+    assert trunk.received() == []
+    record = _record(await daemon.wait_final_record())
+    assert record.disposition == Disposition.BLOCKED
+    assert record.sip_status == 603
+    assert record.caller == CALLER
+
+
+async def _add_block(store: Store, block: Block) -> None:
+    await store.blocks.add(block)
