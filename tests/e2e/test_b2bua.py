@@ -174,7 +174,8 @@ async def test_basic_call_relays_rtp_both_ways(sipp: SippFactory, daemon: Daemon
     assert record.packets_in_out >= 50
     assert record.packets_out_in >= 50
     assert record.talk_seconds > 1.0
-    assert record.outbound_call_id and record.outbound_call_id != record.inbound_call_id
+    assert record.outbound_call_id
+    assert record.outbound_call_id != record.inbound_call_id
     assert [a.status for a in record.attempts] == [200]
 
 
