@@ -1,1 +1,1 @@
-"""SIP protocol layer: pure message/transaction/dialog logic, asyncio only in transport.py and agent.py."""
+"""SIP protocol layer: pure messages, transactions and dialogs; I/O only in transport and agent."""
