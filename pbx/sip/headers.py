@@ -64,7 +64,7 @@ _TOKEN_CHARS = r"A-Za-z0-9.!%*_+`'~\-"
 _TOKEN = re.compile(f"[{_TOKEN_CHARS}]+")
 # A parameter value that needs no quoting: token, or host chars (IPv6 received=).
 _BARE_VALUE = re.compile(rf"[{_TOKEN_CHARS}:\[\]]+")
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.DOTALL)
 _LWS = " \t"
 
 # RFC 3261 §25.1 Via: sent-protocol LWS sent-by (LWS allowed around "/" and ":").
@@ -76,7 +76,8 @@ _CSEQ = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
 _RACK = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
 _CONTENT_TYPE = re.compile(rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)[ \t]*")
 _AUTH_PARAM = re.compile(
-    rf'[ \t]*([{_TOKEN_CHARS}]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^ \t,"]*))[ \t]*(?:,|$)',
+    rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*=[ \t]*"
+    r'(?:"([^"\\]*(?:\\.[^"\\]*)*)"|([^ \t,"]*))[ \t]*(?:,|$)',
     re.DOTALL,
 )
 _NEXT_CHALLENGE = re.compile(rf"[ \t]*[{_TOKEN_CHARS}]+[ \t]+[{_TOKEN_CHARS}]+[ \t]*=")
@@ -211,7 +212,7 @@ def split_list(value: str) -> list[str]:
 # RFC 3261 §25.1 generic-param: token [ EQUAL ( token / host / quoted-string ) ]
 _PARAM = (
     rf"[ \t]*;[ \t]*([{_TOKEN_CHARS}]+)"
-    rf'(?:[ \t]*=[ \t]*(?:([{_TOKEN_CHARS}:\[\]]+)|"((?:[^"\\]|\\.)*)"))?'
+    rf'(?:[ \t]*=[ \t]*(?:([{_TOKEN_CHARS}:\[\]]+)|"([^"\\]*(?:\\.[^"\\]*)*)"))?'
 )
 _PARAMS = re.compile(f"(?:{_PARAM})*[ \t]*", re.DOTALL)
 _PARAM_ONE = re.compile(_PARAM, re.DOTALL)
@@ -372,6 +373,8 @@ def parse_name_addr(value: str) -> NameAddr:
         if not uri_text or any(c in uri_text for c in ' \t>"'):
             raise SipParseError(f"bad addr-spec: {text[:80]!r}")
         return NameAddr(None, parse_uri(uri_text), parse_params(param_text))
+    if lt == 0:
+        return _angle_addr(None, text, text)
     words = text[:lt].split()
     if not all(_TOKEN.fullmatch(w) for w in words):
         raise SipParseError(f"bad display name: {text[:80]!r}")
@@ -382,8 +385,8 @@ def _angle_addr(display: str | None, rest: str, whole: str) -> NameAddr:
     gt = rest.find(">")
     if gt < 0:
         raise SipParseError(f"unterminated <uri>: {whole[:80]!r}")
-    uri_text = rest[1:gt].strip(_LWS)
-    return NameAddr(display, parse_uri(uri_text), parse_params(rest[gt + 1 :]))
+    tail = rest[gt + 1 :]
+    return NameAddr(display, parse_uri(rest[1:gt].strip(_LWS)), parse_params(tail) if tail else {})
 
 
 # -- CSeq, RSeq, RAck, Content-Type ------------------------------------------
@@ -402,9 +405,10 @@ class CSeq:
 
 def parse_cseq(value: str) -> CSeq:
     m = _CSEQ.fullmatch(value)
-    if m is None or int(m.group(1)) > MAX_SEQ:
+    seq = -1 if m is None else int(m.group(1))
+    if not 0 <= seq <= MAX_SEQ or m is None:
         raise SipParseError(f"bad CSeq: {value[:80]!r}")
-    return CSeq(int(m.group(1)), m.group(2))
+    return CSeq(seq, m.group(2))
 
 
 def parse_rseq(value: str) -> int:

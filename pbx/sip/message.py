@@ -91,7 +91,7 @@ MAX_LINE = 8_190
 MAX_VIAS = 70
 
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~\-]+")
-_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+_REQUIRED_SET = frozenset({"via", "from", "to", "call-id", "cseq"})
 _SINGLE = ("from", "to", "call-id", "cseq", "max-forwards", "content-type")
 
 
@@ -323,7 +323,14 @@ class Request(_Accessors):
 
     @property
     def request_uri(self) -> SipUri:
-        return parse_uri(self.uri)
+        """The parsed Request-URI (cached while `uri` is unchanged)."""
+        hit = self._views.get("R-URI")
+        if hit is not None and hit[0] is self.uri:
+            uri: SipUri = hit[1]
+            return uri
+        uri = parse_uri(self.uri)
+        self._views["R-URI"] = (self.uri, uri)
+        return uri
 
     def __bytes__(self) -> bytes:
         return serialize(self)
@@ -454,15 +461,30 @@ def _start(start_line: str, headers: Headers, body: bytes) -> Message:
             raise SipParseError(f"bad status code: {code[:20]!r}")
         return Response(int(code), parts[2] if len(parts) > 2 else "", headers, body)
     parts = start_line.split(" ")
-    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
+    if len(parts) != 3 or not parts[1]:
         raise SipParseError(f"bad request line: {start_line[:80]!r}")
-    _check_version(parts[2])
-    parse_uri(parts[1])  # 416 for tel-less unknown schemes, 400 if malformed
-    return Request(parts[0], parts[1], headers, body)
+    method, uri, version = parts
+    if method not in _METHODS and not _TOKEN.fullmatch(method):
+        raise SipParseError(f"bad method: {method[:80]!r}")
+    _check_version(version)
+    request = Request(method, uri, headers, body)
+    request._views["R-URI"] = (uri, parse_uri(uri))  # 416 unknown scheme, 400 malformed
+    return request
+
+
+# Methods of RFC 3261, 3262, 3311, 3428, 3515, 6086, 6665: skip the token check.
+_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK"}) | {
+    "UPDATE",
+    "INFO",
+    "MESSAGE",
+    "REFER",
+    "NOTIFY",
+    "SUBSCRIBE",
+}
 
 
 def _check_version(version: str) -> None:
-    if version.upper() != "SIP/2.0":
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
         if re.fullmatch(r"SIP/[0-9]+\.[0-9]+", version, re.IGNORECASE):
             raise SipParseError(f"unsupported version {version[:20]!r}", 505)
         raise SipParseError(f"bad SIP version {version[:20]!r}")
@@ -491,28 +513,35 @@ def _cut_body(headers: Headers, data: bytes, body_start: int) -> bytes:
 
 def _validate(msg: Message) -> None:
     keys, values = msg.headers._keys, msg.headers._values
-    for key in _REQUIRED:
-        if key not in keys:
-            raise SipParseError(f"missing mandatory header {key}")
-    for key in _SINGLE:
-        if keys.count(key) > 1:
-            raise SipParseError(f"more than one {key} header")
+    present = set(keys)
+    if not present >= _REQUIRED_SET:
+        missing = sorted(_REQUIRED_SET - present)
+        raise SipParseError(f"missing mandatory header(s) {', '.join(missing)}")
+    if len(present) != len(keys):  # some name repeats: only list headers may
+        for key in _SINGLE:
+            if keys.count(key) > 1:
+                raise SipParseError(f"more than one {key} header")
     top = values[keys.index("via")]
     if "," in top or keys.count("via") > 1:
         vias = msg.headers.get_all("Via")
         if len(vias) > MAX_VIAS:
             raise SipParseError(f"more than {MAX_VIAS} Via values (loop?)", 513)
-        if not vias:
-            raise SipParseError("empty Via")
-    msg.top_via  # noqa: B018  (each access parses, raises if malformed, and caches)
-    if isinstance(msg, Request) and msg.cseq.method != msg.method:
+    # Parse the views every layer above reads, once, straight into the cache
+    # the accessors use (RFC 3261 §8.1.1: these must be well formed).
+    views = msg._views
+    views["Via"] = (top, _top_via(top))
+    raw = values[keys.index("cseq")]
+    cseq = parse_cseq(raw)
+    views["CSeq"] = (raw, cseq)
+    if isinstance(msg, Request) and cseq.method != msg.method:
         raise SipParseError("CSeq method does not match the request method")  # RFC 3261 §8.1.1.5
-    msg.cseq  # noqa: B018
-    if "max-forwards" in keys:
-        msg.max_forwards  # noqa: B018
-    # From and To are read by every layer above (tags): check them here, once.
-    msg.from_  # noqa: B018
-    msg.to  # noqa: B018
+    if "max-forwards" in present:
+        raw = values[keys.index("max-forwards")]
+        if not (raw.isdigit() and raw.isascii() and len(raw) <= 3):
+            raise SipParseError(f"bad Max-Forwards: {raw[:20]!r}")
+    for name, key in (("From", "from"), ("To", "to")):
+        raw = values[keys.index(key)]
+        views[name] = (raw, parse_name_addr(raw))
 
 
 # -- TCP framing ------------------------------------------------------------------

@@ -132,10 +132,13 @@ def _unescape(text: str) -> str:
 def parse_uri(text: str) -> SipUri:
     """Parse a sip:, sips: or tel: URI; SipParseError 416/400 otherwise."""
     colon = text.find(":")
-    if colon <= 0 or not _SCHEME.fullmatch(text, 0, colon):
-        raise SipParseError(f"not a URI: {text[:80]!r}")
-    scheme = text[:colon].lower()
+    scheme = text[:colon]
     rest = text[colon + 1 :]
+    if scheme == "sip" or scheme == "sips":  # fast path: the usual spelling
+        return _parse_sip(scheme, rest)
+    if colon <= 0 or not _SCHEME.fullmatch(scheme):
+        raise SipParseError(f"not a URI: {text[:80]!r}")
+    scheme = scheme.lower()
     if scheme in ("sip", "sips"):
         return _parse_sip(scheme, rest)
     if scheme == "tel":
