@@ -16,7 +16,7 @@
   var originals = (script.getAttribute("data-numbers") || "").split(",")
     .map(function (s) { return s.trim(); }).filter(Boolean).slice(0, 10);
   var COOKIE = "pbx_vid";
-  var PHONE = /\+?\d[\d\s().\-]{5,22}\d/g;
+  var PHONE = /[+(]?\d[\d\s().\-]{5,22}\d/g;
   var SKIP = { SCRIPT: 1, STYLE: 1, TEXTAREA: 1, NOSCRIPT: 1, INPUT: 1 };
   var timer = null;
 
