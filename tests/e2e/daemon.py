@@ -83,6 +83,16 @@ class DaemonProcess:
             await asyncio.sleep(0.05)
         raise TimeoutError(f"pbx serve not ready in {READY_TIMEOUT}s:\n{self.log_text()[-3000:]}")
 
+    async def wait_health(self, status: int, limit: float = 5.0) -> None:
+        """Poll /health (bounded) until it answers `status` (503 = draining)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while loop.time() < deadline:
+            if await self.health() == status:
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"/health never answered {status}")
+
     async def health(self) -> int | None:
         """The /health status code, or None when nothing answers."""
         try:

@@ -374,3 +374,55 @@ async def test_blocked_caller_is_rejected_and_recorded(
 
 async def _add_block(store: Store, block: Block) -> None:
     await store.blocks.add(block)
+
+
+async def test_early_media_is_anchored(sipp: SippFactory, daemon: DaemonProcess) -> None:
+    callee = await sipp.start("b2bua_callee_early.xml", seconds=20)
+    await _setup(daemon, [OFFICE], trunk_port=callee.port)
+    caller = await _call(sipp, daemon, "b2bua_caller_early.xml", hold_ms=300)
+    early_ip, early_port = await _logged(caller, "EARLY_MEDIA")
+    answer_ip, answer_port = await _logged(caller, "ANSWER_MEDIA")
+    await _ok(caller)
+    await _ok(callee)
+    assert early_ip == answer_ip == "127.0.0.1"
+    assert _in_range(daemon, early_port)
+    assert early_port == answer_port  # one relay port for the caller's leg, early and after
+    record = _record(await daemon.wait_final_record())
+    assert record.disposition == Disposition.ANSWERED
+
+
+async def test_info_in_dialog_is_relayed(sipp: SippFactory, daemon: DaemonProcess) -> None:
+    callee = await sipp.start("b2bua_callee_info.xml", seconds=20)
+    await _setup(daemon, [OFFICE], trunk_port=callee.port)
+    caller = await _call(sipp, daemon, "b2bua_caller_info.xml")
+    assert await _logged(callee, "INFO_RECEIVED") == ["5", "dtmf-relay"]
+    await _ok(caller)
+    await _ok(callee)
+    record = _record(await daemon.wait_final_record())
+    assert record.hangup_by == "caller"
+
+
+async def test_sigterm_refuses_new_calls_then_ends_calls_after_the_drain(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    import signal
+
+    daemon.env["PBX_TIMERS_DRAIN_TIMEOUT"] = "2"
+    callee = await sipp.start("b2bua_callee.xml", seconds=20)
+    await _setup(daemon, [OFFICE], trunk_port=callee.port)
+    caller = await _call(sipp, daemon, "b2bua_caller_wait_bye.xml")
+    await _logged(caller, "ANSWER_MEDIA")
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGTERM)
+    await daemon.wait_health(503)
+    late = await _call(sipp, daemon, "b2bua_caller_fail.xml")
+    assert await _logged(late, "FINAL") == ["503"]
+    await _ok(late)
+    await _ok(caller)  # the daemon sent BYE when the drain time was over
+    await _ok(callee)
+    assert await daemon.stop() == 0
+    record = _record(await daemon.records())
+    assert record.disposition == Disposition.ANSWERED
+    assert record.hangup_by == "system"
+    assert record.ended_at is not None
+    assert 1.5 <= record.talk_seconds <= 6.0
