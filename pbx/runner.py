@@ -33,6 +33,7 @@ from pbx.calls_model import (
     Finished,
     FinishRecord,
     InboundLeg,
+    Leg,
     LocalAddress,
     MediaFailed,
     MediaOpened,
@@ -290,8 +291,7 @@ class CallRunner:
             case OpenMedia():
                 await self._open_media()
             case SetMediaRemote(leg, host, port):
-                if self.media is not None and not _unspecified(host):
-                    self.media.set_remote(leg, host, port)
+                self._set_remote(leg, host, port)
             case ArmMedia():
                 if self.media is not None:
                     self.media.arm()
@@ -335,6 +335,14 @@ class CallRunner:
         )
         self.log.info("media.opened", inbound=opened.inbound[1], outbound=opened.outbound[1])
         await self._execute(self.call.handle(opened, self._now()))
+
+    def _set_remote(self, leg: Leg, host: str, port: int) -> None:
+        if self.media is None or _unspecified(host):
+            return
+        try:
+            self.media.set_remote(leg, host, port)
+        except MediaError as exc:  # e.g. an IPv6 peer on an IPv4 relay: latching still works
+            self.log.warning("media.bad_remote", leg=leg, host=host, port=port, error=str(exc))
 
     def _close_media(self) -> None:
         if self.media is not None and self.stats is None:
