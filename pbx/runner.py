@@ -240,7 +240,24 @@ class CallRunner:
                     return
                 await self._execute(self.call.handle_timer(loop.time()))
                 continue
+            self._log_event(event)
             await self._execute(self.call.handle(event, now))
+
+    def _log_event(self, event: Input) -> None:
+        """One line per SIP event of the call, with its leg and branch (never per RTP packet)."""
+        inbound_id = self.first.request.call_id
+        match event:
+            case ResponseReceived(response, key):
+                leg = "inbound" if response.call_id == inbound_id else "outbound"
+                self.log.info("sip.response", leg=leg, branch=key.branch, method=key.method,
+                              status=response.status)  # fmt: skip
+            case RequestReceived(request) | CancelReceived(request) | AckReceived(request):
+                leg = "inbound" if request.call_id == inbound_id else "outbound"
+                self.log.info("sip.request", leg=leg, method=request.method, branch=request.branch)
+            case TransactionTimedOut(key, timer):
+                self.log.info("sip.timeout", branch=key.branch, method=key.method, timer=timer.name)
+            case _:
+                self.log.info("call.event", event=type(event).__name__)
 
     # -- admission -------------------------------------------------------------------
 
@@ -318,8 +335,9 @@ class CallRunner:
             return
         self.manager.by_key[key] = self
         self.manager.by_call_id.setdefault(request.call_id, self)
-        self.log.info("sip.request_sent", method=request.method, leg_call_id=request.call_id,
-                      dest=str(dest))  # fmt: skip
+        leg = "inbound" if request.call_id == self.first.request.call_id else "outbound"
+        self.log.info("sip.request_sent", leg=leg, method=request.method, branch=request.branch,
+                      leg_call_id=request.call_id, dest=str(dest))  # fmt: skip
 
     async def _open_media(self) -> None:
         assert self.call is not None
