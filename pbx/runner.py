@@ -257,7 +257,7 @@ class CallRunner:
             case TransactionTimedOut(key, timer):
                 self.log.info("sip.timeout", branch=key.branch, method=key.method, timer=timer.name)
             case _:
-                self.log.info("call.event", event=type(event).__name__)
+                self.log.info("call.event", kind=type(event).__name__)
 
     # -- admission -------------------------------------------------------------------
 
