@@ -426,3 +426,27 @@ async def test_sigterm_refuses_new_calls_then_ends_calls_after_the_drain(
     assert record.hangup_by == "system"
     assert record.ended_at is not None
     assert 1.5 <= record.talk_seconds <= 6.0
+
+
+async def test_daemon_registers_to_a_trunk_marked_register(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    registrar = await sipp.start(
+        "sip_uas_register.xml", keys={"user": "acme", "pass": "s3cret"}, seconds=15
+    )
+
+    async def rows(store: Store) -> None:
+        await store.trunks.add(
+            Trunk(name="carrier", host="127.0.0.1", port=registrar.port, register=True,
+                  username="acme", password="s3cret")
+        )  # fmt: skip
+
+    await provision(daemon.db, rows)
+    await daemon.start()
+    await _ok(registrar)  # sipp checked the digest (<verifyauth>) and granted the binding
+    registers = [r for r in registrar.received() if r.startswith("REGISTER")]
+    assert len(registers) == 2
+    second = parse(registers[1].encode())
+    assert isinstance(second, Request)
+    assert second.to.uri.user == "acme"
+    assert second.headers.get("Authorization") is not None
