@@ -25,6 +25,10 @@ READY_TIMEOUT = 20.0
 RTP_PORTS = 40  # 10 calls' worth of port pairs (2 legs x RTP/RTCP)
 
 
+class PortTaken(RuntimeError):
+    """A port picked as free was taken before the daemon could bind it."""
+
+
 @dataclass
 class DaemonProcess:
     """One `pbx serve` child process and where it listens."""
@@ -51,7 +55,22 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     async def start(self) -> None:
-        """Start on fresh ports and wait (bounded) until /health answers."""
+        """Start on free ports and wait (bounded) until /health answers.
+
+        Free ports are picked before the daemon binds them, so another process
+        may take one in between: on "address already in use" the start is
+        retried on new ports (three tries).
+        """
+        for attempt in range(3):
+            try:
+                await self._start_once()
+                return
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self.sip_port = self.http_port = self.rtp_low = 0
+
+    async def _start_once(self) -> None:
         self.sip_port = self.sip_port or free_port()
         self.http_port = self.http_port or free_port()
         if not self.rtp_low:
@@ -77,7 +96,10 @@ class DaemonProcess:
         while loop.time() < deadline:
             assert self.process is not None
             if self.process.returncode is not None:
-                raise RuntimeError(f"pbx serve exited early:\n{self.log_text()[-3000:]}")
+                tail = self.log_text()[-3000:]
+                if "address already in use" in tail:
+                    raise PortTaken(tail)
+                raise RuntimeError(f"pbx serve exited early:\n{tail}")
             if await self.health() == 200:
                 return
             await asyncio.sleep(0.05)
