@@ -450,3 +450,32 @@ async def test_daemon_registers_to_a_trunk_marked_register(
     assert isinstance(second, Request)
     assert second.to.uri.user == "acme"
     assert second.headers.get("Authorization") is not None
+
+
+async def test_cli_changes_apply_to_the_next_call_without_restart(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    import os
+    import sys
+
+    callee = await sipp.start("b2bua_callee.xml", seconds=20)
+    await daemon.start()  # an empty database: every number is unknown
+    env = {**os.environ, "PBX_DB": str(daemon.db)}
+    for argv in (
+        ["trunks", "add", "carrier", "--host", f"127.0.0.1:{callee.port}"],
+        ["destinations", "add", "office", OFFICE],
+        ["sources", "add", "TV", "--preset", "tv"],
+        ["numbers", "add", DID, "--source", "TV", "--destination", "office"],
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from cli import main; main()", *argv, env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err
+    caller = await _call(sipp, daemon, "b2bua_caller.xml")
+    await _ok(caller)
+    await _ok(callee)
+    record = _record(await daemon.wait_final_record())
+    assert record.disposition == Disposition.ANSWERED
+    assert record.source == "TV"
