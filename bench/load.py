@@ -160,6 +160,7 @@ class Daemon:
     callee_port: int
     rtp_ports: str
     log_level: str
+    cprofile: bool = False
     sip_port: int = 0
     http_port: int = 0
     process: asyncio.subprocess.Process | None = None
@@ -176,8 +177,12 @@ class Daemon:
     async def start(self) -> None:
         await self._provision()
         self.sip_port, self.http_port = free_port(), free_port()
+        code = os.environ.get("PBX_BENCH_LAUNCH", "from cli import main; main()")
+        if self.cprofile:  # deterministic profile of the daemon, dumped on SIGTERM
+            out = str(self.workdir / "daemon.prof")
+            code = f"import cProfile; from cli import main; cProfile.run('main()', {out!r})"
         args = [
-            "-c", "from cli import main; main()", "serve",
+            "-c", code, "serve",
             "--sip", f"{HOST}:{self.sip_port}", "--rtp-ports", self.rtp_ports,
             "--http", f"{HOST}:{self.http_port}",
         ]  # fmt: skip
@@ -478,7 +483,7 @@ async def cps_phase(workdir: Path, args: argparse.Namespace) -> None:
     pdir = workdir / "cps"
     pdir.mkdir()
     callee, callee_port = await start_callee(pdir, [9], logs=False)
-    daemon = Daemon(pdir, callee_port, args.rtp_ports, args.log_level)
+    daemon = Daemon(pdir, callee_port, args.rtp_ports, args.log_level, args.cprofile)
     best = 0
     try:
         await daemon.start()
@@ -488,7 +493,8 @@ async def cps_phase(workdir: Path, args: argparse.Namespace) -> None:
             step = await cps_step(daemon, pdir, rate, args)
             print(step.line(), flush=True)
             if step.failed or step.exit_code != 0 or not step.kept_rate():
-                why = "failed calls" if step.failed or step.exit_code else "sipp fell behind"
+                failed = step.failed or step.exit_code
+                why = "failed calls" if failed else "rate not kept (answers late)"
                 print(f"stop: {why} at {rate} CPS (sipp exit {step.exit_code})")
                 break
             best = rate
@@ -668,7 +674,7 @@ async def rtp_step(workdir: Path, calls: int, args: argparse.Namespace) -> RtpSt
     try:
         ports: list[int] = await pipe_recv(parent, 30)
         callee, callee_port = await start_callee(sdir, ports[1::2], logs=True)
-        daemon = Daemon(sdir, callee_port, args.rtp_ports, args.log_level)
+        daemon = Daemon(sdir, callee_port, args.rtp_ports, args.log_level, args.cprofile)
         await daemon.start()
         return await rtp_run(sdir, daemon, parent, ports, calls, args, callee)
     finally:
@@ -777,11 +783,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrent", type=int_list, default=int_list("100,300,500,1000"),
                    help="concurrent RTP call steps (0 skips the phase)")  # fmt: skip
     p.add_argument("--rtp-seconds", type=float, default=20.0)
-    p.add_argument("--setup-rate", type=float, default=100.0, help="CPS while setting up RTP calls")
+    p.add_argument("--setup-rate", type=float, default=40.0, help="CPS while setting up RTP calls")
     p.add_argument("--ptime", type=float, default=0.02)
     p.add_argument("--max-loss", type=float, default=0.1, help="RTP loss %% that ends the steps")
     p.add_argument("--rtp-ports", default="10000-32767", help="daemon RTP range (4 ports/call)")
     p.add_argument("--log-level", default="info", help="daemon log level (PBX_LOG_LEVEL)")
+    p.add_argument("--cprofile", action="store_true",
+                   help="daemon under cProfile (daemon.prof in the work dir)")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, CSVs)")
     return p.parse_args(argv)
 
