@@ -179,8 +179,8 @@ class Daemon:
         self.sip_port, self.http_port = free_port(), free_port()
         code = os.environ.get("PBX_BENCH_LAUNCH", "from cli import main; main()")
         if self.cprofile:  # deterministic profile of the daemon, dumped on SIGTERM
-            out = str(self.workdir / "daemon.prof")
-            code = f"import cProfile; from cli import main; cProfile.run('main()', {out!r})"
+            prof = str(self.workdir / "daemon.prof")
+            code = f"import cProfile; from cli import main; cProfile.run('main()', {prof!r})"
         args = [
             "-c", code, "serve",
             "--sip", f"{HOST}:{self.sip_port}", "--rtp-ports", self.rtp_ports,
