@@ -68,6 +68,7 @@ from pbx.records import Attempt, CallRecord, Disposition
 from pbx.rtp.sdp import SdpError, parse_sdp
 from pbx.rules.routing import final_status, hunt_continues
 from pbx.sip.auth import AuthAttempt, DigestClient, challenges_in
+from pbx.sip.dialog import DialogError
 from pbx.sip.message import Request, Response, make_response
 from pbx.sip.status import reason_phrase
 from pbx.sip.transaction import (
@@ -145,6 +146,12 @@ class Call:
             self.inbound.offer = parse_sdp(self.inbound.invite.body)
         except SdpError as exc:
             return self._reject(488, now, str(exc))
+        if not self.inbound.offer.media:
+            return self._reject(488, now, "offer without a media stream")
+        try:
+            self.builder.uas_dialog(self.inbound)
+        except DialogError as exc:  # no Contact: we could never reach the caller (§12.1.1)
+            return self._reject(exc.status_hint, now, str(exc))
         if not self.setup.steps:
             return self._reject(480, now, "no destination configured")
         self.state = "media"

@@ -43,7 +43,7 @@ def media_endpoint(sdp: SessionDescription) -> tuple[str, int] | None:
 def relay_sdp(sdp: SessionDescription, relay: tuple[str, int], origin: OriginState) -> bytes:
     """`sdp` anchored at our relay: the first stream on `relay`, other streams rejected."""
     address, port = relay
-    ports = [port] + [0] * (len(sdp.media) - 1)
+    ports = [port, *[0] * (len(sdp.media) - 1)][: len(sdp.media)]
     return rewrite(sdp, address, ports, origin=origin)
 
 
