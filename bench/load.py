@@ -40,6 +40,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import select
 import shlex
 import shutil
 import socket
@@ -48,7 +49,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -510,27 +511,6 @@ async def cps_phase(workdir: Path, args: argparse.Namespace) -> None:
 # -- phase 2: concurrent calls with RTP ------------------------------------------
 
 
-def use_uvloop() -> str:
-    try:
-        import uvloop
-    except ImportError:
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return "uvloop"
-
-
-@dataclass
-class Counter(asyncio.DatagramProtocol):
-    count: int = 0
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.count += 1
-
-
-def _factory(proto: Counter) -> Callable[[], Counter]:
-    return lambda: proto
-
-
 def generator_main(conn: Connection, calls: int, ptime: float, seconds: float) -> None:
     """The RTP generator process: 2 sockets per call, ports out, targets in, counts out."""
     raise_nofile()
@@ -545,56 +525,71 @@ def generator_main(conn: Connection, calls: int, ptime: float, seconds: float) -
     targets: list[int] | None = conn.recv()
     if targets is None:
         return
-    loop_name = use_uvloop()
-    result = asyncio.run(generate(conn, socks, targets, ptime, seconds))
-    conn.send({**result, "loop": loop_name})
+    for sock, port in zip(socks, targets, strict=True):
+        sock.connect((HOST, port))  # the relay answers from the port it is sent to (symmetric)
+    conn.send({**generate(conn, socks, ptime, seconds), "loop": "epoll"})
 
 
-async def generate(
-    conn: Connection, socks: list[socket.socket], targets: list[int], ptime: float, seconds: float
+def generate(
+    conn: Connection, socks: list[socket.socket], ptime: float, seconds: float
 ) -> dict[str, Any]:
-    """Send from every socket to its relay port each `ptime`, spread over 10 slices."""
-    loop = asyncio.get_running_loop()
-    caller_side, callee_side = Counter(), Counter()  # even index: caller side of a call
-    transports = []
-    for i, sock in enumerate(socks):
-        proto = caller_side if i % 2 == 0 else callee_side
-        transport, _ = await loop.create_datagram_endpoint(_factory(proto), sock=sock)
-        transports.append(transport)
+    """Send from every socket each `ptime` (spread over 10 slices); count what comes back.
+
+    A plain epoll loop on connected sockets, no event-loop machinery: the
+    generator must stay cheaper than the daemon it measures (2 cores).
+    """
     slices = 10
-    streams = [(t, (HOST, port)) for t, port in zip(transports, targets, strict=True)]
-    groups = [streams[i::slices] for i in range(slices)]
-    ticks = int(seconds / ptime) * slices
-    sent = [0, 0]
-    done = asyncio.Event()
-    start = loop.time() + 0.05
-
-    def tick(n: int) -> None:
-        seq, group = divmod(n, slices)
-        header = RTP_HEADER.pack(0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, 0x5EED)
-        packet = header + PAYLOAD
-        for transport, target in groups[group]:
-            transport.sendto(packet, target)
-        sent[0] += len(groups[group])
-        if n + 1 < ticks:
-            loop.call_at(start + (n + 1) * ptime / slices, tick, n + 1)
-        else:
-            done.set()
-
+    groups = [socks[i::slices] for i in range(slices)]
+    side = {s.fileno(): i % 2 for i, s in enumerate(socks)}  # 0: caller side, 1: callee side
+    by_fd = {s.fileno(): s for s in socks}
+    received = [0, 0]
+    ep = select.epoll()
+    for sock in socks:
+        ep.register(sock.fileno(), select.EPOLLIN)
+    ticks, sent, n = int(seconds / ptime) * slices, 0, 0
+    send_time: float | None = None
+    cpu0, gen_cpu = time.process_time(), 0.0
     conn.send("start")
-    loop.call_at(start, tick, 0)
-    await asyncio.wait_for(done.wait(), seconds * 3 + 10)
-    send_time = loop.time() - start
-    conn.send("stop")
-    await asyncio.sleep(1.0)  # packets still in flight through the relay (bounded)
-    for transport in transports:
-        transport.close()
+    start = time.monotonic() + 0.05
+    while True:
+        now = time.monotonic()
+        while n < ticks and now >= start + n * ptime / slices:
+            seq, group = divmod(n, slices)
+            packet = RTP_HEADER.pack(0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, 0x5EED)
+            packet += PAYLOAD
+            for sock in groups[group]:
+                with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                    sock.send(packet)
+            sent += len(groups[group])
+            n += 1
+        if n >= ticks and send_time is None:
+            send_time = now - start
+            gen_cpu = time.process_time() - cpu0
+            conn.send("stop")  # the daemon's CPU window is the sending window
+        if n >= ticks and now > start + seconds + 1.0:  # 1 s for packets in flight
+            break
+        wake = start + n * ptime / slices if n < ticks else start + seconds + 1.0
+        for fd, _ in ep.poll(max(0.0, wake - time.monotonic())):
+            received[side[fd]] += _drain(by_fd[fd])
+    ep.close()
+    for sock in socks:
+        sock.close()
     return {
-        "sent_each_side": sent[0] // 2,
-        "caller_received": caller_side.count,
-        "callee_received": callee_side.count,
+        "sent_each_side": sent // 2,
+        "caller_received": received[0],
+        "callee_received": received[1],
         "send_time": send_time,
+        "generator_cpu_pct": round(100.0 * gen_cpu / (send_time or 1.0), 1),
     }
+
+
+def _drain(sock: socket.socket) -> int:
+    count = 0
+    with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+        while True:
+            sock.recv(2048)
+            count += 1
+    return count
 
 
 @dataclass
@@ -710,7 +705,7 @@ async def rtp_run(
         left = await daemon.wait_idle()
         rec = daemon.records()
         step.relayed = int(rec["packets_in_out"] + rec["packets_out_in"])
-        step.extra = {"sipp_exit": code, "active_after": left, "records": rec,
+        step.extra = {**step.extra, "sipp_exit": code, "active_after": left, "records": rec,
                       "daemon_warnings": daemon.log_problems()}  # fmt: skip
         return step
     finally:
@@ -741,6 +736,7 @@ async def rtp_media(
     step.caller_received = result["caller_received"]
     step.callee_received = result["callee_received"]
     step.send_time = result["send_time"]
+    step.extra = {"generator_cpu_pct": result["generator_cpu_pct"]}
     step.cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
     step.rss = rss_mb(daemon.pid)
     step.load = load_average()
