@@ -28,6 +28,11 @@ Decisions:
 - Attribution and integrations (issue 6): `http.cors_origins`,
   `http.trusted_proxies`, `[visits]`, `[ga4]`, `[webhooks]`, `[outbox]`; GA4's
   measurement id and API secret are set together or not at all.
+- Overload (issue 7): `calls.max_per_trunk`, `calls.max_per_number`,
+  `calls.max_cps_per_source` (0 = no limit, like `calls.max_concurrent`),
+  `calls.retry_after`, `[flood]` (per-address flood guard, `flood.rate = 0`
+  turns it off) and `metrics.enabled`. Booleans accept TOML true/false and,
+  from the environment, true/false/yes/no/on/off/1/0.
 - `timers.ring_timeout` applies to calls that have no tracking number of
   their own (e.g. to a local extension); every tracking number stores its
   own ring timeout (`pbx numbers add --ring-timeout`, default 20 s, the
@@ -119,7 +124,27 @@ class RegistrarSettings:
 @dataclass(frozen=True, slots=True)
 class CallSettings:
     max_concurrent: int = 0  # 0 = unlimited; above it new calls get 503
+    max_per_trunk: int = 0  # calls in progress per trunk; 0 = unlimited
+    max_per_number: int = 0  # calls in progress per tracking number; 0 = unlimited
+    max_cps_per_source: float = 0.0  # new INVITEs per second per source address; 0 = unlimited
+    retry_after: int = 5  # seconds in the Retry-After of a 503 for a call over a limit
     block_status: int = 603  # answer to a blocked caller (603 Decline; 486 or 403 also common)
+
+
+@dataclass(frozen=True, slots=True)
+class FloodSettings:
+    rate: float = 50.0  # datagrams/s one address may send, sustained; 0 = flood guard off
+    burst: float = 200.0  # ... and at once
+    ban_after: int = 100  # datagrams answered 503 (within `window` s) before the address is banned
+    window: float = 10.0
+    ban_seconds: float = 60.0  # a banned address is ignored this long
+    max_addresses: int = 10_000  # addresses remembered (LRU): bounds memory under spoofed floods
+    exempt_trunks: bool = True  # trunk addresses (allow lists, IP hosts) are never throttled
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    enabled: bool = True  # GET /metrics on the HTTP server (Prometheus text format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +190,8 @@ class Settings:
     timers: TimerSettings = field(default_factory=TimerSettings)
     registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
     calls: CallSettings = field(default_factory=CallSettings)
+    flood: FloodSettings = field(default_factory=FloodSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     visits: VisitSettings = field(default_factory=VisitSettings)
     ga4: Ga4Settings = field(default_factory=Ga4Settings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
@@ -224,6 +251,18 @@ def _to_float(key: str, raw: object) -> float:
     return float(raw)
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _to_bool(key: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise _bad(key, "true or false", raw)
+
+
 def _to_str(key: str, raw: object) -> str:
     if not isinstance(raw, str):
         raise _bad(key, "a string", raw)
@@ -248,6 +287,7 @@ def _to_str_tuple(key: str, raw: object) -> tuple[str, ...]:
 
 
 _CONVERTERS: dict[object, Callable[[str, object], object]] = {
+    bool: _to_bool,
     int: _to_int,
     float: _to_float,
     str: _to_str,
@@ -393,7 +433,9 @@ def _check_misc(s: Settings) -> None:
     _check_choice("log.level", s.log.level, LOG_LEVELS)
     if s.phone.default_region not in phonenumbers.SUPPORTED_REGIONS:
         raise _bad("phone.default_region", "a region code like US or GB", s.phone.default_region)
-    _check_positive("calls.max_concurrent", s.calls.max_concurrent, allow_zero=True)
+    for name in ("max_concurrent", "max_per_trunk", "max_per_number", "max_cps_per_source"):
+        _check_positive(f"calls.{name}", getattr(s.calls, name), allow_zero=True)
+    _check_positive("calls.retry_after", s.calls.retry_after, allow_zero=True)
     if not 400 <= s.calls.block_status <= 699:
         raise _bad("calls.block_status", "a final SIP status 400-699", s.calls.block_status)
 
@@ -411,6 +453,16 @@ def _check_http_lists(h: HttpSettings) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise _bad("http.trusted_proxies", "a list of CIDRs", cidr) from None
+
+
+def _check_flood(f: FloodSettings) -> None:
+    for name in ("rate", "burst", "ban_seconds"):
+        _check_positive(f"flood.{name}", getattr(f, name), allow_zero=True)
+    _check_positive("flood.ban_after", f.ban_after, allow_zero=True)
+    _check_positive("flood.window", f.window)
+    _check_positive("flood.max_addresses", f.max_addresses)
+    if f.rate > 0 and f.burst < 1:
+        raise _bad("flood.burst", "at least 1 when flood.rate is set", f.burst)
 
 
 def _check_integrations(s: Settings) -> None:
@@ -472,6 +524,7 @@ def load_settings(
     _check_misc(settings)
     _check_http_lists(settings.http)
     _check_integrations(settings)
+    _check_flood(settings.flood)
     return settings
 
 

@@ -61,7 +61,8 @@ def test_example_file_loads_and_lists_every_key() -> None:
     assert from_file == load_settings(None, {}, {})
     document = tomllib.loads(EXAMPLE.read_text())
     defaults = load_settings(None, {}, {})
-    for section in ("sip", "rtp", "http", "store", "phone", "log", "timers", "registrar", "calls"):
+    sections = ("sip", "rtp", "http", "store", "phone", "log", "timers", "registrar", "calls")
+    for section in (*sections, "flood", "metrics"):
         expected = set(getattr(defaults, section).__slots__)
         assert set(document[section]) == expected, section
 
@@ -154,6 +155,54 @@ def test_bad_env_and_overrides(tmp_path: Path) -> None:
     assert "unknown key sip.bogus (command line)" in _error(
         None, tmp_path, overrides={"sip.bogus": 1}
     )
+
+
+def test_overload_defaults_and_env() -> None:
+    s = load_settings(None, {}, {})
+    assert (s.calls.max_per_trunk, s.calls.max_per_number, s.calls.max_cps_per_source) == (0, 0, 0)
+    assert s.flood.rate == 50.0
+    assert s.flood.exempt_trunks is True
+    assert s.metrics.enabled is True
+    s = load_settings(
+        None,
+        {
+            "PBX_CALLS_MAX_PER_TRUNK": "30",
+            "PBX_CALLS_MAX_CPS_PER_SOURCE": "2.5",
+            "PBX_FLOOD_BAN_SECONDS": "120",
+            "PBX_FLOOD_EXEMPT_TRUNKS": "no",
+            "PBX_METRICS_ENABLED": "OFF",
+        },
+        {},
+    )
+    assert s.calls.max_per_trunk == 30
+    assert s.calls.max_cps_per_source == 2.5
+    assert s.flood.ban_seconds == 120.0
+    assert s.flood.exempt_trunks is False
+    assert s.metrics.enabled is False
+
+
+def test_overload_from_toml(tmp_path: Path) -> None:
+    toml = "[calls]\nmax_per_number = 2\n[flood]\nrate = 0\n[metrics]\nenabled = false\n"
+    s = _load(toml, tmp_path)
+    assert s.calls.max_per_number == 2
+    assert s.flood.rate == 0.0
+    assert s.metrics.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[calls]\nmax_per_trunk = -1\n", "config: calls.max_per_trunk must be zero or more"),
+        ("[calls]\nmax_cps_per_source = -0.5\n", "calls.max_cps_per_source must be zero or more"),
+        ("[flood]\nwindow = 0\n", "config: flood.window must be more than zero"),
+        ("[flood]\nmax_addresses = 0\n", "config: flood.max_addresses must be more than zero"),
+        ("[flood]\nburst = 0.5\n", "config: flood.burst must be at least 1"),
+        ('[metrics]\nenabled = "maybe"\n', "config: metrics.enabled must be true or false"),
+        ("[metrics]\nenabled = 1\n", "config: metrics.enabled must be true or false"),
+    ],
+)
+def test_bad_overload_values(tmp_path: Path, toml: str, expected: str) -> None:
+    assert expected in _error(toml, tmp_path)
 
 
 def test_parse_listen_and_range() -> None:
