@@ -68,7 +68,7 @@ from pbx.records import Attempt, CallRecord, Disposition
 from pbx.rtp.sdp import SdpError, parse_sdp
 from pbx.rules.routing import final_status, hunt_continues
 from pbx.sip.auth import AuthAttempt, DigestClient, challenges_in
-from pbx.sip.dialog import DialogError
+from pbx.sip.dialog import Dialog, DialogError
 from pbx.sip.message import Request, Response, make_response
 from pbx.sip.status import reason_phrase
 from pbx.sip.transaction import (
@@ -97,7 +97,11 @@ Input = (
     | Shutdown
 )
 RELAYED_IN_DIALOG = frozenset({"INVITE", "UPDATE", "INFO", "OPTIONS"})
-REFUSED_IN_DIALOG_ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+OFFER_METHODS = frozenset({"INVITE", "UPDATE"})
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+MAX_RELAYED = 8  # in-dialog requests relayed at once per call; more get 503 (bounded)
+MAX_FORKS = 8  # extra 2xx dialogs from a forking callee we ACK and BYE (bounded)
+MAX_REACKS = 4  # recent re-INVITE 2xx ACKs kept for retransmitted 2xx (§13.2.2.4)
 
 
 def iso_utc(epoch: float) -> str:
@@ -123,6 +127,8 @@ class Call:
     answered_at: float | None = None
     ended_at: float | None = None
     _statuses: list[int | None] = field(default_factory=list)
+    _forks: dict[tuple[str, str], Dialog] = field(default_factory=dict)
+    _reacks: dict[TransactionKey, SendStateless] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.record = self.setup.record
@@ -239,6 +245,9 @@ class Call:
         pending = self.pending.get(key)
         if pending is not None:
             return self._pending_response(pending, key, response, now)
+        reack = self._reacks.get(key)
+        if reack is not None and 200 <= response.status < 300:
+            return [reack]  # a retransmitted 2xx to a relayed re-INVITE
         branch = self._branch_of(key)
         if branch is None:
             return []
@@ -282,11 +291,16 @@ class Call:
         return [*actions, SendResponse(self.inbound.key, progress)]
 
     def _branch_answered(self, branch: Branch, response: Response, now: float) -> list[Action]:
+        if branch.dialog is not None and response.to.tag != branch.dialog.remote_tag:
+            return self._extra_fork(branch, response)
         if branch.dialog is None:
-            branch.dialog = self.builder.uac_dialog(branch, response)
+            try:
+                branch.dialog = self.builder.uac_dialog(branch, response)
+            except DialogError as exc:  # no To tag or Contact: we can neither ACK nor BYE
+                return self._bad_answer(branch, exc, now)
         ack = self.builder.ack(branch)
         actions: list[Action] = [SendStateless(ack, branch.target.dest)]
-        if self.winner is branch:
+        if self.winner is branch or branch.state == "late":
             return actions  # a retransmitted 2xx: re-ACK only (RFC 3261 §13.2.2.4)
         if self.winner is not None or self.state != "routing" or branch.state != "calling":
             branch.state = "late"
@@ -294,6 +308,34 @@ class Call:
             self.pending[self.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)
             return [*actions, SendRequest(bye, branch.target.dest)]
         return actions + self._bridge(branch, response, now)
+
+    def _extra_fork(self, branch: Branch, response: Response) -> list[Action]:
+        """A 2xx from a second UAS behind a forking proxy: ACK it, then BYE (§13.2.2.4)."""
+        key = (branch.call_id, response.to.tag or "")
+        dialog = self._forks.get(key)
+        first = dialog is None
+        if dialog is None:
+            try:
+                dialog = self.builder.uac_dialog(branch, response)
+            except DialogError:
+                return []
+        ack = self.builder.ack_dialog(dialog, response)
+        actions: list[Action] = [SendStateless(ack, branch.target.dest)]
+        if first and len(self._forks) < MAX_FORKS:
+            self._forks[key] = dialog
+            bye = self.builder.bye_dialog(dialog)
+            self.pending[self.builder.key_of(bye)] = Pending("bye", "outbound")
+            actions.append(SendRequest(bye, branch.target.dest))
+        return actions
+
+    def _bad_answer(self, branch: Branch, exc: DialogError, now: float) -> list[Action]:
+        """A 2xx we cannot build a dialog from counts as a 502 failure of the branch."""
+        if branch.state != "calling" or self.winner is not None:
+            return []
+        branch.deadline = None
+        branch.state = "failed"
+        self._attempt_done(branch, 502, f"unusable 2xx: {exc}", now)
+        return self._after_branch(branch, 502, now)
 
     def _bridge(self, branch: Branch, response: Response, now: float) -> list[Action]:
         assert self.relay is not None
@@ -364,9 +406,10 @@ class Call:
         """A branch of the current step ended without answer: hunt on or give up."""
         if self.winner is not None or self.state != "routing":
             return []
-        if any(b.state == "calling" for b in self._current_step()):
+        step = self._current_step()
+        if any(b.state == "calling" for b in step):
             return []
-        if not hunt_continues(status):
+        if not all(hunt_continues(s) for s in (status, *(b.status for b in step))):
             return self._fail_to_caller(now)
         return self._next_step(now)
 
@@ -377,9 +420,8 @@ class Call:
     def _branch_expired(self, branch: Branch, now: float) -> list[Action]:
         if branch.state != "calling":
             return []
-        actions = self._cancel_branch(branch, now)
-        branch.state = "abandoned" if not branch.provisional else "cancelled"
         self._attempt_done(branch, None, "ring timeout", now)
+        actions = self._cancel_branch(branch, now)
         return actions + self._after_branch(branch, None, now)
 
     def _cancel_branch(self, branch: Branch, now: float) -> list[Action]:
@@ -506,18 +548,27 @@ class Call:
     def _request(self, event: RequestReceived, now: float) -> list[Action]:
         request = event.request
         leg = self._leg_of(request)
+        if request.method == "CANCEL":  # matched no transaction (RFC 3261 §9.2)
+            return self._answer(event, 481)
         if leg is None or (self.state != "answered" and request.method != "BYE"):
             return self._answer(event, 481)
         if request.method == "BYE":
             return self._bye(event, leg, now)
         if request.method not in RELAYED_IN_DIALOG:
-            return [SendResponse(event.key, make_response(request, 501))]
-        if any(p.kind == "relay" for p in self.pending.values()):
-            return self._answer(event, 491)
+            return self._answer(event, 501, [("Allow", ALLOW)])
+        relays = [p for p in self.pending.values() if p.kind == "relay"]
+        if request.method in OFFER_METHODS and any(
+            p.request is not None and p.request.method in OFFER_METHODS for p in relays
+        ):
+            return self._answer(event, 491)  # RFC 3261 §14.1, RFC 3311 §5.2
+        if len(relays) >= MAX_RELAYED:
+            return self._answer(event, 503, [("Retry-After", "1")])
         return self._relay(event, leg)
 
-    def _answer(self, event: RequestReceived, status: int) -> list[Action]:
-        return [SendResponse(event.key, make_response(event.request, status))]
+    def _answer(
+        self, event: RequestReceived, status: int, headers: Sequence[tuple[str, str]] = ()
+    ) -> list[Action]:
+        return [SendResponse(event.key, make_response(event.request, status, headers=headers))]
 
     def _bye(
         self, event: RequestReceived, leg: Literal["inbound", "outbound"], now: float
@@ -565,7 +616,7 @@ class Call:
         del self.pending[key]
         if pending.kind == "bye":
             return self._maybe_finished()
-        return self._relayed_answer(pending, key, response)
+        return [*self._relayed_answer(pending, key, response), *self._maybe_finished()]
 
     def _relayed_answer(
         self, pending: Pending, key: TransactionKey, response: Response
@@ -577,7 +628,11 @@ class Call:
             "outbound" if pending.leg == "inbound" else "inbound"
         )
         if response.status < 300 and key.method == "INVITE":
-            actions.append(self._ack_relayed(other, response))
+            ack = self._ack_relayed(other, response)
+            self._reacks[key] = ack
+            while len(self._reacks) > MAX_REACKS:
+                del self._reacks[next(iter(self._reacks))]
+            actions.append(ack)
         body = response.body
         if body and self.relay is not None and self.winner is not None:
             try:

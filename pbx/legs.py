@@ -138,6 +138,12 @@ class LegBuilder:
         assert branch.dialog is not None
         return branch.dialog.ack_for_2xx(response.cseq.seq, self.ids)
 
+    def ack_dialog(self, dialog: Dialog, response: Response) -> Request:
+        return dialog.ack_for_2xx(response.cseq.seq, self.ids)
+
+    def bye_dialog(self, dialog: Dialog) -> Request:
+        return dialog.new_request("BYE", self.ids, extra_headers=[("User-Agent", USER_AGENT)])
+
     def bye(self, branch: Branch) -> Request:
         assert branch.dialog is not None
         return branch.dialog.new_request(
