@@ -50,6 +50,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pbx import admin, records
+from pbx import extensions as extensions_admin
 from pbx.config import DEFAULT_DB
 from pbx.errors import InputError
 from pbx.logs import setup_logging
@@ -939,6 +940,107 @@ def block_remove(ctx: click.Context, pattern: str, number: str | None) -> None:
     click.echo(f"unblocked {row.pattern} for {_block_row(row)['scope']}")
 
 
+# ---------------------------------------------------------------- extensions
+
+
+@click.group()
+def extensions() -> None:
+    """Local SIP accounts that phones register to; use one as a destination with ext:NAME.
+
+    Passwords are stored only as digest hashes (HA1) for the realm, never in
+    clear. The realm defaults to 'pbx', the daemon's default registrar.realm.
+    """
+
+
+_EXT_COLUMNS = ("name", "realm", "max_contacts", "registered")
+
+
+def _extension_options(*, adding: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        opts = [
+            click.option(
+                "--password",
+                required=adding,
+                help="SIP password, 8-128 printable characters (stored only as HA1).",
+            ),
+            click.option(
+                "--max-contacts",
+                type=int,
+                help="Phones that may be registered at once (1-16, default 1); all ring.",
+            ),
+            click.option(
+                "--realm",
+                help="Digest realm (default 'pbx'; must match the daemon's registrar.realm).",
+            ),
+        ]
+        if not adding:
+            rename = click.option("--rename", metavar="NEW", help="New name (needs --password).")
+            opts.append(rename)
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return decorate
+
+
+def _ext_opts(kw: Mapping[str, Any]) -> extensions_admin.ExtensionOptions:
+    return extensions_admin.ExtensionOptions(
+        password=kw.get("password"),
+        max_contacts=kw.get("max_contacts"),
+        realm=kw.get("realm"),
+        rename=kw.get("rename"),
+    )
+
+
+@extensions.command("add")
+@click.argument("name")
+@_extension_options(adding=True)
+@click.pass_context
+def extensions_add(ctx: click.Context, /, name: str, **kw: Any) -> None:
+    """Add extension NAME (the user name its phones register with)."""
+    ext = run_store(ctx, lambda s: extensions_admin.add_extension(s, name, _ext_opts(kw)))
+    click.echo(f"extension {ext.name} added (realm {ext.realm})")
+
+
+@extensions.command("list")
+@format_option
+@click.pass_context
+def extensions_list(ctx: click.Context, fmt: str) -> None:
+    """List extensions and how many phones each has registered now."""
+    now = dt.datetime.now(dt.UTC).timestamp()
+    rows = run_store(ctx, lambda s: extensions_admin.list_extensions(s, now))
+    emit(rows, fmt, _EXT_COLUMNS)
+
+
+@extensions.command("show")
+@click.argument("name")
+@format_option
+@click.pass_context
+def extensions_show(ctx: click.Context, name: str, fmt: str) -> None:
+    """Show extension NAME with its registered contacts."""
+    now = dt.datetime.now(dt.UTC).timestamp()
+    emit_one(run_store(ctx, lambda s: extensions_admin.show_extension(s, name, now)), fmt)
+
+
+@extensions.command("update")
+@click.argument("name")
+@_extension_options(adding=False)
+@click.pass_context
+def extensions_update(ctx: click.Context, /, name: str, **kw: Any) -> None:
+    """Change extension NAME (only the options given)."""
+    ext = run_store(ctx, lambda s: extensions_admin.update_extension(s, name, _ext_opts(kw)))
+    click.echo(f"extension {ext.name} updated")
+
+
+@extensions.command("remove")
+@click.argument("name")
+@click.pass_context
+def extensions_remove(ctx: click.Context, name: str) -> None:
+    """Remove extension NAME and its bindings (refused while a destination uses it)."""
+    run_store(ctx, lambda s: s.extensions.remove(name))
+    click.echo(f"extension {name} removed")
+
+
 # ---------------------------------------------------------------- doctor
 
 
@@ -1071,7 +1173,7 @@ def report_roi(ctx: click.Context, month: str | None, fmt: str) -> None:
 
 for _group in (visits, report):
     cli.add_command(_group)
-for _group in (trunks, destinations, sources, numbers, calls, block):
+for _group in (trunks, destinations, sources, numbers, calls, block, extensions):
     cli.add_command(_group)
 cli.add_command(doctor)
 cli.add_command(serve)

@@ -1,0 +1,144 @@
+"""`pbx extensions ...` on a real SQLite file: HA1 only, formats, bad input, ext: destinations."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pbx.calls import iso_utc
+from pbx.sip.auth import ha1
+from pbx.store import Binding, Store
+from tests.unit.cli_helpers import dump, ok, pbx, run_on_store
+
+PASSWORD = "correct-horse-42"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "pbx.sqlite3"
+
+
+def _json(db: Path, *args: str) -> Any:
+    return json.loads(ok(db, *args, "--format", "json"))
+
+
+def _bad(db: Path, *args: str) -> str:
+    before = dump(db) if db.exists() else ""
+    result = pbx(db, *args)
+    assert result.exit_code == 2, (args, result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1
+    if before:
+        assert dump(db) == before  # nothing changed
+    return result.stderr
+
+
+def test_add_stores_only_ha1_for_both_algorithms(db: Path) -> None:
+    out = ok(db, "extensions", "add", "100", "--password", PASSWORD, "--max-contacts", "2")
+    assert out == "extension 100 added (realm pbx)\n"
+    assert PASSWORD not in dump(db)
+    ext = run_on_store(db, lambda s: s.extensions.get("100"))
+    assert ext is not None
+    assert ext.ha1_md5 == ha1("MD5", "100", "pbx", PASSWORD)
+    assert ext.ha1_sha256 == ha1("SHA-256", "100", "pbx", PASSWORD)
+    assert ext.max_contacts == 2
+    shown = _json(db, "extensions", "show", "100")
+    assert shown == {
+        "name": "100",
+        "realm": "pbx",
+        "max_contacts": 2,
+        "registered": 0,
+        "contacts": [],
+    }
+    assert "ha1" not in ok(db, "extensions", "show", "100")
+
+
+def test_list_in_every_format_counts_current_bindings(db: Path) -> None:
+    ok(db, "extensions", "add", "alice", "--password", PASSWORD, "--realm", "office.example")
+    ok(db, "extensions", "add", "bob", "--password", PASSWORD)
+
+    async def bind(store: Store) -> None:
+        live = Binding(
+            extension="alice",
+            contact="sip:alice@192.0.2.7:5062",
+            expires_at=iso_utc(4_000_000_000),
+            received="udp:192.0.2.7:5062",
+        )
+        dead = Binding(extension="bob", contact="sip:bob@192.0.2.8", expires_at=iso_utc(1_000))
+        await store.extensions.set_binding(live)
+        await store.extensions.set_binding(dead)
+
+    run_on_store(db, bind)
+    rows = _json(db, "extensions", "list")
+    assert [(r["name"], r["realm"], r["registered"]) for r in rows] == [
+        ("alice", "office.example", 1),
+        ("bob", "pbx", 0),
+    ]
+    table = ok(db, "extensions", "list").splitlines()
+    assert table[0].split() == ["name", "realm", "max_contacts", "registered"]
+    assert table[1].split() == ["alice", "office.example", "1", "1"]
+    parsed = list(csv.DictReader(io.StringIO(ok(db, "extensions", "list", "--format", "csv"))))
+    assert parsed[1] == {"name": "bob", "realm": "pbx", "max_contacts": "1", "registered": "0"}
+    shown = _json(db, "extensions", "show", "alice")
+    assert shown["contacts"][0]["received"] == "udp:192.0.2.7:5062"
+    assert "sip:alice@192.0.2.7:5062" in ok(db, "extensions", "show", "alice")
+
+
+def test_update_password_limit_and_rename(db: Path) -> None:
+    ok(db, "extensions", "add", "alice", "--password", PASSWORD)
+    ok(db, "extensions", "update", "alice", "--password", "another-pass-7", "--max-contacts", "3")
+    ext = run_on_store(db, lambda s: s.extensions.get("alice"))
+    assert ext is not None
+    assert ext.ha1_md5 == ha1("MD5", "alice", "pbx", "another-pass-7")
+    assert ext.max_contacts == 3
+    assert "needs --password" in _bad(db, "extensions", "update", "alice", "--rename", "carol")
+    assert "needs --password" in _bad(db, "extensions", "update", "alice", "--realm", "x")
+    ok(db, "extensions", "update", "alice", "--rename", "carol", "--password", PASSWORD)
+    carol = run_on_store(db, lambda s: s.extensions.get("carol"))
+    assert carol is not None
+    assert carol.ha1_sha256 == ha1("SHA-256", "carol", "pbx", PASSWORD)
+    assert "nothing to change" in _bad(db, "extensions", "update", "carol")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("add", "alice"), "--password"),
+        (("add", "alice", "--password", "short"), "8-128"),
+        (("add", "al ice", "--password", PASSWORD), "SIP user part"),
+        (("add", "al@ce", "--password", PASSWORD), "SIP user part"),
+        (("add", "alice", "--password", PASSWORD, "--max-contacts", "0"), "between 1 and 16"),
+        (("add", "alice", "--password", PASSWORD, "--max-contacts", "17"), "between 1 and 16"),
+        (("add", "alice", "--password", PASSWORD, "--realm", 'a"b'), "realm"),
+        (("update", "nobody", "--max-contacts", "2"), "no extension named 'nobody'"),
+        (("show", "nobody"), "no extension named 'nobody'"),
+        (("remove", "nobody"), "no extension named 'nobody'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    db: Path, args: tuple[str, ...], message: str
+) -> None:
+    ok(db, "extensions", "add", "bob", "--password", PASSWORD)
+    assert message in _bad(db, "extensions", *args)
+
+
+def test_duplicate_is_refused(db: Path) -> None:
+    ok(db, "extensions", "add", "alice", "--password", PASSWORD)
+    assert "already exists" in _bad(db, "extensions", "add", "alice", "--password", PASSWORD)
+
+
+def test_extension_as_destination_and_removal_rules(db: Path) -> None:
+    assert "no extension named 'alice'" in _bad(db, "destinations", "add", "desk", "ext:alice")
+    ok(db, "extensions", "add", "alice", "--password", PASSWORD)
+    assert (
+        ok(db, "destinations", "add", "desk", "ext:alice") == "destination desk added (ext:alice)\n"
+    )
+    assert _json(db, "destinations", "show", "desk")["kind"] == "extension"
+    assert "destination 'desk' points to it" in _bad(db, "extensions", "remove", "alice")
+    ok(db, "destinations", "remove", "desk")
+    assert ok(db, "extensions", "remove", "alice") == "extension alice removed\n"
+    assert _json(db, "extensions", "list") == []
