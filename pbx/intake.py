@@ -52,6 +52,7 @@ class Refusal:
     status: int
     reason: str
     record: CallRecord | None = None
+    retry_after: int | None = None  # seconds, for a Retry-After header (503 over a limit)
 
 
 @dataclass(frozen=True, slots=True)

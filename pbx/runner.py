@@ -46,9 +46,12 @@ from pbx.calls_model import (
     Shutdown,
     WriteRecord,
 )
+from pbx.config import CallSettings
 from pbx.intake import IntakeContext, Refusal, admit
 from pbx.integrations import Integrations, outbox_for, progress_items
 from pbx.legs import LegBuilder
+from pbx.metrics import Metrics
+from pbx.overload import Overload
 from pbx.records import CallRecord
 from pbx.rtp.relay import MediaError, MediaRelay, MediaSession, MediaStats
 from pbx.sip.agent import SipAgent
@@ -90,6 +93,12 @@ class CallContext:
     block_status: int = 603
     wall_clock: Callable[[], float] = time.time
     integrations: Integrations = field(default_factory=Integrations)
+    overload: Overload = field(default_factory=Overload)  # admission limits (issue 7)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent and not self.overload.limits.max_global:
+            self.overload = Overload(CallSettings(max_concurrent=self.max_concurrent))
 
 
 @dataclass
@@ -114,8 +123,11 @@ class CallManager:
             return True
         if request.method != "INVITE" or request.to.tag is not None:
             return False  # the agent's defaults: 481 in dialog, OPTIONS 200, ...
-        if self.draining or self._full():
-            retry = [("Retry-After", "30")]
+        self.ctx.metrics.invite_received()
+        refused = self._gate(event, now)
+        if refused is not None:
+            self.ctx.metrics.rejected_for(refused)
+            retry = [("Retry-After", "30" if self.draining else str(self.ctx.overload.retry_after))]
             self.ctx.agent.respond(event.key, make_response(request, 503, headers=retry))
             return True
         self._start(event, now)
@@ -155,9 +167,11 @@ class CallManager:
         if runner is not None:
             runner.post(MediaTimedOut(), self.ctx.agent.now())
 
-    def _full(self) -> bool:
-        limit = self.ctx.max_concurrent
-        return limit > 0 and len(self.tasks) >= limit
+    def _gate(self, event: RequestReceived, now: float) -> str | None:
+        """Why a new INVITE is refused at once (503), before any lookup; see pbx.overload."""
+        if self.draining:
+            return "draining"
+        return self.ctx.overload.gate(event.source.host, len(self.tasks), now)
 
     def _start(self, event: RequestReceived, now: float) -> None:
         runner = CallRunner(self, event, now)
@@ -205,6 +219,7 @@ class CallRunner:
         self.media: MediaSession | None = None
         self.stats: MediaStats | None = None
         self.done = False
+        self.setup_seen = False  # the setup-latency metric was observed
         self.log = log.bind(call_id=event.request.call_id)
 
     def post(self, event: Input, now: float) -> None:
@@ -221,6 +236,7 @@ class CallRunner:
             await self._salvage()
         finally:
             self._close_media()
+            self.ctx.overload.release(self)
             self.manager.forget(self)
 
     async def _loop(self) -> None:
@@ -272,11 +288,16 @@ class CallRunner:
         )
         wall = self.ctx.wall_clock()
         result = await admit(ictx, request, self.first.source, self.started, wall)
+        if not isinstance(result, Refusal):
+            result = self.ctx.overload.acquire(self, result, iso_utc(wall))
         if isinstance(result, Refusal):
             self.log.info("call.refused", status=result.status, reason=result.reason)
+            self.ctx.metrics.refused(result)
             if result.record is not None:
                 await self.ctx.store.calls.insert(result.record)
-            self._respond(key, make_response(request, result.status, to_tag=self.ctx.ids.tag()))
+            retry = [("Retry-After", str(result.retry_after))] if result.retry_after else []
+            tag = self.ctx.ids.tag()
+            self._respond(key, make_response(request, result.status, to_tag=tag, headers=retry))
             return None
         inbound = InboundLeg(
             invite=request,
@@ -322,6 +343,10 @@ class CallRunner:
                 self.done = True
 
     def _respond(self, key: TransactionKey, response: Any) -> None:
+        if not self.setup_seen and key == self.first.key:
+            self.setup_seen = self.ctx.metrics.setup_progress(
+                response.status, self._now() - self.started
+            )
         try:
             self.ctx.agent.respond(key, response)
         except TransactionError as exc:
@@ -347,6 +372,7 @@ class CallRunner:
             self.log.warning("media.open_failed", error=str(exc))
             await self._execute(self.call.handle(MediaFailed(str(exc)), self._now()))
             return
+        self.ctx.metrics.media_opened(self.media)
         address = self.ctx.media_address
         opened = MediaOpened(
             (address, self.media.port("inbound")), (address, self.media.port("outbound"))
@@ -365,6 +391,7 @@ class CallRunner:
     def _close_media(self) -> None:
         if self.media is not None and self.stats is None:
             self.stats = self.media.close()
+            self.ctx.metrics.media_closed(self.media, self.stats)
 
     async def _write(self, record: CallRecord) -> None:
         existing = await self.ctx.store.calls.get(record.id)
@@ -393,6 +420,8 @@ class CallRunner:
         wall = iso_utc(self.ctx.wall_clock())
         outbox = outbox_for(record, source, self.ctx.integrations, uuid4().hex, wall)
         await self.ctx.store.calls.finish(record, outbox)
+        self.ctx.overload.release(self)
+        self.ctx.metrics.call_finished(record)
         self.log.info(
             "call.ended",
             disposition=str(record.disposition),
