@@ -8,6 +8,11 @@ SIGTERM or SIGINT: new INVITEs get 503, calls in progress may run for
 error) and their records finalised, then everything closes.
 
 Decisions:
+- Overload (issue 7): the SIP agent gets a flood guard from `[flood]`
+  (trunk addresses exempt, re-read from the store every `EXEMPT_REFRESH`
+  seconds so CLI changes apply), the call path gets `pbx.overload` limits
+  from `[calls]`, and `GET /metrics` serves `pbx.metrics` unless
+  `metrics.enabled = false`. Details in those modules.
 - Logs go to stdout (journald collects them; the CLI logs to stderr).
 - The daemon runs on uvloop (a declared dependency): 4-5x the relay rate of
   the stock loop (DESIGN.md).
@@ -33,23 +38,27 @@ from aiohttp import web
 from pbx.calls import iso_utc
 from pbx.calls_model import LocalAddress
 from pbx.config import Settings
+from pbx.http import metrics as metrics_http
 from pbx.http import visitors
 from pbx.integrations import integrations_from
 from pbx.logs import setup_logging
+from pbx.metrics import Metrics
 from pbx.outbox import OutboxDispatcher
+from pbx.overload import Overload, flood_guard, trunk_exemption
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.runner import CallContext, CallManager
 from pbx.sip.agent import SipAgent
 from pbx.sip.auth import Credentials
 from pbx.sip.peer import Peer, Transport
-from pbx.sip.register import RegistrationConfig
+from pbx.sip.register import RegistrationClient, RegistrationConfig
 from pbx.sip.transaction import TimerConfig
 from pbx.store import Store, Trunk, open_store
 
 log = structlog.get_logger("pbx.daemon")
 
 PORT_QUARANTINE = 5.0  # seconds a released RTP pair rests before reuse (late packets)
+EXEMPT_REFRESH = 15.0  # seconds between re-reads of trunk addresses for the flood guard
 WILDCARDS = ("0.0.0.0", "::", "")
 
 
@@ -64,8 +73,12 @@ class Daemon:
     manager: CallManager
     http: web.AppRunner | None = None
     outbox: OutboxDispatcher | None = None
+    metrics: Metrics | None = None
+    guard_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self.guard_task is not None:
+            self.guard_task.cancel()
         await self.manager.drain(self.settings.timers.drain_timeout)
         if self.outbox is not None:
             await self.outbox.close()  # undelivered items stay queued in the store
@@ -119,11 +132,14 @@ async def start(settings: Settings) -> Daemon:
         max_concurrent=settings.calls.max_concurrent,
         block_status=settings.calls.block_status,
         integrations=integrations_from(settings),
+        overload=Overload(settings.calls),
+        metrics=Metrics(),
     )
     manager = CallManager(ctx)
     agent.user = manager
     relay.on_timeout = manager.on_media_timeout
-    daemon = Daemon(settings, store, agent, relay, manager)
+    daemon = Daemon(settings, store, agent, relay, manager, metrics=ctx.metrics)
+    await _guard(daemon)
     daemon.http = await _start_http(daemon)
     daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
     daemon.outbox.start()
@@ -135,6 +151,8 @@ async def _start_http(daemon: Daemon) -> web.AppRunner:
     app = web.Application()
     app.router.add_get("/health", _health(daemon))
     visitors.add_routes(app, daemon.store, daemon.settings)
+    if daemon.settings.metrics.enabled and daemon.metrics is not None:
+        metrics_http.add_routes(app, daemon.metrics, daemon.store)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, daemon.settings.http.host, daemon.settings.http.port)
@@ -154,10 +172,44 @@ def _health(daemon: Daemon) -> Callable[[web.Request], Awaitable[web.Response]]:
     return handler
 
 
+async def _guard(daemon: Daemon) -> None:
+    """Flood guard on the agent (trunk addresses exempt, re-read periodically); metrics."""
+    ctx = daemon.manager.ctx
+    ctx.metrics.watch_active(lambda: ctx.overload.active)
+    if daemon.settings.flood.rate <= 0:
+        return
+    guard = flood_guard(daemon.settings.flood)
+    daemon.agent.flood = guard
+    ctx.metrics.watch_flood(guard.stats)
+    if not daemon.settings.flood.exempt_trunks:
+        return
+    guard.set_exempt(trunk_exemption(await daemon.store.trunks.list()))
+
+    async def refresh() -> None:
+        while True:
+            await asyncio.sleep(EXEMPT_REFRESH)
+            try:
+                guard.set_exempt(trunk_exemption(await daemon.store.trunks.list()))
+            except Exception:
+                log.exception("flood.exempt_refresh_failed")
+
+    daemon.guard_task = asyncio.get_running_loop().create_task(refresh())
+
+
 async def _register_trunks(daemon: Daemon, sip_host: str) -> None:
+    names: dict[int, str] = {}  # RegistrationClient id -> trunk name, for the metric
+    metrics = daemon.metrics
+
+    def exported(client: RegistrationClient) -> None:
+        if metrics is not None and id(client) in names:
+            metrics.registration(names[id(client)], client.registered)
+
+    daemon.agent.on_registration = exported
     for trunk in await daemon.store.trunks.list():
         if trunk.register and trunk.enabled:
-            daemon.agent.register(_registration(trunk, sip_host, daemon.agent.port))
+            client = daemon.agent.register(_registration(trunk, sip_host, daemon.agent.port))
+            names[id(client)] = trunk.name
+            exported(client)
             log.info("trunk.registering", trunk=trunk.name, host=trunk.host)
 
 

@@ -22,20 +22,25 @@ Decisions:
   when unlimited, so memory stays bounded whatever arrives.
 - The per-source CPS bucket holds `max(1, rate)` tokens: one second's worth
   of calls may arrive at once.
+- Flood guard exemptions (`trunk_exemption`) use the same trunk ACL as
+  intake (`rules.admission.trunk_for_source`): allow lists, or an IP host
+  when a trunk has no list; see `pbx.rules.limits` for why trunks are exempt.
 - Retry-After is `calls.retry_after` seconds for every limit (RFC 3261
   §21.5.4 and §20.33: the caller may retry after that long).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
 from pbx.calls_model import CallSetup
-from pbx.config import CallSettings
+from pbx.config import CallSettings, FloodSettings
 from pbx.intake import Refusal
 from pbx.records import Disposition
-from pbx.rules.limits import CallLimits, RateLimiter
+from pbx.rules.admission import TrunkAcl, trunk_for_source
+from pbx.rules.limits import CallLimits, FloodConfig, FloodGuard, RateLimiter
+from pbx.store import Trunk
 
 MAX_CALL_TASKS = 10_000  # call tasks at once when no limit is configured
 ADMISSION_SLACK = 64  # call tasks beyond max_concurrent that may be in admission at once
@@ -89,3 +94,27 @@ class Overload:
 
     def release(self, token: Hashable) -> None:
         self.limits.release(token)
+
+
+def flood_guard(settings: FloodSettings) -> FloodGuard:
+    """The SIP agent's flood guard from config `[flood]`."""
+    return FloodGuard(
+        FloodConfig(
+            rate=settings.rate,
+            burst=settings.burst,
+            ban_after=settings.ban_after,
+            window=settings.window,
+            ban_seconds=settings.ban_seconds,
+            max_keys=settings.max_addresses,
+        )
+    )
+
+
+def trunk_exemption(trunks: Sequence[Trunk]) -> Callable[[str], bool]:
+    """`exempt(host)`: True for an address an enabled trunk sends from (its ACL, as intake)."""
+    acls = [TrunkAcl(t.name, t.allow, t.host) for t in trunks if t.enabled]
+
+    def exempt(host: str) -> bool:
+        return trunk_for_source(acls, host) is not None
+
+    return exempt

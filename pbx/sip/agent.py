@@ -36,6 +36,11 @@ Decisions:
   it matches nothing); in-dialog requests (To tag) -> 481; INVITE -> 480;
   REGISTER and other known methods (SUBSCRIBE, MESSAGE, ...) -> 405 with
   Allow; unknown methods -> 501 (RFC 3261 §8.2.1).
+- Flood guard (`agent.flood`, a `pbx.rules.limits.FloodGuard`): checked
+  first for every datagram, by source address, before parsing. Throttled
+  requests get a stateless 503 with Retry-After (ban seconds); banned
+  addresses are ignored without parsing; one `sip.flood_banned` log line
+  per ban.
 - A TU callback that raises is logged; a request it raised on gets 500 if it
   is still unanswered. Nothing from the network can stop the agent.
 - `request()` with `auth` re-sends with CSeq+1, a new branch and the same
@@ -56,6 +61,7 @@ from typing import Protocol
 
 import structlog
 
+from pbx.rules.limits import FloodGuard, Verdict
 from pbx.sip.auth import DigestClient, challenges_in
 from pbx.sip.headers import parse_via
 from pbx.sip.ids import IdSource, RandomIds
@@ -166,6 +172,8 @@ class SipAgent:
         self._reg_keys: dict[TransactionKey, RegistrationClient] = {}
         # Called after every input a registration handled (state, metrics, logs).
         self.on_registration: Callable[[RegistrationClient], None] | None = None
+        # Checked per datagram before parsing (issue 7); None = no flood guard.
+        self.flood: FloodGuard | None = None
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -204,6 +212,11 @@ class SipAgent:
 
     def _on_datagram(self, data: bytes, source: Peer) -> None:
         now = self.now()  # the receive stamp every callback gets
+        if self.flood is not None:
+            verdict = self.flood.check(source.host, now)
+            if verdict is not Verdict.PASS:
+                self._flooded(verdict, data, source)
+                return
         if is_keepalive(data):
             return
         try:
@@ -213,6 +226,30 @@ class SipAgent:
             self._flush()
             return
         self._dispatch(self.layer.receive(message, source, now), now)
+        self._flush()
+
+    def _flooded(self, verdict: Verdict, data: bytes, source: Peer) -> None:
+        """The flood guard said no: a stateless 503 while throttled, silence once banned.
+
+        One log line per ban (`Verdict.BAN`), none per datagram. A throttled
+        request opens no transaction (RFC 3261 §8.2.6: a stateless UAS answer).
+        """
+        assert self.flood is not None
+        seconds = int(self.flood.config.ban_seconds)
+        if verdict is Verdict.BAN:
+            log.warning("sip.flood_banned", peer=source.host, seconds=seconds)
+            return
+        if verdict is not Verdict.THROTTLE or is_keepalive(data):
+            return
+        try:
+            message = parse(data)
+            if not isinstance(message, Request) or message.method == "ACK":
+                return
+            via = message.vias[0]
+            response = self.make_response(message, 503, headers=[("Retry-After", str(seconds))])
+        except (SipParseError, ValueError, IndexError):
+            return
+        self.layer.send_ack_or_stateless(response, response_destination(via, source))
         self._flush()
 
     def _answer_unparseable(self, err: SipParseError, source: Peer) -> None:
