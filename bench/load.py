@@ -729,14 +729,18 @@ async def rtp_media(
     gen.send([inbound[p] if i % 2 == 0 else outbound[p] for i, p in enumerate(ports)])
     assert await pipe_recv(gen, 30) == "start"
     c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+    s0 = [cpu_seconds(p.pid) for p in (caller, callee)]
     assert await pipe_recv(gen, 3 * 60 + 60) == "stop"
     c1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+    sipps = zip((caller, callee), s0, strict=True)
+    sipp_cpu = [100.0 * (cpu_seconds(p.pid) - c) / (t1 - t0) for p, c in sipps]
     result = await pipe_recv(gen, 30)
     step.sent = result["sent_each_side"]
     step.caller_received = result["caller_received"]
     step.callee_received = result["callee_received"]
     step.send_time = result["send_time"]
-    step.extra = {"generator_cpu_pct": result["generator_cpu_pct"]}
+    step.extra = {"generator_cpu_pct": result["generator_cpu_pct"],
+                  "sipp_cpu_pct": [round(x, 1) for x in sipp_cpu]}  # fmt: skip
     step.cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
     step.rss = rss_mb(daemon.pid)
     step.load = load_average()
