@@ -226,8 +226,10 @@ class Call:
     def _place(self, target: Target, now: float) -> list[Action]:
         assert self.relay is not None  # set in _media_opened
         assert self.inbound.offer is not None
-        body = relay_sdp(self.inbound.offer, self.relay.outbound, self.builder.new_origin())
+        origin = self.builder.new_origin()  # one o= session per outbound leg (RFC 3264 §8)
+        body = relay_sdp(self.inbound.offer, self.relay.outbound, origin)
         branch = self.builder.new_branch(target, self.inbound.invite, body, now, self.setup)
+        branch.origin = origin
         branch.deadline = now + self.setup.ring_timeout
         branch.started_at = self._wall(now)
         self.branches.append(branch)
