@@ -277,7 +277,7 @@ def _first_connection(lines: Sequence[str]) -> Connection | None:
 
 
 def _port(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
         raise SdpError(f"sdp: bad {what} port {text[:12]!r}")
     return int(text)
 
