@@ -232,7 +232,10 @@ class SipAgent:
         """The flood guard said no: a stateless 503 while throttled, silence once banned.
 
         One log line per ban (`Verdict.BAN`), none per datagram. A throttled
-        request opens no transaction (RFC 3261 §8.2.6: a stateless UAS answer).
+        request opens no transaction (RFC 3261 §8.2.6: a stateless UAS answer),
+        and its 503 goes to the datagram's source address whatever the Via
+        says (as with `rport`, RFC 3581 §4), so a forged Via cannot aim our
+        answers at a third party.
         """
         assert self.flood is not None
         seconds = int(self.flood.config.ban_seconds)
@@ -245,11 +248,10 @@ class SipAgent:
             message = parse(data)
             if not isinstance(message, Request) or message.method == "ACK":
                 return
-            via = message.vias[0]
             response = self.make_response(message, 503, headers=[("Retry-After", str(seconds))])
-        except (SipParseError, ValueError, IndexError):
+        except (SipParseError, ValueError):
             return
-        self.layer.send_ack_or_stateless(response, response_destination(via, source))
+        self.layer.send_ack_or_stateless(response, source)
         self._flush()
 
     def _answer_unparseable(self, err: SipParseError, source: Peer) -> None:
