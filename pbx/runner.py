@@ -218,6 +218,7 @@ class CallRunner:
         self.call: Call | None = None
         self.media: MediaSession | None = None
         self.stats: MediaStats | None = None
+        self.written: CallRecord | None = None  # the record as last stored by this runner
         self.done = False
         self.setup_seen = False  # the setup-latency metric was observed
         self.log = log.bind(call_id=event.request.call_id)
@@ -394,11 +395,12 @@ class CallRunner:
             self.ctx.metrics.media_closed(self.media, self.stats)
 
     async def _write(self, record: CallRecord) -> None:
-        existing = await self.ctx.store.calls.get(record.id)
+        existing = self.written  # this runner is the record's only writer: no read back
         if existing is None:
             await self.ctx.store.calls.insert(record)
         else:
             await self.ctx.store.calls.update(record)
+        self.written = record
         wall = iso_utc(self.ctx.wall_clock())
         for item in progress_items(existing, record, self.ctx.integrations, uuid4().hex, wall):
             await self.ctx.store.outbox.add(item)
@@ -414,8 +416,9 @@ class CallRunner:
                 bytes_in_out=i.bytes,
                 bytes_out_in=o.bytes,
             )
-        if await self.ctx.store.calls.get(record.id) is None:
+        if self.written is None:
             await self.ctx.store.calls.insert(record)
+            self.written = record
         source = await self.ctx.store.sources.get(record.source) if record.source else None
         wall = iso_utc(self.ctx.wall_clock())
         outbox = outbox_for(record, source, self.ctx.integrations, uuid4().hex, wall)
