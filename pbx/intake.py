@@ -11,8 +11,11 @@ Decisions:
   the E.164 number with its `+`, unless the trunk strips it; the trunk's
   prefix goes in front.
 - `sip:` destinations go direct to their host; a host name is resolved with
-  the event loop's resolver (one lookup per call). `ext:` destinations are
-  not supported until the registrar exists: they count as unavailable.
+  the event loop's resolver (one lookup per call).
+- `ext:NAME` destinations ring every registered contact of the extension at
+  once (one plan step holds them all, `pbx.registrations`); an extension
+  with no binding is skipped like an unreachable destination (480 when
+  nothing is left), so hunting goes on to the next destination.
 - Unknown numbers and non-trunk sources get no call record (nothing was
   attempted and nobody dialed a tracking number); disabled numbers and
   after-hours rejections get a `rejected` record.
@@ -34,6 +37,7 @@ from pbx.calls_model import CallSetup, LocalAddress, Target
 from pbx.errors import InputError
 from pbx.numbers import normalise
 from pbx.records import CallRecord, Disposition
+from pbx.registrations import extension_targets, join_steps
 from pbx.rules.admission import TrunkAcl, dialed_number, trunk_for_source
 from pbx.rules.blocking import ANONYMOUS, blocked, is_anonymous
 from pbx.rules.routing import Reject, Schedule, choose_destinations, plan
@@ -92,8 +96,8 @@ async def admit(
     cursor = 0
     if route.number.strategy == "round-robin":
         cursor = await ctx.store.numbers.advance_cursor(route.number.number)
-    targets = [t for d in chosen if (t := await _target(d, route, trunk, trunks)) is not None]
-    steps = plan(route.number.strategy, targets, cursor).steps
+    groups = [await _targets(ctx.store, d, route, trunk, trunks, wall) for d in chosen]
+    steps = join_steps(plan(route.number.strategy, [g for g in groups if g], cursor).steps)
     return CallSetup(
         record=record,
         caller=record.caller,
@@ -224,7 +228,22 @@ async def _target(
         return _trunk_target(dest, trunk)
     if dest.kind == "sip":
         return await _sip_target(dest)
-    return None  # ext: needs the registrar (issue 8)
+    return None  # ext: is expanded by _targets
+
+
+async def _targets(
+    store: Store,
+    dest: Destination,
+    route: RouteInfo,
+    inbound: Trunk,
+    trunks: Sequence[Trunk],
+    wall: float,
+) -> tuple[Target, ...]:
+    """A destination's targets: one, or every registered contact of an extension."""
+    if dest.kind == "extension":
+        return await extension_targets(store, dest, wall)
+    target = await _target(dest, route, inbound, trunks)
+    return () if target is None else (target,)
 
 
 def _trunk_target(dest: Destination, trunk: Trunk) -> Target | None:
