@@ -45,6 +45,7 @@ from pbx.logs import setup_logging
 from pbx.metrics import Metrics
 from pbx.outbox import OutboxDispatcher
 from pbx.overload import Overload, flood_guard, trunk_exemption
+from pbx.registrations import RegistrarService, registrar_config
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.runner import CallContext, CallManager
@@ -136,7 +137,9 @@ async def start(settings: Settings) -> Daemon:
         metrics=Metrics(),
     )
     manager = CallManager(ctx)
-    agent.user = manager
+    agent.user = RegistrarService(  # REGISTER for local extensions; the rest to `manager`
+        agent, store, manager, registrar_config(settings.registrar)
+    )
     relay.on_timeout = manager.on_media_timeout
     daemon = Daemon(settings, store, agent, relay, manager, metrics=ctx.metrics)
     await _guard(daemon)
