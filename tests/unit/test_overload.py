@@ -1,0 +1,87 @@
+"""pbx.overload: the admission gate, concurrent-call slots with rejected records, exemptions."""
+
+from __future__ import annotations
+
+from pbx.calls_model import CallSetup
+from pbx.config import CallSettings, FloodSettings
+from pbx.intake import Refusal
+from pbx.overload import (
+    ADMISSION_SLACK,
+    CPS,
+    MAX_CALL_TASKS,
+    OVERLOAD,
+    Overload,
+    flood_guard,
+    trunk_exemption,
+)
+from pbx.records import CallRecord, Disposition
+from pbx.rules.limits import Verdict
+from pbx.store import Trunk
+
+DID = "+12125550100"
+WALL = "2026-01-05T10:00:00.000000Z"
+
+
+def _setup(number: str = DID, trunk: str = "carrier") -> CallSetup:
+    record = CallRecord(
+        id=f"rec-{number}", inbound_call_id="c1", started_at=WALL, caller="+13125550199",
+        tracking_number=number, trunk=trunk, disposition=Disposition.RINGING,
+    )  # fmt: skip
+    return CallSetup(record=record, caller=record.caller, steps=(), ring_timeout=20.0,
+                     started=0.0, started_wall=0.0, local={})  # fmt: skip
+
+
+def test_gate_caps_tasks_and_cps_per_source() -> None:
+    overload = Overload(CallSettings(max_concurrent=2, max_cps_per_source=1.0))
+    assert overload.max_tasks == 2 + ADMISSION_SLACK
+    assert overload.gate("127.0.0.1", 0, 0.0) is None
+    assert overload.gate("127.0.0.1", 0, 0.0) == CPS
+    assert overload.gate("127.0.0.3", 0, 0.0) is None
+    assert overload.gate("127.0.0.4", 2 + ADMISSION_SLACK, 0.0) == OVERLOAD
+
+
+def test_unlimited_still_caps_tasks() -> None:
+    overload = Overload()
+    assert overload.max_tasks == MAX_CALL_TASKS
+    assert all(overload.gate("127.0.0.1", 10, float(i)) is None for i in range(100))
+
+
+def test_acquire_refuses_with_503_retry_after_and_a_rejected_record() -> None:
+    overload = Overload(CallSettings(max_per_number=1, retry_after=9))
+    first = _setup()
+    assert overload.acquire("a", first, WALL) is first
+    refused = overload.acquire("b", _setup(), WALL)
+    assert isinstance(refused, Refusal)
+    assert (refused.status, refused.retry_after) == (503, 9)
+    assert refused.reason == "over calls.max_per_number"
+    assert refused.record is not None
+    assert refused.record.disposition == Disposition.REJECTED
+    assert refused.record.sip_status == 503
+    assert refused.record.sip_reason == "over calls.max_per_number"
+    assert refused.record.ended_at == WALL
+    assert overload.active == 1
+    overload.release("a")
+    assert overload.active == 0
+    assert overload.acquire("b", _setup(), WALL) is not None
+    assert overload.active == 1
+
+
+def test_trunk_exemption_follows_trunk_acls() -> None:
+    trunks = [
+        Trunk(name="carrier", host="198.51.100.7", allow=("203.0.113.0/24",)),
+        Trunk(name="old", host="192.0.2.9", enabled=False),
+        Trunk(name="plain", host="192.0.2.10"),
+    ]
+    exempt = trunk_exemption(trunks)
+    assert exempt("203.0.113.50")
+    assert not exempt("198.51.100.7")  # an explicit allow list is authoritative
+    assert exempt("192.0.2.10")  # no list: the IP host itself
+    assert not exempt("192.0.2.9")  # disabled trunk
+    assert not exempt("127.0.0.2")
+
+
+def test_flood_guard_from_settings() -> None:
+    guard = flood_guard(FloodSettings(rate=1.0, burst=1.0, ban_after=0, ban_seconds=5.0))
+    assert guard.check("127.0.0.2", 0.0) == Verdict.PASS
+    assert guard.check("127.0.0.2", 0.0) == Verdict.BAN
+    assert guard.check("127.0.0.2", 4.0) == Verdict.DROP
