@@ -14,9 +14,11 @@ Time: `now` is wall-clock epoch seconds (not monotonic), because bindings
 are stored with their expiry and survive a daemon restart.
 
 Decisions (the RFCs leave these open):
-- Nonces are stateless: `<hex epoch seconds>.<HMAC-SHA256(secret, ts:source
-  host:realm)>`. A nonce older than `nonce_ttl`, from another address, or
-  signed with another secret (a restart draws a new one) is stale: when the
+- Nonces are stateless: `<hex epoch s>.<hex serial>.<HMAC-SHA256(secret,
+  time.serial:source host)>`; the serial makes two challenges in one second
+  differ (a client without qop could not answer twice with one nonce). A
+  nonce older than `nonce_ttl`, from another address, or signed with
+  another secret (a restart draws a new one) is stale: when the
   digest itself is right, the answer is 401 with `stale=true` and a fresh
   nonce (RFC 7616 §3.3), so phones re-authenticate without a failure count.
 - Replay (RFC 7616 §3.4): with qop=auth, `nc` must grow for each nonce;
@@ -261,13 +263,16 @@ class Registrar:
         self.config = config
         self._secret = secret
         self.counters = NonceCounters(config.max_nonces)
+        self._serial = 0
 
     def nonce(self, source: Peer, now: float) -> str:
-        stamp = f"{int(now):x}"
-        return f"{stamp}.{self._mac(stamp, source.host)}"
+        """`<hex time>.<hex serial>.<mac>`: unique per challenge, even within a second."""
+        self._serial += 1
+        head = f"{int(now):x}.{self._serial:x}"
+        return f"{head}.{self._mac(head, source.host)}"
 
-    def _mac(self, stamp: str, host: str) -> str:
-        data = f"{stamp}:{host}".encode()
+    def _mac(self, head: str, host: str) -> str:
+        data = f"{head}:{host}".encode()
         return hmac.new(self._secret, data, hashlib.sha256).hexdigest()[:32]
 
     def nonce_fresh(self, nonce: str, source: Peer, now: float) -> bool:
@@ -275,7 +280,7 @@ class Registrar:
         stamp = _stamp_of(nonce)
         if stamp is None:
             return False
-        head, _, mac = nonce.partition(".")
+        head, _, mac = nonce.rpartition(".")
         if not hmac.compare_digest(mac, self._mac(head, source.host)):
             return False
         return -CLOCK_SKEW <= now - stamp <= self.config.nonce_ttl
