@@ -69,6 +69,9 @@ class SipSettings:
     host: str = "0.0.0.0"
     port: int = 5060
     transports: tuple[str, ...] = TRANSPORTS
+    # Live SIP transactions at most (~6 KiB each, measured): new requests beyond get a
+    # stateless 503. Bounds memory when a flood comes from addresses the flood guard exempts.
+    max_transactions: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +392,8 @@ def _check_listen(s: Settings) -> None:
     ):
         _check_host(key, host)
     _check_port("sip.port", s.sip.port)
+    if s.sip.max_transactions < 100:
+        raise _bad("sip.max_transactions", "at least 100", s.sip.max_transactions)
     _check_port("http.port", s.http.port)
     if not s.sip.transports or len(set(s.sip.transports)) != len(s.sip.transports):
         raise _bad("sip.transports", "a non-empty list without repeats", list(s.sip.transports))

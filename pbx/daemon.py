@@ -117,6 +117,7 @@ async def start(settings: Settings) -> Daemon:
         timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
         udp="udp" in settings.sip.transports,
         tcp="tcp" in settings.sip.transports,
+        max_transactions=settings.sip.max_transactions,
     )
     await agent.start()
     sip_host = settings.sip.host if settings.sip.host not in WILDCARDS else media

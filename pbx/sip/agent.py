@@ -70,6 +70,7 @@ from pbx.sip.peer import Peer
 from pbx.sip.register import RegistrationClient, RegistrationConfig, SendRequest
 from pbx.sip.status import SipParseError, reason_phrase
 from pbx.sip.transaction import (
+    MAX_TRANSACTIONS,
     AckReceived,
     CancelReceived,
     Event,
@@ -155,10 +156,11 @@ class SipAgent:
         timers: TimerConfig | None = None,
         udp: bool = True,
         tcp: bool = True,
+        max_transactions: int = MAX_TRANSACTIONS,
     ) -> None:
         self.user: TransactionUser = user or NullUser()
         self.ids: IdSource = ids or RandomIds()
-        self.layer = TransactionLayer(timers)
+        self.layer = TransactionLayer(timers, max_transactions=max_transactions)
         self.transport = SipTransport(
             self._on_datagram, host=host, port=port, udp=udp, tcp=tcp,
             on_send_error=self._on_send_error,
