@@ -199,6 +199,7 @@ def test_overload_from_toml(tmp_path: Path) -> None:
         ("[flood]\nburst = 0.5\n", "config: flood.burst must be at least 1"),
         ('[metrics]\nenabled = "maybe"\n', "config: metrics.enabled must be true or false"),
         ("[metrics]\nenabled = 1\n", "config: metrics.enabled must be true or false"),
+        ("[sip]\nmax_transactions = 10\n", "config: sip.max_transactions must be at least 100"),
     ],
 )
 def test_bad_overload_values(tmp_path: Path, toml: str, expected: str) -> None:
