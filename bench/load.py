@@ -39,6 +39,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import random
 import resource
 import select
 import shlex
@@ -266,10 +267,14 @@ class Daemon:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def log_problems(self) -> int:
+        return len(self.problem_lines())
+
+    def problem_lines(self) -> list[str]:
+        """The daemon's warning/error log lines (why a step failed)."""
         path = self.workdir / "daemon.log"
         text = path.read_text(errors="replace") if path.exists() else ""
-        return sum(1 for line in text.splitlines() if '"level": "warning"' in line
-                   or '"level": "error"' in line or "Traceback" in line)  # fmt: skip
+        return [line for line in text.splitlines() if '"level": "warning"' in line
+                or '"level": "error"' in line or "Traceback" in line]  # fmt: skip
 
     async def stop(self) -> None:
         if self.process is None or self.process.returncode is not None:
@@ -497,6 +502,8 @@ async def cps_phase(workdir: Path, args: argparse.Namespace) -> None:
                 failed = step.failed or step.exit_code
                 why = "failed calls" if failed else "rate not kept (answers late)"
                 print(f"stop: {why} at {rate} CPS (sipp exit {step.exit_code})")
+                for line in daemon.problem_lines()[:3]:
+                    print(f"  daemon: {line[:300]}")
                 break
             best = rate
         print(f"records: {daemon.records()}  daemon warnings/errors logged: "
@@ -770,6 +777,12 @@ async def rtp_phase(workdir: Path, args: argparse.Namespace) -> None:
 # -- main ------------------------------------------------------------------------
 
 
+def auto_range(size: int = 8192) -> str:
+    """A random window below the ephemeral range, so two runs rarely share ports."""
+    low = 10000 + 2 * random.randrange((32767 - 10000 - size) // 2)
+    return f"{low}-{low + size - 1}"
+
+
 def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -786,7 +799,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--setup-rate", type=float, default=40.0, help="CPS while setting up RTP calls")
     p.add_argument("--ptime", type=float, default=0.02)
     p.add_argument("--max-loss", type=float, default=0.1, help="RTP loss %% that ends the steps")
-    p.add_argument("--rtp-ports", default="10000-32767", help="daemon RTP range (4 ports/call)")
+    p.add_argument("--rtp-ports", default=auto_range(), help="daemon RTP range (4 ports/call)")
     p.add_argument("--log-level", default="info", help="daemon log level (PBX_LOG_LEVEL)")
     p.add_argument("--cprofile", action="store_true",
                    help="daemon under cProfile (daemon.prof in the work dir)")  # fmt: skip
@@ -803,7 +816,8 @@ def main() -> None:
     args = parse_args()
     raise_nofile()
     print(machine())
-    print(f"daemon loop: uvloop (pbx serve); log level {args.log_level}; sipp {sipp_binary()}")
+    print(f"daemon loop: uvloop (pbx serve); log level {args.log_level}; "
+          f"rtp ports {args.rtp_ports}; sipp {sipp_binary()}")  # fmt: skip
     print("command: " + shlex.join([sys.executable, *sys.argv]), flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="pbx-load-"))
     try:
