@@ -80,14 +80,15 @@ def caller_invite(
     contact: bool = True,
     branch: str = "z9hG4bKtrunk-1",
     call_id: str = "in-1@192.0.2.10",
+    dialed: str = TRACKING,
 ) -> Request:
-    """The trunk's INVITE to the tracking number."""
+    """The trunk's INVITE to the tracking number (or to `dialed`)."""
     name = f'"{display}" ' if display else ""
     lines = [
-        f"INVITE sip:{TRACKING}@{OUR_HOST}:5060 SIP/2.0",
+        f"INVITE sip:{dialed}@{OUR_HOST}:5060 SIP/2.0",
         f"Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}",
         f"From: {name}<sip:{from_user}@192.0.2.10>;tag=trunk-tag",
-        f"To: <sip:{TRACKING}@{OUR_HOST}>",
+        f"To: <sip:{dialed}@{OUR_HOST}>",
         f"Call-ID: {call_id}",
         "CSeq: 101 INVITE",
     ]
