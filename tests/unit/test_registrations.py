@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -140,3 +141,20 @@ def test_join_steps_keeps_an_extensions_contacts_in_one_step_and_drops_empty_one
     assert join_steps([[(a, b)], [()], [(c,)]]) == (("a", "b"), ("c",))
     assert join_steps([[(a,), (b, c)]]) == (("a", "b", "c"),)
     assert join_steps([[()]]) == ()
+
+
+def test_pbx_never_imports_pyvoip() -> None:
+    """pyVoIP (GPL-3.0) is a test-only peer: no module of pbx/ or cli.py may import it."""
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for path in [*sorted((root / "pbx").rglob("*.py")), root / "cli.py"]:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.split(".")[0].lower() == "pyvoip" for n in names):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
+    assert len(list((root / "pbx").rglob("*.py"))) > 20  # the scan saw the package
