@@ -5,11 +5,9 @@ one bounded query, then renders `pbx.metrics.Metrics` (everything else is
 kept in memory or read from live objects on scrape).
 
 Decisions:
-- The backlog is counted through `store.outbox.due(...)` with a far-future
-  time, capped at `BACKLOG_CAP` rows: the `Store` protocol has no count
-  query yet, and a scrape must stay cheap. A backlog at the cap reads as
-  `BACKLOG_CAP` (already an alarm). A store error leaves the last value and
-  still serves the other families.
+- The backlog is one `count(*)` (`store.outbox.backlog()`): items neither
+  delivered nor given up. A store error leaves the last value and still
+  serves the other families.
 - `/metrics` sits on the same HTTP listener as the visitor API; keep that on
   loopback or behind a proxy (config `[http]`), or turn it off with
   `metrics.enabled = false`.
@@ -24,17 +22,13 @@ from aiohttp import web
 from pbx.metrics import CONTENT_TYPE, Metrics
 from pbx.store import Store
 
-BACKLOG_CAP = 1000
-FAR_FUTURE = "9999-12-31T23:59:59.999999Z"
-
 
 def add_routes(app: web.Application, metrics: Metrics, store: Store) -> None:
     """Register `GET /metrics` on the daemon's app (before it starts)."""
 
     async def handler(_: web.Request) -> web.Response:
         with contextlib.suppress(Exception):  # a locked/closing store must not fail a scrape
-            due = await store.outbox.due(FAR_FUTURE, limit=BACKLOG_CAP)
-            metrics.outbox_backlog.set(len(due))
+            metrics.outbox_backlog.set(await store.outbox.backlog())
         body = metrics.render()
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE

@@ -221,6 +221,13 @@ class SqliteOutbox:
             )
         return [build(OutboxItem, r) for r in rows]
 
+    async def backlog(self) -> int:
+        async with self._db.read() as tx:
+            row = await tx.one(
+                "SELECT count(*) AS n FROM outbox WHERE delivered_at IS NULL AND gave_up = 0", ()
+            )
+        return int(row["n"]) if row is not None else 0
+
     async def mark_delivered(self, item_id: int, delivered_at: str) -> None:
         async with self._db.single() as tx:
             changed = await tx.run(

@@ -490,6 +490,7 @@ async def test_outbox_lifecycle(store: Store) -> None:
     assert now.id > 0
     assert now.attempts == 0
     assert now.gave_up is False
+    assert await store.outbox.backlog() == 2
     assert [i.id for i in await store.outbox.due(T1)] == [now.id]
     assert [i.id for i in await store.outbox.due(T2)] == [now.id, later.id]
     assert [i.id for i in await store.outbox.due(T2, limit=1)] == [now.id]
@@ -507,6 +508,7 @@ async def test_outbox_lifecycle(store: Store) -> None:
     assert gone is not None
     assert gone.gave_up is True
     assert gone.attempts == 2
+    assert await store.outbox.backlog() == 0
     assert await store.outbox.due("9999-01-01T00:00:00.000000Z") == []
     await unchanged(store, NotFoundError, store.outbox.mark_delivered(999, T2))
     await unchanged(store, NotFoundError, store.outbox.mark_failed(999, T2, "x"))
