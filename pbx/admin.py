@@ -19,7 +19,7 @@ Decisions:
   CIDRs are normalised (`10.0.0.5/24` -> `10.0.0.0/24`, `1.2.3.4` -> `/32`).
 - A destination target is an E.164 number (any spelling `numbers.normalise`
   accepts), `sip:`/`sips:` URI with a host, or `ext:NAME` of an existing
-  extension.
+  extension (also written `sip:NAME@local`, stored as `ext:NAME`).
 - A source made from a preset copies its type, regexes, tag and position;
   explicit options override them. An onsite source needs a referrer or a
   landing regex; an offsite one may not have either. Regexes are checked
@@ -265,8 +265,10 @@ async def parse_target(store: Store, text: str, region: str) -> tuple[str, Desti
             raise InputError(f"invalid SIP URI {target!r}: {exc}") from None
         if not uri.host:
             raise InputError(f"invalid SIP URI {target!r}: no host")
-        return str(uri), "sip"
-    if lowered.startswith("ext:"):
+        if uri.host.lower() != "local" or not uri.user or uri.port is not None:
+            return str(uri), "sip"
+        target = f"ext:{uri.user}"  # sip:NAME@local is another spelling of ext:NAME
+    if target.lower().startswith("ext:"):
         name = target[4:]
         if await store.extensions.get(name) is None:
             raise NotFoundError(f"no extension named '{name}' (add it with pbx extensions add)")

@@ -138,6 +138,10 @@ def test_extension_as_destination_and_removal_rules(db: Path) -> None:
         ok(db, "destinations", "add", "desk", "ext:alice") == "destination desk added (ext:alice)\n"
     )
     assert _json(db, "destinations", "show", "desk")["kind"] == "extension"
+    local = ok(db, "destinations", "add", "desk2", "sip:alice@local")
+    assert local == "destination desk2 added (ext:alice)\n"
+    assert "no extension named 'bob'" in _bad(db, "destinations", "add", "d3", "sip:bob@local")
+    ok(db, "destinations", "remove", "desk2")
     assert "destination 'desk' points to it" in _bad(db, "extensions", "remove", "alice")
     ok(db, "destinations", "remove", "desk")
     assert ok(db, "extensions", "remove", "alice") == "extension alice removed\n"
