@@ -27,7 +27,19 @@ Decisions (where the RFCs and DESIGN.md are silent):
 - After answer, re-INVITE / UPDATE / INFO / OPTIONS from one side are sent to
   the other side in its own dialog with SDP rewritten for that leg, and the
   other side's final answer is relayed back; one such request at a time per
-  call (a second one gets 491 Request Pending, RFC 3261 §14.1).
+  call (a second one gets 491 Request Pending, RFC 3261 §14.1). INFO/OPTIONS
+  are relayed alongside, at most MAX_RELAYED at once (then 503 Retry-After).
+- A 6xx from one branch of a simultaneous step does not stop its siblings
+  (they are other people); once the step is over, a 6xx anywhere in it ends
+  the hunt (RFC 3261 §16.7 step 5 in spirit).
+- A 183 without SDP reaches the caller as 180; a 2xx we cannot build a
+  dialog from (no To tag / Contact) fails its branch as 502; a 2xx with a
+  second To tag on a branch (a forking proxy behind the callee) is ACKed and
+  BYEd (§13.2.2.4); a retransmitted 2xx to a relayed re-INVITE is re-ACKed.
+- An initial offer with no m= line is refused with 488, an INVITE without
+  Contact with 400 (we could never reach the caller in the dialog).
+- Known gap: a re-INVITE without SDP (late offer) is relayed, but the
+  answer in the sender's ACK is not carried to the other leg.
 """
 
 from __future__ import annotations
