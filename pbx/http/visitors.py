@@ -275,11 +275,11 @@ def check_visit_body(body: object, region: str) -> dict[str, Any]:
         raise BadRequest("the body must be a JSON object")
     visitor_id = body.get("visitor_id")
     if visitor_id is not None and not (
-        isinstance(visitor_id, str) and _VISITOR_ID.match(visitor_id)
+        isinstance(visitor_id, str) and _VISITOR_ID.fullmatch(visitor_id)
     ):
         raise BadRequest("visitor_id must be 8-64 letters, digits, '-' or '_'")
     ga = body.get("ga_client_id")
-    if ga is not None and not (isinstance(ga, str) and _GA_CLIENT_ID.match(ga)):
+    if ga is not None and not (isinstance(ga, str) and _GA_CLIENT_ID.fullmatch(ga)):
         raise BadRequest("ga_client_id must look like 1234567890.1700000000")
     return {
         "visitor_id": visitor_id,
@@ -325,6 +325,8 @@ async def _read_json(request: web.Request) -> object:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body must be JSON") from None
+    except RecursionError:  # "[[[[..." within MAX_BODY nests deeper than the stack allows
+        raise BadRequest("the body nests too deeply") from None
 
 
 # -- wiring -------------------------------------------------------------------------

@@ -211,7 +211,8 @@ def rewrite(
 
     `address` is our relay's IP literal for this leg; `ports` has one RTP port
     per stream (0 rejects it). `origin` is updated (see `OriginState`).
-    Raises ValueError for a caller mistake (not an IP literal, wrong count).
+    Raises ValueError for a caller mistake (not an IP literal, wrong count) and
+    SdpError when the rewritten body would exceed MAX_SDP_BYTES.
     """
     try:
         addrtype = "IP6" if ipaddress.ip_address(address).version == 6 else "IP4"
@@ -221,11 +222,20 @@ def rewrite(
         raise ValueError(f"sdp rewrite: {len(ports)} ports for {len(sdp.media)} streams")
     conn = f"IN {addrtype} {address}"
     has_session_c = any(line.startswith("c=") for line in sdp.session)
-    body = [_rewrite_connection(line, conn) for line in sdp.session if not _is_ice(line)]
+    body = [_rewrite_connection(line, conn) for line in sdp.session if _kept_in_session(line)]
     for section, media, port in zip(sdp.sections, sdp.media, ports, strict=True):
         new_port = 0 if media.rejected else port
         body.extend(_rewrite_section(section, new_port, conn, need_c=not has_session_c))
-    return _encode(origin.stamp(body, address, addrtype))
+    out = _encode(origin.stamp(body, address, addrtype))
+    if len(out) > MAX_SDP_BYTES:  # longer c= lines can push a near-limit body over
+        raise SdpError(f"sdp: rewritten body of {len(out)} bytes exceeds {MAX_SDP_BYTES}")
+    return out
+
+
+def _kept_in_session(line: str) -> bool:
+    """Session-level lines we pass on: not ICE, and no `a=rtcp` (RFC 3605 makes it
+    media-level; at session level it would carry the peer's address through)."""
+    return not _is_ice(line) and _attribute(line)[0] != "rtcp"
 
 
 # -- parsing helpers ---------------------------------------------------------

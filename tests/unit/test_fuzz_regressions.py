@@ -1,8 +1,10 @@
 """Regression tests for what the fuzz targets (tests/fuzz) found.
 
-Fixed (pass): SDP ports written with non-ASCII digits raised ValueError.
-Open (xfail, strict: they start failing when the owner fixes the bug, then
-drop the mark): each reason names the bug and the module that owns it.
+All fixed, each kept as a regression test: SDP ports written with non-ASCII
+digits raised ValueError; a session-level a=rtcp carried the peer's address
+through the rewrite; a near-limit SDP could be rewritten past our own size
+limit; visitor/GA ids accepted a trailing newline (re.match with '$');
+deeply nested JSON raised RecursionError (a 500 instead of a 400).
 """
 
 from __future__ import annotations
@@ -36,11 +38,6 @@ def test_sdp_port_with_non_ascii_digits_is_an_sdp_error(body: str) -> None:
         parse_sdp(body.encode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pbx.rtp.sdp.rewrite: a session-level a=rtcp (invalid, RFC 3605 is media-level) "
-    "passes through with the peer's address",
-)
 def test_session_level_rtcp_attribute_does_not_leak_the_peer_address() -> None:
     body = (
         b"v=0\r\no=- 42 42 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
@@ -50,11 +47,6 @@ def test_session_level_rtcp_attribute_does_not_leak_the_peer_address() -> None:
     assert b"192.0.2.10" not in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pbx.rtp.sdp.rewrite: output may exceed MAX_SDP_BYTES (longer c= lines) and then "
-    "our own parse_sdp refuses it; rewrite should raise SdpError instead",
-)
 def test_rewrite_output_of_a_near_limit_body_parses_again() -> None:
     lines = ["v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", "t=0 0", "m=audio 4000 RTP/AVP 0"]
     text = "\r\n".join([*lines, *["c=IN IP4 192.0.2.1"] * 400]) + "\r\n"
@@ -70,11 +62,6 @@ def test_rewrite_output_of_a_near_limit_body_parses_again() -> None:
 # -- pbx.http.visitors -----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pbx.http.visitors: _VISITOR_ID/_GA_CLIENT_ID use re.match with '$', which "
-    "accepts a trailing newline; use fullmatch",
-)
 @pytest.mark.parametrize(
     ("field", "value"), [("visitor_id", "abcdefgh\n"), ("ga_client_id", "1234567890.1700000000\n")]
 )
@@ -96,11 +83,6 @@ async def visits_url(tmp_path: Path) -> AsyncIterator[str]:
     await store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pbx.http.visitors._read_json: deeply nested JSON raises RecursionError "
-    "(not ValueError), so the API answers 500 instead of 400",
-)
 async def test_deeply_nested_json_gets_400(visits_url: str) -> None:
     body = b"[" * (MAX_BODY - 1)
     async with aiohttp.ClientSession() as session, session.post(visits_url, data=body) as r:
