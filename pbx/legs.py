@@ -17,8 +17,9 @@ from pbx.rtp.sdp import OriginState, SessionDescription, rewrite
 from pbx.sip.dialog import Dialog, build_cancel
 from pbx.sip.headers import quote_string
 from pbx.sip.ids import IdSource
-from pbx.sip.message import Headers, Request, Response, make_response
+from pbx.sip.message import Headers, Request, Response
 from pbx.sip.peer import Peer
+from pbx.sip.responses import make_response
 from pbx.sip.status import SipParseError
 from pbx.sip.transaction import TransactionKey
 from pbx.sip.uri import SipUri

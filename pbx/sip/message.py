@@ -1,9 +1,11 @@
 """SIP requests and responses: parse bytes into objects and back (pure).
 
 `parse(data)` reads one complete message (a UDP datagram, or one message cut
-out of a TCP stream by `StreamFramer`); `serialize(msg)` (also `bytes(msg)`)
-writes it. Typed views of header values are in `pbx.sip.headers` and are
-computed on access (`msg.vias`, `msg.from_`...), so parsing stays cheap.
+out of a TCP stream by `pbx.sip.framing.StreamFramer`); `serialize(msg)`
+(also `bytes(msg)`) writes it. Typed views of header values are in
+`pbx.sip.headers` and are computed on access (`msg.vias`, `msg.from_`...), so
+parsing stays cheap. Responses to a request are built by `pbx.sip.responses`;
+both modules' names are re-exported from here.
 
 Theory of operation: the header section is decoded (UTF-8, surrogateescape so
 any byte survives a round trip), split on CRLF, unfolded (RFC 3261 §7.3.1)
@@ -32,10 +34,11 @@ Decisions:
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pbx.sip.headers import (
     CANON,
@@ -53,8 +56,12 @@ from pbx.sip.headers import (
     parse_via,
     split_list,
 )
-from pbx.sip.status import SipParseError, reason_phrase
+from pbx.sip.status import SipParseError
 from pbx.sip.uri import SipUri, parse_uri
+
+if TYPE_CHECKING:  # re-exported lazily, see the end of this module
+    from pbx.sip.framing import StreamFramer
+    from pbx.sip.responses import make_response, response_for_error
 
 __all__ = [
     "MAX_BODY",
@@ -544,157 +551,24 @@ def _validate(msg: Message) -> None:
         views[name] = (raw, parse_name_addr(raw))
 
 
-# -- TCP framing ------------------------------------------------------------------
-
-# Content-Length (or compact "l") at the start of a header line.
-_CONTENT_LENGTH = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
-
-
-class StreamFramer:
-    """Cuts a TCP byte stream into messages (RFC 3261 §18.3), bounded by MAX_MESSAGE.
-
-    `feed(data)` returns every complete message so far. CRLF keep-alives
-    between messages are skipped (RFC 5626 §3.5.1). A well-framed message
-    that does not parse is not returned: its `SipParseError` is appended to
-    `rejected` (drain with `take_rejected()` and answer 400 if you can).
-    A framing error (no Content-Length, header section or body too large)
-    raises `SipParseError` with `fatal=True`: the stream cannot be
-    resynchronised, close the connection; later feeds raise it again.
-    """
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._broken: SipParseError | None = None
-        self.rejected: list[SipParseError] = []
-
-    def feed(self, data: bytes) -> list[Message]:
-        if self._broken is not None:
-            raise self._broken
-        self._buf += data
-        out: list[Message] = []
-        while (frame := self._next_frame()) is not None:
-            try:
-                out.append(parse(frame))
-            except SipParseError as err:
-                self.rejected.append(err)
-        return out
-
-    def take_rejected(self) -> list[SipParseError]:
-        rejected, self.rejected = self.rejected, []
-        return rejected
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held waiting for the rest of a message."""
-        return len(self._buf)
-
-    def _fail(self, msg: str, status: int) -> SipParseError:
-        self._broken = SipParseError(msg, status, fatal=True)
-        self._buf.clear()
-        return self._broken
-
-    def _next_frame(self) -> bytes | None:
-        buf = self._buf
-        skip = 0
-        while buf.startswith(b"\r\n", skip):
-            skip += 2
-        if skip:
-            del buf[:skip]
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_MESSAGE:
-                raise self._fail("header section exceeds the message size limit", 513)
-            return None
-        m = _CONTENT_LENGTH.search(buf, 0, end + 2)
-        if m is None:
-            raise self._fail("Content-Length is mandatory on stream transports", 400)
-        text = m.group(1).strip(b" \t")
-        if not (text.isdigit() and len(text) <= 10):
-            raise self._fail(f"bad Content-Length {text[:20]!r}", 400)
-        total = end + 4 + int(text)
-        if int(text) > MAX_BODY or total > MAX_MESSAGE:
-            raise self._fail(f"message of {total} bytes exceeds the limit", 413)
-        if len(buf) < total:
-            return None
-        frame = bytes(buf[:total])
-        del buf[:total]
-        return frame
+# -- re-exports -------------------------------------------------------------------
+# TCP framing (`pbx.sip.framing`) and response construction (`pbx.sip.responses`)
+# live in their own modules and import this one; they stay importable from here
+# through a lazy module attribute (PEP 562), which avoids an import cycle
+# whichever module is imported first.
+_MOVED = {
+    "StreamFramer": "pbx.sip.framing",
+    "make_response": "pbx.sip.responses",
+    "response_for_error": "pbx.sip.responses",
+}
 
 
-# -- responses ----------------------------------------------------------------------
+if not TYPE_CHECKING:  # hidden from mypy, which sees the imports at the top instead
 
-# Requests whose 1xx/2xx responses create dialogs and so carry Record-Route
-# back (RFC 3261 §12.1.1; RFC 6665 §4.1.3 SUBSCRIBE/NOTIFY; RFC 3515 REFER).
-_DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "NOTIFY", "REFER"})
-_HAS_TAG = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
-
-
-def make_response(
-    request: Request,
-    status: int,
-    reason: str | None = None,
-    *,
-    to_tag: str | None = None,
-    headers: Iterable[tuple[str, str]] = (),
-    body: bytes = b"",
-) -> Response:
-    """A response to `request` per RFC 3261 §8.2.6.
-
-    Copies every Via (in order), From, To, Call-ID and CSeq; adds `;tag=to_tag`
-    to To unless it already has a tag; copies Timestamp into 100 (§8.2.6.1) and
-    Record-Route into 101-299 responses to dialog-creating requests (§12.1.1).
-    `headers` are appended; `reason` defaults to the standard phrase.
-    """
-    return _response_from(request.headers, request.method, status, reason, to_tag, headers, body)
-
-
-def response_for_error(err: SipParseError, *, to_tag: str | None = None) -> Response | None:
-    """The `err.status_hint` response to an unparsable request, or None to drop it.
-
-    Possible only when the request's Via, From, To, Call-ID and CSeq were read
-    (STYLE.md §3.6); never answer a response (its start line starts with SIP/).
-    """
-    partial = err.partial
-    start = err.start_line or ""
-    if partial is None or start[:4].upper() == "SIP/" or not start:
-        return None
-    method = start.split(" ", 1)[0]
-    if method == "ACK":  # RFC 3261 §17.2.1: an ACK is never answered
-        return None
-    if any(partial.get(name) is None for name in ("Via", "From", "To", "Call-ID", "CSeq")):
-        return None
-    return _response_from(partial, method, err.status_hint, None, to_tag, (), b"")
-
-
-def _response_from(
-    src: Headers,
-    method: str,
-    status: int,
-    reason: str | None,
-    to_tag: str | None,
-    extra: Iterable[tuple[str, str]],
-    body: bytes,
-) -> Response:
-    out = Headers()
-    for value in src.get_all("Via", split=False):
-        out.add("Via", value)
-    to = src.get("To") or ""
-    if to_tag is not None and not _HAS_TAG.search(to[to.rfind(">") + 1 :]):
-        to = f"{to};tag={to_tag}"
-    copied: list[tuple[str, str | None]] = [
-        ("From", src.get("From")),
-        ("To", to),
-        ("Call-ID", src.get("Call-ID")),
-        ("CSeq", src.get("CSeq")),
-    ]
-    for name, copy in copied:
-        if copy is not None:
-            out.add(name, copy)
-    if status == 100 and (stamp := src.get("Timestamp")) is not None:
-        out.add("Timestamp", stamp)
-    if 100 < status < 300 and method in _DIALOG_METHODS:
-        for value in src.get_all("Record-Route", split=False):
-            out.add("Record-Route", value)
-    for name, value in extra:
-        out.add(name, value)
-    return Response(status, reason if reason is not None else reason_phrase(status), out, body)
+    def __getattr__(name: str) -> object:
+        module = _MOVED.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value: object = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
