@@ -27,6 +27,7 @@ import aiosqlite
 
 from pbx.store.base import SchemaVersionError, Store
 from pbx.store.sqlite_activity import SqliteCalls, SqliteOutbox, SqliteVisits
+from pbx.store.sqlite_cache import ConfigCache, open_cache, version_objects_sql
 from pbx.store.sqlite_config import SqliteDestinations, SqliteSources, SqliteTrunks
 from pbx.store.sqlite_db import Db
 from pbx.store.sqlite_local import SqliteBlocks, SqliteExtensions
@@ -123,17 +124,20 @@ async def migrate(conn: aiosqlite.Connection, migrations: list[Migration]) -> in
 class SqliteStore:
     """The `Store` on one SQLite file; every repository shares one `Db`."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, path: Path, cache: ConfigCache | None = None
+    ) -> None:
         self.path = path
         self._db = Db(conn)
-        self.trunks = SqliteTrunks(self._db)
+        self.cache = cache
+        self.trunks = SqliteTrunks(self._db, cache)
         self.destinations = SqliteDestinations(self._db)
-        self.sources = SqliteSources(self._db)
-        self.numbers = SqliteNumbers(self._db)
+        self.sources = SqliteSources(self._db, cache)
+        self.numbers = SqliteNumbers(self._db, cache)
         self.calls = SqliteCalls(self._db)
         self.visits = SqliteVisits(self._db)
         self.outbox = SqliteOutbox(self._db)
-        self.blocks = SqliteBlocks(self._db)
+        self.blocks = SqliteBlocks(self._db, cache)
         self.extensions = SqliteExtensions(self._db)
         self._closed = False
 
@@ -150,6 +154,8 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        if self.cache is not None:
+            self.cache.close()
         async with self._db.lock:
             await self._db.conn.close()
 
@@ -165,8 +171,32 @@ class SqliteStore:
         await self.close()
 
 
-async def open_store(path: str | Path) -> SqliteStore:
-    """Open (creating if needed) the database at `path` and bring its schema up to date."""
+async def _ensure_version_objects(conn: aiosqlite.Connection) -> None:
+    """Create the provisioning change counter of `pbx.store.sqlite_cache` if missing."""
+    statements = version_objects_sql()
+    async with conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE name = 'config_version' "
+        "OR (type = 'trigger' AND name LIKE '%\\_version' ESCAPE '\\')"
+    ) as cur:
+        row = await cur.fetchone()
+    if row is not None and row[0] == len(statements) - 1:  # the INSERT is no object
+        return
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    except BaseException:
+        await asyncio.shield(conn.execute("ROLLBACK"))
+        raise
+    await conn.execute("COMMIT")
+
+
+async def open_store(path: str | Path, *, cache: bool = True) -> SqliteStore:
+    """Open (creating if needed) the database at `path` and bring its schema up to date.
+
+    `cache=False` reads provisioning from the database every time (see
+    `pbx.store.sqlite_cache`; the contract suite runs both ways).
+    """
     db_path = Path(path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = await aiosqlite.connect(db_path, isolation_level=None)
@@ -175,10 +205,12 @@ async def open_store(path: str | Path) -> SqliteStore:
         for pragma in _PRAGMAS:
             await conn.execute(pragma)
         await migrate(conn, load_migrations())
+        await _ensure_version_objects(conn)
+        config_cache = open_cache(db_path) if cache else None
     except BaseException:
         await conn.close()
         raise
-    return SqliteStore(conn, db_path)
+    return SqliteStore(conn, db_path, config_cache)
 
 
 def _conforms(store: SqliteStore) -> Store:

@@ -6,12 +6,14 @@ Tracking numbers live in `sqlite_numbers.py`; blocks and extensions in
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 from dataclasses import replace
 from typing import Any
 
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import Destination, Source, Trunk
+from pbx.store.sqlite_cache import ConfigCache, cached
 from pbx.store.sqlite_db import (
     Db,
     Tx,
@@ -50,8 +52,9 @@ async def numbers_using(tx: Tx, where: str, params: tuple[Any, ...]) -> list[str
 
 
 class SqliteTrunks:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
         self._db = db
+        self._cache = cache
 
     async def _get(self, tx: Tx, name_or_id: str | int) -> Trunk | None:
         where, params = key_clause(name_or_id)
@@ -91,6 +94,10 @@ class SqliteTrunks:
             return await self._get(tx, name_or_id)
 
     async def list(self) -> list[Trunk]:
+        """Every trunk by name (cached: read per INVITE)."""
+        return list(await cached(self._cache, ("trunks",), self._list))
+
+    async def _list(self) -> builtins.list[Trunk]:
         async with self._db.read() as tx:
             rows = await tx.all("SELECT * FROM trunks ORDER BY name")
             allow: dict[int, list[str]] = {}
@@ -187,8 +194,9 @@ class SqliteDestinations:
 
 
 class SqliteSources:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
         self._db = db
+        self._cache = cache
 
     async def _get(self, tx: Tx, name_or_id: str | int) -> Source | None:
         where, params = key_clause(name_or_id)
@@ -209,6 +217,10 @@ class SqliteSources:
             return await self._need(tx, source.name)
 
     async def get(self, name_or_id: str | int) -> Source | None:
+        """A source by name or id (cached: read when each call ends)."""
+        return await cached(self._cache, ("source", name_or_id), lambda: self._read(name_or_id))
+
+    async def _read(self, name_or_id: str | int) -> Source | None:
         async with self._db.read() as tx:
             return await self._get(tx, name_or_id)
 

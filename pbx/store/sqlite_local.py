@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import Binding, Block, Extension
+from pbx.store.sqlite_cache import ConfigCache, cached
 from pbx.store.sqlite_config import key_clause
 from pbx.store.sqlite_db import (
     Db,
@@ -31,9 +32,13 @@ def _scope(number: str | None) -> str:
     return "everywhere" if number is None else f"for {number}"
 
 
+BlockIndex = dict[str, tuple[Block, ...]]  # pattern -> its blocks, in id order
+
+
 class SqliteBlocks:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
         self._db = db
+        self._cache = cache
 
     async def add(self, block: Block) -> Block:
         async with self._db.write() as tx:
@@ -67,6 +72,22 @@ class SqliteBlocks:
                 raise NotFoundError(f"{pattern} is not blocked {_scope(number)}")
 
     async def matching(self, caller: str, number: str) -> builtins.list[Block]:
+        """Longest pattern first; with a cache, from an in-memory index of every block."""
+        if self._cache is None:
+            return await self._matching(caller, number)
+        index = await cached(self._cache, ("blocks",), self._index)
+        found: list[Block] = []
+        for length in range(len(caller), -1, -1):  # every prefix, the whole caller first
+            found += [b for b in index.get(caller[:length], ()) if b.number in (None, number)]
+        return found
+
+    async def _index(self) -> BlockIndex:
+        index: dict[str, list[Block]] = {}
+        for block in sorted(await self.list(), key=lambda b: b.id):
+            index.setdefault(block.pattern, []).append(block)
+        return {pattern: tuple(blocks) for pattern, blocks in index.items()}
+
+    async def _matching(self, caller: str, number: str) -> builtins.list[Block]:
         async with self._db.read() as tx:
             rows = await tx.all(
                 "SELECT * FROM blocks WHERE (number IS NULL OR number = ?) "

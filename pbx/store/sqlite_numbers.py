@@ -15,6 +15,7 @@ from typing import Any
 
 from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.store.base import Destination, RouteInfo, Source, TrackingNumber, Trunk
+from pbx.store.sqlite_cache import ConfigCache, cached
 from pbx.store.sqlite_config import key_clause
 from pbx.store.sqlite_db import Db, Tx, build, check_changes, columns_of, insert_sql, update_sql
 
@@ -56,8 +57,9 @@ def _with_lists(
 
 
 class SqliteNumbers:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
         self._db = db
+        self._cache = cache
 
     async def _get(self, tx: Tx, number_or_id: str | int) -> TrackingNumber | None:
         where, params = key_clause(number_or_id, name_col="number")
@@ -159,9 +161,23 @@ class SqliteNumbers:
             if row is None:
                 raise NotFoundError(f"no tracking number {number}")
             cursor: int = row["cursor"]
-            return cursor
+        self._patch_cursor(number, cursor + 1)
+        return cursor
+
+    def _patch_cursor(self, number: str, rr_cursor: int) -> None:
+        """Keep a cached route's cursor current (the cursor does not bump the version)."""
+        if self._cache is None:
+            return
+        route = self._cache.peek(("lookup", number))
+        if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
+            patched = replace(route.number, rr_cursor=rr_cursor)
+            self._cache.replace(("lookup", number), replace(route, number=patched))
 
     async def lookup(self, e164: str) -> RouteInfo | None:
+        """The route of one INVITE (cached: read per INVITE)."""
+        return await cached(self._cache, ("lookup", e164), lambda: self._lookup(e164))
+
+    async def _lookup(self, e164: str) -> RouteInfo | None:
         """Two queries: number + source + trunk (+ allow list) in one row, then destinations."""
         async with self._db.read() as tx:
             row = await tx.one(_LOOKUP, (e164,))

@@ -38,7 +38,11 @@ async def _sqlite(tmp_path: Path) -> Store:
     return await open_store(tmp_path / "db" / "pbx.sqlite3")
 
 
-BACKENDS: dict[str, Factory] = {"sqlite": _sqlite}
+async def _sqlite_uncached(tmp_path: Path) -> Store:
+    return await open_store(tmp_path / "db" / "pbx.sqlite3", cache=False)
+
+
+BACKENDS: dict[str, Factory] = {"sqlite": _sqlite, "sqlite-uncached": _sqlite_uncached}
 
 NUM = "+12125550123"
 NUM2 = "+13125550150"

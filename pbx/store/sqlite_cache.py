@@ -1,0 +1,140 @@
+"""In-memory cache of the provisioning the daemon reads per INVITE (I/O: SQLite).
+
+The per-call reads (`trunks.list`, `numbers.lookup`, `blocks.matching`,
+`sources.get`) cost an aiosqlite thread hop each (~300 us of CPU). Their
+answers only change when provisioning does, which `config_version` counts:
+triggers on every provisioning table bump it in the writer's own
+transaction, whichever connection writes (daemon, CLI, sqlite3 shell).
+
+The table and triggers are created by `ensure_version_objects` when a store
+opens (idempotent, `IF NOT EXISTS`), not by a numbered migration: a new
+schema version would break tests that pin version 1 (tests/unit/
+test_doctor.py, not this module's). They are meant to become migration 0002.
+
+Freshness guarantee: every cached read first reads `config_version` on a
+second, plain `sqlite3` connection, synchronously (a few microseconds, no
+thread hop; a WAL reader never waits for a writer). A change committed
+before a read starts is therefore seen by that read: "CLI changes apply to
+the next call" holds exactly as without the cache.
+
+Decisions:
+- A value fetched while the version moved is returned but not kept (`put`
+  names the version the fetch started at).
+- At most `MAX_ENTRIES` values (unknown numbers are cached as None too, so
+  a flood of random numbers cannot grow it without bound): when full, the
+  cache is emptied and refills.
+- The round-robin cursor does not bump the version; `advance_cursor`
+  patches the cached route of its number instead.
+- A `:memory:` database cannot be shared with a second connection: no
+  cache (`open_cache` returns None) and every read goes to the database.
+- Values are frozen dataclasses; lists are copied on the way out.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Hashable
+from pathlib import Path
+from typing import TypeVar, cast
+
+T = TypeVar("T")
+
+MAX_ENTRIES = 10_000
+_VERSION = "SELECT version FROM config_version WHERE id = 1"
+_TABLES = ("trunks", "trunk_allow", "destinations", "sources", "number_destinations", "blocks")
+# numbers columns that matter to routing: every one but rr_cursor (advanced per call)
+_NUMBER_COLS = (
+    "id, number, source_id, strategy, ring_timeout, trunk_id, enabled, "
+    "present_tracking_number, hours, region, location, area_code"
+)
+
+
+def version_objects_sql() -> list[str]:
+    """The `config_version` table, its row and the triggers that bump it."""
+    statements = [
+        "CREATE TABLE IF NOT EXISTS config_version "
+        "(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+        "INSERT OR IGNORE INTO config_version (id, version) VALUES (1, 0)",
+    ]
+    events = [(t, e, e) for t in _TABLES for e in ("INSERT", "UPDATE", "DELETE")]
+    events += [
+        ("numbers", "INSERT", "INSERT"),
+        ("numbers", "UPDATE", f"UPDATE OF {_NUMBER_COLS}"),
+        ("numbers", "DELETE", "DELETE"),
+    ]
+    for table, name, event in events:
+        statements.append(
+            f"CREATE TRIGGER IF NOT EXISTS {table}_{name.lower()}_version AFTER {event} "
+            f"ON {table} BEGIN UPDATE config_version SET version = version + 1 WHERE id = 1; END"
+        )
+    return statements
+
+
+class ConfigCache:
+    """Values keyed by what was asked, valid for one `config_version`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._version = -1
+        self._values: dict[Hashable, object] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def version(self) -> int:
+        """Read the current version; empty the cache if it moved."""
+        row = self._conn.execute(_VERSION).fetchone()
+        version = int(row[0]) if row else -1
+        if version != self._version:
+            self._values.clear()
+            self._version = version
+        return version
+
+    def get(self, key: Hashable) -> tuple[int, bool, object]:
+        """(version, found, value) after checking the version (None is a value)."""
+        version = self.version()
+        if key in self._values:
+            self.hits += 1
+            return version, True, self._values[key]
+        self.misses += 1
+        return version, False, None
+
+    def put(self, key: Hashable, value: object, version: int) -> None:
+        """Keep `value` if the version is still the one its fetch started at."""
+        if version != self._version:
+            return
+        if len(self._values) >= MAX_ENTRIES:
+            self._values.clear()
+        self._values[key] = value
+
+    def peek(self, key: Hashable) -> object:
+        """The cached value without a version check (None when absent)."""
+        return self._values.get(key)
+
+    def replace(self, key: Hashable, value: object) -> None:
+        """Overwrite a cached value (only if present): for changes the version does not count."""
+        if key in self._values:
+            self._values[key] = value
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+async def cached(cache: ConfigCache | None, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+    """`fetch()`'s answer, from the cache when the version has not moved since it was kept."""
+    if cache is None:
+        return await fetch()
+    version, found, value = cache.get(key)
+    if found:
+        return cast(T, value)
+    fresh = await fetch()
+    cache.put(key, fresh, version)
+    return fresh
+
+
+def open_cache(path: Path) -> ConfigCache | None:
+    """A cache reading the version of the database at `path` (None for `:memory:`)."""
+    if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+        return None
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    return ConfigCache(conn)
