@@ -1,0 +1,130 @@
+"""`pbx calls ...`: call records written by the daemon (I/O shell over pbx.records).
+
+Decision: `calls export` prints every field of every matching record (no
+default limit, unlike `calls list`); CSV by default, values that a
+spreadsheet would run as formulas are defused by `pbx.records.to_csv`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import click
+
+from pbx import admin, records
+from pbx.commands.common import (
+    AdminError,
+    emit,
+    format_option,
+    number_arg,
+    region_of,
+    run_store,
+    with_params,
+)
+from pbx.commands.verbs import show_command
+from pbx.records import CallRecord
+
+MAX_CALL_ROWS = 100_000
+_COLUMNS = ("started_at", "caller", "tracking_number", "source", "destination",
+            "disposition", "ring_seconds", "talk_seconds", "id")  # fmt: skip
+
+
+@click.group()
+def calls() -> None:
+    """Call records (written by the daemon)."""
+
+
+def parse_since(text: str) -> str:
+    """`YYYY-MM-DD` or an ISO 8601 time -> the UTC stamp form records use."""
+    try:
+        stamp = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise AdminError(f"invalid --since {text!r}: use YYYY-MM-DD or an ISO 8601 time") from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_filters = with_params(
+    click.option("--since", metavar="DATE", help="Only calls started at or after DATE (UTC)."),
+    click.option("--source", metavar="NAME", help="Only calls attributed to this source."),
+    click.option("--number", metavar="NUMBER", help="Only calls to this tracking number."),
+    click.option(
+        "--disposition",
+        type=click.Choice([d.value for d in records.Disposition]),
+        help="Only calls that ended so.",
+    ),
+)
+
+
+def _matching(
+    ctx: click.Context,
+    since: str | None,
+    source: str | None,
+    number: str | None,
+    disposition: str | None,
+    limit: int | None,
+) -> list[CallRecord]:
+    """The call records the filter options select, newest first."""
+    since_stamp = parse_since(since) if since else None
+    e164 = number_arg(number, region_of(ctx)) if number else None
+    return run_store(
+        ctx,
+        lambda s: s.calls.list(
+            since=since_stamp, source=source, number=e164, disposition=disposition, limit=limit
+        ),
+    )
+
+
+@calls.command("list")
+@_filters
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_CALL_ROWS),
+    default=100,
+    show_default=True,
+    help="Newest calls shown.",
+)
+@format_option
+@click.pass_context
+def calls_list(ctx: click.Context, /, fmt: str, **filters: Any) -> None:
+    """List call records, newest first."""
+    rows = _matching(ctx, **filters)
+    if fmt == "csv":
+        click.echo(records.to_csv(rows).rstrip("\r\n"))
+        return
+    json_rows = records.to_json_rows(rows)
+    emit(json_rows, fmt, _COLUMNS, json_rows)
+
+
+@calls.command("export")
+@_filters
+@click.option(
+    "--limit",
+    type=click.IntRange(1, None),
+    help="At most N newest calls (default: every matching call).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("csv", "json")),
+    default="csv",
+    show_default=True,
+    help="CSV (a header row, every field) or a JSON array.",
+)
+@click.pass_context
+def calls_export(ctx: click.Context, /, fmt: str, **filters: Any) -> None:
+    """Print every field of the matching call records, newest first, for spreadsheets."""
+    rows = _matching(ctx, **filters)
+    if fmt == "json":
+        click.echo(json.dumps(records.to_json_rows(rows), indent=2))
+    else:
+        click.echo(records.to_csv(rows), nl=False)
+
+
+@show_command(calls, click.argument("call_id", metavar="ID"), row=records.to_dict)
+def calls_show(ctx: click.Context, call_id: str) -> CallRecord:
+    """Show every field of call record ID."""
+    return run_store(ctx, lambda s: admin.require(s.calls.get(call_id), f"no call {call_id}"))

@@ -1,0 +1,98 @@
+"""`pbx extensions ...`: local SIP accounts (I/O shell over pbx.extensions).
+
+Decision: `list` and `show` count registrations against the wall clock read
+when the command runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from pbx import extensions as extensions_admin
+from pbx.commands.common import Decorator, run_store
+from pbx.commands.verbs import NAME, change_command, list_command, remove_named, show_command
+from pbx.store.base import Store
+
+
+@click.group()
+def extensions() -> None:
+    """Local SIP accounts that phones register to; use one as a destination with ext:NAME.
+
+    Passwords are stored only as digest hashes (HA1) for the realm, never in
+    clear. The realm defaults to 'pbx', the daemon's default registrar.realm.
+    """
+
+
+_COLUMNS = ("name", "realm", "max_contacts", "registered")
+
+
+def _options(*, adding: bool) -> list[Decorator]:
+    opts: list[Decorator] = [
+        click.option(
+            "--password",
+            required=adding,
+            help="SIP password, 8-128 printable characters (stored only as HA1).",
+        ),
+        click.option(
+            "--max-contacts",
+            type=int,
+            help="Phones that may be registered at once (1-16, default 1); all ring.",
+        ),
+        click.option(
+            "--realm", help="Digest realm (default 'pbx'; must match the daemon's registrar.realm)."
+        ),
+    ]
+    if not adding:
+        opts.append(click.option("--rename", metavar="NEW", help="New name (needs --password)."))
+    return opts
+
+
+def _ext_opts(kw: Mapping[str, Any]) -> extensions_admin.ExtensionOptions:
+    return extensions_admin.ExtensionOptions(
+        password=kw.get("password"),
+        max_contacts=kw.get("max_contacts"),
+        realm=kw.get("realm"),
+        rename=kw.get("rename"),
+    )
+
+
+def _now() -> float:
+    return dt.datetime.now(dt.UTC).timestamp()
+
+
+@change_command(extensions, "add", NAME, *_options(adding=True))
+def extensions_add(ctx: click.Context, /, name: str, **kw: Any) -> str:
+    """Add extension NAME (the user name its phones register with)."""
+    ext = run_store(ctx, lambda s: extensions_admin.add_extension(s, name, _ext_opts(kw)))
+    return f"extension {ext.name} added (realm {ext.realm})"
+
+
+@list_command(extensions, _COLUMNS, row=dict)
+def extensions_list(ctx: click.Context) -> list[dict[str, object]]:
+    """List extensions and how many phones each has registered now."""
+    now = _now()
+    return run_store(ctx, lambda s: extensions_admin.list_extensions(s, now))
+
+
+@show_command(extensions, NAME, row=dict)
+def extensions_show(ctx: click.Context, name: str) -> dict[str, object]:
+    """Show extension NAME with its registered contacts."""
+    now = _now()
+    return run_store(ctx, lambda s: extensions_admin.show_extension(s, name, now))
+
+
+@change_command(extensions, "update", NAME, *_options(adding=False))
+def extensions_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
+    """Change extension NAME (only the options given)."""
+    ext = run_store(ctx, lambda s: extensions_admin.update_extension(s, name, _ext_opts(kw)))
+    return f"extension {ext.name} updated"
+
+
+@remove_named(extensions, "extension")
+async def extensions_remove(store: Store, name: str) -> None:
+    """Remove extension NAME and its bindings (refused while a destination uses it)."""
+    await store.extensions.remove(name)

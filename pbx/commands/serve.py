@@ -1,0 +1,50 @@
+"""`pbx serve`: run the daemon (I/O shell over pbx.config and pbx.daemon).
+
+Decision: bad settings exit 2 like any bad input; a daemon that cannot
+start (e.g. a port in use) prints `Error: cannot start: ...` and exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from pbx.commands.common import AdminError, config_option, db_override, fail
+from pbx.errors import InputError
+
+
+@click.command()
+@config_option("Daemon settings (TOML), e.g. config/pbx.example.toml.")
+@click.option("--sip", metavar="HOST:PORT", help="SIP listen address (UDP and TCP).")
+@click.option("--rtp-ports", metavar="LOW-HIGH", help="RTP port range for the relay.")
+@click.option("--http", metavar="HOST:PORT", help="HTTP listen address (/health).")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    config_path: Path | None,
+    sip: str | None,
+    rtp_ports: str | None,
+    http: str | None,
+) -> None:
+    """Run the call-tracking daemon until SIGTERM (then drain calls and stop)."""
+    from pbx import daemon
+    from pbx.config import load_settings, parse_listen, parse_port_range
+
+    overrides: dict[str, object] = {}
+    try:
+        if sip:
+            overrides["sip.host"], overrides["sip.port"] = parse_listen(sip, "--sip")
+        if http:
+            overrides["http.host"], overrides["http.port"] = parse_listen(http, "--http")
+        if rtp_ports:
+            low, high = parse_port_range(rtp_ports, "--rtp-ports")
+            overrides["rtp.port_low"], overrides["rtp.port_high"] = low, high
+        settings = load_settings(config_path, os.environ, overrides | db_override(ctx))
+    except InputError as exc:
+        raise AdminError(str(exc)) from None
+    try:
+        daemon.run(settings)
+    except OSError as exc:
+        fail(f"cannot start: {exc}", 1)

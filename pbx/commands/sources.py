@@ -1,0 +1,172 @@
+"""`pbx sources ...`: advertising channels (I/O shell over pbx.admin and pbx.presets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pbx import admin
+from pbx.commands.common import (
+    AdminError,
+    Decorator,
+    as_dict,
+    emit,
+    format_option,
+    money,
+    one_line,
+    region_of,
+    run_store,
+)
+from pbx.commands.verbs import NAME, change_command, list_command, remove_named, show_named
+from pbx.errors import InputError
+from pbx.numbers import normalise
+from pbx.presets import load_presets
+from pbx.store.base import Source, Store
+
+
+@click.group()
+def sources() -> None:
+    """Advertising channels that tracking numbers stand for."""
+
+
+_COLUMNS = ("name", "preset", "type", "position", "tag", "cost", "enabled")
+
+
+def _options(*, adding: bool) -> list[Decorator]:
+    opts: list[Decorator] = [
+        click.option("--description", metavar="TEXT", help="Free text."),
+        click.option(
+            "--onsite/--offsite",
+            default=None,
+            help="Onsite: picked by website rules. Offsite (custom default): a static number.",
+        ),
+        click.option(
+            "--referrer",
+            metavar="REGEX",
+            help="Onsite rule: regex searched in the visitor's referrer ('' clears).",
+        ),
+        click.option(
+            "--landing",
+            metavar="REGEX",
+            help="Onsite rule: regex searched in the landing page URL ('' clears).",
+        ),
+        click.option("--position", type=int, help="Onsite rule order, lowest first (0-10000)."),
+        click.option(
+            "--last-touch/--first-touch",
+            default=None,
+            help="Let this source take over returning visitors.",
+        ),
+        click.option("--tag", help="Tag written on its calls ('' clears)."),
+        click.option("--cost-per-call", metavar="AMOUNT", help="Cost of each call, e.g. 12.50."),
+        click.option("--monthly-budget", metavar="AMOUNT", help="Monthly spend, e.g. 300.00."),
+    ]
+    if not adding:
+        opts += [
+            click.option("--no-cost", is_flag=True, help="Clear the cost."),
+            click.option(
+                "--enable/--disable", "enabled", default=None, help="Use or ignore this source."
+            ),
+            click.option("--rename", metavar="NEW", help="New name."),
+        ]
+    return _attribution_options() + opts  # listed first in --help
+
+
+def _attribution_options() -> list[Decorator]:
+    """Issue 6 source options: GA4 fields, GeoContact, pool fallback number."""
+    ga = "GA4 for this source's calls"
+    return [
+        click.option("--ga-measurement-id", metavar="G-ID", help=f"{ga}: property ('' clears)."),
+        click.option(
+            "--ga-api-secret", metavar="SECRET", help=f"{ga}: Measurement Protocol secret."
+        ),
+        click.option("--ga-source", metavar="TEXT", help=f"{ga}: source when there is no visit."),
+        click.option("--ga-medium", metavar="TEXT", help=f"{ga}: medium when there is no visit."),
+        click.option("--ga-campaign", metavar="TEXT", help=f"{ga}: campaign when no visit."),
+        click.option(
+            "--geo/--no-geo",
+            default=None,
+            help="GeoContact: show each visitor the number nearest to them.",
+        ),
+        click.option(
+            "--fallback-number",
+            metavar="NUMBER",
+            help="Shown when every pool number is held by a visit ('' clears).",
+        ),
+    ]
+
+
+def _source_opts(kw: dict[str, Any], region: str) -> admin.SourceOptions:
+    """The CLI's source options with --fallback-number in E.164 (bad input: exit 2)."""
+    fallback = kw.get("fallback_number")
+    if fallback:
+        try:
+            kw = {**kw, "fallback_number": normalise(fallback, region)}
+        except InputError as exc:
+            raise AdminError(one_line(f"--fallback-number: {exc}")) from None
+    return admin.SourceOptions(**kw)
+
+
+def _source_row(source: Source) -> dict[str, Any]:
+    row = as_dict(source)
+    row["type"] = "onsite" if source.onsite else "offsite"
+    if source.cost_per_call_cents is not None:
+        row["cost"] = f"{money(source.cost_per_call_cents)}/call"
+    elif source.monthly_budget_cents is not None:
+        row["cost"] = f"{money(source.monthly_budget_cents)}/month"
+    return row
+
+
+_PRESET = "Start from a preset (see 'pbx sources presets')."
+
+
+@change_command(
+    sources,
+    "add",
+    click.argument("name", required=False),
+    click.option("--preset", metavar="KEY", help=_PRESET),
+    *_options(adding=True),
+)
+def sources_add(ctx: click.Context, /, name: str | None, preset: str | None, **kw: Any) -> str:
+    """Add source NAME (NAME defaults to the preset's name)."""
+    opts = _source_opts(kw, region_of(ctx))
+    source = run_store(ctx, lambda s: admin.add_source(s, name, preset, opts))
+    return f"source {source.name} added ({'onsite' if source.onsite else 'offsite'})"
+
+
+@sources.command("presets")
+@format_option
+def sources_presets(fmt: str) -> None:
+    """List the ready-made sources for --preset."""
+    try:
+        presets = load_presets()
+    except InputError as exc:
+        raise click.ClickException(one_line(str(exc))) from None
+    rows = [as_dict(p) for p in presets.values()]
+    emit(rows, fmt, ("key", "name", "type", "position", "description"))
+
+
+@list_command(sources, _COLUMNS, row=_source_row, json_row=as_dict)
+def sources_list(ctx: click.Context) -> list[Source]:
+    """List sources (onsite ones in rule order)."""
+    return run_store(ctx, lambda s: s.sources.list())
+
+
+@show_named(sources, "source")
+async def sources_show(store: Store, name: str) -> Source | None:
+    """Show every field of source NAME."""
+    return await store.sources.get(name)
+
+
+@change_command(sources, "update", NAME, *_options(adding=False))
+def sources_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
+    """Change source NAME (only the options given)."""
+    opts = _source_opts(kw, region_of(ctx))
+    source = run_store(ctx, lambda s: admin.update_source(s, name, opts))
+    return f"source {source.name} updated"
+
+
+@remove_named(sources, "source")
+async def sources_remove(store: Store, name: str) -> None:
+    """Remove source NAME (refused while it has numbers)."""
+    await store.sources.remove(name)

@@ -1,0 +1,103 @@
+"""`pbx trunks ...`: SIP provider accounts (I/O shell over pbx.admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pbx import admin
+from pbx.commands.common import Decorator, run_store
+from pbx.commands.verbs import (
+    NAME,
+    change_command,
+    force_option,
+    list_command,
+    remove_named,
+    show_named,
+)
+from pbx.store.base import Store, Trunk
+
+
+@click.group()
+def trunks() -> None:
+    """SIP provider accounts: where calls come from and go out."""
+
+
+_COLUMNS = ("name", "host", "port", "transport", "username", "register", "allow",
+            "strip_plus", "prefix", "enabled")  # fmt: skip
+
+
+def _options(*, adding: bool) -> list[Decorator]:
+    opts: list[Decorator] = [
+        click.option("--host", required=adding, help="Provider address HOST[:PORT] (port 5060)."),
+        click.option(
+            "--transport", type=click.Choice(admin.TRANSPORTS), help="SIP transport (udp)."
+        ),
+        click.option("--username", help="Digest auth user name ('' clears)."),
+        click.option("--password", help="Digest auth password ('' clears)."),
+        click.option("--realm", help="Only answer challenges from this realm ('' = any)."),
+        click.option(
+            "--register/--no-register", default=None, help="Keep a REGISTER with the provider."
+        ),
+        click.option(
+            "--allow",
+            multiple=True,
+            metavar="CIDR",
+            help="Address allowed to send calls in; repeat. Default: the host's IP.",
+        ),
+        click.option(
+            "--prefix", metavar="DIGITS", help="Digits put before dialled numbers ('' clears)."
+        ),
+        click.option(
+            "--strip-plus/--keep-plus",
+            default=None,
+            help="Dial numbers without the leading + (default: keep it).",
+        ),
+        click.option(
+            "--enable/--disable", "enabled", default=None, help="Use or ignore this trunk."
+        ),
+    ]
+    if not adding:
+        opts.append(click.option("--rename", metavar="NEW", help="New name."))
+    return opts
+
+
+def _trunk_opts(kw: dict[str, Any]) -> admin.TrunkOptions:
+    allow = tuple(kw.pop("allow", ())) or None
+    return admin.TrunkOptions(allow=allow, **kw)
+
+
+@change_command(trunks, "add", NAME, *_options(adding=True))
+def trunks_add(ctx: click.Context, /, name: str, **kw: Any) -> str:
+    """Add a trunk NAME."""
+    trunk = run_store(ctx, lambda s: admin.add_trunk(s, name, _trunk_opts(kw)))
+    return f"trunk {trunk.name} added ({trunk.host}:{trunk.port}/{trunk.transport})"
+
+
+@list_command(trunks, _COLUMNS)
+def trunks_list(ctx: click.Context) -> list[Trunk]:
+    """List trunks."""
+    return run_store(ctx, lambda s: s.trunks.list())
+
+
+@show_named(trunks, "trunk")
+async def trunks_show(store: Store, name: str) -> Trunk | None:
+    """Show every field of trunk NAME."""
+    return await store.trunks.get(name)
+
+
+@change_command(trunks, "update", NAME, *_options(adding=False))
+def trunks_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
+    """Change trunk NAME (only the options given)."""
+    trunk = run_store(ctx, lambda s: admin.update_trunk(s, name, _trunk_opts(kw)))
+    return f"trunk {trunk.name} updated"
+
+
+_FORCE = force_option("Also detach numbers that use it (they use the default trunk).")
+
+
+@remove_named(trunks, "trunk", _FORCE)
+async def trunks_remove(store: Store, name: str, force: bool) -> None:
+    """Remove trunk NAME."""
+    await store.trunks.remove(name, force=force)
