@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from pbx import admin
+from pbx.commands import verbs
 from pbx.commands.common import region_of, run_store
-from pbx.commands.verbs import change_command, list_command
 from pbx.store.base import Block
 
 
@@ -46,20 +46,20 @@ def _json_row(b: Block) -> dict[str, Any]:
     return {"pattern": b.pattern, "number": b.number}
 
 
-@change_command(block, "add", _PATTERN, _SCOPE)
+@verbs.change_command(block, "add", _PATTERN, _SCOPE)
 def block_add(ctx: click.Context, pattern: str, number: str | None) -> str:
     """Block NUMBER-OR-PREFIX: +12125550123, a prefix like +1212, or 'anonymous'."""
     row = run_store(ctx, lambda s: admin.add_block(s, pattern, number, region_of(ctx)))
     return f"blocked {row.pattern} for {_scope(row)}"
 
 
-@list_command(block, ("pattern", "scope"), _SCOPE, row=_block_row, json_row=_json_row)
+@verbs.list_command(block, ("pattern", "scope"), _SCOPE, row=_block_row, json_row=_json_row)
 def block_list(ctx: click.Context, number: str | None) -> list[Block]:
     """List blocked callers (with --number: only that number's own blocks)."""
     return run_store(ctx, lambda s: admin.list_blocks(s, number, region_of(ctx)))
 
 
-@change_command(block, "remove", _PATTERN, _SCOPE)
+@verbs.change_command(block, "remove", _PATTERN, _SCOPE)
 def block_remove(ctx: click.Context, pattern: str, number: str | None) -> str:
     """Unblock NUMBER-OR-PREFIX (global, or the block set with the same --number)."""
     row = run_store(ctx, lambda s: admin.remove_block(s, pattern, number, region_of(ctx)))

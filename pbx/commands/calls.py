@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from pbx import admin, records
+from pbx.commands import verbs
 from pbx.commands.common import (
     AdminError,
     emit,
@@ -23,7 +24,6 @@ from pbx.commands.common import (
     run_store,
     with_params,
 )
-from pbx.commands.verbs import show_command
 from pbx.records import CallRecord
 
 MAX_CALL_ROWS = 100_000
@@ -124,7 +124,7 @@ def calls_export(ctx: click.Context, /, fmt: str, **filters: Any) -> None:
         click.echo(records.to_csv(rows), nl=False)
 
 
-@show_command(calls, click.argument("call_id", metavar="ID"), row=records.to_dict)
+@verbs.show_command(calls, click.argument("call_id", metavar="ID"), row=records.to_dict)
 def calls_show(ctx: click.Context, call_id: str) -> CallRecord:
     """Show every field of call record ID."""
     return run_store(ctx, lambda s: admin.require(s.calls.get(call_id), f"no call {call_id}"))

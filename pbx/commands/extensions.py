@@ -13,9 +13,8 @@ from typing import Any
 import click
 
 from pbx import extensions as extensions_admin
+from pbx.commands import verbs
 from pbx.commands.common import Decorator, run_store
-from pbx.commands.verbs import NAME, change_command, list_command, remove_named, show_command
-from pbx.store.base import Store
 
 
 @click.group()
@@ -64,35 +63,34 @@ def _now() -> float:
     return dt.datetime.now(dt.UTC).timestamp()
 
 
-@change_command(extensions, "add", NAME, *_options(adding=True))
+@verbs.change_command(extensions, "add", verbs.NAME, *_options(adding=True))
 def extensions_add(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Add extension NAME (the user name its phones register with)."""
     ext = run_store(ctx, lambda s: extensions_admin.add_extension(s, name, _ext_opts(kw)))
     return f"extension {ext.name} added (realm {ext.realm})"
 
 
-@list_command(extensions, _COLUMNS, row=dict)
+@verbs.list_command(extensions, _COLUMNS, row=dict)
 def extensions_list(ctx: click.Context) -> list[dict[str, object]]:
     """List extensions and how many phones each has registered now."""
     now = _now()
     return run_store(ctx, lambda s: extensions_admin.list_extensions(s, now))
 
 
-@show_command(extensions, NAME, row=dict)
+@verbs.show_command(extensions, verbs.NAME, row=dict)
 def extensions_show(ctx: click.Context, name: str) -> dict[str, object]:
     """Show extension NAME with its registered contacts."""
     now = _now()
     return run_store(ctx, lambda s: extensions_admin.show_extension(s, name, now))
 
 
-@change_command(extensions, "update", NAME, *_options(adding=False))
+@verbs.change_command(extensions, "update", verbs.NAME, *_options(adding=False))
 def extensions_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Change extension NAME (only the options given)."""
     ext = run_store(ctx, lambda s: extensions_admin.update_extension(s, name, _ext_opts(kw)))
     return f"extension {ext.name} updated"
 
 
-@remove_named(extensions, "extension")
-async def extensions_remove(store: Store, name: str) -> None:
-    """Remove extension NAME and its bindings (refused while a destination uses it)."""
-    await store.extensions.remove(name)
+verbs.Named(extensions, "extension", lambda s: s.extensions).remove_command(
+    "Remove extension NAME and its bindings (refused while a destination uses it)."
+)

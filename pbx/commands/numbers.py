@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from pbx import admin
+from pbx.commands import verbs
 from pbx.commands.common import AdminError, Decorator, as_dict, region_of, run_store
-from pbx.commands.verbs import change_command, list_command, show_command
 from pbx.store.base import TrackingNumber
 
 
@@ -96,7 +96,7 @@ def _number_row(number: TrackingNumber) -> dict[str, Any]:
     return row
 
 
-@change_command(numbers, "add", _NUMBER, *_options(adding=True))
+@verbs.change_command(numbers, "add", _NUMBER, *_options(adding=True))
 def numbers_add(ctx: click.Context, /, number: str, **kw: Any) -> str:
     """Add tracking NUMBER (any usual spelling; stored as E.164)."""
     opts = _number_opts(kw)
@@ -108,19 +108,19 @@ def numbers_add(ctx: click.Context, /, number: str, **kw: Any) -> str:
 _SOURCE = click.option("--source", metavar="NAME", help="Only this source's numbers.")
 
 
-@list_command(numbers, _COLUMNS, _SOURCE, row=_number_row)
+@verbs.list_command(numbers, _COLUMNS, _SOURCE, row=_number_row)
 def numbers_list(ctx: click.Context, source: str | None) -> list[TrackingNumber]:
     """List tracking numbers."""
     return run_store(ctx, lambda s: s.numbers.list(source=source))
 
 
-@show_command(numbers, _NUMBER, row=_number_row)
+@verbs.show_command(numbers, _NUMBER, row=_number_row)
 def numbers_show(ctx: click.Context, number: str) -> TrackingNumber:
     """Show every field of tracking NUMBER."""
     return run_store(ctx, lambda s: admin.get_number(s, number, region_of(ctx)))
 
 
-@change_command(numbers, "update", _NUMBER, *_options(adding=False))
+@verbs.change_command(numbers, "update", _NUMBER, *_options(adding=False))
 def numbers_update(ctx: click.Context, /, number: str, **kw: Any) -> str:
     """Change tracking NUMBER (only the options given)."""
     opts = _number_opts(kw)
@@ -128,7 +128,7 @@ def numbers_update(ctx: click.Context, /, number: str, **kw: Any) -> str:
     return f"number {row.number} updated"
 
 
-@change_command(numbers, "remove", _NUMBER)
+@verbs.change_command(numbers, "remove", _NUMBER)
 def numbers_remove(ctx: click.Context, number: str) -> str:
     """Remove tracking NUMBER."""
     e164 = run_store(ctx, lambda s: admin.remove_number(s, number, region_of(ctx)))

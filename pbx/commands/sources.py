@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from pbx import admin
+from pbx.commands import verbs
 from pbx.commands.common import (
     AdminError,
     Decorator,
@@ -18,11 +19,10 @@ from pbx.commands.common import (
     region_of,
     run_store,
 )
-from pbx.commands.verbs import NAME, change_command, list_command, remove_named, show_named
 from pbx.errors import InputError
 from pbx.numbers import normalise
 from pbx.presets import load_presets
-from pbx.store.base import Source, Store
+from pbx.store.base import Source
 
 
 @click.group()
@@ -120,7 +120,7 @@ def _source_row(source: Source) -> dict[str, Any]:
 _PRESET = "Start from a preset (see 'pbx sources presets')."
 
 
-@change_command(
+@verbs.change_command(
     sources,
     "add",
     click.argument("name", required=False),
@@ -146,19 +146,7 @@ def sources_presets(fmt: str) -> None:
     emit(rows, fmt, ("key", "name", "type", "position", "description"))
 
 
-@list_command(sources, _COLUMNS, row=_source_row, json_row=as_dict)
-def sources_list(ctx: click.Context) -> list[Source]:
-    """List sources (onsite ones in rule order)."""
-    return run_store(ctx, lambda s: s.sources.list())
-
-
-@show_named(sources, "source")
-async def sources_show(store: Store, name: str) -> Source | None:
-    """Show every field of source NAME."""
-    return await store.sources.get(name)
-
-
-@change_command(sources, "update", NAME, *_options(adding=False))
+@verbs.change_command(sources, "update", verbs.NAME, *_options(adding=False))
 def sources_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Change source NAME (only the options given)."""
     opts = _source_opts(kw, region_of(ctx))
@@ -166,7 +154,9 @@ def sources_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
     return f"source {source.name} updated"
 
 
-@remove_named(sources, "source")
-async def sources_remove(store: Store, name: str) -> None:
-    """Remove source NAME (refused while it has numbers)."""
-    await store.sources.remove(name)
+_SOURCES = verbs.Named(sources, "source", lambda s: s.sources)
+_SOURCES.list_command(
+    "List sources (onsite ones in rule order).", _COLUMNS, row=_source_row, json_row=as_dict
+)
+_SOURCES.show_command("Show every field of source NAME.")
+_SOURCES.remove_command("Remove source NAME (refused while it has numbers).")

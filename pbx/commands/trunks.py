@@ -7,16 +7,8 @@ from typing import Any
 import click
 
 from pbx import admin
+from pbx.commands import verbs
 from pbx.commands.common import Decorator, run_store
-from pbx.commands.verbs import (
-    NAME,
-    change_command,
-    force_option,
-    list_command,
-    remove_named,
-    show_named,
-)
-from pbx.store.base import Store, Trunk
 
 
 @click.group()
@@ -68,36 +60,23 @@ def _trunk_opts(kw: dict[str, Any]) -> admin.TrunkOptions:
     return admin.TrunkOptions(allow=allow, **kw)
 
 
-@change_command(trunks, "add", NAME, *_options(adding=True))
+@verbs.change_command(trunks, "add", verbs.NAME, *_options(adding=True))
 def trunks_add(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Add a trunk NAME."""
     trunk = run_store(ctx, lambda s: admin.add_trunk(s, name, _trunk_opts(kw)))
     return f"trunk {trunk.name} added ({trunk.host}:{trunk.port}/{trunk.transport})"
 
 
-@list_command(trunks, _COLUMNS)
-def trunks_list(ctx: click.Context) -> list[Trunk]:
-    """List trunks."""
-    return run_store(ctx, lambda s: s.trunks.list())
-
-
-@show_named(trunks, "trunk")
-async def trunks_show(store: Store, name: str) -> Trunk | None:
-    """Show every field of trunk NAME."""
-    return await store.trunks.get(name)
-
-
-@change_command(trunks, "update", NAME, *_options(adding=False))
+@verbs.change_command(trunks, "update", verbs.NAME, *_options(adding=False))
 def trunks_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Change trunk NAME (only the options given)."""
     trunk = run_store(ctx, lambda s: admin.update_trunk(s, name, _trunk_opts(kw)))
     return f"trunk {trunk.name} updated"
 
 
-_FORCE = force_option("Also detach numbers that use it (they use the default trunk).")
-
-
-@remove_named(trunks, "trunk", _FORCE)
-async def trunks_remove(store: Store, name: str, force: bool) -> None:
-    """Remove trunk NAME."""
-    await store.trunks.remove(name, force=force)
+_TRUNKS = verbs.Named(trunks, "trunk", lambda s: s.trunks)
+_TRUNKS.list_command("List trunks.", _COLUMNS)
+_TRUNKS.show_command("Show every field of trunk NAME.")
+_TRUNKS.remove_command(
+    "Remove trunk NAME.", "Also detach numbers that use it (they use the default trunk)."
+)

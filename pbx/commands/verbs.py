@@ -8,17 +8,17 @@ decorator adds the click command, its parameters and `--format`, and prints:
   with `emit_one` after `row`;
 - `@change_command(group, verb, *params)`: add/update/remove; the function
   returns the one confirmation line to print.
-For the named aggregates (trunks, destinations, sources, extensions),
-`@show_named(group, kind)` and `@remove_named(group, kind, *params)` take an
-`async fn(store, name, ...)` and add the rest: the `NAME` argument, opening
-the store, `no KIND named 'NAME'` and `KIND NAME removed`.
-The help text is the function's docstring, as with plain click commands.
+The help text is the function's docstring, as with plain click commands
+(or `help=`). For the named aggregates (trunks, destinations, sources,
+extensions), `Named(group, kind, table)` builds `list`, `show NAME` and
+`remove NAME` from the store table alone: those are the same for each.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -45,6 +45,7 @@ def list_command(
     *params: Decorator,
     row: Row = as_dict,
     json_row: Row | None = None,
+    help: str | None = None,
 ) -> Callable[[Callable[..., Sequence[Any]]], click.Command]:
     """`pbx GROUP list [params] [--format F]`: print the rows the function returns."""
 
@@ -56,13 +57,13 @@ def list_command(
             json_rows = None if json_row is None else [json_row(r) for r in rows]
             emit([row(r) for r in rows], fmt, columns, json_rows)
 
-        return _register(group, "list", command, (*params, format_option))
+        return _register(group, "list", command, (*params, format_option), help)
 
     return decorate
 
 
 def show_command(
-    group: click.Group, *params: Decorator, row: Row = as_dict
+    group: click.Group, *params: Decorator, row: Row = as_dict, help: str | None = None
 ) -> Callable[[Callable[..., Any]], click.Command]:
     """`pbx GROUP show KEY [--format F]`: print the one row the function returns."""
 
@@ -72,13 +73,13 @@ def show_command(
             fmt = kwargs.pop("fmt")
             emit_one(row(fetch(*args, **kwargs)), fmt)
 
-        return _register(group, "show", command, (*params, format_option))
+        return _register(group, "show", command, (*params, format_option), help)
 
     return decorate
 
 
 def change_command(
-    group: click.Group, verb: str, *params: Decorator
+    group: click.Group, verb: str, *params: Decorator, help: str | None = None
 ) -> Callable[[Callable[..., str]], click.Command]:
     """`pbx GROUP VERB KEY [options]`: print the line the function returns."""
 
@@ -87,52 +88,66 @@ def change_command(
         def command(*args: Any, **kwargs: Any) -> None:
             click.echo(change(*args, **kwargs))
 
-        return _register(group, verb, command, params)
+        return _register(group, verb, command, params, help)
 
     return decorate
 
 
-def show_named(
-    group: click.Group, kind: str
-) -> Callable[[Callable[[Store, str], Awaitable[Any]]], click.Command]:
-    """`pbx GROUP show NAME`: the row `await get(store, name)` finds, or `no KIND named 'NAME'`."""
+@dataclass(frozen=True, slots=True)
+class Named:
+    """A named aggregate (trunks, destinations, ...): one store table, rows found by name.
 
-    def decorate(get: Callable[[Store, str], Awaitable[Any]]) -> click.Command:
-        @show_command(group, NAME)
-        @functools.wraps(get)
-        def show(ctx: click.Context, name: str) -> Any:
-            missing = f"no {kind} named '{name}'"
-            return run_store(ctx, lambda s: admin.require(get(s, name), missing))
+    Its `list`, `show NAME` and `remove NAME` commands are the same for every
+    such table; `kind` is the word in their messages (`no trunk named 'x'`,
+    `trunk x removed`) and `table(store)` the store repository.
+    """
 
-        return show
+    group: click.Group
+    kind: str
+    table: Callable[[Store], Any]
 
-    return decorate
+    def list_command(
+        self,
+        help_text: str,
+        columns: Sequence[str],
+        row: Row = as_dict,
+        json_row: Row | None = None,
+    ) -> click.Command:
+        """`pbx GROUP list`: every row, in the store's order."""
 
+        def fetch(ctx: click.Context) -> Sequence[Any]:
+            return run_store(ctx, lambda s: self.table(s).list())
 
-def remove_named(
-    group: click.Group, kind: str, *params: Decorator
-) -> Callable[[Callable[..., Awaitable[None]]], click.Command]:
-    """`pbx GROUP remove NAME [params]`: `await remove(store, name, **params)`, then say so."""
+        return list_command(self.group, columns, row=row, json_row=json_row, help=help_text)(fetch)
 
-    def decorate(remove: Callable[..., Awaitable[None]]) -> click.Command:
-        @change_command(group, "remove", NAME, *params)
-        @functools.wraps(remove)
-        def command(ctx: click.Context, /, name: str, **kwargs: Any) -> str:
-            run_store(ctx, lambda s: remove(s, name, **kwargs))
-            return f"{kind} {name} removed"
+    def show_command(self, help_text: str) -> click.Command:
+        """`pbx GROUP show NAME`: every field of one row."""
 
-        return command
+        def fetch(ctx: click.Context, name: str) -> Any:
+            missing = f"no {self.kind} named '{name}'"
+            return run_store(ctx, lambda s: admin.require(self.table(s).get(name), missing))
 
-    return decorate
+        return show_command(self.group, NAME, help=help_text)(fetch)
 
+    def remove_command(self, help_text: str, force_help: str | None = None) -> click.Command:
+        """`pbx GROUP remove NAME`, with `--force` when `force_help` says what it does."""
+        force = [click.option("--force", is_flag=True, help=force_help)] if force_help else []
 
-def force_option(help_text: str) -> Decorator:
-    """`--force`: also undo what depends on the row (what that is: `help_text`)."""
-    return click.option("--force", is_flag=True, help=help_text)
+        def remove(ctx: click.Context, /, name: str, **kwargs: Any) -> str:
+            run_store(ctx, lambda s: self.table(s).remove(name, **kwargs))
+            return f"{self.kind} {name} removed"
+
+        return change_command(self.group, "remove", NAME, *force, help=help_text)(remove)
 
 
 def _register(
-    group: click.Group, verb: str, fn: Callable[..., None], params: Sequence[Decorator]
+    group: click.Group,
+    verb: str,
+    fn: Callable[..., None],
+    params: Sequence[Decorator],
+    help_text: str | None,
 ) -> click.Command:
-    command: click.Command = group.command(verb)(with_params(*params)(click.pass_context(fn)))
+    """Add `fn` to `group` as VERB with `params` (help: `help_text`, else fn's docstring)."""
+    add = group.command(verb, help=help_text)
+    command: click.Command = add(with_params(*params)(click.pass_context(fn)))
     return command

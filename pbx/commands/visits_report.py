@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from pbx import admin
+from pbx.commands import verbs
 from pbx.commands.common import AdminError, as_dict, emit, format_option, money, one_line, run_store
-from pbx.commands.verbs import list_command
 from pbx.errors import InputError
 from pbx.rules.roi import RoiRow
 from pbx.store.base import Visit
@@ -30,7 +30,7 @@ _LIMIT = click.option(
 )
 
 
-@list_command(visits, _VISIT_COLUMNS, _LIMIT)
+@verbs.list_command(visits, _VISIT_COLUMNS, _LIMIT)
 def visits_list(ctx: click.Context, limit: int) -> list[Visit]:
     """List recent visits: source, number held, landing page, referrer, location."""
     return run_store(ctx, lambda s: s.visits.list(limit=limit))
