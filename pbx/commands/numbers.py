@@ -26,7 +26,47 @@ _COLUMNS = ("number", "source", "destinations", "strategy", "ring_timeout", "tru
 _NUMBER = click.argument("number")
 
 
+# The options `numbers add` and `numbers update` share, in --help order.
+_SETTINGS: list[Decorator] = [
+    click.option(
+        "--strategy",
+        type=click.Choice(admin.STRATEGIES),
+        help="How destinations ring (sequential).",
+    ),
+    click.option(
+        "--ring-timeout",
+        type=int,
+        metavar="SECONDS",
+        help=f"Ring time per destination (default {admin.DEFAULT_RING_TIMEOUT}).",
+    ),
+    click.option("--trunk", metavar="NAME", help="Trunk for outbound legs ('' = default trunk)."),
+    click.option(
+        "--hours",
+        metavar="TEXT",
+        help="Business hours, e.g. 'America/New_York mon-fri 09:00-17:00; "
+        "sat 10:00-14:00; closed 2026-12-25' ('' clears).",
+    ),
+    click.option("--no-hours", is_flag=True, help="Clear business hours (open always)."),
+    click.option(
+        "--after-hours",
+        multiple=True,
+        metavar="DEST",
+        help="Destination outside business hours; repeat, in order "
+        "('' = reject after-hours calls).",
+    ),
+    click.option(
+        "--present-tracking-number/--pass-caller-id",
+        default=None,
+        help="Caller ID shown at the destination: the tracking number, or the "
+        "caller's own (default).",
+    ),
+    click.option("--enable/--disable", "enabled", default=None, help="Answer or refuse its calls."),
+]
+
+
 def _options(*, adding: bool) -> list[Decorator]:
+    """--source and --destination (required to add), then the options add and update share."""
+    replaces = "." if adding else " (replaces the list)."
     return [
         click.option(
             "--source", required=adding, metavar="NAME", help="Source the number stands for."
@@ -37,45 +77,9 @@ def _options(*, adding: bool) -> list[Decorator]:
             multiple=True,
             required=adding,
             metavar="NAME",
-            help="Where calls go; repeat, in order" + ("." if adding else " (replaces the list)."),
+            help="Where calls go; repeat, in order" + replaces,
         ),
-        click.option(
-            "--strategy",
-            type=click.Choice(admin.STRATEGIES),
-            help="How destinations ring (sequential).",
-        ),
-        click.option(
-            "--ring-timeout",
-            type=int,
-            metavar="SECONDS",
-            help=f"Ring time per destination (default {admin.DEFAULT_RING_TIMEOUT}).",
-        ),
-        click.option(
-            "--trunk", metavar="NAME", help="Trunk for outbound legs ('' = default trunk)."
-        ),
-        click.option(
-            "--hours",
-            metavar="TEXT",
-            help="Business hours, e.g. 'America/New_York mon-fri 09:00-17:00; "
-            "sat 10:00-14:00; closed 2026-12-25' ('' clears).",
-        ),
-        click.option("--no-hours", is_flag=True, help="Clear business hours (open always)."),
-        click.option(
-            "--after-hours",
-            multiple=True,
-            metavar="DEST",
-            help="Destination outside business hours; repeat, in order "
-            "('' = reject after-hours calls).",
-        ),
-        click.option(
-            "--present-tracking-number/--pass-caller-id",
-            default=None,
-            help="Caller ID shown at the destination: the tracking number, or the "
-            "caller's own (default).",
-        ),
-        click.option(
-            "--enable/--disable", "enabled", default=None, help="Answer or refuse its calls."
-        ),
+        *_SETTINGS,
     ]
 
 
