@@ -29,6 +29,8 @@ def _pure_modules() -> list[Path]:
         "numbers.py",
         "records.py",
         "calls.py",
+        "call_routing.py",
+        "call_dialog.py",
         "calls_model.py",
         "legs.py",
         "errors.py",
