@@ -71,11 +71,11 @@ class DaemonProcess:
                 self.sip_port = self.http_port = self.rtp_low = 0
 
     async def _start_once(self) -> None:
-        self.sip_port = self.sip_port or free_port()
-        self.http_port = self.http_port or free_port()
         if not self.rtp_low:
             self.rtp_low = free_udp_range(RTP_PORTS)
             self.rtp_high = self.rtp_low + RTP_PORTS - 1
+        self.sip_port = self.sip_port or self._port_outside_rtp()
+        self.http_port = self.http_port or self._port_outside_rtp()
         args = [
             "-c", "from cli import main; main()", "serve",
             "--sip", f"127.0.0.1:{self.sip_port}",
@@ -89,6 +89,14 @@ class DaemonProcess:
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )  # fmt: skip
         await self._wait_ready()
+
+    def _port_outside_rtp(self) -> int:
+        """A free port not inside the RTP range (the daemon refuses that overlap)."""
+        for _ in range(100):
+            port = free_port()
+            if not self.rtp_low <= port <= self.rtp_high:
+                return port
+        raise RuntimeError("no free port outside the RTP range")
 
     async def _wait_ready(self) -> None:
         loop = asyncio.get_running_loop()
