@@ -30,12 +30,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import phonenumbers
-
 from pbx.attribution import attribute
 from pbx.calls_model import CallSetup, LocalAddress, Target
 from pbx.errors import InputError
-from pbx.numbers import normalise
+from pbx.numbers import normalise, region_of
 from pbx.records import CallRecord, Disposition
 from pbx.registrations import extension_targets, join_steps
 from pbx.rules.admission import TrunkAcl, dialed_number, trunk_for_source
@@ -146,8 +144,7 @@ def _caller(invite: Request, region: str) -> tuple[str, str | None, str | None]:
         e164 = normalise(user, region)
     except InputError:
         return user, from_.display, None
-    parsed = phonenumbers.parse(e164)
-    return e164, from_.display, phonenumbers.region_code_for_number(parsed)
+    return e164, from_.display, region_of(e164)
 
 
 def _ringing_record(

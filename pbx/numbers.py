@@ -18,6 +18,9 @@ Decisions:
 - `area_code` is the geographic area code (the NPA in NANP); it is `None`
   for non-geographic numbers (toll-free, mobile in many countries).
   `location` is `None` when phonenumbers has no description.
+- `normalise` and `region_of` remember their last `CACHE_SIZE` answers
+  (an LRU, errors included): phonenumbers costs ~150-250 us per parse and
+  the daemon sees the same callers and tracking numbers again and again.
 - `phonenumbers.geocoder` costs ~99 MB and 0.3 s at import, so it is
   imported inside `describe` only; the daemon's hot path calls `normalise`
   alone and reads the precomputed location from the store.
@@ -27,11 +30,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 
 from pbx.errors import InputError
 
+CACHE_SIZE = 4096  # distinct (text, region) answers kept by normalise / region_of
 MAX_INPUT_CHARS = 64  # generous: the longest E.164 number has 15 digits
 _ALLOWED = re.compile(r"^\+?[0-9 ()\-./]+$")
 _SEPARATORS = re.compile(r"[ ()\-./]")
@@ -97,8 +102,30 @@ def _parse(raw: str, default_region: str) -> phonenumbers.PhoneNumber:
 
 def normalise(raw: str, default_region: str = "US") -> str:
     """Return `raw` as E.164 (`+14155550101`); raise `InvalidNumberError` if invalid."""
-    number = _parse(raw, default_region)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    ok, text = _normalised(raw, default_region)
+    if not ok:
+        raise InvalidNumberError(text)
+    return text
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _normalised(raw: str, default_region: str) -> tuple[bool, str]:
+    """(True, E.164) or (False, the error message): a fresh exception per raise."""
+    try:
+        number = _parse(raw, default_region)
+    except InvalidNumberError as exc:
+        return False, str(exc)
+    return True, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def region_of(e164: str) -> str | None:
+    """The ISO region of an E.164 number (`US`), None when unknown or not a number."""
+    try:
+        region: str | None = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+        return region
+    except phonenumbers.NumberParseException:
+        return None
 
 
 def is_valid(raw: str, default_region: str = "US") -> bool:

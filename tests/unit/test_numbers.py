@@ -129,3 +129,19 @@ def test_property_digit_soup_is_idempotent_or_rejects(digits: str) -> None:
     except InvalidNumberError:
         return
     assert normalise(once) == once
+
+
+def test_normalise_answers_and_errors_repeat_from_its_cache() -> None:
+    from pbx.numbers import InvalidNumberError, normalise, region_of
+
+    assert normalise("(415) 555-0101") == normalise("(415) 555-0101") == "+14155550101"
+    messages = []
+    for _ in range(2):
+        with pytest.raises(InvalidNumberError) as info:
+            normalise("12", "US")
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert "12" in messages[0]
+    assert region_of("+14155550101") == "US"
+    assert region_of("+442071838750") == "GB"
+    assert region_of("not a number") is None
