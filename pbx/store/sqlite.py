@@ -154,6 +154,7 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        await self._db.drain()
         if self.cache is not None:
             self.cache.close()
         async with self._db.lock:

@@ -20,11 +20,13 @@ from pbx.records import FIELD_NAMES, CallRecord, Disposition, from_dict, to_dict
 from pbx.store.base import OutboxItem, Visit
 from pbx.store.sqlite_db import (
     Db,
+    Statement,
     Tx,
     build,
     check_changes,
     columns_of,
     insert_sql,
+    integrity_error,
     update_sql,
     values_of,
 )
@@ -35,8 +37,11 @@ _CALL_UPSERT = (
     + " ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLS if c != "id")
 )
+_CALL_INSERT = insert_sql("calls", _CALL_COLS)
+_CALL_UPDATE = update_sql("calls", _CALL_COLS[1:])
 _VISIT_COLS = ["id", *columns_of(Visit)]
 _OUTBOX_COLS = columns_of(OutboxItem)
+_OUTBOX_INSERT = insert_sql("outbox", _OUTBOX_COLS)
 MAX_HELD_QUERY = 1000  # numbers per held_until query (SQLite's default variable limit is 32766)
 
 
@@ -52,28 +57,24 @@ def _call_from_row(row: sqlite3.Row) -> CallRecord:
     return from_dict(data)
 
 
-async def insert_outbox(tx: Tx, item: OutboxItem) -> int:
-    return await tx.insert(insert_sql("outbox", _OUTBOX_COLS), values_of(item, _OUTBOX_COLS))
-
-
 class SqliteCalls:
     def __init__(self, db: Db) -> None:
         self._db = db
 
     async def insert(self, record: CallRecord) -> None:
-        async with self._db.single() as tx:
-            try:
-                await tx.insert(insert_sql("calls", _CALL_COLS), _call_params(record))
-            except sqlite3.IntegrityError as exc:
-                if "calls.id" not in str(exc):
-                    raise
-                raise ConflictError(f"call record {record.id} already exists") from None
+        """Group-committed (`Db.submit`): returns once the row is committed."""
+        try:
+            await self._db.submit([(_CALL_INSERT, _call_params(record))], raw=True)
+        except sqlite3.IntegrityError as exc:
+            if "calls.id" not in str(exc):
+                raise integrity_error(exc) from None
+            raise ConflictError(f"call record {record.id} already exists") from None
 
     async def update(self, record: CallRecord) -> None:
-        async with self._db.single() as tx:
-            changed = await tx.run(update_sql("calls", _CALL_COLS[1:]), _call_params(record))
-            if not changed:
-                raise NotFoundError(f"no call record {record.id}")
+        """Group-committed, like `insert`."""
+        [(changed, _)] = await self._db.submit([(_CALL_UPDATE, _call_params(record))])
+        if not changed:
+            raise NotFoundError(f"no call record {record.id}")
 
     async def get(self, call_id: str) -> CallRecord | None:
         async with self._db.read() as tx:
@@ -119,10 +120,10 @@ class SqliteCalls:
             )
 
     async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
-        async with self._db.write() as tx:
-            await tx.run(_CALL_UPSERT, _call_params(record))
-            for item in outbox:
-                await insert_outbox(tx, item)
+        """The final row and its outbox items: one unit of a group commit."""
+        unit: list[Statement] = [(_CALL_UPSERT, _call_params(record))]
+        unit += [(_OUTBOX_INSERT, values_of(item, _OUTBOX_COLS)) for item in outbox]
+        await self._db.submit(unit)
 
 
 class SqliteVisits:
@@ -202,8 +203,9 @@ class SqliteOutbox:
         self._db = db
 
     async def add(self, item: OutboxItem) -> OutboxItem:
-        async with self._db.single() as tx:
-            item_id = await insert_outbox(tx, item)
+        """Group-committed (queued with the call rows of the same moment)."""
+        [(_, item_id)] = await self._db.submit([(_OUTBOX_INSERT, values_of(item, _OUTBOX_COLS))])
+        assert item_id is not None  # an INSERT always sets it
         return replace(item, id=item_id)
 
     async def get(self, item_id: int) -> OutboxItem | None:

@@ -8,16 +8,29 @@ later rolled back; the lock rules that out. Writes run in explicit
 included); a write that is one statement may run in autocommit (`single`).
 aiosqlite runs statements in order on its one thread, so a ROLLBACK queued
 after a cancelled statement still runs after it.
+
+Group commit (`submit`): the per-call writes (call rows, the outbox) are
+units of one or more statements queued to one flush task, which runs every
+unit queued so far in ONE transaction with ONE hop to aiosqlite's thread
+(a savepoint per unit: a unit that fails is rolled back alone and its
+waiter gets the error; if the transaction itself fails, every waiter of
+the batch gets the error, so no write is lost silently). Each waiter is
+resumed only after the COMMIT, so "the ringing row is committed before the
+outbound INVITE is sent" still holds, and one call's writes stay in order
+because its runner awaits each one. At most `MAX_BATCH` units per
+transaction. A unit whose waiter was cancelled after queueing still runs.
+The batch runs through aiosqlite's `_execute` (its own queue, private API
+of aiosqlite 0.22; tests/unit/test_store_sqlite.py covers it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -25,6 +38,39 @@ from pbx.errors import ConflictError, InputError
 
 T = TypeVar("T")
 Params = Sequence[Any] | Mapping[str, Any]
+Statement = tuple[str, Params]
+Done = tuple[int, int | None]  # (rowcount, lastrowid) of one statement
+MAX_BATCH = 256  # units per group-commit transaction
+Queued = tuple[Sequence[Statement], "asyncio.Future[list[Done]]"]
+
+
+def run_batch(conn: sqlite3.Connection, units: Sequence[Sequence[Statement]]) -> list[object]:
+    """On aiosqlite's thread: every unit in one transaction, each under a savepoint.
+
+    Returns, per unit, its statements' `Done` list or the `sqlite3.Error` that
+    undid it. Raises (after ROLLBACK) when the transaction itself fails.
+    """
+    results: list[object] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for unit in units:
+            conn.execute("SAVEPOINT unit")
+            try:
+                done: list[Done] = []
+                for sql, params in unit:
+                    cur = conn.execute(sql, params)
+                    done.append((cur.rowcount, cur.lastrowid))
+                results.append(done)
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK TO unit")
+                results.append(exc)
+            conn.execute("RELEASE unit")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return results
 
 
 class Db:
@@ -33,6 +79,59 @@ class Db:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
         self.lock = asyncio.Lock()
+        self._queued: list[Queued] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # transactions run by the flush task (for tests and figures)
+
+    async def submit(self, unit: Sequence[Statement], *, raw: bool = False) -> list[Done]:
+        """Run `unit` atomically in the next group commit; returns after its COMMIT.
+
+        An `sqlite3.IntegrityError` becomes the one-line `InputError` /
+        `ConflictError` of `integrity_error` unless `raw`.
+        """
+        future: asyncio.Future[list[Done]] = asyncio.get_running_loop().create_future()
+        self._queued.append((unit, future))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        try:
+            return await future
+        except sqlite3.IntegrityError as exc:
+            if raw:
+                raise
+            raise integrity_error(exc) from None
+
+    async def _flush(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
+                await self._run(batch)
+        finally:
+            self._flusher = None
+
+    async def _run(self, batch: list[Queued]) -> None:
+        try:
+            async with self.lock:
+                results = await _on_thread(self.conn, [unit for unit, _ in batch])
+            self.batches += 1
+        except BaseException as exc:  # the transaction failed: every waiter learns it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(cast(list[Done], result))
+
+    async def drain(self) -> None:
+        """Wait until every queued unit has run (before closing the connection)."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
@@ -67,6 +166,12 @@ class Db:
                 yield Tx(self.conn)
             except sqlite3.IntegrityError as exc:
                 raise integrity_error(exc) from None
+
+
+async def _on_thread(conn: aiosqlite.Connection, units: list[Sequence[Statement]]) -> list[object]:
+    """`run_batch` on aiosqlite's thread, queued behind its other work (one hop)."""
+    execute = cast(Callable[..., Awaitable[list[object]]], conn._execute)
+    return await execute(run_batch, conn._conn, units)
 
 
 def integrity_error(exc: sqlite3.IntegrityError) -> InputError:

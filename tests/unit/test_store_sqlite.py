@@ -9,7 +9,8 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from pbx.errors import ConflictError, InputError
+from pbx.errors import ConflictError, InputError, NotFoundError
+from pbx.records import CallRecord
 from pbx.store import Destination, SchemaVersionError, SqliteStore, Trunk, open_store
 from pbx.store.sqlite import Migration, load_migrations, migrate, split_statements
 from pbx.store.sqlite_db import integrity_error
@@ -184,3 +185,74 @@ def test_integrity_errors_read_as_one_line() -> None:
     assert str(null) == "missing value: trunks.host"
     fk = integrity_error(sqlite3.IntegrityError("FOREIGN KEY constraint failed"))
     assert isinstance(fk, ConflictError)
+
+
+# --- group commit (Db.submit) ---------------------------------------------------
+
+
+def _record(call_id: str) -> CallRecord:
+    return CallRecord(
+        id=call_id,
+        inbound_call_id=f"in-{call_id}@192.0.2.10",
+        started_at="2024-05-01T10:00:00.000000Z",
+        caller="+14155550102",
+        tracking_number="+12125550123",
+        source="google",
+    )
+
+
+async def test_concurrent_call_writes_share_transactions(tmp_path: Path) -> None:
+    async with await open_store(tmp_path / "pbx.sqlite3") as store:
+        await asyncio.gather(*(store.calls.insert(_record(f"c{i}")) for i in range(50)))
+        assert store._db.batches < 50  # grouped: fewer transactions than writes
+        assert len(await store.calls.list()) == 50
+
+
+async def test_a_failing_unit_fails_only_its_waiter(tmp_path: Path) -> None:
+    async with await open_store(tmp_path / "pbx.sqlite3") as store:
+        await store.calls.insert(_record("dup"))
+        results = await asyncio.gather(
+            store.calls.insert(_record("a")),
+            store.calls.insert(_record("dup")),
+            store.calls.update(_record("missing")),
+            store.calls.insert(_record("b")),
+            return_exceptions=True,
+        )
+        assert results[0] is None
+        assert isinstance(results[1], ConflictError)
+        assert isinstance(results[2], NotFoundError)
+        assert results[3] is None
+        assert {r.id for r in await store.calls.list()} == {"dup", "a", "b"}
+
+
+async def test_a_failed_transaction_fails_every_waiter(tmp_path: Path) -> None:
+    path = tmp_path / "pbx.sqlite3"
+    async with await open_store(path) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("PRAGMA busy_timeout = 0")
+        await store._db.conn.execute("PRAGMA busy_timeout = 0")
+        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            results = await asyncio.gather(
+                store.calls.insert(_record("x")),
+                store.calls.insert(_record("y")),
+                return_exceptions=True,
+            )
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+        assert await store.calls.list() == []
+        await store.calls.insert(_record("z"))  # the writer recovers
+        assert [r.id for r in await store.calls.list()] == ["z"]
+
+
+async def test_close_waits_for_queued_writes(tmp_path: Path) -> None:
+    path = tmp_path / "pbx.sqlite3"
+    store = await open_store(path)
+    pending = asyncio.ensure_future(store.calls.insert(_record("late")))
+    await asyncio.sleep(0)  # queued, not yet committed
+    await store.close()
+    await pending
+    async with await open_store(path) as again:
+        assert await again.calls.get("late") is not None
