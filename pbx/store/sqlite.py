@@ -27,7 +27,7 @@ import aiosqlite
 
 from pbx.store.base import SchemaVersionError, Store
 from pbx.store.sqlite_activity import SqliteCalls, SqliteOutbox, SqliteVisits
-from pbx.store.sqlite_cache import ConfigCache, open_cache, version_objects_sql
+from pbx.store.sqlite_cache import ConfigCache, open_cache
 from pbx.store.sqlite_config import SqliteDestinations, SqliteSources, SqliteTrunks
 from pbx.store.sqlite_db import Db
 from pbx.store.sqlite_local import SqliteBlocks, SqliteExtensions
@@ -172,26 +172,6 @@ class SqliteStore:
         await self.close()
 
 
-async def _ensure_version_objects(conn: aiosqlite.Connection) -> None:
-    """Create the provisioning change counter of `pbx.store.sqlite_cache` if missing."""
-    statements = version_objects_sql()
-    async with conn.execute(
-        "SELECT count(*) FROM sqlite_master WHERE name = 'config_version' "
-        "OR (type = 'trigger' AND name LIKE '%\\_version' ESCAPE '\\')"
-    ) as cur:
-        row = await cur.fetchone()
-    if row is not None and row[0] == len(statements) - 1:  # the INSERT is no object
-        return
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    except BaseException:
-        await asyncio.shield(conn.execute("ROLLBACK"))
-        raise
-    await conn.execute("COMMIT")
-
-
 async def open_store(path: str | Path, *, cache: bool = True) -> SqliteStore:
     """Open (creating if needed) the database at `path` and bring its schema up to date.
 
@@ -206,7 +186,6 @@ async def open_store(path: str | Path, *, cache: bool = True) -> SqliteStore:
         for pragma in _PRAGMAS:
             await conn.execute(pragma)
         await migrate(conn, load_migrations())
-        await _ensure_version_objects(conn)
         config_cache = open_cache(db_path) if cache else None
     except BaseException:
         await conn.close()

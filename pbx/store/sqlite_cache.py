@@ -6,10 +6,9 @@ answers only change when provisioning does, which `config_version` counts:
 triggers on every provisioning table bump it in the writer's own
 transaction, whichever connection writes (daemon, CLI, sqlite3 shell).
 
-The table and triggers are created by `ensure_version_objects` when a store
-opens (idempotent, `IF NOT EXISTS`), not by a numbered migration: a new
-schema version would break tests that pin version 1 (tests/unit/
-test_doctor.py, not this module's). They are meant to become migration 0002.
+The table and its triggers are migration 0002_config_version.sql; a
+trigger on `numbers` fires only for the columns routing reads, so the
+round-robin cursor advancing per call does not count as a change.
 
 Freshness guarantee: every cached read first reads `config_version` on a
 second, plain `sqlite3` connection, synchronously (a few microseconds, no
@@ -41,33 +40,6 @@ T = TypeVar("T")
 
 MAX_ENTRIES = 10_000
 _VERSION = "SELECT version FROM config_version WHERE id = 1"
-_TABLES = ("trunks", "trunk_allow", "destinations", "sources", "number_destinations", "blocks")
-# numbers columns that matter to routing: every one but rr_cursor (advanced per call)
-_NUMBER_COLS = (
-    "id, number, source_id, strategy, ring_timeout, trunk_id, enabled, "
-    "present_tracking_number, hours, region, location, area_code"
-)
-
-
-def version_objects_sql() -> list[str]:
-    """The `config_version` table, its row and the triggers that bump it."""
-    statements = [
-        "CREATE TABLE IF NOT EXISTS config_version "
-        "(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
-        "INSERT OR IGNORE INTO config_version (id, version) VALUES (1, 0)",
-    ]
-    events = [(t, e, e) for t in _TABLES for e in ("INSERT", "UPDATE", "DELETE")]
-    events += [
-        ("numbers", "INSERT", "INSERT"),
-        ("numbers", "UPDATE", f"UPDATE OF {_NUMBER_COLS}"),
-        ("numbers", "DELETE", "DELETE"),
-    ]
-    for table, name, event in events:
-        statements.append(
-            f"CREATE TRIGGER IF NOT EXISTS {table}_{name.lower()}_version AFTER {event} "
-            f"ON {table} BEGIN UPDATE config_version SET version = version + 1 WHERE id = 1; END"
-        )
-    return statements
 
 
 class ConfigCache:
