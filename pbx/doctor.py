@@ -293,7 +293,7 @@ async def daemon_running(settings: Settings) -> bool:
             reader, writer = await asyncio.open_connection(host, settings.http.port)
             try:
                 writer.write(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-                head = await reader.read(4096)
+                head = await _read_reply(reader)
             finally:
                 writer.close()
     except (OSError, TimeoutError):
@@ -302,6 +302,18 @@ async def daemon_running(settings: Settings) -> bool:
     return head.startswith((b"HTTP/1.1 200", b"HTTP/1.1 503", b"HTTP/1.0 200")) and (
         b'"active_calls"' in head
     )
+
+
+async def _read_reply(reader: asyncio.StreamReader, limit: int = 8192) -> bytes:
+    """The whole HTTP/1.0 reply (up to `limit` bytes): headers and body may come
+    in separate segments, so one read() is not enough."""
+    reply = b""
+    while len(reply) < limit:
+        chunk = await reader.read(limit - len(reply))
+        if not chunk:
+            break
+        reply += chunk
+    return reply
 
 
 # ---------------------------------------------------------------- trunks
