@@ -49,16 +49,27 @@ def test_valid_message(name: str) -> None:
         _ = msg.request_uri
 
 
-@pytest.mark.parametrize("name", VALID)
+def _framed(name: str) -> bool:
+    """Messages without Content-Length are valid on UDP only (RFC 3261 §18.3)."""
+    data = _data(name)
+    return b"Content-Length" in data or b"\r\nl:" in data
+
+
+@pytest.mark.parametrize("name", [n for n in VALID if _framed(n)])
 def test_valid_message_through_the_stream_framer(name: str) -> None:
     data = _data(name)
-    if b"Content-Length" not in data and b"\r\nl:" not in data:
-        pytest.skip("no Content-Length: valid on UDP only (RFC 3261 §18.3)")
     whole = parse(data)
     framer = StreamFramer()
     got = [m for i in range(0, len(data), 13) for m in framer.feed(data[i : i + 13])]
     assert got == [whole]
     assert framer.take_rejected() == []
+
+
+@pytest.mark.parametrize("name", [n for n in VALID if not _framed(n)])
+def test_message_without_content_length_is_refused_by_the_stream_framer(name: str) -> None:
+    framer = StreamFramer()
+    with pytest.raises(SipParseError):
+        framer.feed(_data(name))
 
 
 @pytest.mark.parametrize("name", INVALID)
