@@ -25,6 +25,7 @@ from pbx.store.sqlite_db import (
     update_sql,
     values_of,
 )
+from pbx.store.sqlite_named import NamedRows, key_clause
 
 _TRUNK_COLS = columns_of(Trunk, exclude=("allow",))
 _DEST_COLS = columns_of(Destination)
@@ -38,12 +39,6 @@ def default_allow(host: str) -> tuple[str, ...]:
     except ValueError:
         return ()
     return (f"{addr}/{addr.max_prefixlen}",)
-
-
-def key_clause(name_or_id: str | int, name_col: str = "name") -> tuple[str, tuple[Any, ...]]:
-    if isinstance(name_or_id, int) and not isinstance(name_or_id, bool):
-        return "id = ?", (name_or_id,)
-    return f"{name_col} = ?", (name_or_id,)
 
 
 async def numbers_using(tx: Tx, where: str, params: tuple[Any, ...]) -> list[str]:
@@ -131,50 +126,21 @@ class SqliteTrunks:
             await tx.run("DELETE FROM trunks WHERE id = ?", (trunk.id,))
 
 
-class SqliteDestinations:
+class SqliteDestinations(NamedRows[Destination]):
     def __init__(self, db: Db) -> None:
-        self._db = db
-
-    async def _get(self, tx: Tx, name_or_id: str | int) -> Destination | None:
-        where, params = key_clause(name_or_id)
-        row = await tx.one(f"SELECT * FROM destinations WHERE {where}", params)
-        return None if row is None else build(Destination, row)
-
-    async def _need(self, tx: Tx, name: str) -> Destination:
-        found = await self._get(tx, name)
-        if found is None:
-            raise NotFoundError(f"no destination named '{name}'")
-        return found
+        super().__init__(db, "destinations", Destination, "destination")
 
     async def add(self, destination: Destination) -> Destination:
-        async with self._db.write() as tx:
-            if await self._get(tx, destination.name) is not None:
-                raise ConflictError(f"destination '{destination.name}' already exists")
-            await tx.insert(
-                insert_sql("destinations", _DEST_COLS), values_of(destination, _DEST_COLS)
-            )
-            return await self._need(tx, destination.name)
+        return await self._add(destination)
 
     async def get(self, name_or_id: str | int) -> Destination | None:
-        async with self._db.read() as tx:
-            return await self._get(tx, name_or_id)
+        return await self._read(name_or_id)
 
     async def list(self) -> list[Destination]:
-        async with self._db.read() as tx:
-            rows = await tx.all("SELECT * FROM destinations ORDER BY name")
-        return [build(Destination, r) for r in rows]
+        return await self._all()
 
     async def update(self, name: str, /, **changes: object) -> Destination:
-        check_changes("destination", Destination, changes)
-        async with self._db.write() as tx:
-            current = await self._need(tx, name)
-            new = replace(current, **changes)  # type: ignore[arg-type]
-            if new.name != name and await self._get(tx, new.name) is not None:
-                raise ConflictError(f"destination '{new.name}' already exists")
-            await tx.run(
-                update_sql("destinations", _DEST_COLS), values_of(new, ["id", *_DEST_COLS])
-            )
-            return await self._need(tx, new.name)
+        return await self._update(name, changes)
 
     async def remove(self, name: str, *, force: bool = False) -> None:
         async with self._db.write() as tx:
@@ -193,51 +159,23 @@ class SqliteDestinations:
             await tx.run("DELETE FROM destinations WHERE id = ?", (dest.id,))
 
 
-class SqliteSources:
+class SqliteSources(NamedRows[Source]):
     def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
-        self._db = db
+        super().__init__(db, "sources", Source, "source", order="position, name")
         self._cache = cache
 
-    async def _get(self, tx: Tx, name_or_id: str | int) -> Source | None:
-        where, params = key_clause(name_or_id)
-        row = await tx.one(f"SELECT * FROM sources WHERE {where}", params)
-        return None if row is None else build(Source, row)
-
-    async def _need(self, tx: Tx, name: str) -> Source:
-        found = await self._get(tx, name)
-        if found is None:
-            raise NotFoundError(f"no source named '{name}'")
-        return found
-
     async def add(self, source: Source) -> Source:
-        async with self._db.write() as tx:
-            if await self._get(tx, source.name) is not None:
-                raise ConflictError(f"source '{source.name}' already exists")
-            await tx.insert(insert_sql("sources", _SOURCE_COLS), values_of(source, _SOURCE_COLS))
-            return await self._need(tx, source.name)
+        return await self._add(source)
 
     async def get(self, name_or_id: str | int) -> Source | None:
         """A source by name or id (cached: read when each call ends)."""
         return await cached(self._cache, ("source", name_or_id), lambda: self._read(name_or_id))
 
-    async def _read(self, name_or_id: str | int) -> Source | None:
-        async with self._db.read() as tx:
-            return await self._get(tx, name_or_id)
-
     async def list(self) -> list[Source]:
-        async with self._db.read() as tx:
-            rows = await tx.all("SELECT * FROM sources ORDER BY position, name")
-        return [build(Source, r) for r in rows]
+        return await self._all()
 
     async def update(self, name: str, /, **changes: object) -> Source:
-        check_changes("source", Source, changes)
-        async with self._db.write() as tx:
-            current = await self._need(tx, name)
-            new = replace(current, **changes)  # type: ignore[arg-type]
-            if new.name != name and await self._get(tx, new.name) is not None:
-                raise ConflictError(f"source '{new.name}' already exists")
-            await tx.run(update_sql("sources", _SOURCE_COLS), values_of(new, ["id", *_SOURCE_COLS]))
-            return await self._need(tx, new.name)
+        return await self._update(name, changes)
 
     async def remove(self, name: str) -> None:
         async with self._db.write() as tx:

@@ -13,17 +13,13 @@ from dataclasses import replace
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import Binding, Block, Extension
 from pbx.store.sqlite_cache import ConfigCache, cached
-from pbx.store.sqlite_config import key_clause
 from pbx.store.sqlite_db import (
     Db,
     Tx,
     build,
-    check_changes,
     columns_of,
-    insert_sql,
-    update_sql,
-    values_of,
 )
+from pbx.store.sqlite_named import NamedRows
 
 _EXT_COLS = columns_of(Extension)
 
@@ -97,50 +93,23 @@ class SqliteBlocks:
         return [build(Block, r) for r in rows]
 
 
-class SqliteExtensions:
+class SqliteExtensions(NamedRows[Extension]):
     def __init__(self, db: Db) -> None:
-        self._db = db
-
-    async def _get(self, tx: Tx, name_or_id: str | int) -> Extension | None:
-        where, params = key_clause(name_or_id)
-        row = await tx.one(f"SELECT * FROM extensions WHERE {where}", params)
-        return None if row is None else build(Extension, row)
-
-    async def _need(self, tx: Tx, name: str) -> Extension:
-        found = await self._get(tx, name)
-        if found is None:
-            raise NotFoundError(f"no extension named '{name}'")
-        return found
+        super().__init__(db, "extensions", Extension, "extension")
 
     async def add(self, extension: Extension) -> Extension:
-        async with self._db.write() as tx:
-            if await self._get(tx, extension.name) is not None:
-                raise ConflictError(f"extension '{extension.name}' already exists")
-            await tx.insert(insert_sql("extensions", _EXT_COLS), values_of(extension, _EXT_COLS))
-            return await self._need(tx, extension.name)
+        return await self._add(extension)
 
     async def get(self, name_or_id: str | int) -> Extension | None:
-        async with self._db.read() as tx:
-            return await self._get(tx, name_or_id)
+        return await self._read(name_or_id)
 
     async def list(self) -> list[Extension]:
-        async with self._db.read() as tx:
-            rows = await tx.all("SELECT * FROM extensions ORDER BY name")
-        return [build(Extension, r) for r in rows]
+        return await self._all()
 
     async def update(self, name: str, /, **changes: object) -> Extension:
-        check_changes("extension", Extension, changes)
-        async with self._db.write() as tx:
-            current = await self._need(tx, name)
-            new = replace(current, **changes)  # type: ignore[arg-type]
-            if new.name != name:
-                await self._rename_checks(tx, name, new.name)
-            await tx.run(update_sql("extensions", _EXT_COLS), values_of(new, ["id", *_EXT_COLS]))
-            return await self._need(tx, new.name)
+        return await self._update(name, changes)
 
-    async def _rename_checks(self, tx: Tx, old: str, new: str) -> None:
-        if await self._get(tx, new) is not None:
-            raise ConflictError(f"extension '{new}' already exists")
+    async def _renaming(self, tx: Tx, old: str) -> None:
         await self._not_a_destination(tx, old, "rename")
 
     async def _not_a_destination(self, tx: Tx, name: str, verb: str) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.store.base import Destination, RouteInfo, Source, TrackingNumber, Trunk
 from pbx.store.sqlite_cache import ConfigCache, cached
-from pbx.store.sqlite_config import key_clause
 from pbx.store.sqlite_db import Db, Tx, build, check_changes, columns_of, insert_sql, update_sql
+from pbx.store.sqlite_named import key_clause
 
 _REFS = ("source", "destinations", "trunk", "after_hours")
 _NUM_COLS = [*columns_of(TrackingNumber, exclude=_REFS), "source_id", "trunk_id"]
