@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pbx.records import CallRecord
-from pbx.store import Store, open_store
+from pbx.store import Destination, Source, Store, TrackingNumber, Trunk, open_store
 
 from .conftest import free_port, free_udp_range
 
@@ -173,3 +173,24 @@ async def provision(db: Path, fn: Callable[[Store], Awaitable[None]]) -> None:
     """Write provisioning rows straight into the daemon's database file."""
     async with await open_store(db) as store:
         await fn(store)
+
+
+async def start_with_pool(
+    daemon: DaemonProcess, callee_port: int, pool: tuple[str, ...], office: str
+) -> None:
+    """An onsite "Google Ads" source (landing `gclid=`, tag PPC) whose pool numbers
+    forward through trunk `carrier` (the callee at `callee_port`) to `office`; start."""
+
+    async def rows(store: Store) -> None:
+        await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", port=callee_port,
+                                     allow=("127.0.0.0/8",)))  # fmt: skip
+        await store.destinations.add(Destination(name="office", target=office, kind="number"))
+        await store.sources.add(Source(name="Google Ads", onsite=True, landing="gclid=",
+                                       position=1, tag="PPC"))  # fmt: skip
+        for number in pool:
+            row = TrackingNumber(number=number, source="Google Ads", destinations=("office",),
+                                 trunk="carrier")  # fmt: skip
+            await store.numbers.add(row)
+
+    await provision(daemon.db, rows)
+    await daemon.start()

@@ -17,10 +17,10 @@ from aiohttp import web
 
 from pbx.integrations import sign
 from pbx.records import Disposition
-from pbx.store import Destination, Source, Store, TrackingNumber, Trunk, open_store
+from pbx.store import open_store
 
 from .conftest import SippFactory, free_port, free_udp_range
-from .daemon import DaemonProcess, provision
+from .daemon import DaemonProcess, start_with_pool
 
 pytestmark = pytest.mark.e2e
 
@@ -98,19 +98,7 @@ async def daemon(tmp_path: Path, receiver: Receiver) -> AsyncIterator[DaemonProc
 
 
 async def _setup(daemon: DaemonProcess, callee_port: int) -> None:
-    async def rows(store: Store) -> None:
-        await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", port=callee_port,
-                                     allow=("127.0.0.0/8",)))  # fmt: skip
-        await store.destinations.add(Destination(name="office", target=OFFICE, kind="number"))
-        await store.sources.add(Source(name="Google Ads", onsite=True, landing="gclid=",
-                                       position=1, tag="PPC"))  # fmt: skip
-        for number in POOL:
-            row = TrackingNumber(number=number, source="Google Ads", destinations=("office",),
-                                 trunk="carrier")  # fmt: skip
-            await store.numbers.add(row)
-
-    await provision(daemon.db, rows)
-    await daemon.start()
+    await start_with_pool(daemon, callee_port, POOL, OFFICE)
 
 
 async def _visit(daemon: DaemonProcess) -> dict[str, Any]:

@@ -19,10 +19,9 @@ import pytest
 from aiohttp import web
 
 from pbx.records import Disposition
-from pbx.store import Destination, Source, Store, TrackingNumber, Trunk
 
 from .conftest import SippFactory, free_port, free_udp_range
-from .daemon import DaemonProcess, provision
+from .daemon import DaemonProcess, start_with_pool
 
 pytestmark = pytest.mark.e2e
 
@@ -103,19 +102,7 @@ async def _dump_dom(browser: str, url: str, profile: Path) -> str:
 
 
 async def _setup(daemon: DaemonProcess, callee_port: int) -> None:
-    async def rows(store: Store) -> None:
-        await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", port=callee_port,
-                                     allow=("127.0.0.0/8",)))  # fmt: skip
-        await store.destinations.add(Destination(name="office", target=OFFICE, kind="number"))
-        await store.sources.add(Source(name="Google Ads", onsite=True, landing="gclid=",
-                                       position=1, tag="PPC"))  # fmt: skip
-        for number in POOL:
-            row = TrackingNumber(number=number, source="Google Ads", destinations=("office",),
-                                 trunk="carrier")  # fmt: skip
-            await store.numbers.add(row)
-
-    await provision(daemon.db, rows)
-    await daemon.start()
+    await start_with_pool(daemon, callee_port, POOL, OFFICE)
 
 
 async def test_browser_shows_pool_number_and_call_is_attributed(
