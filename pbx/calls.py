@@ -33,7 +33,6 @@ decisions are recorded in those modules):
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -62,7 +61,7 @@ from pbx.calls_model import (
     WriteRecord,
 )
 from pbx.legs import LegBuilder
-from pbx.records import CallRecord, Disposition
+from pbx.records import CallRecord, Disposition, iso_utc
 from pbx.rtp.sdp import SdpError, parse_sdp
 from pbx.sip.dialog import Dialog, DialogError
 from pbx.sip.responses import make_response
@@ -104,12 +103,6 @@ Input = (
     | MediaTimedOut
     | Shutdown
 )
-
-
-def iso_utc(epoch: float) -> str:
-    """Wall-clock epoch seconds as the records' UTC ISO 8601 form."""
-    stamp = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass

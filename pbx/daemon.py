@@ -35,7 +35,6 @@ import structlog
 import uvloop
 from aiohttp import web
 
-from pbx.calls import iso_utc
 from pbx.calls_model import LocalAddress
 from pbx.config import Settings
 from pbx.http import metrics as metrics_http
@@ -45,6 +44,7 @@ from pbx.logs import setup_logging
 from pbx.metrics import Metrics
 from pbx.outbox import OutboxDispatcher
 from pbx.overload import Overload, flood_guard, trunk_exemption
+from pbx.records import iso_utc
 from pbx.registrations import RegistrarService, registrar_config
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay

@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from pbx.calls import iso_utc
 from pbx.errors import InputError, NotFoundError
+from pbx.records import iso_utc
 from pbx.sip.auth import ha1
 from pbx.store import Binding, Extension, Store
 

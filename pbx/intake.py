@@ -28,13 +28,13 @@ import datetime as dt
 import ipaddress
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pbx.attribution import attribute
 from pbx.calls_model import CallSetup, LocalAddress, Target
 from pbx.errors import InputError
 from pbx.numbers import normalise, region_of
-from pbx.records import CallRecord, Disposition
+from pbx.records import CallRecord, Disposition, iso_utc
 from pbx.registrations import extension_targets, join_steps
 from pbx.rules.admission import TrunkAcl, dialed_number, trunk_for_source
 from pbx.rules.blocking import ANONYMOUS, blocked, is_anonymous
@@ -81,7 +81,7 @@ async def admit(
     if route is None:
         return Refusal(404, "unknown number")
     record = _ringing_record(invite, route, trunk, ctx.default_region, wall)
-    record = attribute(record, await ctx.store.visits.active(record.tracking_number, _iso(wall)))
+    record = attribute(record, await ctx.store.visits.active(record.tracking_number, iso_utc(wall)))
     hit = await _block_hit(ctx.store, invite, record)
     if hit is not None:
         reason = f"blocked by {hit.pattern}"
@@ -150,8 +150,6 @@ def _caller(invite: Request, region: str) -> tuple[str, str | None, str | None]:
 def _ringing_record(
     invite: Request, route: RouteInfo, trunk: Trunk, region: str, wall: float
 ) -> CallRecord:
-    from pbx.calls import iso_utc  # one formatting rule for every record time
-
     caller, name, caller_region = _caller(invite, region)
     return CallRecord(
         id=uuid.uuid4().hex,
@@ -166,12 +164,6 @@ def _ringing_record(
         trunk=trunk.name,
         disposition=Disposition.RINGING,
     )
-
-
-def _iso(wall: float) -> str:
-    from pbx.calls import iso_utc
-
-    return iso_utc(wall)
 
 
 async def _block_hit(store: Store, invite: Request, record: CallRecord) -> Block | None:
@@ -196,10 +188,6 @@ def _rejected(
     wall: float,
     disposition: Disposition = Disposition.REJECTED,
 ) -> Refusal:
-    from dataclasses import replace
-
-    from pbx.calls import iso_utc
-
     final = replace(
         record,
         disposition=disposition,

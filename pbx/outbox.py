@@ -35,9 +35,9 @@ from collections.abc import Callable
 import aiohttp
 import structlog
 
-from pbx.calls import iso_utc
 from pbx.config import OutboxSettings
 from pbx.integrations import backoff, sign
+from pbx.records import iso_utc
 from pbx.store import OutboxItem, Store
 
 log = structlog.get_logger("pbx.outbox")

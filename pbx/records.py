@@ -24,6 +24,7 @@ Decisions (where the spec is silent):
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import enum
 import io
 import re
@@ -32,6 +33,12 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 HangupBy = Literal["caller", "callee", "system"]
+
+
+def iso_utc(epoch: float) -> str:
+    """Wall-clock epoch seconds as the records' UTC ISO 8601 form (`...ffffffZ`)."""
+    stamp = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Disposition(enum.StrEnum):

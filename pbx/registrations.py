@@ -42,10 +42,10 @@ from typing import TypeVar
 
 import structlog
 
-from pbx.calls import iso_utc
 from pbx.calls_model import Target
 from pbx.config import RegistrarSettings
 from pbx.errors import NotFoundError
+from pbx.records import iso_utc
 from pbx.rules.admission import TrunkAcl, trunk_for_source
 from pbx.sip.agent import SipAgent, TransactionUser
 from pbx.sip.headers import parse_name_addr

@@ -25,7 +25,7 @@ from uuid import uuid4
 
 import structlog
 
-from pbx.calls import Call, Input, iso_utc
+from pbx.calls import Call, Input
 from pbx.calls_model import (
     Action,
     ArmMedia,
@@ -52,7 +52,7 @@ from pbx.integrations import Integrations, outbox_for, progress_items
 from pbx.legs import LegBuilder
 from pbx.metrics import Metrics
 from pbx.overload import Overload
-from pbx.records import CallRecord
+from pbx.records import CallRecord, Disposition, iso_utc
 from pbx.rtp.relay import MediaError, MediaRelay, MediaSession, MediaStats
 from pbx.sip.agent import SipAgent
 from pbx.sip.ids import IdSource
@@ -459,8 +459,6 @@ class CallRunner:
                 response = make_response(self.first.request, 500, to_tag=self.ctx.ids.tag())
                 self._respond(self.first.key, response)
             if call is not None and not call.record.is_final:
-                from pbx.records import Disposition
-
                 self._close_media()
                 await self._finish(replace(call.record, disposition=Disposition.FAILED))
 

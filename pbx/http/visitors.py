@@ -50,10 +50,10 @@ import structlog
 from aiohttp import web
 
 from pbx.attribution import VisitInput, decide, new_visit, pick_number
-from pbx.calls import iso_utc
 from pbx.config import Settings
 from pbx.errors import InputError
 from pbx.numbers import normalise
+from pbx.records import iso_utc
 from pbx.rules.geo import AreaCodeCentroids, GeoPoint, parse_area_codes
 from pbx.rules.pools import Pick
 from pbx.rules.sources import MAX_URL_CHARS

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pbx.calls import iso_utc
+from pbx.records import iso_utc
 from pbx.sip.auth import ha1
 from pbx.store import Binding, Store
 from tests.unit.cli_helpers import dump, ok, pbx, run_on_store
