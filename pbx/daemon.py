@@ -131,7 +131,6 @@ async def start(settings: Settings) -> Daemon:
         local=local,
         default_region=settings.phone.default_region,
         ring_timeout=settings.timers.ring_timeout,
-        max_concurrent=settings.calls.max_concurrent,
         block_status=settings.calls.block_status,
         integrations=integrations_from(settings),
         overload=Overload(settings.calls),

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import asyncio_dgram  # DESIGN.md: the OPTIONS ping is an asyncio-dgram client
+
 from pbx.config import Settings, load_settings
 from pbx.errors import InputError
 from pbx.sip.ids import IdSource, RandomIds
@@ -366,8 +368,6 @@ async def _resolve(trunk: Trunk, wait_s: float) -> str:
 
 async def ping_udp(trunk: Trunk, address: str, wait_s: float, ids: IdSource) -> int | None:
     """Send one OPTIONS over UDP; the final status, or None when nothing answered in time."""
-    import asyncio_dgram  # test extra today; DESIGN.md names it for this ping
-
     stream = await asyncio_dgram.connect((address, trunk.port))
     try:
         request = options_request(trunk, stream.sockname[:2], ids)
@@ -432,8 +432,6 @@ async def check_trunk(trunk: Trunk, wait_s: float, ids: IdSource) -> Finding:
         status = await ping(trunk, address, wait_s, ids)
     except (OSError, TimeoutError) as exc:
         return Finding("FAIL", f"{name} cannot be reached: {_why(exc)}")
-    except ImportError:
-        return Finding("warn", f"{name}: OPTIONS not sent (asyncio-dgram is not installed)")
     elapsed = int((time.monotonic() - started) * 1000)
     return _trunk_finding(name, status, wait_s, elapsed)
 

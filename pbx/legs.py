@@ -18,7 +18,6 @@ from pbx.sip.dialog import Dialog, build_cancel
 from pbx.sip.headers import quote_string
 from pbx.sip.ids import IdSource
 from pbx.sip.message import Headers, Request, Response
-from pbx.sip.peer import Peer
 from pbx.sip.responses import make_response
 from pbx.sip.status import SipParseError
 from pbx.sip.transaction import TransactionKey
@@ -208,24 +207,3 @@ class LegBuilder:
         return dialog.new_request(
             request.method, self.ids, body=body, content_type=ctype, extra_headers=extra
         )
-
-
-def peer_for(uri: SipUri, default_transport: str = "udp") -> Peer | None:
-    """A literal-IP SIP URI as a Peer (no DNS in pure code); None for host names."""
-    transport = (uri.params.get("transport") or default_transport).lower()
-    if transport not in ("udp", "tcp"):
-        return None
-    host = uri.host.strip("[]")
-    if not host or not _is_ip(host):
-        return None
-    return Peer("tcp" if transport == "tcp" else "udp", host, uri.port or 5060)
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -46,7 +46,6 @@ from pbx.calls_model import (
     Shutdown,
     WriteRecord,
 )
-from pbx.config import CallSettings
 from pbx.intake import IntakeContext, Refusal, admit
 from pbx.integrations import Integrations, outbox_for, progress_items
 from pbx.legs import LegBuilder
@@ -89,16 +88,11 @@ class CallContext:
     local: dict[str, LocalAddress]
     default_region: str = "US"
     ring_timeout: float = 30.0
-    max_concurrent: int = 0
     block_status: int = 603
     wall_clock: Callable[[], float] = time.time
     integrations: Integrations = field(default_factory=Integrations)
     overload: Overload = field(default_factory=Overload)  # admission limits (issue 7)
     metrics: Metrics = field(default_factory=Metrics)
-
-    def __post_init__(self) -> None:
-        if self.max_concurrent and not self.overload.limits.max_global:
-            self.overload = Overload(CallSettings(max_concurrent=self.max_concurrent))
 
 
 @dataclass
