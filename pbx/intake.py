@@ -10,8 +10,9 @@ Decisions:
   number names none, the trunk the call came in on. The Request-URI user is
   the E.164 number with its `+`, unless the trunk strips it; the trunk's
   prefix goes in front.
-- `sip:` destinations go direct to their host; a host name is resolved with
-  the event loop's resolver (one lookup per call).
+- `sip:` destinations go direct to their host; a host name (of a `sip:`
+  destination or of a trunk) is resolved with the event loop's resolver,
+  one lookup per call.
 - `ext:NAME` destinations ring every registered contact of the extension at
   once (one plan step holds them all, `pbx.registrations`); an extension
   with no binding is skipped like an unreachable destination (480 when
@@ -94,7 +95,7 @@ async def admit(
     cursor = 0
     if route.number.strategy == "round-robin":
         cursor = await ctx.store.numbers.advance_cursor(route.number.number)
-    groups = [await _targets(ctx.store, d, route, trunk, trunks, wall) for d in chosen]
+    groups = [await _targets(ctx.store, d, route, trunk, wall) for d in chosen]
     steps = join_steps(plan(route.number.strategy, [g for g in groups if g], cursor).steps)
     return CallSetup(
         record=record,
@@ -205,45 +206,31 @@ def _open_destinations(route: RouteInfo, wall: float) -> list[Destination] | Rej
     return choose_destinations(schedule, route.destinations, route.after_hours, now_utc)
 
 
-async def _target(
-    dest: Destination, route: RouteInfo, inbound: Trunk, trunks: Sequence[Trunk]
-) -> Target | None:
-    if dest.kind == "number":
-        trunk = route.trunk or inbound
-        return _trunk_target(dest, trunk)
-    if dest.kind == "sip":
-        return await _sip_target(dest)
-    return None  # ext: is expanded by _targets
-
-
 async def _targets(
-    store: Store,
-    dest: Destination,
-    route: RouteInfo,
-    inbound: Trunk,
-    trunks: Sequence[Trunk],
-    wall: float,
+    store: Store, dest: Destination, route: RouteInfo, inbound: Trunk, wall: float
 ) -> tuple[Target, ...]:
     """A destination's targets: one, or every registered contact of an extension."""
     if dest.kind == "extension":
         return await extension_targets(store, dest, wall)
-    target = await _target(dest, route, inbound, trunks)
+    if dest.kind == "number":
+        target = await _trunk_target(dest, route.trunk or inbound)
+    else:
+        target = await _sip_target(dest)
     return () if target is None else (target,)
 
 
-def _trunk_target(dest: Destination, trunk: Trunk) -> Target | None:
+async def _trunk_target(dest: Destination, trunk: Trunk) -> Target | None:
     digits = dest.target[1:] if trunk.strip_plus else dest.target
     user = f"{trunk.prefix}{digits}"
     host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
     params = ";transport=tcp" if trunk.transport == "tcp" else ""
     uri = f"sip:{user}@{host}:{trunk.port}{params}"
-    address = _literal(trunk.host)
-    if address is None:
+    peer = await _peer(trunk.host, trunk.port, trunk.transport)
+    if peer is None:
         return None
     creds = None
     if trunk.username and trunk.password:
         creds = Credentials(trunk.username, trunk.password)
-    peer = Peer("tcp" if trunk.transport == "tcp" else "udp", address, trunk.port)
     return Target(dest.name, uri, peer, creds, trunk.name)
 
 
@@ -253,17 +240,24 @@ async def _sip_target(dest: Destination) -> Target | None:
     except SipParseError:
         return None
     transport = (uri.params.get("transport") or "udp").lower()
-    host = uri.host.strip("[]")
-    address = _literal(host) or await _resolve(host)
-    if address is None or transport not in ("udp", "tcp"):
+    peer = await _peer(uri.host, uri.port or 5060, transport)
+    return None if peer is None else Target(dest.name, dest.target, peer)
+
+
+async def _peer(host: str, port: int, transport: str) -> Peer | None:
+    """Where to send: an IP literal as is, a host name resolved (one lookup per call)."""
+    if transport not in ("udp", "tcp"):
         return None
-    peer = Peer("tcp" if transport == "tcp" else "udp", address, uri.port or 5060)
-    return Target(dest.name, dest.target, peer)
+    bare = host.strip("[]")
+    address = _literal(bare) or await _resolve(bare)
+    if address is None:
+        return None
+    return Peer("tcp" if transport == "tcp" else "udp", address, port)
 
 
 def _literal(host: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(host.strip("[]")))
+        return str(ipaddress.ip_address(host))
     except ValueError:
         return None
 

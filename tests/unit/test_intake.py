@@ -222,3 +222,14 @@ async def test_sip_destination_goes_direct(store: SqliteStore) -> None:
     assert desk.uri == "sip:agent@198.51.100.30:5070"
     assert desk.dest == Peer("udp", "198.51.100.30", 5070)
     assert desk.trunk is None
+
+
+async def test_trunk_host_name_is_resolved_like_a_sip_host(store: SqliteStore) -> None:
+    await store.trunks.add(Trunk(name="named", host="localhost", allow=("127.0.0.1/32",)))
+    await store.numbers.update(TRACKING, trunk="named")
+    result = await run(store)
+    assert isinstance(result, CallSetup)
+    first = result.steps[0][0]
+    assert first.uri == "sip:+14155550150@localhost:5060"
+    assert first.dest.host in ("127.0.0.1", "::1")
+    assert first.dest.port == 5060
