@@ -27,8 +27,12 @@ import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from .daemon import DaemonProcess
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SIPP_GRACE = 5.0  # seconds past sipp's own -timeout before we kill it
@@ -240,6 +244,21 @@ class SippFactory:
             run.kill()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(run.process.wait(), 5)
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
+    """A `pbx serve` process on its own SQLite file; stopped (by PID) at teardown.
+
+    Tests provision the file, then `await daemon.start()`.
+    """
+    from .daemon import DaemonProcess  # daemon.py imports this module's port helpers
+
+    proc = DaemonProcess(tmp_path, tmp_path / "pbx.sqlite3")
+    try:
+        yield proc
+    finally:
+        await proc.stop()
 
 
 @pytest.fixture

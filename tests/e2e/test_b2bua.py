@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncio_dgram
 import pytest
@@ -32,15 +30,6 @@ DID = "+12125550100"
 CALLER = "+13125550199"
 OFFICE = "+14155550101"
 MOBILE = "+14155550102"
-
-
-@pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
-    proc = DaemonProcess(tmp_path, tmp_path / "pbx.sqlite3")
-    try:
-        yield proc
-    finally:
-        await proc.stop()
 
 
 async def _setup(

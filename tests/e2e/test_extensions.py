@@ -32,15 +32,6 @@ PHONE_IP = "127.0.0.2"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
-    proc = DaemonProcess(tmp_path, tmp_path / "pbx.sqlite3")
-    try:
-        yield proc
-    finally:
-        await proc.stop()
-
-
 class Phone:
     """The pyVoIP phone process: its event lines, waited on with bounds; killed by PID."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -32,15 +31,6 @@ FLOODER = "127.0.0.2"
 FLOOD_COUNT = 5000
 FLOOD_BATCH = 250  # datagrams per burst, then a 0.1 s pause: ~2 s for the whole flood
 RSS_BOUND = 50 * 1024 * 1024  # bytes the daemon may grow by during and after the flood
-
-
-@pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
-    proc = DaemonProcess(tmp_path, tmp_path / "pbx.sqlite3")
-    try:
-        yield proc
-    finally:
-        await proc.stop()
 
 
 def rss_bytes(pid: int) -> int:

@@ -53,15 +53,6 @@ def _need_chromium() -> str:
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[DaemonProcess]:
-    proc = DaemonProcess(tmp_path, tmp_path / "pbx.sqlite3")
-    try:
-        yield proc
-    finally:
-        await proc.stop()
-
-
-@pytest.fixture
 async def site() -> AsyncIterator[tuple[int, dict[str, str]]]:
     """The business's page on its own origin (another port): filled in by the test."""
     content: dict[str, str] = {}
