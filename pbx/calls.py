@@ -33,7 +33,6 @@ decisions are recorded in those modules):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -193,17 +192,6 @@ class Call:
                 return call_routing.on_stray(self, event.response)
             case TransactionTimedOut():
                 return self._timed_out(event, now)
-
-    def media_counters(self, counters: Sequence[int]) -> None:
-        """Merge the relay's final counters (pkts in->out, out->in, bytes in->out, out->in)."""
-        p_io, p_oi, b_io, b_oi = counters
-        self.record = replace(
-            self.record,
-            packets_in_out=p_io,
-            packets_out_in=p_oi,
-            bytes_in_out=b_io,
-            bytes_out_in=b_oi,
-        )
 
     def wall(self, now: float) -> str:
         """The record's UTC stamp for monotonic `now` (the shell gave the wall start)."""

@@ -426,9 +426,6 @@ class CallRunner:
                 bytes_in_out=i.bytes,
                 bytes_out_in=o.bytes,
             )
-        if self.written is None:
-            await self.ctx.store.calls.insert(record)
-            self.written = record
         source = await self.ctx.store.sources.get(record.source) if record.source else None
         wall = iso_utc(self.ctx.wall_clock())
         outbox = outbox_for(record, source, self.ctx.integrations, uuid4().hex, wall)

@@ -371,14 +371,6 @@ def test_finished_only_when_no_transaction_is_pending() -> None:
     assert h.call.finished
 
 
-def test_media_counters_merge_into_the_record() -> None:
-    h = answered()
-    h.call.media_counters([10, 20, 1600, 3200])
-    record = h.call.record
-    assert (record.packets_in_out, record.packets_out_in) == (10, 20)
-    assert (record.bytes_in_out, record.bytes_out_in) == (1600, 3200)
-
-
 def test_record_times_follow_the_virtual_clock() -> None:
     h = answered(talk_start=12.5)
     h.caller_request("BYE", after=100.25)
