@@ -1,7 +1,7 @@
 """`pbx`: the admin command line's root group (I/O shell: parses, calls pbx.*).
 
 Thin on purpose: the command groups live in `pbx.commands` (one module per
-concept), every rule in `pbx.admin` and `pbx.store`. This file holds the
+concept), every rule in `pbx.admin.provisioning` and `pbx.store`. This file holds the
 root group with the global `--db`/`--region` options, the one-line error
 behaviour, and the console-script entry point `main` (`pbx = "cli:main"`).
 
@@ -15,7 +15,6 @@ Decisions:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import click
@@ -57,11 +56,10 @@ class PbxGroup(click.Group):
 @click.group(cls=PbxGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
     envvar="PBX_DB",
-    default=DEFAULT_DB,
+    default=str(DEFAULT_DB),
     show_default=True,
-    help="SQLite database file (env PBX_DB).",
+    help="The store: a SQLite file, sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env PBX_DB).",
 )
 @click.option(
     "--region",
@@ -71,7 +69,7 @@ class PbxGroup(click.Group):
     help="Country for numbers written without +code (env PBX_PHONE_DEFAULT_REGION).",
 )
 @click.pass_context
-def cli(ctx: click.Context, db: Path, region: str) -> None:
+def cli(ctx: click.Context, db: str, region: str) -> None:
     """pbx: SIP call tracking and forwarding. Manage trunks, destinations,
     sources and tracking numbers; read call records."""
     try:

@@ -52,7 +52,8 @@ from typing import Any, get_type_hints
 
 import phonenumbers
 
-from pbx.errors import ConfigError
+from pbx.errors import ConfigError, InputError
+from pbx.store.url import parse_store_url
 
 TRANSPORTS = ("udp", "tcp")
 LOG_FORMATS = ("auto", "console", "json")
@@ -92,7 +93,18 @@ class HttpSettings:
 
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
-    path: Path = DEFAULT_DB
+    path: Path = DEFAULT_DB  # the SQLite file when `url` is empty
+    url: str = ""  # a path, sqlite:///PATH or postgresql://...; wins over `path`
+
+    @property
+    def location(self) -> str | Path:
+        """What `pbx.store.open_store` takes."""
+        return self.url or self.path
+
+    @property
+    def display(self) -> str:
+        """The location for messages (a URL's password hidden)."""
+        return parse_store_url(self.location).display
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +455,11 @@ def _check_misc(s: Settings) -> None:
     _check_positive("calls.retry_after", s.calls.retry_after, allow_zero=True)
     if not 400 <= s.calls.block_status <= 699:
         raise _bad("calls.block_status", "a final SIP status 400-699", s.calls.block_status)
+    if s.store.url:
+        try:
+            parse_store_url(s.store.url)
+        except InputError as exc:
+            raise ConfigError(f"config: store.url: {exc}") from None
 
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")

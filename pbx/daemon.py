@@ -10,8 +10,8 @@ error) and their records finalised, then everything closes.
 Decisions:
 - Overload (issue 7): the SIP agent gets a flood guard from `[flood]`
   (trunk addresses exempt, re-read from the store every `EXEMPT_REFRESH`
-  seconds so CLI changes apply), the call path gets `pbx.overload` limits
-  from `[calls]`, and `GET /metrics` serves `pbx.metrics` unless
+  seconds so CLI changes apply), the call path gets `pbx.service.overload` limits
+  from `[calls]`, and `GET /metrics` serves `pbx.service.metrics` unless
   `metrics.enabled = false`. Details in those modules.
 - Logs go to stdout (journald collects them; the CLI logs to stderr).
 - The daemon runs on uvloop (a declared dependency): 4-5x the relay rate of
@@ -35,26 +35,27 @@ import structlog
 import uvloop
 from aiohttp import web
 
-from pbx.calls_model import LocalAddress
+from pbx.attribution.integrations import integrations_from
+from pbx.call.model import LocalAddress
 from pbx.config import Settings
 from pbx.http import metrics as metrics_http
 from pbx.http import visitors
-from pbx.integrations import integrations_from
 from pbx.logs import setup_logging
-from pbx.metrics import Metrics
-from pbx.outbox import OutboxDispatcher
-from pbx.overload import Overload, flood_guard, trunk_exemption
 from pbx.records import iso_utc
-from pbx.registrations import RegistrarService, registrar_config
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
-from pbx.runner import CallContext, CallManager
+from pbx.service.metrics import Metrics
+from pbx.service.outbox import OutboxDispatcher
+from pbx.service.overload import Overload, flood_guard, trunk_exemption
+from pbx.service.registrar import RegistrarService, registrar_config
+from pbx.service.runner import CallContext, CallManager
 from pbx.sip.agent import SipAgent
 from pbx.sip.auth import Credentials
 from pbx.sip.peer import Peer, Transport
 from pbx.sip.register import RegistrationClient, RegistrationConfig
 from pbx.sip.transaction import TimerConfig
-from pbx.store import Store, Trunk, open_store
+from pbx.store import Store, Trunk
+from pbx.store.connect import open_store
 
 log = structlog.get_logger("pbx.daemon")
 

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pbx.calls import Call, Input, iso_utc
-from pbx.calls_model import (
+from pbx.call.controller import Call, Input, iso_utc
+from pbx.call.legs import LegBuilder
+from pbx.call.model import (
     Action,
     CallSetup,
     InboundLeg,
@@ -23,13 +24,13 @@ from pbx.calls_model import (
     SendStateless,
     Target,
 )
-from pbx.legs import LegBuilder
 from pbx.records import CallRecord
 from pbx.sip.auth import Credentials
 from pbx.sip.dialog import build_cancel
 from pbx.sip.ids import CountingIds
-from pbx.sip.message import Request, Response, make_response, parse
+from pbx.sip.message import Request, Response, parse
 from pbx.sip.peer import Peer
+from pbx.sip.responses import make_response
 from pbx.sip.transaction import (
     CancelReceived,
     RequestReceived,

@@ -1,4 +1,4 @@
-"""`pbx block ...`: blocked callers (I/O shell over pbx.admin).
+"""`pbx block ...`: blocked callers (I/O shell over pbx.admin.provisioning).
 
 Decision: the pattern is a full number (stored E.164), `+` and digits for a
 prefix, or `anonymous` (see `pbx.rules.blocking`); `--number` scopes it to
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from pbx import admin
+from pbx.admin import provisioning as admin
 from pbx.commands import verbs
 from pbx.commands.common import region_of, run_store
 from pbx.store.base import Block

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from pbx import admin, records
+from pbx import records
+from pbx.admin import provisioning as admin
 from pbx.commands import verbs
 from pbx.commands.common import (
     AdminError,

@@ -16,7 +16,6 @@ import asyncio
 import csv
 import io
 import json
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
@@ -28,8 +27,8 @@ import click
 from pbx import records
 from pbx.errors import InputError
 from pbx.numbers import normalise
-from pbx.store.base import SchemaVersionError, Store
-from pbx.store.sqlite import open_store
+from pbx.store import SchemaVersionError, Store, parse_store_url
+from pbx.store.connect import open_store, store_errors
 
 T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -47,7 +46,7 @@ class AdminError(click.ClickException):
 class CliState:
     """The root group's options, found by every command through its context."""
 
-    db: Path
+    db: str  # a path or a store URL (`pbx.store.url`)
     region: str
 
 
@@ -81,8 +80,11 @@ def run_store(ctx: click.Context, fn: Callable[[Store], Awaitable[T]]) -> T:
         raise AdminError(one_line(str(exc))) from None
     except SchemaVersionError as exc:
         raise click.ClickException(one_line(str(exc))) from None
-    except (sqlite3.Error, OSError) as exc:
-        raise click.ClickException(f"cannot use database {state.db}: {exc}") from None
+    except Exception as exc:
+        if not isinstance(exc, (OSError, *store_errors())):
+            raise
+        where = parse_store_url(state.db).display  # parsed fine already: open_store ran
+        raise click.ClickException(one_line(f"cannot use database {where}: {exc}")) from None
 
 
 def region_of(ctx: click.Context) -> str:
@@ -90,11 +92,11 @@ def region_of(ctx: click.Context) -> str:
 
 
 def db_override(ctx: click.Context) -> dict[str, object]:
-    """`{"store.path": DB}` when `--db`/PBX_DB was given, for daemon settings."""
+    """`{"store.url": DB}` when `--db`/PBX_DB was given, for daemon settings."""
     root = ctx.find_root()
     if root.get_parameter_source("db") == click.core.ParameterSource.DEFAULT:
         return {}
-    return {"store.path": root.params["db"]}
+    return {"store.url": root.params["db"]}
 
 
 def number_arg(raw: str, region: str) -> str:

@@ -1,10 +1,10 @@
-"""`pbx destinations ...`: where calls are delivered (I/O shell over pbx.admin)."""
+"""`pbx destinations ...`: where calls are delivered (I/O shell over pbx.admin.provisioning)."""
 
 from __future__ import annotations
 
 import click
 
-from pbx import admin
+from pbx.admin import provisioning as admin
 from pbx.commands import verbs
 from pbx.commands.common import region_of, run_store
 

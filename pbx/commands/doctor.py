@@ -1,4 +1,4 @@
-"""`pbx doctor`: check config, database, ports and trunks (I/O shell over pbx.doctor).
+"""`pbx doctor`: check config, database, ports and trunks (I/O shell over pbx.admin.doctor).
 
 Decision: prints `ok|warn|FAIL  what` lines and exits 1 when any check
 FAILs (findings are not bad input); bad flags still exit 2.
@@ -24,7 +24,7 @@ def doctor(ctx: click.Context, config_path: Path | None) -> None:
 
     One line per check: ok, warn or FAIL. Exit code 0 when nothing FAILs, 1 otherwise.
     """
-    from pbx import doctor as checks
+    from pbx.admin import doctor as checks
 
     findings = asyncio.run(checks.run_doctor(config_path, os.environ, db_override(ctx)))
     for finding in findings:

@@ -1,4 +1,4 @@
-"""`pbx extensions ...`: local SIP accounts (I/O shell over pbx.extensions).
+"""`pbx extensions ...`: local SIP accounts (I/O shell over pbx.admin.extensions).
 
 Decision: `list` and `show` count registrations against the wall clock read
 when the command runs.
@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from pbx import extensions as extensions_admin
+from pbx.admin import extensions as extensions_admin
 from pbx.commands import verbs
 from pbx.commands.common import Decorator, run_store
 

@@ -1,4 +1,4 @@
-"""`pbx numbers ...`: tracking numbers (I/O shell over pbx.admin).
+"""`pbx numbers ...`: tracking numbers (I/O shell over pbx.admin.provisioning).
 
 Decision: `numbers list` keeps its table/CSV columns (the README quickstart
 shows them); business hours, after-hours list and caller-ID option are in its
@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from pbx import admin
+from pbx.admin import provisioning as admin
 from pbx.commands import verbs
 from pbx.commands.common import AdminError, Decorator, as_dict, region_of, run_store
 from pbx.store.base import TrackingNumber

@@ -1,4 +1,4 @@
-"""`pbx sources ...`: advertising channels (I/O shell over pbx.admin and pbx.presets)."""
+"""`pbx sources ...`: advertising channels (I/O shell over pbx.admin: provisioning, presets)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 import click
 
-from pbx import admin
+from pbx.admin import provisioning as admin
+from pbx.admin.presets import load_presets
 from pbx.commands import verbs
 from pbx.commands.common import (
     AdminError,
@@ -21,7 +22,6 @@ from pbx.commands.common import (
 )
 from pbx.errors import InputError
 from pbx.numbers import normalise
-from pbx.presets import load_presets
 from pbx.store.base import Source
 
 

@@ -1,4 +1,4 @@
-"""`pbx trunks ...`: SIP provider accounts (I/O shell over pbx.admin)."""
+"""`pbx trunks ...`: SIP provider accounts (I/O shell over pbx.admin.provisioning)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from pbx import admin
+from pbx.admin import provisioning as admin
 from pbx.commands import verbs
 from pbx.commands.common import Decorator, run_store
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from pbx import admin
+from pbx.admin import provisioning as admin
 from pbx.commands.common import (
     Decorator,
     as_dict,

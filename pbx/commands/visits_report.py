@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pbx import admin
+from pbx.admin import provisioning as admin
 from pbx.commands import verbs
 from pbx.commands.common import AdminError, as_dict, emit, format_option, money, one_line, run_store
 from pbx.errors import InputError

@@ -1,7 +1,7 @@
 """`GET /metrics`: the daemon's Prometheus registry in text format (aiohttp, reads the store).
 
 The handler refreshes what lives in the database (the outbox backlog) with
-one bounded query, then renders `pbx.metrics.Metrics` (everything else is
+one bounded query, then renders `pbx.service.metrics.Metrics` (everything else is
 kept in memory or read from live objects on scrape).
 
 Decisions:
@@ -19,7 +19,7 @@ import contextlib
 
 from aiohttp import web
 
-from pbx.metrics import CONTENT_TYPE, Metrics
+from pbx.service.metrics import CONTENT_TYPE, Metrics
 from pbx.store import Store
 
 

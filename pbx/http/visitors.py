@@ -9,7 +9,7 @@ null = keep the page's own number), the source, when the visit's hold ends.
 `{"e164", "digits"}` (digits: the national significant number), so the
 script can find them in any format. The same call with the same
 `visitor_id` is the script's ping: it continues the active visit
-(`pbx.attribution.decide`). Bad input gets `{"error": "..."}` with 400
+(`pbx.attribution.visits.decide`). Bad input gets `{"error": "..."}` with 400
 (413 too big, 403 origin not allowed, 429 too many new visits).
 
 Client IP: the connection's address, or, when that is a trusted proxy
@@ -49,7 +49,7 @@ import phonenumbers
 import structlog
 from aiohttp import web
 
-from pbx.attribution import VisitInput, decide, new_visit, pick_number
+from pbx.attribution.visits import VisitInput, decide, new_visit, pick_number
 from pbx.config import Settings
 from pbx.errors import InputError
 from pbx.numbers import normalise

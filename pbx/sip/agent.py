@@ -68,6 +68,7 @@ from pbx.sip.ids import IdSource, RandomIds
 from pbx.sip.message import Headers, Request, Response, is_keepalive, parse, serialize
 from pbx.sip.peer import Peer
 from pbx.sip.register import RegistrationClient, RegistrationConfig, SendRequest
+from pbx.sip.responses import make_response, response_for_error
 from pbx.sip.status import SipParseError, reason_phrase
 from pbx.sip.transaction import (
     MAX_TRANSACTIONS,
@@ -268,9 +269,9 @@ class SipAgent:
             return
         try:
             via = parse_via(partial.get_all("Via")[0])
-            response = self.make_response(
-                Request(method, "sip:invalid", partial), err.status_hint, _reason_for(err)
-            )
+            response = response_for_error(err, to_tag=self.ids.tag(), reason=_reason_for(err))
+            if response is None:
+                raise ValueError("not answerable")
         except (SipParseError, ValueError) as exc:
             log.info("sip.dropped_unparseable", peer=str(source), error=f"{err}; {exc}")
             return
@@ -390,17 +391,10 @@ class SipAgent:
         body: bytes = b"",
         to_tag: str | None = None,
     ) -> Response:
-        """A response to `request` (RFC 3261 §8.2.6): Via, From, To (+tag), Call-ID, CSeq."""
-        out = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in request.headers.get_all(name, split=False):
-                out.add(name, value)
-        to = out.get("To")
-        if status > 100 and to is not None and _to_tag(request) is None:
-            out.set("To", f"{to};tag={to_tag or self.ids.tag()}")  # §8.2.6.2
-        for name, value in headers:
-            out.add(name, value)
-        return Response(status, reason or reason_phrase(status), out, body)
+        """`pbx.sip.responses.make_response`, with a fresh To tag above 100 (§8.2.6.2)."""
+        if status > 100 and to_tag is None and _to_tag(request) is None:
+            to_tag = self.ids.tag()
+        return make_response(request, status, reason, to_tag=to_tag, headers=headers, body=body)
 
     def respond(self, key: TransactionKey, response: Response) -> None:
         """Send `response` through server transaction `key` (raises TransactionError on misuse)."""

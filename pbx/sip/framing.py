@@ -1,8 +1,9 @@
 """TCP framing: cut a SIP byte stream into whole messages (pure).
 
-Split out of `pbx.sip.message` (STYLE.md §3.9) and re-exported from there, so
-`from pbx.sip.message import StreamFramer` keeps working. UDP needs no
-framing: one datagram is one message (`pbx.sip.message.parse`).
+The one framer of the code base: the TCP transport cuts frames with
+`split` (and parses them in the agent), tools and tests take parsed
+messages from `feed`. UDP needs no framing: one datagram is one message
+(`pbx.sip.message.parse`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ _CONTENT_LENGTH = re.compile(rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)"
 class StreamFramer:
     """Cuts a TCP byte stream into messages (RFC 3261 §18.3), bounded by MAX_MESSAGE.
 
-    `feed(data)` returns every complete message so far. CRLF keep-alives
-    between messages are skipped (RFC 5626 §3.5.1). A well-framed message
+    `split(data)` returns every complete frame (bytes) so far; `feed(data)`
+    the same frames parsed. CRLF keep-alives between messages are skipped
+    (RFC 5626 §3.5.1); each double-CRLF ping is counted in `pings` so the
+    transport can answer it with a CRLF pong. A well-framed message
     that does not parse is not returned: its `SipParseError` is appended to
     `rejected` (drain with `take_rejected()` and answer 400 if you can).
     A framing error (no Content-Length, header section or body too large)
@@ -34,13 +37,21 @@ class StreamFramer:
         self._buf = bytearray()
         self._broken: SipParseError | None = None
         self.rejected: list[SipParseError] = []
+        self.pings = 0  # double-CRLF keep-alives seen (each wants a CRLF pong)
 
-    def feed(self, data: bytes) -> list[Message]:
+    def split(self, data: bytes) -> list[bytes]:
+        """Every complete frame now available (raises a fatal `SipParseError`)."""
         if self._broken is not None:
             raise self._broken
         self._buf += data
-        out: list[Message] = []
+        out: list[bytes] = []
         while (frame := self._next_frame()) is not None:
+            out.append(frame)
+        return out
+
+    def feed(self, data: bytes) -> list[Message]:
+        out: list[Message] = []
+        for frame in self.split(data):
             try:
                 out.append(parse(frame))
             except SipParseError as err:
@@ -65,7 +76,11 @@ class StreamFramer:
         buf = self._buf
         skip = 0
         while buf.startswith(b"\r\n", skip):
-            skip += 2
+            if buf.startswith(b"\r\n\r\n", skip):
+                self.pings += 1
+                skip += 4
+            else:
+                skip += 2
         if skip:
             del buf[:skip]
         end = buf.find(b"\r\n\r\n")

@@ -34,11 +34,10 @@ Decisions:
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from pbx.sip.headers import (
     CANON,
@@ -59,10 +58,6 @@ from pbx.sip.headers import (
 from pbx.sip.status import SipParseError
 from pbx.sip.uri import SipUri, parse_uri
 
-if TYPE_CHECKING:  # re-exported lazily, see the end of this module
-    from pbx.sip.framing import StreamFramer
-    from pbx.sip.responses import make_response, response_for_error
-
 __all__ = [
     "MAX_BODY",
     "MAX_HEADERS",
@@ -74,11 +69,8 @@ __all__ = [
     "Request",
     "Response",
     "SipParseError",
-    "StreamFramer",
     "is_keepalive",
-    "make_response",
     "parse",
-    "response_for_error",
     "serialize",
 ]
 
@@ -549,26 +541,3 @@ def _validate(msg: Message) -> None:
     for name, key in (("From", "from"), ("To", "to")):
         raw = values[keys.index(key)]
         views[name] = (raw, parse_name_addr(raw))
-
-
-# -- re-exports -------------------------------------------------------------------
-# TCP framing (`pbx.sip.framing`) and response construction (`pbx.sip.responses`)
-# live in their own modules and import this one; they stay importable from here
-# through a lazy module attribute (PEP 562), which avoids an import cycle
-# whichever module is imported first.
-_MOVED = {
-    "StreamFramer": "pbx.sip.framing",
-    "make_response": "pbx.sip.responses",
-    "response_for_error": "pbx.sip.responses",
-}
-
-
-if not TYPE_CHECKING:  # hidden from mypy, which sees the imports at the top instead
-
-    def __getattr__(name: str) -> object:
-        module = _MOVED.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value: object = getattr(importlib.import_module(module), name)
-        globals()[name] = value
-        return value

@@ -1,7 +1,7 @@
 """The registrar of local extensions: REGISTER + time in, a response and binding changes out (pure).
 
 RFC 3261 §10.3 with digest authentication (RFC 7616 / RFC 8760, MD5 and
-SHA-256, qop=auth). The async shell (`pbx.registrations`) reads the
+SHA-256, qop=auth). The async shell (`pbx.service.registrar`) reads the
 extension and its bindings from the store, calls `Registrar.handle`, sends
 the response and writes the changes it returns (STYLE.md §3.4: actions are
 returned, never performed).
@@ -61,8 +61,9 @@ from dataclasses import dataclass, field
 
 from pbx.sip.auth import AuthError, DigestCredentials, compute_response, parse_authorization
 from pbx.sip.headers import NameAddr, is_star, parse_name_addr, quote_string
-from pbx.sip.message import Request, Response, make_response
+from pbx.sip.message import Request, Response
 from pbx.sip.peer import Peer
+from pbx.sip.responses import make_response
 from pbx.sip.status import SipParseError
 from pbx.sip.uri import parse_host_port, parse_uri, uri_equal
 

@@ -1,7 +1,7 @@
 """Responses to requests: RFC 3261 §8.2.6 construction, parse-error answers (pure).
 
-Split out of `pbx.sip.message` (STYLE.md §3.9) and re-exported from there, so
-`from pbx.sip.message import make_response, response_for_error` keeps working.
+The one response builder of the code base: the agent, the transaction layer,
+the registrar and the call controller all build responses here.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 
 from pbx.sip.message import Headers, Request, Response
-from pbx.sip.status import SipParseError, reason_phrase
+from pbx.sip.status import HeaderSource, SipParseError, reason_phrase
 
 __all__ = ["make_response", "response_for_error"]
 
@@ -39,7 +39,9 @@ def make_response(
     return _response_from(request.headers, request.method, status, reason, to_tag, headers, body)
 
 
-def response_for_error(err: SipParseError, *, to_tag: str | None = None) -> Response | None:
+def response_for_error(
+    err: SipParseError, *, to_tag: str | None = None, reason: str | None = None
+) -> Response | None:
     """The `err.status_hint` response to an unparsable request, or None to drop it.
 
     Possible only when the request's Via, From, To, Call-ID and CSeq were read
@@ -54,11 +56,11 @@ def response_for_error(err: SipParseError, *, to_tag: str | None = None) -> Resp
         return None
     if any(partial.get(name) is None for name in ("Via", "From", "To", "Call-ID", "CSeq")):
         return None
-    return _response_from(partial, method, err.status_hint, None, to_tag, (), b"")
+    return _response_from(partial, method, err.status_hint, reason, to_tag, (), b"")
 
 
 def _response_from(
-    src: Headers,
+    src: HeaderSource,
     method: str,
     status: int,
     reason: str | None,

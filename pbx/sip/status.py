@@ -8,12 +8,20 @@ all raise it without import cycles; `pbx.sip.message` re-exports it.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pbx.errors import PbxError
 
-if TYPE_CHECKING:
-    from pbx.sip.message import Headers
+
+class HeaderSource(Protocol):
+    """What a UAS needs of the headers read before a parse fault (`pbx.sip.message.Headers`).
+
+    A protocol, not the class: `message` imports this module, so naming its
+    class here would be an import cycle.
+    """
+
+    def get(self, name: str) -> str | None: ...
+    def get_all(self, name: str, *, split: bool = True) -> list[str]: ...
 
 
 class SipParseError(PbxError):
@@ -32,7 +40,7 @@ class SipParseError(PbxError):
         msg: str,
         status_hint: int = 400,
         *,
-        partial: Headers | None = None,
+        partial: HeaderSource | None = None,
         start_line: str | None = None,
         fatal: bool = False,
     ) -> None:

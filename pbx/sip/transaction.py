@@ -71,8 +71,9 @@ from dataclasses import dataclass, field, replace
 
 from pbx.sip.headers import CSeq, Via, parse_via
 from pbx.sip.ids import MAGIC_COOKIE
-from pbx.sip.message import Headers, Message, Request, Response, make_response
+from pbx.sip.message import Headers, Message, Request, Response
 from pbx.sip.peer import Peer
+from pbx.sip.responses import make_response
 from pbx.sip.status import SipParseError
 from pbx.sip.transaction_machines import (
     INITIAL,

@@ -15,11 +15,12 @@ Decisions:
   data queued meanwhile, bounded). If the connect fails the queued data is
   dropped, logged, and `on_send_error(dest)` is called so a transaction can
   fail fast (RFC 3261 §17.1.4); otherwise its timer fires.
-- Stream framing (RFC 3261 §18.3): header block up to CRLFCRLF, then exactly
-  Content-Length (or `l`) bytes; a missing Content-Length means 0. A
-  non-numeric length or a message over MAX_MESSAGE closes the connection
-  (there is no way to resynchronise). CRLF keep-alives between messages are
-  skipped; a double-CRLF ping is answered with a single CRLF pong (RFC 5626 §3.5.1).
+- Stream framing is `pbx.sip.framing.StreamFramer` (RFC 3261 §18.3): header
+  block up to CRLFCRLF, then exactly Content-Length (or `l`) bytes; a
+  message without Content-Length, a non-numeric length or a message over
+  MAX_MESSAGE closes the connection (there is no way to resynchronise).
+  CRLF keep-alives between messages are skipped; a double-CRLF ping is
+  answered with a single CRLF pong (RFC 5626 §3.5.1).
 - Bounds: MAX_MESSAGE 64 KiB per message (UDP's own limit; h11 uses 16 KiB
   for headers), MAX_CONNECTIONS TCP connections (new inbound ones beyond it
   are closed at once), MAX_PENDING bytes queued per connecting peer.
@@ -32,76 +33,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import re
 from collections.abc import Callable
 from typing import Any, cast
 
 import structlog
 
+from pbx.sip.framing import StreamFramer
+from pbx.sip.message import MAX_MESSAGE
 from pbx.sip.peer import Peer
+from pbx.sip.status import SipParseError
 
-MAX_MESSAGE = 65536  # bytes in one SIP message, either transport
 MAX_CONNECTIONS = 1024  # open TCP connections, inbound + outbound
 MAX_PENDING = 256 * 1024  # bytes queued for a TCP connection still connecting
 CONNECT_TIMEOUT = 5.0  # seconds; a transaction's Timer B/F is 32 s anyway
 _BIND_TRIES = 8
 
-_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\S*)[ \t]*\r?$", re.I | re.M)
 
 log = structlog.get_logger("pbx.sip.transport")
 
 OnDatagram = Callable[[bytes, Peer], None]
 OnSendError = Callable[[Peer], None]
-
-
-class FramingError(Exception):
-    """A TCP stream whose next message cannot be delimited."""
-
-
-class StreamSplitter:
-    """Splits a SIP byte stream into whole messages by Content-Length (RFC 3261 §18.3)."""
-
-    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
-        self._buf = bytearray()
-        self._max = max_message
-        self.pings = 0  # double-CRLF keep-alives seen (each wants a CRLF pong)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Add bytes; return every complete message now available. Raises FramingError."""
-        self._buf += data
-        out: list[bytes] = []
-        while True:
-            self._skip_keepalives()
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > self._max:
-                    raise FramingError("header block exceeds the message limit")
-                return out
-            total = end + 4 + self._body_length(bytes(self._buf[:end]))
-            if total > self._max:
-                raise FramingError(f"message of {total} bytes exceeds {self._max}")
-            if len(self._buf) < total:
-                return out
-            out.append(bytes(self._buf[:total]))
-            del self._buf[:total]
-
-    def _skip_keepalives(self) -> None:
-        while self._buf[:2] == b"\r\n":
-            if self._buf[:4] == b"\r\n\r\n":
-                self.pings += 1
-                del self._buf[:4]
-            else:
-                del self._buf[:2]
-
-    @staticmethod
-    def _body_length(head: bytes) -> int:
-        match = _CONTENT_LENGTH.search(head)
-        if match is None:
-            return 0
-        value = match.group(1)
-        if not value.isdigit() or len(value) > 9:
-            raise FramingError(f"bad Content-Length {value[:20]!r}")
-        return int(value)
 
 
 def _peer(transport: str, addr: Any) -> Peer:
@@ -127,7 +78,7 @@ class _Stream(asyncio.Protocol):
         self._owner = owner
         self.peer = peer
         self.transport: asyncio.Transport | None = None
-        self._splitter = StreamSplitter()
+        self._framer = StreamFramer()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport is not an asyncio.Transport subclass: no isinstance check.
@@ -141,13 +92,13 @@ class _Stream(asyncio.Protocol):
         assert self.peer is not None
         assert self.transport is not None
         try:
-            messages = self._splitter.feed(data)
-        except FramingError as exc:
+            messages = self._framer.split(data)
+        except SipParseError as exc:
             log.info("sip.tcp_framing_error", peer=str(self.peer), error=str(exc))
             self.transport.abort()
             return
-        while self._splitter.pings:
-            self._splitter.pings -= 1
+        while self._framer.pings:
+            self._framer.pings -= 1
             self.transport.write(b"\r\n")
         for message in messages:
             self._owner.deliver(message, self.peer)

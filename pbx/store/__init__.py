@@ -1,8 +1,13 @@
-"""Storage package: the `Store` interface and its SQLite backend (I/O).
+"""Storage package: the `Store` interface and the one door to its backends (I/O).
 
-`open_store(path)` returns a ready store; callers type
-against `Store` and the row dataclasses exported here.
+This package's top level is the interface only (pure: row dataclasses, the
+`Store` protocol, `parse_store_url`); `pbx.store.connect` is the one door
+to the backends (`open_store(url)`, `probe_store(url)`, `store_errors()`).
+The split keeps the import graph acyclic: each backend imports the
+interface, and only `connect` imports the backends.
 """
+
+from __future__ import annotations
 
 from pbx.store.base import (
     Binding,
@@ -25,8 +30,10 @@ from pbx.store.base import (
     TrunkRepo,
     Visit,
     VisitRepo,
+    neutral_dump,
 )
-from pbx.store.sqlite import SqliteStore, open_store
+from pbx.store.probe import StoreCheck
+from pbx.store.url import StoreLocation, parse_store_url
 
 __all__ = [
     "Binding",
@@ -43,12 +50,14 @@ __all__ = [
     "SchemaVersionError",
     "Source",
     "SourceRepo",
-    "SqliteStore",
     "Store",
+    "StoreCheck",
+    "StoreLocation",
     "TrackingNumber",
     "Trunk",
     "TrunkRepo",
     "Visit",
     "VisitRepo",
-    "open_store",
+    "neutral_dump",
+    "parse_store_url",
 ]

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pbx.records import CallRecord
-from pbx.store import Destination, Source, Store, TrackingNumber, Trunk, open_store
+from pbx.store import Destination, Source, Store, TrackingNumber, Trunk
+from pbx.store.connect import open_store
 
 from .conftest import free_port, free_udp_range
 

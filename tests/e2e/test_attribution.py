@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from pbx.integrations import sign
+from pbx.attribution.integrations import sign
 from pbx.records import Disposition
-from pbx.store import open_store
+from pbx.store.connect import open_store
 
 from .conftest import SippFactory, free_port, free_udp_range
 from .daemon import DaemonProcess, start_with_pool

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx.extensions import ExtensionOptions, add_extension
+from pbx.admin.extensions import ExtensionOptions, add_extension
 from pbx.records import Disposition
 from pbx.store import Destination, Source, Store, TrackingNumber, Trunk
 

@@ -19,16 +19,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbx.sip.message import (
-    MAX_MESSAGE,
-    Message,
-    Request,
-    SipParseError,
-    StreamFramer,
-    parse,
-    response_for_error,
-    serialize,
-)
+from pbx.sip.framing import StreamFramer
+from pbx.sip.message import MAX_MESSAGE, Message, Request, SipParseError, parse, serialize
+from pbx.sip.responses import response_for_error
 
 from ._support import corpus, fuzz_settings, line_mutated, mutated
 

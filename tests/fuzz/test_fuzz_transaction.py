@@ -19,8 +19,9 @@ import contextlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbx.sip.message import Message, Request, SipParseError, make_response, parse, serialize
+from pbx.sip.message import Message, Request, SipParseError, parse, serialize
 from pbx.sip.peer import Peer
+from pbx.sip.responses import make_response
 from pbx.sip.transaction import (
     AckReceived,
     CancelReceived,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pbx.calls_model import (
+from pbx.call.model import (
     Action,
     Finished,
     FinishRecord,

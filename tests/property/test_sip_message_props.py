@@ -14,17 +14,9 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pbx.sip.framing import StreamFramer
 from pbx.sip.headers import NameAddr, Via, parse_name_addr, parse_via, quote_string
-from pbx.sip.message import (
-    Headers,
-    Message,
-    Request,
-    Response,
-    SipParseError,
-    StreamFramer,
-    parse,
-    serialize,
-)
+from pbx.sip.message import Headers, Message, Request, Response, SipParseError, parse, serialize
 from pbx.sip.uri import SipUri, parse_uri, uri_equal
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

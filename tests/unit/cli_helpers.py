@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from cli import cli
 from pbx.store.base import Store
-from pbx.store.sqlite import open_store
+from pbx.store.connect import open_store
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""pbx.attribution: visit source decisions, pool/GeoContact number choice, call attribution."""
+"""pbx.attribution.visits: visit source, pool/GeoContact number, call attribution."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import geoip2.database
 import pytest
 
-from pbx.attribution import VisitInput, attribute, decide, new_visit, pick_number
+from pbx.attribution.visits import VisitInput, attribute, decide, new_visit, pick_number
 from pbx.records import CallRecord
 from pbx.rules.geo import GeoPoint, parse_area_codes
 from pbx.rules.pools import Pick
@@ -185,7 +185,9 @@ def test_attribute_ignores_fallback_and_missing_visits() -> None:
     assert attribute(_record(), fallback) == _record()
 
 
-@pytest.mark.parametrize("name", ["attribution.py", "integrations.py", "rules/pools.py"])
+@pytest.mark.parametrize(
+    "name", ["attribution/visits.py", "attribution/integrations.py", "rules/pools.py"]
+)
 def test_pure_modules_import_no_io(name: str) -> None:
     tree = ast.parse((REPO / "pbx" / name).read_text())
     roots = {

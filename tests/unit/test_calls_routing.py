@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pbx.calls_model import (
+from pbx.call.model import (
     ArmMedia,
     CloseMedia,
     Finished,

@@ -1,4 +1,4 @@
-"""pbx.admin field parsers: properties of money, CIDR, names and hosts."""
+"""pbx.admin.provisioning field parsers: properties of money, CIDR, names and hosts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbx.admin import check_name, parse_cidr, parse_host, parse_money
+from pbx.admin.provisioning import check_name, parse_cidr, parse_host, parse_money
 from pbx.errors import InputError
 
 

@@ -17,13 +17,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbx import doctor
+from pbx.admin import doctor
 from pbx.sip.ids import CountingIds
-from pbx.sip.message import Request, make_response, parse
+from pbx.sip.message import Request, parse
+from pbx.sip.responses import make_response
 from pbx.store.base import Destination, TrackingNumber, Trunk
 
 # ---------------------------------------------------------------- helpers
-from pbx.store.sqlite import load_migrations
+from pbx.store.sqlite.store import load_migrations
 from tests.unit.cli_helpers import ok, pbx
 
 CURRENT = len(load_migrations())

@@ -19,7 +19,7 @@ from aiohttp import web
 from pbx.config import load_settings
 from pbx.http.visitors import MAX_BODY, BadRequest, add_routes, check_visit_body
 from pbx.rtp.sdp import MAX_SDP_BYTES, OriginState, SdpError, parse_sdp, rewrite
-from pbx.store import open_store
+from pbx.store.connect import open_store
 
 # -- pbx.rtp.sdp ---------------------------------------------------------------
 

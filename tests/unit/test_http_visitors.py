@@ -13,7 +13,8 @@ from aiohttp import web
 
 from pbx.config import Settings, load_settings
 from pbx.http.visitors import VisitorApi, add_routes, client_ip
-from pbx.store import Destination, Source, Store, TrackingNumber, open_store
+from pbx.store import Destination, Source, Store, TrackingNumber
+from pbx.store.connect import open_store
 
 GEOIP_CITY = Path(__file__).resolve().parents[3] / "shared" / "data" / "GeoIP2-City-Test.mmdb"
 A, B, FALLBACK = "+14155550101", "+14155550102", "+14155550199"

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from pbx.calls_model import CallSetup
-from pbx.intake import IntakeContext, Refusal, admit
+from pbx.call.intake import IntakeContext, Refusal, admit
+from pbx.call.model import CallSetup
 from pbx.records import Disposition
 from pbx.rules.routing import parse_schedule
 from pbx.sip.peer import Peer
 from pbx.store import Block, Destination, Source, Trunk
 from pbx.store.base import TrackingNumber
-from pbx.store.sqlite import SqliteStore, open_store
+from pbx.store.connect import open_store
+from pbx.store.sqlite.store import SqliteStore
 from tests.calls_support import CALLER, LOCAL, T0, TRACKING, TRUNK, WALL0, caller_invite
 
 TUESDAY_NIGHT = WALL0  # 2023-11-14T22:13:20Z, a Tuesday

@@ -1,4 +1,4 @@
-"""pbx.integrations: GA4 event and webhook payloads, signatures, backoff (pure)."""
+"""pbx.attribution.integrations: GA4 event and webhook payloads, signatures, backoff (pure)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbx.config import load_settings
-from pbx.integrations import (
+from pbx.attribution.integrations import (
     Integrations,
     backoff,
     client_id,
@@ -21,6 +20,7 @@ from pbx.integrations import (
     progress_items,
     sign,
 )
+from pbx.config import load_settings
 from pbx.records import CallRecord, Disposition
 from pbx.store.base import Source
 

@@ -1,4 +1,4 @@
-"""pbx.metrics: families, bounded labels, on-scrape values, text exposition."""
+"""pbx.service.metrics: families, bounded labels, on-scrape values, text exposition."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pbx.intake import Refusal
-from pbx.metrics import REASONS, Metrics, refusal_reason
+from pbx.call.intake import Refusal
 from pbx.records import CallRecord, Disposition
 from pbx.rtp.relay import Counters, MediaStats
 from pbx.rules.limits import FloodStats
+from pbx.service.metrics import REASONS, Metrics, refusal_reason
 
 
 @dataclass

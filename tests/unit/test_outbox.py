@@ -1,4 +1,4 @@
-"""pbx.outbox: delivery to a local HTTP server, retries with backoff, restarts (real sockets)."""
+"""pbx.service.outbox: local HTTP delivery, retries with backoff, restarts (real sockets)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from pbx.attribution.integrations import Integrations, outbox_for, sign
 from pbx.config import OutboxSettings
-from pbx.integrations import Integrations, outbox_for, sign
-from pbx.outbox import OutboxDispatcher
 from pbx.records import CallRecord, Disposition
-from pbx.store import open_store
+from pbx.service.outbox import OutboxDispatcher
+from pbx.store.connect import open_store
 
 FAST = OutboxSettings(poll_interval=0.02, backoff_base=0.02, backoff_max=0.1, max_attempts=5,
                       timeout=2.0)  # fmt: skip

@@ -1,11 +1,13 @@
-"""pbx.overload: the admission gate, concurrent-call slots with rejected records, exemptions."""
+"""pbx.service.overload: admission gate, concurrent-call slots, rejected records, exemptions."""
 
 from __future__ import annotations
 
-from pbx.calls_model import CallSetup
+from pbx.call.intake import Refusal
+from pbx.call.model import CallSetup
 from pbx.config import CallSettings, FloodSettings
-from pbx.intake import Refusal
-from pbx.overload import (
+from pbx.records import CallRecord, Disposition
+from pbx.rules.limits import Verdict
+from pbx.service.overload import (
     ADMISSION_SLACK,
     CPS,
     MAX_CALL_TASKS,
@@ -14,8 +16,6 @@ from pbx.overload import (
     flood_guard,
     trunk_exemption,
 )
-from pbx.records import CallRecord, Disposition
-from pbx.rules.limits import Verdict
 from pbx.store import Trunk
 
 DID = "+12125550100"

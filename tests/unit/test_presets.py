@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pbx.admin.presets import KEBAB, PRESETS_PATH, load_presets, parse_presets
 from pbx.errors import ConfigError
-from pbx.presets import KEBAB, PRESETS_PATH, load_presets, parse_presets
 from pbx.rules.sources import Source, match_source
 
 REQUIRED = {

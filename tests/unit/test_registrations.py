@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from pbx.calls_model import Target
-from pbx.extensions import ExtensionOptions, add_extension
-from pbx.registrations import RegistrarService, extension_targets, join_steps
+from pbx.admin.extensions import ExtensionOptions, add_extension
+from pbx.call.model import Target
+from pbx.call.targets import extension_targets, join_steps
+from pbx.service.registrar import RegistrarService
 from pbx.sip.agent import NullUser, SipAgent
 from pbx.sip.auth import Credentials, build_authorization, challenges_in
 from pbx.sip.message import Request, Response, parse
 from pbx.sip.peer import Peer
 from pbx.sip.registrar import RegistrarConfig
-from pbx.store import Destination, SqliteStore, Trunk, open_store
+from pbx.store import Destination, Trunk
+from pbx.store.connect import open_store
+from pbx.store.sqlite.store import SqliteStore
 
 PHONE = Peer("udp", "192.0.2.7", 5062)
 PASSWORD = "correct-horse-42"

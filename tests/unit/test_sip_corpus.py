@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pbx.sip.framing import StreamFramer
 from pbx.sip.headers import is_star, parse_auth
-from pbx.sip.message import Request, SipParseError, StreamFramer, parse, serialize
+from pbx.sip.message import Request, SipParseError, parse, serialize
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "sip"
 EXPECTED: dict[str, str | int] = tomllib.loads((CORPUS / "expected.toml").read_text())["expected"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pbx.sip.framing import StreamFramer
 from pbx.sip.headers import CSeq
 from pbx.sip.ids import CountingIds, RandomIds
 from pbx.sip.message import (
@@ -14,13 +15,11 @@ from pbx.sip.message import (
     Request,
     Response,
     SipParseError,
-    StreamFramer,
     is_keepalive,
-    make_response,
     parse,
-    response_for_error,
     serialize,
 )
+from pbx.sip.responses import make_response, response_for_error
 from pbx.sip.status import Status, reason_phrase
 
 SDP = b"v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n"

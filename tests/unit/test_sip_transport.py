@@ -10,22 +10,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pbx.sip.framing import StreamFramer
+from pbx.sip.message import MAX_MESSAGE
 from pbx.sip.peer import Peer
-from pbx.sip.transport import MAX_MESSAGE, FramingError, SipTransport, StreamSplitter
+from pbx.sip.status import SipParseError
+from pbx.sip.transport import SipTransport
 
 MSG1 = b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: 1\r\nContent-Length: 0\r\n\r\n"
 MSG2 = b"SIP/2.0 200 OK\r\nl: 5\r\nCall-ID: 2\r\n\r\nhello"
-MSG3 = b"INVITE sip:a@b SIP/2.0\r\nCall-ID: 3\r\n\r\n"  # no Content-Length: 0
+MSG3 = b"INVITE sip:a@b SIP/2.0\r\nCall-ID: 3\r\nContent-Length: 0\r\n\r\n"
+NO_LENGTH = b"INVITE sip:a@b SIP/2.0\r\nCall-ID: 3\r\n\r\n"  # RFC 3261 §18.3: an error
 
 
 def test_splitter_whole_and_compact_length() -> None:
-    splitter = StreamSplitter()
-    assert splitter.feed(MSG1 + MSG2 + MSG3) == [MSG1, MSG2, MSG3]
+    splitter = StreamFramer()
+    assert splitter.split(MSG1 + MSG2 + MSG3) == [MSG1, MSG2, MSG3]
 
 
 def test_splitter_keepalives_and_pings() -> None:
-    splitter = StreamSplitter()
-    assert splitter.feed(b"\r\n\r\n" + MSG1 + b"\r\n" + MSG2) == [MSG1, MSG2]
+    splitter = StreamFramer()
+    assert splitter.split(b"\r\n\r\n" + MSG1 + b"\r\n" + MSG2) == [MSG1, MSG2]
     assert splitter.pings == 1
 
 
@@ -33,10 +37,10 @@ def test_splitter_keepalives_and_pings() -> None:
 def test_splitter_any_chunking(cuts: list[int]) -> None:
     stream = MSG1 + MSG2 + MSG3
     points = sorted({0, len(stream), *cuts})
-    splitter = StreamSplitter()
+    splitter = StreamFramer()
     out: list[bytes] = []
     for start, end in itertools.pairwise(points):
-        out += splitter.feed(stream[start:end])
+        out += splitter.split(stream[start:end])
     assert out == [MSG1, MSG2, MSG3]
 
 
@@ -46,11 +50,12 @@ def test_splitter_any_chunking(cuts: list[int]) -> None:
         b"SIP/2.0 200 OK\r\nContent-Length: x\r\n\r\n",
         b"SIP/2.0 200 OK\r\nContent-Length: 99999999\r\n\r\n",
         b"A" * (MAX_MESSAGE + 1),
+        NO_LENGTH,
     ],
 )
 def test_splitter_rejects(data: bytes) -> None:
-    with pytest.raises(FramingError):
-        StreamSplitter().feed(data)
+    with pytest.raises(SipParseError):
+        StreamFramer().split(data)
 
 
 class Inbox:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pbx.store import Block, Destination, Source, SqliteStore, TrackingNumber, Trunk, open_store
-from pbx.store.sqlite_cache import MAX_ENTRIES, ConfigCache
+from pbx.store import Block, Destination, Source, TrackingNumber, Trunk
+from pbx.store.connect import open_store
+from pbx.store.sqlite.cache import MAX_ENTRIES, ConfigCache
+from pbx.store.sqlite.store import SqliteStore
 
 NUM = "+12125550123"
 NUM2 = "+13125550150"

@@ -28,8 +28,8 @@ from pbx.store import (
     TrackingNumber,
     Trunk,
     Visit,
-    open_store,
 )
+from pbx.store.connect import open_store
 
 Factory = Callable[[Path], Awaitable[Store]]
 

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pbx.records import Attempt, CallRecord, Disposition
-from pbx.store import Visit, open_store
+from pbx.store import Visit
+from pbx.store.connect import open_store
 
 _ids = itertools.count()
 _text = st.text(max_size=40)  # includes NUL, quotes, commas, non-ASCII

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -11,9 +12,16 @@ import pytest
 
 from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.records import CallRecord
-from pbx.store import Destination, SchemaVersionError, SqliteStore, Trunk, open_store
-from pbx.store.sqlite import Migration, load_migrations, migrate, split_statements
-from pbx.store.sqlite_db import integrity_error
+from pbx.store import Destination, SchemaVersionError, Trunk
+from pbx.store.connect import open_store
+from pbx.store.sqlite.db import integrity_error
+from pbx.store.sqlite.store import (
+    Migration,
+    SqliteStore,
+    load_migrations,
+    migrate,
+    split_statements,
+)
 
 
 @pytest.fixture
@@ -36,7 +44,7 @@ async def test_open_creates_dirs_and_sets_pragmas(db_path: Path) -> None:
         assert await _pragma(store, "busy_timeout") == 5000
         assert await _pragma(store, "synchronous") == 1  # NORMAL
         assert await store.schema_version() == len(load_migrations())
-        assert "CREATE TABLE trunks" in await store.dump()
+        assert json.loads(await store.dump())["trunks"] == []  # neutral JSON (issue 11)
 
 
 async def test_reopen_is_noop_and_keeps_data(db_path: Path) -> None:

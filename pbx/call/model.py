@@ -1,0 +1,212 @@
+"""Values the call controller works with: setup, legs, events in, actions out (pure).
+
+Inputs to `pbx.call.controller.Call` are the transaction layer's events plus the media
+events here (past tense); outputs are the actions here (imperative), which
+`pbx.service.runner` executes in order (STYLE.md §3.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pbx.records import CallRecord
+from pbx.rtp.sdp import OriginState, SessionDescription
+from pbx.sip.auth import AuthAttempt, Credentials
+from pbx.sip.dialog import Dialog
+from pbx.sip.message import Message, Request, Response
+from pbx.sip.peer import Peer
+from pbx.sip.transaction import TransactionKey
+
+Leg = Literal["inbound", "outbound"]
+BranchState = Literal["calling", "answered", "failed", "cancelled", "abandoned", "late"]
+
+
+# -- setup ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place to ring: a configured destination resolved to a Request-URI and a peer."""
+
+    destination: str  # the destination's name, for the record
+    uri: str  # Request-URI of the outbound INVITE
+    dest: Peer  # where the INVITE goes (trunk proxy or the sip: host)
+    credentials: Credentials | None = None
+    trunk: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LocalAddress:
+    """Our own address as peers must see it, per transport (Via sent-by, Contact)."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallSetup:
+    """Everything decided before the call starts (admission, lookup, plan)."""
+
+    record: CallRecord  # the ringing row, attribution filled in by the runner
+    caller: str
+    steps: tuple[tuple[Target, ...], ...]
+    ring_timeout: float
+    started: float  # monotonic
+    started_wall: float  # epoch seconds, UTC
+    local: dict[str, LocalAddress]  # transport -> our address
+    caller_id_user: str | None = None  # From user on outbound legs; None = caller's
+    max_forwards: int = 70
+
+
+@dataclass(slots=True)
+class InboundLeg:
+    """The caller's side: the trunk's INVITE and our answers to it."""
+
+    invite: Request
+    key: TransactionKey
+    source: Peer
+    to_tag: str
+    origin: OriginState
+    offer: SessionDescription | None = None
+    ringing_sent: bool = False
+    early_media: bool = False
+    answered: bool = False  # a final response went to the caller
+    dialog: Dialog | None = None
+
+
+@dataclass(slots=True)
+class Branch:
+    """One outbound INVITE (a fork) and, once answered, its dialog."""
+
+    target: Target
+    invite: Request
+    key: TransactionKey
+    origin: OriginState
+    state: BranchState = "calling"
+    provisional: bool = False
+    deadline: float | None = None
+    status: int | None = None
+    started_at: str | None = None
+    attempt_recorded: bool = False
+    auth: AuthAttempt | None = None
+    dialog: Dialog | None = None
+
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request we sent inside a dialog and still wait on."""
+
+    kind: Literal["bye", "relay"]
+    leg: Leg  # for "relay": the leg the original request came from
+    branch: Branch | None = None
+    server_key: TransactionKey | None = None
+    request: Request | None = None
+
+
+# -- media events (inputs) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MediaOpened:
+    """The relay session is bound: our (address, RTP port) facing each leg."""
+
+    inbound: tuple[str, int]
+    outbound: tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFailed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaTimedOut:
+    """No RTP either way for the configured media timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """The daemon's drain time is over: end the call now."""
+
+
+# -- actions (outputs) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendResponse:
+    key: TransactionKey
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """Open a client transaction; the runner maps the request's Call-ID to this call."""
+
+    request: Request
+    dest: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class SendStateless:
+    """A message outside any transaction (ACK for a 2xx)."""
+
+    message: Message
+    dest: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class OpenMedia:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetMediaRemote:
+    leg: Leg
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArmMedia:
+    """The call is answered: start the media inactivity timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseMedia:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRecord:
+    record: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FinishRecord:
+    """The final row; the runner merges media counters and writes it with the outbox."""
+
+    record: CallRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Nothing is left to wait for: forget the call."""
+
+
+Action = (
+    SendResponse
+    | SendRequest
+    | SendStateless
+    | OpenMedia
+    | SetMediaRemote
+    | ArmMedia
+    | CloseMedia
+    | WriteRecord
+    | FinishRecord
+    | Finished
+)

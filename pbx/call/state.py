@@ -1,0 +1,77 @@
+"""The state of one call: both legs, the branches, the record (pure data).
+
+`CallState` is the one owner of everything about a call while it runs: the
+legs and branches (`pbx.call.model`), the route plan position, the outstanding
+requests, the media session the engine opened (`relay`) and its counters,
+the record and what of it the shell has written. The functions of
+`branches`, `endings`, `routing` and `in_dialog` change it; `controller.Call`
+is this state plus the event dispatch. Nothing else keeps per-call state:
+the service's runner only moves events in and actions out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pbx.call.legs import LegBuilder
+from pbx.call.model import (
+    Action,
+    Branch,
+    CallSetup,
+    Finished,
+    InboundLeg,
+    MediaOpened,
+    Pending,
+    SendStateless,
+)
+from pbx.records import CallRecord, iso_utc
+from pbx.sip.dialog import Dialog
+from pbx.sip.transaction import TransactionKey
+
+Phase = Literal["new", "media", "routing", "answered", "ended"]
+
+
+@dataclass
+class CallState:
+    """Everything about one call; see the module docstring."""
+
+    setup: CallSetup
+    inbound: InboundLeg
+    builder: LegBuilder
+    state: Phase = "new"
+    record: CallRecord = field(init=False)
+    branches: list[Branch] = field(default_factory=list)
+    step: int = -1
+    winner: Branch | None = None
+    pending: dict[TransactionKey, Pending] = field(default_factory=dict)
+    relay: MediaOpened | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    statuses: list[int | None] = field(default_factory=list)  # each ended attempt's
+    forks: dict[tuple[str, str], Dialog] = field(default_factory=dict)  # extra 2xx dialogs
+    reacks: dict[TransactionKey, SendStateless] = field(default_factory=dict)  # re-INVITE ACKs
+
+    def __post_init__(self) -> None:
+        self.record = self.setup.record
+
+    @property
+    def call_ids(self) -> set[str]:
+        """Every Call-ID this call answers to (inbound leg and each branch)."""
+        return {self.inbound.invite.call_id, *(b.call_id for b in self.branches)}
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "ended" and not self.pending
+
+    def next_deadline(self) -> float | None:
+        deadlines = [b.deadline for b in self.branches if b.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def wall(self, now: float) -> str:
+        """The record's UTC stamp for monotonic `now` (the shell gave the wall start)."""
+        return iso_utc(self.setup.started_wall + (now - self.setup.started))
+
+    def maybe_finished(self) -> list[Action]:
+        """`Finished` once the call has ended and no request of ours is outstanding."""
+        return [Finished()] if self.finished else []

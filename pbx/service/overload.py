@@ -1,0 +1,120 @@
+"""Admission control for new calls around the pure `rules.limits` (no I/O, time passed in).
+
+The call path asks twice (issue 7, "admission control"):
+
+1. `gate(host, tasks, now)`, synchronously when a new INVITE arrives, before
+   any task or database read: the hard cap on call tasks (`overload`) and
+   new calls per second from that source address (`max_cps_per_source`).
+   Refused here, the INVITE gets 503 + Retry-After and nothing else: no
+   record, since the number is not looked up (a burst is exactly when
+   lookups must not be spent).
+2. `acquire(token, setup, wall)`, after intake admitted the call (trunk and
+   tracking number known), before anything is dialed: the concurrent-call
+   limits (global, per trunk, per number). Refused here, the caller gets
+   503 + Retry-After and a `rejected` record with `sip_reason` naming the
+   limit (`over calls.max_per_number`). `release(token)` when the call's
+   record is final or its task ends, whichever comes first.
+
+Decisions:
+- `calls.max_concurrent` is checked at step 2 so the refused call gets a
+  record; step 1 still caps the number of call tasks (admitted or being
+  admitted) at `max_concurrent + ADMISSION_SLACK`, or `MAX_CALL_TASKS`
+  when unlimited, so memory stays bounded whatever arrives.
+- The per-source CPS bucket holds `max(1, rate)` tokens: one second's worth
+  of calls may arrive at once.
+- Flood guard exemptions (`trunk_exemption`) use the same trunk ACL as
+  intake (`rules.admission.trunk_for_source`): allow lists, or an IP host
+  when a trunk has no list; see `pbx.rules.limits` for why trunks are exempt.
+- Retry-After is `calls.retry_after` seconds for every limit (RFC 3261
+  §21.5.4 and §20.33: the caller may retry after that long).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
+
+from pbx.call.intake import Refusal
+from pbx.call.model import CallSetup
+from pbx.config import CallSettings, FloodSettings
+from pbx.records import Disposition
+from pbx.rules.admission import TrunkAcl, trunk_for_source
+from pbx.rules.limits import CallLimits, FloodConfig, FloodGuard, RateLimiter
+from pbx.store import Trunk
+
+MAX_CALL_TASKS = 10_000  # call tasks at once when no limit is configured
+ADMISSION_SLACK = 64  # call tasks beyond max_concurrent that may be in admission at once
+OVERLOAD = "overload"
+CPS = "max_cps_per_source"
+
+
+class Overload:
+    """The daemon's admission limits; see the module docstring."""
+
+    def __init__(self, calls: CallSettings | None = None) -> None:
+        calls = calls or CallSettings()
+        self.cps = RateLimiter(calls.max_cps_per_source)
+        self.limits = CallLimits(calls.max_concurrent, calls.max_per_trunk, calls.max_per_number)
+        self.retry_after = calls.retry_after
+        cap = calls.max_concurrent + ADMISSION_SLACK if calls.max_concurrent else MAX_CALL_TASKS
+        self.max_tasks = min(cap, MAX_CALL_TASKS)
+
+    @property
+    def active(self) -> int:
+        """Calls holding a slot (admitted, not finished)."""
+        return self.limits.active
+
+    def gate(self, host: str, tasks: int, now: float) -> str | None:
+        """Step 1 for a new INVITE from `host`; the refusing reason or None."""
+        if tasks >= self.max_tasks:
+            return OVERLOAD
+        if not self.cps.allow(host, now):
+            return CPS
+        return None
+
+    def acquire(self, token: Hashable, setup: CallSetup, wall: str) -> CallSetup | Refusal:
+        """Step 2: a slot for the admitted call `token`, or a 503 refusal with its record.
+
+        `wall` is the ISO 8601 UTC time the refusal is recorded at.
+        """
+        record = setup.record
+        refused = self.limits.acquire(token, record.trunk, record.tracking_number)
+        if refused is None:
+            return setup
+        reason = f"over calls.{refused}"
+        final = replace(
+            record,
+            disposition=Disposition.REJECTED,
+            sip_status=503,
+            sip_reason=reason,
+            ended_at=wall,
+            hangup_by="system",
+        )
+        return Refusal(503, reason, final, retry_after=self.retry_after)
+
+    def release(self, token: Hashable) -> None:
+        self.limits.release(token)
+
+
+def flood_guard(settings: FloodSettings) -> FloodGuard:
+    """The SIP agent's flood guard from config `[flood]`."""
+    return FloodGuard(
+        FloodConfig(
+            rate=settings.rate,
+            burst=settings.burst,
+            ban_after=settings.ban_after,
+            window=settings.window,
+            ban_seconds=settings.ban_seconds,
+            max_keys=settings.max_addresses,
+        )
+    )
+
+
+def trunk_exemption(trunks: Sequence[Trunk]) -> Callable[[str], bool]:
+    """`exempt(host)`: True for an address an enabled trunk sends from (its ACL, as intake)."""
+    acls = [TrunkAcl(t.name, t.allow, t.host) for t in trunks if t.enabled]
+
+    def exempt(host: str) -> bool:
+        return trunk_for_source(acls, host) is not None
+
+    return exempt

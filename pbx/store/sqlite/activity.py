@@ -1,0 +1,250 @@
+"""SQLite repositories for activity: call records, visits, the outbox (I/O).
+
+Decisions: a call's attempts are one JSON column (always written and read
+whole with the row). `calls.finish` is an upsert, so a final row lands even
+if the `ringing` insert never did. `mark_interrupted` sets `ended_at` only
+where it is empty, `hangup_by` to 'system' where empty, and leaves the
+seconds as last written (the crash time is unknown).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from pbx.errors import ConflictError, NotFoundError
+from pbx.records import FIELD_NAMES, CallRecord, Disposition, from_dict, to_dict
+from pbx.store.base import OutboxItem, Visit
+from pbx.store.sqlite.db import (
+    Db,
+    Statement,
+    Tx,
+    build,
+    check_changes,
+    columns_of,
+    insert_sql,
+    integrity_error,
+    update_sql,
+    values_of,
+)
+
+_CALL_COLS = list(FIELD_NAMES)
+_CALL_UPSERT = (
+    insert_sql("calls", _CALL_COLS)
+    + " ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLS if c != "id")
+)
+_CALL_INSERT = insert_sql("calls", _CALL_COLS)
+_CALL_UPDATE = update_sql("calls", _CALL_COLS[1:])
+_VISIT_COLS = ["id", *columns_of(Visit)]
+_OUTBOX_COLS = columns_of(OutboxItem)
+_OUTBOX_INSERT = insert_sql("outbox", _OUTBOX_COLS)
+MAX_HELD_QUERY = 1000  # numbers per held_until query (SQLite's default variable limit is 32766)
+
+
+def _call_params(record: CallRecord) -> dict[str, Any]:
+    params = to_dict(record)
+    params["attempts"] = json.dumps(params["attempts"], separators=(",", ":"))
+    return params
+
+
+def _call_from_row(row: sqlite3.Row) -> CallRecord:
+    data = dict(zip(row.keys(), tuple(row), strict=True))
+    data["attempts"] = json.loads(data["attempts"] or "[]")
+    return from_dict(data)
+
+
+class SqliteCalls:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def insert(self, record: CallRecord) -> None:
+        """Group-committed (`Db.submit`): returns once the row is committed."""
+        try:
+            await self._db.submit([(_CALL_INSERT, _call_params(record))], raw=True)
+        except sqlite3.IntegrityError as exc:
+            if "calls.id" not in str(exc):
+                raise integrity_error(exc) from None
+            raise ConflictError(f"call record {record.id} already exists") from None
+
+    async def update(self, record: CallRecord) -> None:
+        """Group-committed, like `insert`."""
+        [(changed, _)] = await self._db.submit([(_CALL_UPDATE, _call_params(record))])
+        if not changed:
+            raise NotFoundError(f"no call record {record.id}")
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        async with self._db.read() as tx:
+            row = await tx.one("SELECT * FROM calls WHERE id = ?", (call_id,))
+        return None if row is None else _call_from_row(row)
+
+    async def list(
+        self,
+        *,
+        since: str | None = None,
+        source: str | None = None,
+        number: str | None = None,
+        disposition: Disposition | str | None = None,
+        limit: int | None = None,
+    ) -> list[CallRecord]:
+        conds: list[str] = []
+        params: list[Any] = []
+        for cond, value in (
+            ("started_at >= ?", since),
+            ("source = ?", source),
+            ("tracking_number = ?", number),
+            ("disposition = ?", None if disposition is None else Disposition(disposition).value),
+        ):
+            if value is not None:
+                conds.append(cond)
+                params.append(value)
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        sql = f"SELECT * FROM calls {where} ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, limit))
+        async with self._db.read() as tx:
+            rows = await tx.all(sql, params)
+        return [_call_from_row(r) for r in rows]
+
+    async def mark_interrupted(self, ended_at: str) -> int:
+        async with self._db.single() as tx:
+            return await tx.run(
+                "UPDATE calls SET disposition = 'interrupted', "
+                "ended_at = coalesce(ended_at, ?), hangup_by = coalesce(hangup_by, 'system') "
+                "WHERE ended_at IS NULL AND disposition IN ('ringing', 'answered')",
+                (ended_at,),
+            )
+
+    async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
+        """The final row and its outbox items: one unit of a group commit."""
+        unit: list[Statement] = [(_CALL_UPSERT, _call_params(record))]
+        unit += [(_OUTBOX_INSERT, values_of(item, _OUTBOX_COLS)) for item in outbox]
+        await self._db.submit(unit)
+
+
+class SqliteVisits:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def _need(self, tx: Tx, visit_id: str) -> Visit:
+        row = await tx.one("SELECT * FROM visits WHERE id = ?", (visit_id,))
+        if row is None:
+            raise NotFoundError(f"no visit {visit_id}")
+        return build(Visit, row)
+
+    async def add(self, visit: Visit) -> Visit:
+        async with self._db.write() as tx:
+            if await tx.one("SELECT 1 FROM visits WHERE id = ?", (visit.id,)) is not None:
+                raise ConflictError(f"visit {visit.id} already exists")
+            await tx.insert(insert_sql("visits", _VISIT_COLS), values_of(visit, _VISIT_COLS))
+            return await self._need(tx, visit.id)
+
+    async def get(self, visit_id: str) -> Visit | None:
+        async with self._db.read() as tx:
+            row = await tx.one("SELECT * FROM visits WHERE id = ?", (visit_id,))
+        return None if row is None else build(Visit, row)
+
+    async def list(self, *, limit: int | None = None) -> list[Visit]:
+        sql = "SELECT * FROM visits ORDER BY started_at DESC, id DESC"
+        params: tuple[int, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (max(0, limit),)
+        async with self._db.read() as tx:
+            rows = await tx.all(sql, params)
+        return [build(Visit, r) for r in rows]
+
+    async def update(self, visit_id: str, /, **changes: object) -> Visit:
+        check_changes("visit", Visit, changes)
+        async with self._db.write() as tx:
+            current = await self._need(tx, visit_id)
+            new = replace(current, **changes)  # type: ignore[arg-type]
+            await tx.run(update_sql("visits", _VISIT_COLS[1:]), values_of(new, _VISIT_COLS))
+            return await self._need(tx, visit_id)
+
+    async def active(self, number: str, now: str) -> Visit | None:
+        async with self._db.read() as tx:
+            row = await tx.one(
+                "SELECT * FROM visits WHERE number = ? AND expires_at > ? AND fallback = 0 "
+                "ORDER BY last_seen_at DESC, id DESC LIMIT 1",
+                (number, now),
+            )
+        return None if row is None else build(Visit, row)
+
+    async def held_until(self, numbers: Sequence[str]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(numbers))[:MAX_HELD_QUERY]
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                f"SELECT number, max(expires_at) FROM visits WHERE number IN ({marks}) "
+                "AND fallback = 0 GROUP BY number",
+                wanted,
+            )
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def latest_for_visitor(self, visitor_id: str) -> Visit | None:
+        async with self._db.read() as tx:
+            row = await tx.one(
+                "SELECT * FROM visits WHERE visitor_id = ? "
+                "ORDER BY last_seen_at DESC, id DESC LIMIT 1",
+                (visitor_id,),
+            )
+        return None if row is None else build(Visit, row)
+
+
+class SqliteOutbox:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def add(self, item: OutboxItem) -> OutboxItem:
+        """Group-committed (queued with the call rows of the same moment)."""
+        [(_, item_id)] = await self._db.submit([(_OUTBOX_INSERT, values_of(item, _OUTBOX_COLS))])
+        assert item_id is not None  # an INSERT always sets it
+        return replace(item, id=item_id)
+
+    async def get(self, item_id: int) -> OutboxItem | None:
+        async with self._db.read() as tx:
+            row = await tx.one("SELECT * FROM outbox WHERE id = ?", (item_id,))
+        return None if row is None else build(OutboxItem, row)
+
+    async def due(self, now: str, limit: int = 100) -> list[OutboxItem]:
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                "SELECT * FROM outbox WHERE delivered_at IS NULL AND gave_up = 0 "
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                "ORDER BY coalesce(next_attempt_at, ''), id LIMIT ?",
+                (now, max(0, limit)),
+            )
+        return [build(OutboxItem, r) for r in rows]
+
+    async def backlog(self) -> int:
+        async with self._db.read() as tx:
+            row = await tx.one(
+                "SELECT count(*) AS n FROM outbox WHERE delivered_at IS NULL AND gave_up = 0", ()
+            )
+        return int(row["n"]) if row is not None else 0
+
+    async def mark_delivered(self, item_id: int, delivered_at: str) -> None:
+        async with self._db.single() as tx:
+            changed = await tx.run(
+                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (delivered_at, item_id),
+            )
+            if not changed:
+                raise NotFoundError(f"no outbox item {item_id}")
+
+    async def mark_failed(self, item_id: int, next_attempt_at: str | None, error: str) -> None:
+        async with self._db.single() as tx:
+            changed = await tx.run(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, "
+                "next_attempt_at = ?, gave_up = ? WHERE id = ?",
+                (error, next_attempt_at, int(next_attempt_at is None), item_id),
+            )
+            if not changed:
+                raise NotFoundError(f"no outbox item {item_id}")

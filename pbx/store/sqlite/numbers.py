@@ -1,0 +1,205 @@
+"""SQLite repository for tracking numbers and the per-INVITE lookup (I/O).
+
+A number's destination lists live in `number_destinations` (business hours
+and after hours, each ordered by position); its source and trunk are
+references by id, shown by name in `TrackingNumber`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from pbx.errors import ConflictError, InputError, NotFoundError
+from pbx.store.base import Destination, RouteInfo, Source, TrackingNumber, Trunk
+from pbx.store.sqlite.cache import ConfigCache, cached
+from pbx.store.sqlite.db import Db, Tx, build, check_changes, columns_of, insert_sql, update_sql
+from pbx.store.sqlite.named import key_clause
+
+_REFS = ("source", "destinations", "trunk", "after_hours")
+_NUM_COLS = [*columns_of(TrackingNumber, exclude=_REFS), "source_id", "trunk_id"]
+_SELECT = (
+    "SELECT n.*, s.name AS source, t.name AS trunk FROM numbers n "
+    "JOIN sources s ON s.id = n.source_id LEFT JOIN trunks t ON t.id = n.trunk_id"
+)
+_DEST_NAMES = (
+    "SELECT nd.number_id, nd.after_hours, d.name FROM number_destinations nd "
+    "JOIN destinations d ON d.id = nd.destination_id"
+)
+
+
+def _lookup_sql() -> str:
+    cols = [f"n.{c} AS n_{c}" for c in ["id", *_NUM_COLS]]
+    cols += [f"s.{c} AS s_{c}" for c in ["id", *columns_of(Source)]]
+    cols += [f"t.{c} AS t_{c}" for c in ["id", *columns_of(Trunk, exclude=("allow",))]]
+    cols.append(
+        "(SELECT json_group_array(cidr) FROM (SELECT cidr FROM trunk_allow "
+        "WHERE trunk_id = n.trunk_id ORDER BY position)) AS t_allow"
+    )
+    return (
+        f"SELECT {', '.join(cols)} FROM numbers n JOIN sources s ON s.id = n.source_id "
+        "LEFT JOIN trunks t ON t.id = n.trunk_id WHERE n.number = ?"
+    )
+
+
+_LOOKUP = _lookup_sql()
+
+
+def _with_lists(
+    row: Mapping[str, Any] | sqlite3.Row, dests: Sequence[sqlite3.Row]
+) -> TrackingNumber:
+    business = tuple(d["name"] for d in dests if not d["after_hours"])  # in position order
+    after = tuple(d["name"] for d in dests if d["after_hours"])
+    return build(TrackingNumber, row, destinations=business, after_hours=after)
+
+
+class SqliteNumbers:
+    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
+        self._db = db
+        self._cache = cache
+
+    async def _get(self, tx: Tx, number_or_id: str | int) -> TrackingNumber | None:
+        where, params = key_clause(number_or_id, name_col="number")
+        row = await tx.one(f"{_SELECT} WHERE n.{where}", params)
+        if row is None:
+            return None
+        dests = await tx.all(
+            f"{_DEST_NAMES} WHERE nd.number_id = ? ORDER BY nd.after_hours, nd.position",
+            (row["id"],),
+        )
+        return _with_lists(row, dests)
+
+    async def _need(self, tx: Tx, number: str) -> TrackingNumber:
+        found = await self._get(tx, number)
+        if found is None:
+            raise NotFoundError(f"no tracking number {number}")
+        return found
+
+    async def _id_of(self, tx: Tx, table: str, kind: str, name: str) -> int:
+        row = await tx.one(f"SELECT id FROM {table} WHERE name = ?", (name,))
+        if row is None:
+            raise NotFoundError(f"no {kind} named '{name}'")
+        result: int = row["id"]
+        return result
+
+    async def _row_params(self, tx: Tx, number: TrackingNumber) -> dict[str, Any]:
+        params = {c: getattr(number, c) for c in _NUM_COLS if c not in ("source_id", "trunk_id")}
+        params["source_id"] = await self._id_of(tx, "sources", "source", number.source)
+        trunk = number.trunk
+        params["trunk_id"] = (
+            None if trunk is None else await self._id_of(tx, "trunks", "trunk", trunk)
+        )
+        return params
+
+    async def _write_lists(self, tx: Tx, number_id: int, number: TrackingNumber) -> None:
+        await tx.run("DELETE FROM number_destinations WHERE number_id = ?", (number_id,))
+        rows: list[tuple[int, int, int, int]] = []
+        for after, names in ((0, number.destinations), (1, number.after_hours)):
+            if len(set(names)) != len(names):
+                dup = next(n for n in names if names.count(n) > 1)
+                raise InputError(f"destination '{dup}' is listed twice for {number.number}")
+            for position, name in enumerate(names):
+                dest_id = await self._id_of(tx, "destinations", "destination", name)
+                rows.append((number_id, after, position, dest_id))
+        await tx.many(
+            "INSERT INTO number_destinations (number_id, after_hours, position, destination_id) "
+            "VALUES (?, ?, ?, ?)",
+            rows,
+        )
+
+    async def add(self, number: TrackingNumber) -> TrackingNumber:
+        async with self._db.write() as tx:
+            if await self._get(tx, number.number) is not None:
+                raise ConflictError(f"tracking number {number.number} already exists")
+            params = await self._row_params(tx, number)
+            number_id = await tx.insert(insert_sql("numbers", _NUM_COLS), params)
+            await self._write_lists(tx, number_id, number)
+            return await self._need(tx, number.number)
+
+    async def get(self, number_or_id: str | int) -> TrackingNumber | None:
+        async with self._db.read() as tx:
+            return await self._get(tx, number_or_id)
+
+    async def list(self, *, source: str | None = None) -> list[TrackingNumber]:
+        where, params = ("WHERE s.name = ?", (source,)) if source is not None else ("", ())
+        async with self._db.read() as tx:
+            rows = await tx.all(f"{_SELECT} {where} ORDER BY n.number", params)
+            dests = await tx.all(f"{_DEST_NAMES} ORDER BY nd.after_hours, nd.position")
+        by_number: dict[int, list[sqlite3.Row]] = {}
+        for d in dests:
+            by_number.setdefault(d["number_id"], []).append(d)
+        return [_with_lists(r, by_number.get(r["id"], [])) for r in rows]
+
+    async def update(self, number: str, /, **changes: object) -> TrackingNumber:
+        check_changes("number", TrackingNumber, changes)
+        async with self._db.write() as tx:
+            current = await self._need(tx, number)
+            new = replace(current, **changes)  # type: ignore[arg-type]
+            if new.number != number and await self._get(tx, new.number) is not None:
+                raise ConflictError(f"tracking number {new.number} already exists")
+            params = await self._row_params(tx, new) | {"id": current.id}
+            await tx.run(update_sql("numbers", _NUM_COLS), params)
+            if "destinations" in changes or "after_hours" in changes:
+                await self._write_lists(tx, current.id, new)
+            return await self._need(tx, new.number)
+
+    async def remove(self, number: str) -> None:
+        async with self._db.write() as tx:
+            found = await self._need(tx, number)
+            await tx.run("DELETE FROM numbers WHERE id = ?", (found.id,))
+
+    async def advance_cursor(self, number: str) -> int:
+        async with self._db.single() as tx:
+            row = await tx.one(
+                "UPDATE numbers SET rr_cursor = rr_cursor + 1 WHERE number = ? "
+                "RETURNING rr_cursor - 1 AS cursor",
+                (number,),
+            )
+            if row is None:
+                raise NotFoundError(f"no tracking number {number}")
+            cursor: int = row["cursor"]
+        self._patch_cursor(number, cursor + 1)
+        return cursor
+
+    def _patch_cursor(self, number: str, rr_cursor: int) -> None:
+        """Keep a cached route's cursor current (the cursor does not bump the version)."""
+        if self._cache is None:
+            return
+        route = self._cache.peek(("lookup", number))
+        if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
+            patched = replace(route.number, rr_cursor=rr_cursor)
+            self._cache.replace(("lookup", number), replace(route, number=patched))
+
+    async def lookup(self, e164: str) -> RouteInfo | None:
+        """The route of one INVITE (cached: read per INVITE)."""
+        return await cached(self._cache, ("lookup", e164), lambda: self._lookup(e164))
+
+    async def _lookup(self, e164: str) -> RouteInfo | None:
+        """Two queries: number + source + trunk (+ allow list) in one row, then destinations."""
+        async with self._db.read() as tx:
+            row = await tx.one(_LOOKUP, (e164,))
+            if row is None:
+                return None
+            dests = await tx.all(
+                "SELECT nd.number_id, nd.after_hours, d.* FROM number_destinations nd "
+                "JOIN destinations d ON d.id = nd.destination_id WHERE nd.number_id = ? "
+                "ORDER BY nd.after_hours, nd.position",
+                (row["n_id"],),
+            )
+        parts: dict[str, dict[str, Any]] = {"n": {}, "s": {}, "t": {}}
+        for key in row.keys():  # noqa: SIM118 - sqlite3.Row iterates values, not keys
+            parts[key[0]][key[2:]] = row[key]
+        parts["n"] |= {"source": parts["s"]["name"], "trunk": parts["t"]["name"]}
+        trunk = None
+        if parts["t"]["id"] is not None:
+            trunk = build(Trunk, parts["t"], allow=tuple(json.loads(parts["t"]["allow"])))
+        return RouteInfo(
+            number=_with_lists(parts["n"], dests),
+            source=build(Source, parts["s"]),
+            destinations=tuple(build(Destination, d) for d in dests if not d["after_hours"]),
+            after_hours=tuple(build(Destination, d) for d in dests if d["after_hours"]),
+            trunk=trunk,
+        )

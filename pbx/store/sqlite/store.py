@@ -1,0 +1,205 @@
+"""SQLite backend of the store: opening, migrations, the `SqliteStore` (I/O).
+
+`open_sqlite(path)` creates the parent directory, opens one aiosqlite
+connection (WAL, foreign_keys=ON, busy_timeout=5000, synchronous=NORMAL,
+autocommit mode so only our explicit BEGIN IMMEDIATE opens transactions)
+and applies the numbered migrations in `pbx/store/sqlite/migrations/NNNN_name.sql`
+that the database's `PRAGMA user_version` has not seen, each in its own
+transaction together with the new user_version. Re-opening is a no-op; a
+database with a newer user_version raises `SchemaVersionError`.
+
+Callers use `pbx.store.open_store(url)`, which calls `open_sqlite` for a
+path or a `sqlite:///` URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiosqlite
+
+from pbx.errors import InputError
+from pbx.store.base import SchemaVersionError, Store, neutral_dump
+from pbx.store.sqlite.activity import SqliteCalls, SqliteOutbox, SqliteVisits
+from pbx.store.sqlite.cache import ConfigCache, open_cache
+from pbx.store.sqlite.config import SqliteDestinations, SqliteSources, SqliteTrunks
+from pbx.store.sqlite.db import Db, Writer
+from pbx.store.sqlite.local import SqliteBlocks, SqliteExtensions
+from pbx.store.sqlite.numbers import SqliteNumbers
+
+_MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
+_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+_PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA synchronous = NORMAL",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The shipped migrations in order; numbering must be 1, 2, 3... without gaps."""
+    folder = resources.files("pbx.store.sqlite").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.fullmatch(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise RuntimeError(f"migration {migration.name}: expected number {expected:04d}")
+    return found
+
+
+async def user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration script into complete SQL statements (comments kept)."""
+    statements: list[str] = []
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            statements.append(buf.strip())
+            buf = ""
+    leftover = "\n".join(x for x in buf.splitlines() if not x.strip().startswith("--"))
+    if leftover.strip():
+        raise RuntimeError(f"incomplete SQL statement at the end of a migration: {leftover!r}")
+    return statements
+
+
+def _too_new(current: int, latest: int) -> SchemaVersionError:
+    return SchemaVersionError(
+        f"database schema version {current} is newer than this pbx knows ({latest}); "
+        "upgrade pbx or use another --db"
+    )
+
+
+async def _apply(conn: aiosqlite.Connection, migration: Migration) -> None:
+    """One migration and its user_version in one transaction.
+
+    The version is re-read after BEGIN IMMEDIATE: another process (or
+    connection) opening the same new file may have applied it meanwhile.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        if await user_version(conn) < migration.version:
+            for statement in split_statements(migration.sql):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {migration.version:d}")
+    except BaseException:
+        await asyncio.shield(conn.execute("ROLLBACK"))
+        raise
+    await conn.execute("COMMIT")
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: list[Migration]) -> int:
+    """Apply the migrations newer than the DB's user_version; returns the version."""
+    current = await user_version(conn)
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise _too_new(current, latest)
+    for migration in migrations[current:]:
+        await _apply(conn, migration)
+    return max(current, latest)
+
+
+class SqliteStore:
+    """The `Store` on one SQLite file; every repository shares one `Db`."""
+
+    def __init__(self, db: Db, path: Path, cache: ConfigCache | None = None) -> None:
+        self.path = path
+        self._db = db
+        self.cache = cache
+        self.trunks = SqliteTrunks(self._db, cache)
+        self.destinations = SqliteDestinations(self._db)
+        self.sources = SqliteSources(self._db, cache)
+        self.numbers = SqliteNumbers(self._db, cache)
+        self.calls = SqliteCalls(self._db)
+        self.visits = SqliteVisits(self._db)
+        self.outbox = SqliteOutbox(self._db)
+        self.blocks = SqliteBlocks(self._db, cache)
+        self.extensions = SqliteExtensions(self._db)
+        self._closed = False
+
+    async def schema_version(self) -> int:
+        async with self._db.read():
+            return await user_version(self._db.conn)
+
+    async def dump(self) -> str:
+        async with self._db.read() as tx:
+            names = await tx.all(_TABLES)
+            tables = {
+                row[0]: [dict(r) for r in await tx.all(f"SELECT * FROM {row[0]}")] for row in names
+            }
+        return neutral_dump(tables)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._db.drain()
+        if self.cache is not None:
+            self.cache.close()
+        async with self._db.lock:
+            await self._db.conn.close()
+            await self._db.writer.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def open_sqlite(path: str | Path, *, cache: bool = True) -> SqliteStore:
+    """Open (creating if needed) the database at `path` and bring its schema up to date.
+
+    `cache=False` reads provisioning from the database every time (see
+    `pbx.store.sqlite.cache`; the contract suite runs both ways).
+    """
+    if str(path) in ("", ":memory:"):
+        raise InputError("the SQLite store needs a file path, not an in-memory database")
+    db_path = Path(path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await aiosqlite.connect(db_path, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in _PRAGMAS:
+            await conn.execute(pragma)
+        await migrate(conn, load_migrations())
+        config_cache = open_cache(db_path) if cache else None
+        writer = await Writer.open(db_path)
+    except BaseException:
+        await conn.close()
+        raise
+    return SqliteStore(Db(conn, writer), db_path, config_cache)
+
+
+def _conforms(store: SqliteStore) -> Store:
+    """Never called: makes mypy prove that `SqliteStore` implements `Store`."""
+    return store
