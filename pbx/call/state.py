@@ -11,7 +11,7 @@ the service's runner only moves events in and actions out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pbx.call.legs import LegBuilder
@@ -26,6 +26,7 @@ from pbx.call.model import (
     SendStateless,
 )
 from pbx.records import CallRecord, iso_utc
+from pbx.rtp.media import MediaSession, MediaStats
 from pbx.sip.dialog import Dialog
 from pbx.sip.transaction import TransactionKey
 
@@ -51,6 +52,10 @@ class CallState:
     statuses: list[int | None] = field(default_factory=list)  # each ended attempt's
     forks: dict[tuple[str, str], Dialog] = field(default_factory=dict)  # extra 2xx dialogs
     reacks: dict[TransactionKey, SendStateless] = field(default_factory=dict)  # re-INVITE ACKs
+    # What the shell did for this call, kept here so nothing else holds call state:
+    media: MediaSession | None = None  # the engine's session (an opaque handle to this layer)
+    media_stats: MediaStats | None = None  # its final counters once closed
+    written: CallRecord | None = None  # the record as last stored
 
     def __post_init__(self) -> None:
         self.record = self.setup.record
@@ -75,3 +80,16 @@ class CallState:
     def maybe_finished(self) -> list[Action]:
         """`Finished` once the call has ended and no request of ours is outstanding."""
         return [Finished()] if self.finished else []
+
+    def completed(self, record: CallRecord) -> CallRecord:
+        """The final `record` with the media counters of the closed session."""
+        if self.media_stats is None:
+            return record
+        i, o = self.media_stats.inbound, self.media_stats.outbound
+        return replace(
+            record,
+            packets_in_out=i.packets,
+            packets_out_in=o.packets,
+            bytes_in_out=i.bytes,
+            bytes_out_in=o.bytes,
+        )

@@ -1,5 +1,8 @@
 """Per-call RTP/RTCP relay: symmetric latching, counters, media timeout (asyncio I/O).
 
+The built-in engine of the media interface (`pbx.rtp.media`), in the
+daemon's own process.
+
 `MediaRelay` owns the port allocator and every open `MediaSession`. A session
 has two legs, `inbound` (faces the caller / trunk) and `outbound` (faces the
 callee), each with an RTP socket on an even port and an RTCP socket on the
@@ -47,15 +50,23 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Literal, cast
+from dataclasses import replace
+from typing import cast
 
-from pbx.errors import PbxError
+from pbx.rtp.media import (
+    LEGS,
+    Counters,
+    Leg,
+    MediaEngine,
+    MediaError,
+    MediaStats,
+    OnFailure,
+    OnTimeout,
+)
+from pbx.rtp.media import MediaSession as MediaSessionApi
 from pbx.rtp.packet import is_rtcp
 from pbx.rtp.ports import PortPairAllocator
 
-Leg = Literal["inbound", "outbound"]
-LEGS: tuple[Leg, Leg] = ("inbound", "outbound")
 Address = tuple[str, int] | tuple[str, int, int, int]
 
 RCVBUF = 64 * 1024
@@ -65,30 +76,6 @@ RELATCH_AFTER = 2.0
 RTCP_RELATCH_AFTER = 10.0
 BIND_ATTEMPTS = 16
 RTP_VERSION_BITS = 0x80  # RFC 3550 §5.1: V=2 in the two top bits
-
-
-class MediaError(PbxError):
-    """The relay cannot serve a call (no ports, bad remote address)."""
-
-
-@dataclass(slots=True)
-class Counters:
-    """What one leg received and forwarded to the other, plus what it dropped."""
-
-    packets: int = 0
-    bytes: int = 0
-    rtcp_packets: int = 0
-    rtcp_bytes: int = 0
-    dropped: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class MediaStats:
-    """Final counters of a closed session, keyed by receiving leg."""
-
-    call_id: str
-    inbound: Counters
-    outbound: Counters
 
 
 class Latch:
@@ -210,6 +197,18 @@ class MediaSession:
         """Our RTP port on `leg` (RTCP is this + 1): what that leg's SDP names."""
         return self.ports[leg]
 
+    def address(self, leg: Leg) -> tuple[str, int]:
+        """(bound host, RTP port) of `leg`; the daemon may advertise another host."""
+        return self.host, self.ports[leg]
+
+    def snapshot(self) -> MediaStats:
+        """The counters so far."""
+        if self._stats is not None:
+            return self._stats
+        return MediaStats(
+            self.call_id, replace(self.counters["inbound"]), replace(self.counters["outbound"])
+        )
+
     def set_remote(
         self,
         leg: Leg,
@@ -249,11 +248,7 @@ class MediaSession:
         for endpoint in self._endpoints.values():
             if endpoint.transport is not None:
                 endpoint.transport.close()
-        self._stats = MediaStats(
-            self.call_id,
-            replace(self.counters["inbound"]),
-            replace(self.counters["outbound"]),
-        )
+        self._stats = self.snapshot()
         self._relay._forget(self)
         return self._stats
 
@@ -325,7 +320,7 @@ class MediaRelay:
         host: str,
         *,
         media_timeout: float = 60.0,
-        on_timeout: Callable[[str], None] | None = None,
+        on_timeout: OnTimeout | None = None,
         relatch_after: float = RELATCH_AFTER,
         rtcp_relatch_after: float = RTCP_RELATCH_AFTER,
         check_interval: float | None = None,
@@ -340,6 +335,7 @@ class MediaRelay:
         self.family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         self.media_timeout = media_timeout
         self.on_timeout = on_timeout
+        self.on_failure: OnFailure | None = None  # in-process: a failure is the daemon's own
         self.relatch_after = relatch_after
         self.rtcp_relatch_after = rtcp_relatch_after
         self.check_interval = check_interval or min(max(media_timeout / 4, 0.05), 1.0)
@@ -451,3 +447,8 @@ class MediaRelay:
         finally:  # a failing on_timeout must not stop the checks of other calls
             if self._sessions:
                 self._ensure_timer(loop)
+
+
+def _conforms(relay: MediaRelay, session: MediaSession) -> tuple[MediaEngine, MediaSessionApi]:
+    """Never called: makes mypy prove the relay implements the media interface."""
+    return relay, session

@@ -48,11 +48,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from pbx.records import CallRecord, Disposition
+from pbx.rtp.media import Counters, Leg, MediaSession, MediaStats
 from pbx.rules.limits import FloodStats
 
 if TYPE_CHECKING:
     from pbx.call.intake import Refusal
-    from pbx.rtp.relay import Counters, Leg, MediaSession, MediaStats
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LEGS: tuple[Leg, Leg] = ("inbound", "outbound")
@@ -93,8 +93,9 @@ class _Media(Collector):
     def collect(self) -> Iterable[Metric]:
         totals = {leg: list(values) for leg, values in self.closed.items()}
         for session in list(self.live.values()):
-            for leg in LEGS:
-                _add(totals[leg], session.counters[leg])
+            snapshot = session.snapshot()
+            _add(totals["inbound"], snapshot.inbound)
+            _add(totals["outbound"], snapshot.outbound)
         families = (
             ("pbx_media_packets", "RTP/RTCP packets relayed, by the leg they came in on", 0),
             ("pbx_media_bytes", "RTP/RTCP bytes relayed, by the leg they came in on", 1),

@@ -10,7 +10,11 @@ actor"): it admits the call (`pbx.call.intake`), then feeds events and timer
 expiries to the pure `Call` and executes the returned actions in order, so
 "write the ringing row, then send the outbound INVITE" holds by
 construction, and one slow database write never stalls another call.
-The runner keeps no call state of its own beyond the media session handle.
+The runner keeps no call state of its own: the media session, its
+counters and the record as last written live in the `Call`
+(`pbx.call.state`). The concurrent-call slot is taken by `_admit` and given
+back in one place, when the call's final record is stored (or the call
+crashed), not after the linger that waits for the last BYE answer.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from pbx.call.model import (
     WriteRecord,
 )
 from pbx.records import CallRecord, Disposition, iso_utc
-from pbx.rtp.relay import MediaError, MediaRelay, MediaSession, MediaStats
+from pbx.rtp.media import MediaEngine, MediaError
 from pbx.service.metrics import Metrics
 from pbx.service.overload import Overload
 from pbx.sip.agent import SipAgent
@@ -83,7 +87,7 @@ class CallContext:
 
     agent: SipAgent
     store: Store
-    relay: MediaRelay
+    relay: MediaEngine
     ids: IdSource
     media_address: str
     local: dict[str, LocalAddress]
@@ -220,10 +224,8 @@ class CallRunner:
         self.started = now
         self.inbox: asyncio.Queue[tuple[Input, float]] = asyncio.Queue()
         self.call: Call | None = None
-        self.media: MediaSession | None = None
-        self.stats: MediaStats | None = None
-        self.written: CallRecord | None = None  # the record as last stored by this runner
         self.done = False
+        self.slot = False  # holds a concurrent-call slot (`Overload.acquire`)
         self.setup_seen = False  # the setup-latency metric was observed
         self.log = log.bind(call_id=event.request.call_id)
         self.names: list[tuple[dict[Any, CallRunner], Any]] = []  # where the manager files it
@@ -242,8 +244,14 @@ class CallRunner:
             await self._salvage()
         finally:
             self._close_media()
-            self.ctx.overload.release(self)
+            self._release()
             self.manager.forget(self)
+
+    def _release(self) -> None:
+        """Give the concurrent-call slot back (once): the record is final or the call is gone."""
+        if self.slot:
+            self.slot = False
+            self.ctx.overload.release(self)
 
     async def _loop(self) -> None:
         assert self.call is not None
@@ -302,6 +310,7 @@ class CallRunner:
         result = await admit(ictx, request, self.first.source, self.started, wall)
         if not isinstance(result, Refusal):
             result = self.ctx.overload.acquire(self, result, iso_utc(wall))
+            self.slot = not isinstance(result, Refusal)
         if isinstance(result, Refusal):
             self.log.info("call.refused", status=result.status, reason=result.reason)
             self.ctx.metrics.refused(result)
@@ -343,8 +352,8 @@ class CallRunner:
             case SetMediaRemote(leg, host, port):
                 self._set_remote(leg, host, port)
             case ArmMedia():
-                if self.media is not None:
-                    self.media.arm()
+                if self.call is not None and self.call.media is not None:
+                    self.call.media.arm()
             case CloseMedia():
                 self._close_media()
             case WriteRecord(record):
@@ -377,61 +386,59 @@ class CallRunner:
                       leg_call_id=request.call_id, dest=str(dest))  # fmt: skip
 
     async def _open_media(self) -> None:
-        assert self.call is not None
+        call = self.call
+        assert call is not None
         try:
-            self.media = await self.ctx.relay.open_session(self.call.record.id)
+            media = call.media = await self.ctx.relay.open_session(call.record.id)
         except (MediaError, OSError) as exc:
             self.log.warning("media.open_failed", error=str(exc))
-            await self._execute(self.call.handle(MediaFailed(str(exc)), self._now()))
+            await self._execute(call.handle(MediaFailed(str(exc)), self._now()))
             return
-        self.ctx.metrics.media_opened(self.media)
-        address = self.ctx.media_address
+        self.ctx.metrics.media_opened(media)
+        address = self.ctx.media_address  # advertised; the engine may bind a wildcard
         opened = MediaOpened(
-            (address, self.media.port("inbound")), (address, self.media.port("outbound"))
+            (address, media.address("inbound")[1]), (address, media.address("outbound")[1])
         )
         self.log.debug("media.opened", inbound=opened.inbound[1], outbound=opened.outbound[1])
-        await self._execute(self.call.handle(opened, self._now()))
+        await self._execute(call.handle(opened, self._now()))
 
     def _set_remote(self, leg: Leg, host: str, port: int) -> None:
-        if self.media is None or _unspecified(host):
+        media = self.call.media if self.call is not None else None
+        if media is None or _unspecified(host):
             return
         try:
-            self.media.set_remote(leg, host, port)
+            media.set_remote(leg, host, port)
         except MediaError as exc:  # e.g. an IPv6 peer on an IPv4 relay: latching still works
             self.log.warning("media.bad_remote", leg=leg, host=host, port=port, error=str(exc))
 
     def _close_media(self) -> None:
-        if self.media is not None and self.stats is None:
-            self.stats = self.media.close()
-            self.ctx.metrics.media_closed(self.media, self.stats)
+        call = self.call
+        if call is not None and call.media is not None and call.media_stats is None:
+            call.media_stats = call.media.close()
+            self.ctx.metrics.media_closed(call.media, call.media_stats)
 
     async def _write(self, record: CallRecord) -> None:
-        existing = self.written  # this runner is the record's only writer: no read back
+        assert self.call is not None
+        existing = self.call.written  # the call's only writer is its runner: no read back
         if existing is None:
             await self.ctx.store.calls.insert(record)
         else:
             await self.ctx.store.calls.update(record)
-        self.written = record
+        self.call.written = record
         wall = iso_utc(self.ctx.wall_clock())
         for item in progress_items(existing, record, self.ctx.integrations, uuid4().hex, wall):
             await self.ctx.store.outbox.add(item)
         self.log.info("call.state", disposition=str(record.disposition))
 
     async def _finish(self, record: CallRecord) -> None:
-        if self.stats is not None:
-            i, o = self.stats.inbound, self.stats.outbound
-            record = replace(
-                record,
-                packets_in_out=i.packets,
-                packets_out_in=o.packets,
-                bytes_in_out=i.bytes,
-                bytes_out_in=o.bytes,
-            )
+        assert self.call is not None
+        record = self.call.completed(record)
         source = await self.ctx.store.sources.get(record.source) if record.source else None
         wall = iso_utc(self.ctx.wall_clock())
         outbox = outbox_for(record, source, self.ctx.integrations, uuid4().hex, wall)
         await self.ctx.store.calls.finish(record, outbox)
-        self.ctx.overload.release(self)
+        self.call.written = record
+        self._release()
         self.ctx.metrics.call_finished(record)
         self.log.info(
             "call.ended",

@@ -16,11 +16,14 @@ from pbx.service.metrics import REASONS, Metrics, refusal_reason
 
 @dataclass
 class FakeSession:
-    """Stands in for a live MediaSession: only its counters are read."""
+    """Stands in for a live MediaSession: only its counters are read (`snapshot`)."""
 
     counters: dict[str, Counters] = field(
         default_factory=lambda: {"inbound": Counters(), "outbound": Counters()}
     )
+
+    def snapshot(self) -> MediaStats:
+        return MediaStats("fake", self.counters["inbound"], self.counters["outbound"])
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
