@@ -154,7 +154,7 @@ class _Decoder:
             raise BencodeError(f"bencode: unterminated or oversized integer at offset {pos}")
         text = self.data[pos + 1 : end]
         digits = text[1:] if text.startswith(b"-") else text
-        if not digits or not all(b in _DIGITS for b in digits):
+        if not digits.isdigit():  # bytes.isdigit: ASCII 0-9 only, False when empty
             raise BencodeError(f"bencode: bad integer {text!r} at offset {pos}")
         if (digits.startswith(b"0") and len(digits) > 1) or text == b"-0":
             raise BencodeError(f"bencode: non-canonical integer {text!r} at offset {pos}")
@@ -165,7 +165,7 @@ class _Decoder:
         if colon < 0:
             raise BencodeError(f"bencode: bad string length at offset {pos}")
         prefix = self.data[pos:colon]
-        if not all(b in _DIGITS for b in prefix) or (prefix.startswith(b"0") and len(prefix) > 1):
+        if not prefix.isdigit() or (prefix.startswith(b"0") and len(prefix) > 1):
             raise BencodeError(f"bencode: bad string length {prefix!r} at offset {pos}")
         start = colon + 1
         end = start + int(prefix)
