@@ -53,7 +53,12 @@ def _stream(port: int, rtcp: bool) -> dict[str, Encodable]:
 
 
 def _tag(tag: str, port: int) -> dict[str, Encodable]:
-    media = {"index": 1, "type": "audio", "protocol": "RTP/AVP", "codec": "PCMU/8000"}
+    media: dict[str, Encodable] = {
+        "index": 1,
+        "type": "audio",
+        "protocol": "RTP/AVP",
+        "codec": "PCMU/8000",
+    }
     media["streams"] = [_stream(port, False), _stream(port + 1, True)]
     return {"tag": tag, "created": 1796162002, "medias": [media]}
 
