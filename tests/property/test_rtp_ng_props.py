@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,6 +39,21 @@ values: st.SearchStrategy[Value] = st.recursive(
 )
 
 
+T = TypeVar("T")
+
+
+def attempt(fn: Callable[[], T], error: type[Exception]) -> tuple[T | None, str | None]:
+    """(result, None), or (None, message) if `fn` raised `error`; anything else propagates."""
+    try:
+        return fn(), None
+    except error as exc:
+        return None, str(exc)
+
+
+def is_one_line(message: str) -> bool:
+    return "\n" not in message and 0 < len(message) < 200
+
+
 @given(values)
 def test_bencode_round_trip(value: Value) -> None:
     wire = encode(value)
@@ -46,10 +63,11 @@ def test_bencode_round_trip(value: Value) -> None:
 
 @given(st.binary(max_size=300))
 def test_decode_arbitrary_bytes_value_or_bencode_error(data: bytes) -> None:
-    try:
-        value = decode(data)
-    except BencodeError:
+    value, error = attempt(lambda: decode(data), BencodeError)
+    if error is not None:
+        assert is_one_line(error)  # whatever the input
         return
+    assert value is not None
     assert decode(encode(value)) == value  # whatever decodes is a real value
 
 
@@ -75,11 +93,54 @@ def test_decode_mutated_encodings_value_or_bencode_error(value: Value, data: st.
 @given(st.sampled_from(list(Command)), values | st.binary(max_size=200))
 def test_parse_reply_typed_or_ng_error(command: Command, body: Value) -> None:
     raw = body if isinstance(body, bytes) else encode(body)
-    try:
-        reply = parse_reply(command, raw)
-    except NgError:
+    reply, error = attempt(lambda: parse_reply(command, raw), NgError)
+    if error is not None:
+        assert is_one_line(error)
         return
     assert isinstance(reply, Pong | Refused | SdpReply | StatsReply)
+
+
+leaf = st.integers(-5, 10**6) | st.sampled_from([b"RTP", b"RTCP", b"", b"ok", b"127.0.0.1"])
+counters = (
+    st.fixed_dictionaries({}, optional={b"packets": leaf, b"bytes": leaf, b"errors": leaf}) | values
+)
+stream = st.fixed_dictionaries(
+    {},
+    optional={
+        b"local port": leaf,
+        b"flags": st.lists(leaf, max_size=3) | leaf,
+        b"endpoint": st.fixed_dictionaries({}, optional={b"address": leaf, b"port": leaf}) | leaf,
+        b"stats": counters,
+    },
+)
+media = st.fixed_dictionaries(
+    {}, optional={b"index": leaf, b"type": leaf, b"streams": st.lists(stream, max_size=3) | leaf}
+)
+side = st.fixed_dictionaries({}, optional={b"medias": st.lists(media, max_size=2) | leaf})
+reply_like = st.fixed_dictionaries(
+    {b"result": st.sampled_from([b"ok", b"error", b"pong", b"junk"]) | leaf},
+    optional={
+        b"sdp": leaf,
+        b"warning": leaf,
+        b"error-reason": leaf,
+        b"created": leaf,
+        b"totals": st.fixed_dictionaries({}, optional={b"RTP": counters, b"RTCP": counters}) | leaf,
+        b"tags": st.dictionaries(st.binary(max_size=4), side, max_size=2) | leaf,
+    },
+)
+
+
+@given(st.sampled_from(list(Command)), reply_like)
+def test_parse_reply_like_dicts_typed_or_ng_error(
+    command: Command, body: dict[bytes, Value]
+) -> None:
+    reply, error = attempt(lambda: parse_reply(command, encode(body)), NgError)
+    if error is not None:
+        assert is_one_line(error)
+        return
+    assert isinstance(reply, Pong | Refused | SdpReply | StatsReply)
+    if isinstance(reply, StatsReply) and reply.stats is not None:
+        assert all(isinstance(s.counters.packets, int) for s in reply.stats.streams)
 
 
 # --- NgClient simulation ----------------------------------------------------------
