@@ -101,7 +101,7 @@ def _media_address(settings: Settings) -> str:
 
 async def start(settings: Settings) -> Daemon:
     """Bring every part up; raises on a port already in use or a bad database."""
-    store = await open_store(settings.store.path)
+    store = await open_store(settings.store.location)
     swept = await store.calls.mark_interrupted(iso_utc(time.time()))
     if swept:
         log.warning("calls.interrupted", count=swept)
@@ -245,7 +245,7 @@ async def serve(settings: Settings) -> None:
         transports=list(settings.sip.transports),
         rtp=f"{settings.rtp.port_low}-{settings.rtp.port_high}",
         http=f"{settings.http.host}:{settings.http.port}",
-        db=str(settings.store.path),
+        db=settings.store.display,
     )
     await stop.wait()
     log.info("pbx.draining", calls=len(daemon.manager.tasks))
