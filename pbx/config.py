@@ -55,7 +55,8 @@ import phonenumbers
 from pbx.errors import ConfigError, InputError
 from pbx.store.url import parse_store_url
 
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
+ENGINES = ("builtin", "rtpengine")
 LOG_FORMATS = ("auto", "console", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_DB = Path("data/pbx.sqlite3")
@@ -73,6 +74,9 @@ class SipSettings:
     # Live SIP transactions at most (~6 KiB each, measured): new requests beyond get a
     # stateless 503. Bounds memory when a flood comes from addresses the flood guard exempts.
     max_transactions: int = 20_000
+    tls_port: int = 5061  # SIP over TLS (when "tls" is in transports)
+    tls_cert: str = ""  # PEM certificate chain file
+    tls_key: str = ""  # PEM private key file
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,9 @@ class RtpSettings:
     port_low: int = 10000
     port_high: int = 20000
     advertised_address: str = ""  # "" = rtp.host
+    engine: str = "builtin"  # builtin (pbx's own relay) | rtpengine (drive rtpengine over ng)
+    rtpengine: tuple[str, ...] = ()  # ng control addresses HOST:PORT, in failover order
+    workers: int = -1  # relay processes; -1 = a core each beyond the first, 0 = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +112,23 @@ class StoreSettings:
     def display(self) -> str:
         """The location for messages (a URL's password hidden)."""
         return parse_store_url(self.location).display
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    host: str = "127.0.0.1"  # the dashboard and REST API listener; never the public one
+    port: int = 8081
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    id: str = ""  # this node's name in a cluster; "" = the host name
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    dir: Path = Path("data/recordings")
+    retention_days: int = 90  # recordings older than this are deleted daily; 0 = keep forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +224,9 @@ class Settings:
     rtp: RtpSettings = field(default_factory=RtpSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    node: NodeSettings = field(default_factory=NodeSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
     phone: PhoneSettings = field(default_factory=PhoneSettings)
     log: LogSettings = field(default_factory=LogSettings)
     timers: TimerSettings = field(default_factory=TimerSettings)
@@ -411,9 +438,26 @@ def _check_listen(s: Settings) -> None:
         raise _bad("sip.transports", "a non-empty list without repeats", list(s.sip.transports))
     for transport in s.sip.transports:
         _check_choice("sip.transports", transport, TRANSPORTS)
+    _check_host("admin.host", s.admin.host)
+    _check_port("admin.port", s.admin.port)
+    if "tls" in s.sip.transports:
+        _check_port("sip.tls_port", s.sip.tls_port)
+        for key, value in (("sip.tls_cert", s.sip.tls_cert), ("sip.tls_key", s.sip.tls_key)):
+            if not value:
+                raise ConfigError(f"config: {key} must name a PEM file when sip.transports has tls")
 
 
 def _check_rtp(s: Settings) -> None:
+    _check_choice("rtp.engine", s.rtp.engine, ENGINES)
+    if s.rtp.engine == "rtpengine" and not s.rtp.rtpengine:
+        raise ConfigError("config: rtp.rtpengine must list HOST:PORT when rtp.engine is rtpengine")
+    for address in s.rtp.rtpengine:
+        parse_listen(address, "rtp.rtpengine")
+    if s.rtp.workers < -1:
+        raise _bad("rtp.workers", "-1 (auto), 0 (in-process) or a count", s.rtp.workers)
+    if s.recording.retention_days < 0:
+        days = s.recording.retention_days
+        raise _bad("recording.retention_days", "0 (keep) or a number of days", days)
     low, high = s.rtp.port_low, s.rtp.port_high
     _check_port("rtp.port_low", low)
     _check_port("rtp.port_high", high)

@@ -19,14 +19,18 @@ from pbx.errors import InputError
 @config_option("Daemon settings (TOML), e.g. config/pbx.example.toml.")
 @click.option("--sip", metavar="HOST:PORT", help="SIP listen address (UDP and TCP).")
 @click.option("--rtp-ports", metavar="LOW-HIGH", help="RTP port range for the relay.")
-@click.option("--http", metavar="HOST:PORT", help="HTTP listen address (/health).")
+@click.option("--http", metavar="HOST:PORT", help="Visitor API listen address (swap.js).")
+@click.option("--admin", metavar="HOST:PORT", help="Dashboard and REST API listen address.")
+@click.option("--node", metavar="NAME", help="This node's name in a cluster (default: host name).")
 @click.pass_context
-def serve(
+def serve(  # noqa: PLR0913 - one parameter per documented flag
     ctx: click.Context,
     config_path: Path | None,
     sip: str | None,
     rtp_ports: str | None,
     http: str | None,
+    admin: str | None,
+    node: str | None,
 ) -> None:
     """Run the call-tracking daemon until SIGTERM (then drain calls and stop)."""
     from pbx import daemon
@@ -38,6 +42,10 @@ def serve(
             overrides["sip.host"], overrides["sip.port"] = parse_listen(sip, "--sip")
         if http:
             overrides["http.host"], overrides["http.port"] = parse_listen(http, "--http")
+        if admin:
+            overrides["admin.host"], overrides["admin.port"] = parse_listen(admin, "--admin")
+        if node is not None:
+            overrides["node.id"] = node
         if rtp_ports:
             low, high = parse_port_range(rtp_ports, "--rtp-ports")
             overrides["rtp.port_low"], overrides["rtp.port_high"] = low, high
