@@ -118,7 +118,7 @@ def _parse_relay(text: str) -> InfoDigit:
             fields.setdefault(key.strip().lower(), value.strip())
     if "signal" not in fields:
         raise DtmfError("dtmf-relay INFO body has no Signal= line")
-    duration = fields.get("duration")
+    duration = fields.get("duration") or None  # an empty Duration= means none given
     if duration is not None and not (duration.isascii() and duration.isdigit()):
         raise DtmfError(f"dtmf-relay Duration {duration[:20]!r} is not a number")
     return InfoDigit(_signal(fields["signal"]), int(duration) if duration else None)

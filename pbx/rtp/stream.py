@@ -25,6 +25,7 @@ transcode to other codecs).
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ class PromptStream:
         """The packets due by `now` (at most MAX_BURST; a longer backlog slips the schedule)."""
         if self.done:
             return []
-        overdue = int((now - self.start) / PTIME + _EPSILON) + 1 - self.sent
+        overdue = math.floor((now - self.start) / PTIME + _EPSILON) + 1 - self.sent
         if overdue <= 0:
             return []
         if overdue > MAX_BURST:
