@@ -50,5 +50,5 @@ def test_bad_requests_get_one_line(kwargs: dict[str, object], message: str) -> N
 
 
 def test_missing_espeak_is_a_clear_error() -> None:
-    with pytest.raises(TtsUnavailable, match="not installed .*apt install espeak-ng"):
+    with pytest.raises(TtsUnavailable, match=r"not installed .*apt install espeak-ng"):
         render_wav("hello", executable="espeak-ng-not-here")

@@ -1,0 +1,226 @@
+"""Properties of the audio building blocks: codecs, mixer, RTP stream, screening, parsers."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pbx.audio import g711, wav
+from pbx.audio.prompt import convert_prompt
+from pbx.audio.recorder import JITTER_WINDOW, Side, StereoRecorder
+from pbx.errors import InputError
+from pbx.rtp.dtmf import DtmfDetector, DtmfError, parse_event, parse_info
+from pbx.rtp.packet import peek_rtp
+from pbx.rtp.stream import MAX_BURST, PromptStream, due
+from pbx.rules.screening import FINAL, Bridge, HuntOn, Input, Release, Screening
+from tests.audio_support import fmt_chunk, riff
+
+laws = st.sampled_from([g711.PT_PCMU, g711.PT_PCMA])
+samples16 = st.lists(st.integers(-32768, 32767), max_size=400)
+
+
+@given(laws, samples16)
+def test_g711_round_trip_within_quantisation_bound(pt: int, values: list[int]) -> None:
+    pcm = np.array(values, dtype="<i2")
+    back = g711.decode_samples(pt, g711.encode_samples(pt, pcm)).astype(int)
+    for x, y in zip(values, back.tolist(), strict=True):
+        assert abs(x - y) <= g711.max_error(pt, x)
+
+
+@given(laws, st.binary(max_size=400))
+def test_g711_decode_then_encode_is_identity_on_codes(pt: int, payload: bytes) -> None:
+    back = g711.encode(pt, g711.decode(pt, payload))
+    expected = payload.replace(b"\x7f", b"\xff") if pt == g711.PT_PCMU else payload
+    assert back == expected  # mu-law -0 (0x7F) comes back as +0 (0xFF)
+
+
+# --- recorder -----------------------------------------------------------------------------
+
+packet = st.tuples(
+    st.sampled_from([Side.CALLER, Side.ANSWERER]),
+    st.integers(-500, 20_000),  # arrival in samples
+    st.integers(0, 400),  # length
+)
+
+
+@given(st.lists(packet, max_size=40))
+def test_recorder_length_is_the_furthest_sample_and_channels_never_swap(
+    packets: list[tuple[Side, int, int]],
+) -> None:
+    rec = StereoRecorder()
+    out = b""
+    for i, (side, arrival, length) in enumerate(packets):
+        # Caller values are positive, answerer values negative: a swap would show.
+        value = (i % 100 + 1) * (1 if side is Side.CALLER else -1)
+        out += rec.feed(side, np.full(length, value, dtype="<i2"), arrival=arrival)
+    out += rec.flush()
+    frames = np.frombuffer(out, dtype="<i2").reshape(-1, 2)
+    ends = [arrival + length for _, arrival, length in packets if length]
+    assert len(frames) == max([0, *ends])
+    assert np.all(frames[:, 0] >= 0)
+    assert np.all(frames[:, 1] <= 0)
+    fed = {s: sum(n for side, _, n in packets if side is s) for s in Side}
+    assert np.count_nonzero(frames[:, 0]) <= fed[Side.CALLER]
+    assert np.count_nonzero(frames[:, 1]) <= fed[Side.ANSWERER]
+    assert rec.emitted == len(frames)
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.lists(st.integers(-JITTER_WINDOW // 2, JITTER_WINDOW // 2), min_size=1, max_size=30),
+)
+def test_recorder_output_does_not_depend_on_the_timestamp_base(
+    ts0: int, jitters: list[int]
+) -> None:
+    def run(base: int) -> bytes:
+        rec = StereoRecorder()
+        out = b""
+        for i, jitter in enumerate(jitters):
+            pcm = np.full(160, i + 1, dtype="<i2")
+            ts = (base + 160 * i) % 2**32
+            out += rec.feed(Side.CALLER, pcm, arrival=2000 + 160 * i + jitter, rtp_timestamp=ts)
+        return out + rec.flush()
+
+    assert run(ts0) == run(0)
+
+
+# --- RTP stream ---------------------------------------------------------------------------
+
+
+@given(
+    st.integers(0, 2000),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    laws,
+)
+def test_stream_seq_and_ts_are_continuous_over_wraparound(
+    samples: int, seq0: int, ts0: int, ssrc: int, pt: int
+) -> None:
+    pcm = np.arange(samples, dtype="<i2").tobytes()
+    stream = PromptStream(pcm, pt, ssrc, seq0, ts0, start=0.0)
+    assert stream.packet_count == -(-samples // 160)
+    headers = [peek_rtp(stream.packet(i)) for i in range(stream.packet_count)]
+    for i, head in enumerate(headers):
+        assert head is not None
+        assert (head.seq, head.timestamp) == ((seq0 + i) % 2**16, (ts0 + 160 * i) % 2**32)
+        assert (head.ssrc, head.payload_type, head.marker) == (ssrc, pt, i == 0)
+        assert len(stream.packet(i)) == 172
+
+
+@given(st.integers(1, 60), st.lists(st.floats(0.0, 0.3), min_size=1, max_size=80))
+def test_stream_pacing_never_early_never_a_big_burst_nothing_lost(
+    packets: int, steps: list[float]
+) -> None:
+    stream = PromptStream(b"\x00\x00" * 160 * packets, 0, 1, 0, 0, start=5.0)
+    now, sent = 5.0, []
+    for step in [*steps, *[0.3] * (packets + 1)]:  # run on until every packet is out
+        now += step
+        batch = stream.next_packets(now)
+        assert len(batch) <= MAX_BURST
+        sent += batch
+        if batch:  # the last packet sent was due (never early)
+            assert due(stream.start, len(sent) - 1) <= now + 1e-9
+        deadline = stream.next_deadline()
+        assert deadline is None or deadline > now - 1e-9  # nothing overdue is left behind
+    assert sent == [stream.packet(i) for i in range(packets)]
+
+
+# --- screening ----------------------------------------------------------------------------
+
+inputs = st.lists(
+    st.tuples(st.sampled_from([*Input, "digit1", "digit5", "timer"]), st.floats(0, 5)),
+    max_size=30,
+)
+
+
+@given(st.booleans(), st.none() | st.floats(0, 10), inputs)
+def test_screening_any_input_sequence_is_defined_and_decides_once(
+    screen: bool, whisper: float | None, events: list[tuple[object, float]]
+) -> None:
+    machine, actions = Screening.start(0.0, whisper_seconds=whisper, screen=screen)
+    now = 0.0
+    for event, dt in events:
+        now += dt
+        if event == "timer":
+            actions += machine.handle_timer(now)
+        elif isinstance(event, str):
+            actions += machine.digit(event[-1], now)
+        else:
+            assert isinstance(event, Input)
+            actions += machine.handle(event, now)
+        if machine.finished:
+            assert machine.next_deadline() is None
+    outcomes = [a for a in actions if isinstance(a, Bridge | HuntOn | Release)]
+    assert len(outcomes) == (1 if machine.state in FINAL else 0)
+
+
+# --- parsers: arbitrary bytes -------------------------------------------------------------
+
+wav_prefix = st.sampled_from(
+    [
+        b"",
+        b"RIFF\x00\x00\x00\x00WAVE",
+        riff(fmt_chunk(1, 1, 8000, 16)),
+        riff(fmt_chunk(1, 2, 44100, 24)),
+    ]
+)
+
+
+@settings(max_examples=300)
+@given(wav_prefix, st.binary(max_size=300))
+def test_wav_parser_returns_a_value_or_wav_error(prefix: bytes, tail: bytes) -> None:
+    data = prefix + tail
+    try:
+        info = wav.read_info(data)
+    except wav.WavError as exc:
+        message = str(exc)
+        info = None
+    if info is None:
+        assert "\n" not in message
+        return
+    audio = wav.decode(data, info)
+    assert audio.samples.shape == (info.frames, info.channels)
+    assert np.all(np.abs(audio.samples) <= 1.0)
+
+
+@settings(max_examples=100)
+@given(wav_prefix, st.binary(max_size=300))
+def test_prompt_conversion_returns_a_prompt_or_an_input_error(prefix: bytes, tail: bytes) -> None:
+    try:
+        result = convert_prompt(prefix + tail)
+    except InputError:
+        return
+    assert result.frames > 0
+
+
+@given(st.binary(max_size=12))
+def test_telephone_event_parser_returns_a_value_or_dtmf_error(payload: bytes) -> None:
+    try:
+        event = parse_event(payload)
+    except DtmfError:
+        assert len(payload) < 4
+        return
+    assert 0 <= event.event <= 255
+    assert 0 <= event.volume <= 63
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.binary(min_size=4, max_size=4))))
+def test_detector_reports_each_timestamp_at_most_once(packets: list[tuple[int, bytes]]) -> None:
+    det = DtmfDetector()
+    reported = [ts for ts, p in packets if det.feed(ts, p) is not None]
+    assert len(reported) == len(set(reported)) or len(set(ts for ts, _ in packets)) > 16
+
+
+@given(
+    st.sampled_from(["application/dtmf-relay", "application/dtmf", "application/sdp", "x"]),
+    st.binary(max_size=200) | st.text(max_size=60).map(str.encode),
+)
+def test_info_parser_returns_a_value_or_dtmf_error(content_type: str, body: bytes) -> None:
+    message = ""
+    try:
+        parse_info(content_type, body)
+    except DtmfError as exc:
+        message = str(exc)
+    assert "\n" not in message
