@@ -53,6 +53,7 @@ RATE = 8000
 JITTER_WINDOW = RATE // 5  # 200 ms in samples
 MAX_PACKET = RATE  # samples in one feed() beyond 1 s are dropped: no RTP packet is that long
 _TS_MOD = 1 << 32
+_BUFFER_WINDOWS = 8  # buffer size in windows: the live part moves down every ~7 windows
 
 
 class Side(enum.Enum):
@@ -88,8 +89,15 @@ class StereoRecorder:
     _clocks: tuple[_SideClock, _SideClock] = field(
         default_factory=lambda: (_SideClock(), _SideClock())
     )
-    _buf: NDArray[np.int16] = field(default_factory=lambda: np.zeros((0, 2), dtype="<i2"))
-    _filled: NDArray[np.bool_] = field(default_factory=lambda: np.zeros((0, 2), dtype=bool))
+    # Frames from `emitted` on live at _buf[_head:]; emitted ones are left behind _head
+    # and the live part is moved down when the end is reached (no per-packet shifting).
+    _buf: NDArray[np.int16] = field(init=False, repr=False)
+    _filled: NDArray[np.bool_] = field(init=False, repr=False)
+    _head: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._buf = np.zeros((_BUFFER_WINDOWS * self.window + MAX_PACKET, 2), dtype="<i2")
+        self._filled = np.zeros(self._buf.shape, dtype=bool)
 
     def feed(
         self,
@@ -134,24 +142,40 @@ class StereoRecorder:
         if end <= start:
             return
         clock = self._clocks[channel]
-        clock.extent = max(clock.extent, end)
+        fresh = start >= clock.extent  # nothing of this side was written there yet
         self._reserve(end - self.emitted)
-        lo, hi = start - self.emitted, end - self.emitted
-        free = ~self._filled[lo:hi, channel]
-        self.stats.overlap += int(len(free) - np.count_nonzero(free))
-        column = self._buf[lo:hi, channel]
-        column[free] = pcm[start - position :][free]
+        clock.extent = max(clock.extent, end)
+        lo = self._head + start - self.emitted
+        hi = lo + end - start
+        if fresh:  # the common in-order case: a plain copy
+            self._buf[lo:hi, channel] = pcm[start - position :]
+        else:
+            free = ~self._filled[lo:hi, channel]
+            self.stats.overlap += int(len(free) - np.count_nonzero(free))
+            column = self._buf[lo:hi, channel]
+            column[free] = pcm[start - position :][free]
         self._filled[lo:hi, channel] = True
 
     def _reserve(self, frames: int) -> None:
-        if frames <= len(self._buf):
+        """Make room for `frames` frames from `emitted` on."""
+        if self._head + frames <= len(self._buf):
             return
-        size = max(frames, 2 * len(self._buf), 2 * self.window)
-        grown = np.zeros((size, 2), dtype="<i2")
-        grown[: len(self._buf)] = self._buf
-        filled = np.zeros((size, 2), dtype=bool)
-        filled[: len(self._filled)] = self._filled
-        self._buf, self._filled = grown, filled
+        head = self._head
+        live = min(
+            max(0, max(c.extent for c in self._clocks) - self.emitted), len(self._buf) - head
+        )
+        # Move the live frames down and clean what they leave (beyond them it is clean).
+        self._buf[:live] = self._buf[head : head + live]
+        self._filled[:live] = self._filled[head : head + live]
+        self._buf[live : head + live] = 0
+        self._filled[live : head + live] = False
+        self._head = 0
+        if frames > len(self._buf):
+            grown = np.zeros((max(frames, 2 * len(self._buf)), 2), dtype="<i2")
+            grown[:live] = self._buf[:live]
+            filled = np.zeros(grown.shape, dtype=bool)
+            filled[:live] = self._filled[:live]
+            self._buf, self._filled = grown, filled
 
     def _ready(self) -> int:
         extents = [c.extent for c in self._clocks]
@@ -161,15 +185,18 @@ class StereoRecorder:
         count = target - self.emitted
         if count <= 0:
             return b""
-        self._reserve(count)
-        out = bytes(self._buf[:count].tobytes())
-        # Shift the rest down; the buffer is at most a window plus a packet long.
-        keep = len(self._buf) - count
-        self._buf[:keep] = self._buf[count:]
-        self._buf[keep:] = 0
-        self._filled[:keep] = self._filled[count:]
-        self._filled[keep:] = False
+        # Nothing was ever written past the buffer's end: frames beyond it are silence,
+        # so a long quiet stretch (advance after a hold) never grows the buffer.
+        stored = min(count, len(self._buf) - self._head)
+        out = bytes(self._buf[self._head : self._head + stored].tobytes())
+        out += bytes(4 * (count - stored))
         self.emitted = target
+        if self._head + count >= len(self._buf):
+            self._buf[:] = 0  # everything stored has been emitted: start clean
+            self._filled[:] = False
+            self._head = 0
+        else:
+            self._head += count
         return out
 
 

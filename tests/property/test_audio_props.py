@@ -85,6 +85,63 @@ def test_recorder_output_does_not_depend_on_the_timestamp_base(
     assert run(ts0) == run(0)
 
 
+class _ReferenceMixer:
+    """The recorder's rules with unbounded dicts: what StereoRecorder must produce."""
+
+    def __init__(self) -> None:
+        self.emitted = 0
+        self.extent = [0, 0]
+        self.values: list[dict[int, int]] = [{}, {}]
+
+    def feed(self, channel: int, arrival: int, pcm: list[int]) -> bytes:
+        end = arrival + len(pcm)
+        if end > self.emitted and pcm:
+            self.extent[channel] = max(self.extent[channel], end)
+        for i, value in enumerate(pcm):
+            if arrival + i >= self.emitted:
+                self.values[channel].setdefault(arrival + i, value)  # first write wins
+        return self.emit(max(min(self.extent), max(self.extent) - JITTER_WINDOW))
+
+    def emit(self, target: int) -> bytes:
+        frames = [
+            (self.values[0].get(p, 0), self.values[1].get(p, 0))
+            for p in range(self.emitted, target)
+        ]
+        self.emitted = max(self.emitted, target)
+        return np.array(frames, dtype="<i2").reshape(-1, 2).tobytes()
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.integers(-300, 700),
+            st.integers(0, 480),
+            st.sampled_from([None, None, None, 0, 900, 30_000]),
+        ),
+        min_size=1,
+        max_size=120,
+    )
+)
+def test_recorder_matches_a_reference_model_over_long_runs(
+    steps: list[tuple[bool, int, int, int | None]],
+) -> None:
+    rec, ref = StereoRecorder(), _ReferenceMixer()
+    arrival = 0
+    for i, (is_caller, step, length, quiet) in enumerate(steps):
+        arrival = max(-100, arrival + step)  # drifts forward far past the buffer size
+        if quiet is not None:  # time passes with nobody sending
+            arrival += quiet
+            ready = max(min(ref.extent), max(ref.extent) - JITTER_WINDOW)
+            assert rec.advance(arrival) == ref.emit(max(ready, arrival - JITTER_WINDOW))
+        pcm = [(i * 7 + k) % 30000 + 1 for k in range(length)]
+        side = Side.CALLER if is_caller else Side.ANSWERER
+        got = rec.feed(side, np.array(pcm, dtype="<i2"), arrival=arrival)
+        assert got == ref.feed(side.value, arrival, pcm)
+    assert rec.flush() == ref.emit(max(ref.extent))
+
+
 # --- RTP stream ---------------------------------------------------------------------------
 
 

@@ -128,7 +128,8 @@ def test_buffer_stays_bounded_over_a_long_one_sided_call() -> None:
     rec = StereoRecorder()
     for i in range(3000):  # a minute of caller audio, answerer silent
         rec.feed(CALLER, _tone(1), arrival=160 * i)
-        assert len(rec._buf) <= 2 * JITTER_WINDOW + 2 * 160
+        assert len(rec._buf) <= 8 * JITTER_WINDOW + MAX_PACKET  # never grew
+        assert max(c.extent for c in rec._clocks) - rec.emitted <= JITTER_WINDOW + 160
     assert rec.emitted + len(_frames(rec.flush())) == 3000 * 160
 
 
@@ -149,3 +150,32 @@ def test_flush_on_an_empty_recorder_is_empty(side: Side) -> None:
     assert rec.flush() == b""
     rec.feed(side, np.zeros(0, dtype="<i2"), arrival=100)
     assert rec.flush() == b""
+
+
+def test_a_long_silence_does_not_grow_the_buffer() -> None:
+    rec = StereoRecorder()
+    size = len(rec._buf)
+    out = rec.feed(CALLER, _tone(5), arrival=0)
+    out += rec.advance(8000 * 600)  # ten minutes on hold, nobody sent anything
+    assert len(rec._buf) == size
+    out += rec.feed(ANSWERER, _tone(6), arrival=8000 * 600)
+    out += rec.feed(CALLER, _tone(7), arrival=8000 * 600)
+    frames = _frames(out + rec.flush())
+    assert len(frames) == 8000 * 600 + 160
+    assert frames[:160, 0].tolist() == [5] * 160
+    assert np.count_nonzero(frames[160 : 8000 * 600]) == 0
+    assert frames[-160:].tolist() == [[7, 6]] * 160
+
+
+def test_a_side_that_goes_quiet_stays_silent_after_the_buffer_wraps() -> None:
+    rec = StereoRecorder()
+    out = b""
+    for i in range(500):  # 10 s: the buffer's live part is moved down several times
+        out += rec.feed(CALLER, _tone(3), arrival=160 * i)
+        if i < 150:
+            out += rec.feed(ANSWERER, _tone(-4), arrival=160 * i)
+    frames = _frames(out + rec.flush())
+    assert len(frames) == 500 * 160
+    assert np.all(frames[:, 0] == 3)
+    assert np.all(frames[: 150 * 160, 1] == -4)
+    assert np.all(frames[150 * 160 :, 1] == 0)
