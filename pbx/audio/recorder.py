@@ -5,7 +5,8 @@ returns interleaved stereo frames (caller left, answerer right, int16 LE,
 8 kHz) ready to append to the WAV data chunk. It never reads a clock: the
 shell passes each packet's arrival time, already in samples since the
 recording started (`round((now - start) * 8000)`), and may pass the
-packet's RTP timestamp.
+packet's RTP timestamp; `feed_rtp` takes a whole RTP datagram, decodes
+PCMU/PCMA and skips everything else (RFC 4733 events, comfort noise).
 
 Alignment rule (where each packet goes on the common clock):
 
@@ -49,6 +50,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from pbx.audio import g711
+from pbx.rtp.payload import split
+
 RATE = 8000
 JITTER_WINDOW = RATE // 5  # 200 ms in samples
 MAX_PACKET = RATE  # samples in one feed() beyond 1 s are dropped: no RTP packet is that long
@@ -71,6 +75,7 @@ class RecorderStats:
     overlap: int = 0  # samples dropped: their place was already filled
     oversized: int = 0  # samples dropped: past MAX_PACKET in one feed
     reanchors: int = 0  # times a side's RTP timestamps were re-anchored
+    skipped: int = 0  # RTP packets fed that were not G.711 audio (DTMF, CN, junk)
 
 
 @dataclass(slots=True)
@@ -115,6 +120,16 @@ class StereoRecorder:
         position = self._place(self._clocks[side.value], arrival, rtp_timestamp)
         self._write(side.value, position, pcm)
         return self._emit_to(self._ready())
+
+    def feed_rtp(self, side: Side, packet: bytes, *, arrival: int) -> bytes:
+        """One RTP datagram from `side`: G.711 audio is decoded and fed; anything else
+        (telephone events, comfort noise, other codecs, malformed packets) is skipped."""
+        parsed = split(packet)
+        if parsed is None or parsed.header.payload_type not in (g711.PT_PCMU, g711.PT_PCMA):
+            self.stats.skipped += 1
+            return b""
+        pcm = g711.decode_samples(parsed.header.payload_type, parsed.payload)
+        return self.feed(side, pcm, arrival=arrival, rtp_timestamp=parsed.header.timestamp)
 
     def advance(self, now: int) -> bytes:
         """Time passed (`now` in samples): emit up to now - window even if nobody sent."""

@@ -12,6 +12,7 @@ from pbx.audio.recorder import JITTER_WINDOW, Side, StereoRecorder
 from pbx.errors import InputError
 from pbx.rtp.dtmf import DtmfDetector, DtmfError, parse_event, parse_info
 from pbx.rtp.packet import peek_rtp
+from pbx.rtp.payload import split
 from pbx.rtp.stream import MAX_BURST, PromptStream, due
 from pbx.rules.screening import FINAL, Bridge, HuntOn, Input, Release, Screening
 from tests.audio_support import fmt_chunk, riff
@@ -281,3 +282,11 @@ def test_info_parser_returns_a_value_or_dtmf_error(content_type: str, body: byte
     except DtmfError as exc:
         message = str(exc)
     assert "\n" not in message
+
+
+@given(st.binary(max_size=80))
+def test_rtp_split_returns_a_packet_or_none(data: bytes) -> None:
+    parsed = split(data)
+    if parsed is not None:
+        assert len(parsed.payload) <= len(data) - 12
+        assert data.find(parsed.payload) >= 12 or parsed.payload == b""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pbx.audio import g711
 from pbx.audio.recorder import JITTER_WINDOW, MAX_PACKET, Side, StereoRecorder
+from pbx.rtp.packet import build_rtp
 
 CALLER, ANSWERER = Side.CALLER, Side.ANSWERER
 
@@ -179,3 +181,18 @@ def test_a_side_that_goes_quiet_stays_silent_after_the_buffer_wraps() -> None:
     assert np.all(frames[:, 0] == 3)
     assert np.all(frames[: 150 * 160, 1] == -4)
     assert np.all(frames[150 * 160 :, 1] == 0)
+
+
+def test_feed_rtp_decodes_g711_and_skips_everything_else() -> None:
+    rec = StereoRecorder()
+    tone = _tone(1000).tobytes()
+    out = rec.feed_rtp(CALLER, build_rtp(0, 1, 5000, 9, g711.encode(0, tone)), arrival=0)
+    out += rec.feed_rtp(ANSWERER, build_rtp(8, 1, 77, 10, g711.encode(8, tone)), arrival=0)
+    out += rec.feed_rtp(CALLER, build_rtp(101, 2, 5160, 9, b"\x01\x0a\x00\xa0"), arrival=160)
+    out += rec.feed_rtp(CALLER, build_rtp(13, 3, 5160, 9, b"\x40"), arrival=160)  # comfort noise
+    out += rec.feed_rtp(CALLER, b"\x00junk", arrival=160)
+    frames = _frames(out + rec.flush())
+    assert rec.stats.skipped == 3
+    assert len(frames) == 160
+    assert abs(int(frames[0, 0]) - 1000) <= g711.max_error(0, 1000)
+    assert abs(int(frames[0, 1]) - 1000) <= g711.max_error(8, 1000)

@@ -29,6 +29,7 @@ def _pure_modules() -> list[Path]:
         "rtp/packet.py",
         "rtp/stream.py",
         "rtp/dtmf.py",
+        "rtp/payload.py",
         "numbers.py",
         "records.py",
         "calls.py",
