@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from pbx.audio import g711, wav
 from pbx.audio.prompt import convert_prompt
 from pbx.audio.recorder import JITTER_WINDOW, Side, StereoRecorder
+from pbx.audio.text import FIELDS, check_template, render
 from pbx.errors import InputError
 from pbx.rtp.dtmf import DtmfDetector, DtmfError, parse_event, parse_info
 from pbx.rtp.packet import peek_rtp
@@ -290,3 +291,21 @@ def test_rtp_split_returns_a_packet_or_none(data: bytes) -> None:
     if parsed is not None:
         assert len(parsed.payload) <= len(data) - 12
         assert data.find(parsed.payload) >= 12 or parsed.payload == b""
+
+
+@given(
+    st.text(alphabet="{}!:.[]\n sourcenumbtag0", max_size=40) | st.text(max_size=40),
+    st.dictionaries(st.sampled_from(FIELDS), st.text(max_size=20)),
+)
+def test_whisper_templates_render_or_are_refused_in_one_line(
+    template: str, values: dict[str, str]
+) -> None:
+    message = ""
+    try:
+        check_template(template)
+    except InputError as exc:
+        message = str(exc)
+    if message:
+        assert "\n" not in message
+        return
+    assert isinstance(render(template, values), str)
