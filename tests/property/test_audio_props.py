@@ -309,3 +309,23 @@ def test_whisper_templates_render_or_are_refused_in_one_line(
         assert "\n" not in message
         return
     assert isinstance(render(template, values), str)
+
+
+@given(st.lists(st.integers(-32768, 32767), min_size=1, max_size=200), st.sampled_from([1, 2]))
+def test_wav_writer_output_parses_back_exactly(values: list[int], channels: int) -> None:
+    values = values[: len(values) // channels * channels] or [0] * channels
+    pcm = np.array(values, dtype="<i2")
+    data = wav.encode_pcm16(pcm.tobytes(), rate=8000, channels=channels)
+    audio = wav.parse(data)
+    assert audio.channels == channels
+    assert (audio.samples.reshape(-1) * 32768).astype(int).tolist() == values
+
+
+@given(st.integers(0, 10**9))
+def test_repair_keeps_whole_frames_and_never_grows_a_real_file(size: int) -> None:
+    fix = wav.repair(size)
+    assert (fix.size - wav.HEADER_SIZE) % 4 == 0
+    assert fix.size == wav.HEADER_SIZE or fix.size <= size
+    assert size - fix.size < 4 or size < wav.HEADER_SIZE
+    assert int.from_bytes(fix.header[40:44], "little") == fix.size - wav.HEADER_SIZE
+    assert not wav.needs_repair(fix.header, fix.size)
