@@ -23,7 +23,7 @@ from pbx.errors import InputError
 @click.option("--admin", metavar="HOST:PORT", help="Dashboard and REST API listen address.")
 @click.option("--node", metavar="NAME", help="This node's name in a cluster (default: host name).")
 @click.pass_context
-def serve(  # noqa: PLR0913 - one parameter per documented flag
+def serve(
     ctx: click.Context,
     config_path: Path | None,
     sip: str | None,
