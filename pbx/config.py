@@ -70,7 +70,7 @@ _WILDCARDS = ("0.0.0.0", "::")
 class SipSettings:
     host: str = "0.0.0.0"
     port: int = 5060
-    transports: tuple[str, ...] = TRANSPORTS
+    transports: tuple[str, ...] = ("udp", "tcp")  # and "tls" (needs tls_cert, tls_key)
     # Live SIP transactions at most (~6 KiB each, measured): new requests beyond get a
     # stateless 503. Bounds memory when a flood comes from addresses the flood guard exempts.
     max_transactions: int = 20_000

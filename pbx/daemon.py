@@ -142,6 +142,7 @@ async def start(settings: Settings) -> Daemon:
         agent, store, manager, registrar_config(settings.registrar)
     )
     relay.on_timeout = manager.on_media_timeout
+    relay.on_failure = manager.on_media_failure
     daemon = Daemon(settings, store, agent, relay, manager, metrics=ctx.metrics)
     await _guard(daemon)
     daemon.http = await _start_http(daemon)

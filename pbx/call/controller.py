@@ -42,6 +42,7 @@ from pbx.call.model import (
     CallSetup,
     MediaFailed,
     MediaOpened,
+    MediaLost,
     MediaTimedOut,
     OpenMedia,
     Shutdown,
@@ -86,6 +87,7 @@ Input = (
     | MediaOpened
     | MediaFailed
     | MediaTimedOut
+    | MediaLost
     | Shutdown
 )
 
@@ -127,6 +129,10 @@ class Call(CallState):
                 return routing.on_media_opened(self, event, now)
             case MediaFailed():
                 return self.reject(503, now, f"media: {event.reason}")
+            case MediaLost(reason):  # both legs get BYE; before answer the caller gets 503
+                if self.state == "answered":
+                    return self.hangup("system", now, reason)
+                return self.reject(503, now, reason)
             case MediaTimedOut():
                 return self.hangup("system", now, "media timeout")
             case Shutdown():

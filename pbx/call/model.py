@@ -130,6 +130,13 @@ class MediaTimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaLost:
+    """The engine lost the call's session (e.g. its worker process died)."""
+
+    reason: str = "media_failed"
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """The daemon's drain time is over: end the call now."""
 

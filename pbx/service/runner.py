@@ -44,6 +44,7 @@ from pbx.call.model import (
     LocalAddress,
     MediaFailed,
     MediaOpened,
+    MediaLost,
     MediaTimedOut,
     OpenMedia,
     SendRequest,
@@ -165,6 +166,13 @@ class CallManager:
         runner = self.by_record.get(record_id)
         if runner is not None:
             runner.post(MediaTimedOut(), self.ctx.agent.now())
+
+    def on_media_failure(self, record_id: str, reason: str) -> None:
+        """The engine lost the session (its worker died): end the call, reason recorded."""
+        runner = self.by_record.get(record_id)
+        if runner is not None:
+            runner.log.warning("media.lost", reason=reason)
+            runner.post(MediaLost(reason), self.ctx.agent.now())
 
     def _gate(self, event: RequestReceived, now: float) -> str | None:
         """Why a new INVITE is refused at once (503), before any lookup (pbx.service.overload)."""

@@ -8,6 +8,7 @@ from pbx.call.model import (
     CloseMedia,
     Finished,
     FinishRecord,
+    MediaLost,
     MediaTimedOut,
     SendRequest,
     SendResponse,
@@ -336,6 +337,29 @@ def test_media_timeout_byes_both_sides() -> None:
         h.feed(h.reply_to(bye.request, 200))
     assert h.log[-1] == Finished()
     assert len(of(h.log, Finished)) == 1
+
+
+def test_lost_media_byes_both_sides_with_the_reason() -> None:
+    """A worker that died takes the call's media: both legs get BYE, the record says why."""
+    h = answered()
+    actions = h.feed(MediaLost("media_failed"), after=20)
+    assert sorted(b.dest.host for b in requests(actions, "BYE")) == sorted(
+        [TRUNK.host, CALLEES[0].host]
+    )
+    final = of(actions, FinishRecord)[0].record
+    assert (final.hangup_by, final.sip_reason, final.talk_seconds) == (
+        "system",
+        "media_failed",
+        20.0,
+    )
+
+
+def test_lost_media_before_answer_is_503_to_the_caller() -> None:
+    h = make_call([[target(0)]])
+    h.ringing()
+    actions = h.feed(MediaLost("media_failed"), after=1)
+    assert [r.status for r in h.to_caller(actions)] == [503]
+    assert of(actions, FinishRecord)[0].record.sip_reason == "media_failed"
 
 
 def test_shutdown_after_answer_byes_both_sides() -> None:
