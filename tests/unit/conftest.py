@@ -1,7 +1,8 @@
 """Fixtures shared by the unit tests: a throwaway PostgreSQL cluster (tests/pg.py).
 
 `pg_cluster` starts one server for the whole session (only when a test asks
-for it); `pg_url` is a fresh database per test holding the current schema.
+for it); `pg_url` names a database holding the current schema, emptied before each
+test.
 Without PostgreSQL's binaries the tests that need it are skipped, or fail
 under CI (env `CI` set), where the server must be there.
 """
@@ -31,9 +32,16 @@ def pg_cluster() -> Iterator[pg.Cluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_shared_db(pg_cluster: pg.Cluster) -> str:
+    return pg_cluster.fresh_db()
+
+
 @pytest.fixture
-def pg_url(pg_cluster: pg.Cluster) -> Iterator[str]:
-    """A fresh database with the current schema, dropped after the test."""
-    name = pg_cluster.fresh_db()
-    yield pg_cluster.url(name)
-    pg_cluster.drop_db(name)
+def pg_url(pg_cluster: pg.Cluster, pg_shared_db: str) -> str:
+    """A database with the current schema and no rows (emptied before each test).
+
+    The test must close its stores before it ends (the next test truncates).
+    """
+    pg_cluster.empty_tables(pg_shared_db)
+    return pg_cluster.url(pg_shared_db)
