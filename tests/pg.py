@@ -10,9 +10,9 @@ Tests share one database holding the schema, emptied before each test
 (`empty_tables`: one TRUNCATE ... RESTART IDENTITY, ~15 ms; a fresh
 `CREATE DATABASE` per test costs 0.1-0.3 s on this box), so no test sees
 another's rows. Tests of migrations take a database of their own
-(`fresh_db`, from a template holding the schema, or empty). Durability is off for tests (fsync, full page
-writes, synchronous_commit): the cluster is thrown away; the benchmark
-starts one with the server's defaults.
+(`fresh_db`, from a template holding the schema, or empty). Durability
+is off for tests (fsync, full page writes, synchronous_commit): the
+cluster is thrown away; the benchmark can start one with the defaults.
 """
 
 from __future__ import annotations
@@ -61,9 +61,7 @@ def _as_owner() -> list[str]:
 
 
 def _run(args: Sequence[str], timeout: float = START_TIMEOUT_S) -> str:
-    done = subprocess.run(
-        list(args), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    done = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{Path(args[0]).name} failed: {done.stderr.strip() or done.stdout}")
     return done.stdout

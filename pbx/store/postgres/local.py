@@ -114,8 +114,7 @@ class PgExtensions(NamedRows[Extension]):
 
     async def _not_a_destination(self, tx: Tx, name: str, verb: str) -> None:
         users = await tx.all(
-            "SELECT name FROM destinations WHERE kind = 'extension' AND target = $1 "
-            "ORDER BY name",
+            "SELECT name FROM destinations WHERE kind = 'extension' AND target = $1 ORDER BY name",
             f"ext:{name}",
         )
         if users:

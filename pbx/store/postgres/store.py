@@ -174,8 +174,9 @@ class PostgresStore:
     async def dump(self) -> str:
         """The shared tables as backend-neutral JSON text (see the module docstring)."""
         out: dict[str, list[dict[str, Any]]] = {}
-        async with self.pool.acquire() as conn, conn.transaction(
-            isolation="repeatable_read", readonly=True
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             tables = await conn.fetch(
                 "SELECT table_name::text AS name FROM information_schema.tables "
