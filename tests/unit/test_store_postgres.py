@@ -281,6 +281,15 @@ async def test_copy_sqlite_to_postgres(tmp_path: Path, pg_url: str) -> None:
         assert await target.dump() == before
 
 
+async def test_same_writes_give_the_same_dump_on_both_backends(tmp_path: Path, pg_url: str) -> None:
+    path = tmp_path / "pbx.sqlite3"
+    async with await open_store(path) as source:
+        await _fill(source)
+    async with await open_postgres(pg_url) as target:
+        await _fill(target)
+        assert await target.dump() == _sqlite_neutral_dump(path)
+
+
 async def test_copy_refuses_a_missing_source(tmp_path: Path, pg_url: str) -> None:
     with pytest.raises(InputError, match="no SQLite store"):
         await copy_sqlite_to(tmp_path / "nope.sqlite3", pg_url)

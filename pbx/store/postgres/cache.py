@@ -1,7 +1,7 @@
 """In-memory cache of the provisioning the daemon reads per INVITE (I/O: PostgreSQL).
 
 Same shape as the SQLite cache (`pbx.store.sqlite_cache`): values keyed by
-what was asked, valid for one `config_version`, which statement-level
+what was asked, valid for one `config_version`, which row
 triggers on every provisioning table bump in the writer's transaction,
 whichever node or client commits it (a `pbx` CLI, psql, another node).
 

@@ -216,9 +216,10 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND NOT gave_up;
 
--- Provisioning change counter (as SQLite's 0002_config_version.sql): one
--- statement-level trigger per provisioning table bumps it in the writer's
--- transaction; numbers count only the columns routing reads, so the
+-- Provisioning change counter (as SQLite's 0002_config_version.sql): row
+-- triggers on every provisioning table bump it in the writer's transaction,
+-- once per row as SQLite's do (so the same changes give the same counter on
+-- both backends); numbers count only the columns routing reads, so the
 -- round-robin cursor advancing per call is not a change.
 CREATE TABLE config_version (
     id       bigint PRIMARY KEY CHECK (id = 1),
@@ -234,19 +235,19 @@ END;
 $$;
 
 CREATE TRIGGER trunks_version AFTER INSERT OR UPDATE OR DELETE ON trunks
-    FOR EACH STATEMENT EXECUTE FUNCTION pbx_bump_config_version();
+    FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
 CREATE TRIGGER trunk_allow_version AFTER INSERT OR UPDATE OR DELETE ON trunk_allow
-    FOR EACH STATEMENT EXECUTE FUNCTION pbx_bump_config_version();
+    FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
 CREATE TRIGGER destinations_version AFTER INSERT OR UPDATE OR DELETE ON destinations
-    FOR EACH STATEMENT EXECUTE FUNCTION pbx_bump_config_version();
+    FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
 CREATE TRIGGER sources_version AFTER INSERT OR UPDATE OR DELETE ON sources
-    FOR EACH STATEMENT EXECUTE FUNCTION pbx_bump_config_version();
+    FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
 CREATE TRIGGER number_destinations_version AFTER INSERT OR UPDATE OR DELETE ON number_destinations
-    FOR EACH STATEMENT EXECUTE FUNCTION pbx_bump_config_version();
+    FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
 CREATE TRIGGER blocks_version AFTER INSERT OR UPDATE OR DELETE ON blocks
-    FOR EACH STATEMENT EXECUTE FUNCTION pbx_bump_config_version();
+    FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
 CREATE TRIGGER numbers_insert_delete_version AFTER INSERT OR DELETE ON numbers
-    FOR EACH STATEMENT EXECUTE FUNCTION pbx_bump_config_version();
+    FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
 CREATE TRIGGER numbers_update_version AFTER UPDATE OF id, number, source_id, strategy,
     ring_timeout, trunk_id, enabled, present_tracking_number, hours, region, location, area_code
-    ON numbers FOR EACH STATEMENT EXECUTE FUNCTION pbx_bump_config_version();
+    ON numbers FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
