@@ -32,6 +32,7 @@ from pbx.store.base import OutboxItem, Visit
 from pbx.store.postgres.db import (
     BAD_VALUE,
     Db,
+    Identity,
     as_input_error,
     build,
     check_changes,
@@ -45,8 +46,8 @@ CLAIM_S = 300.0  # how long an outbox item handed out by due() is reserved for i
 MAX_HELD_QUERY = 1000  # numbers per held_until query, as on SQLite
 
 _CALL_COLS = list(FIELD_NAMES)
-_CALL_INSERT = insert_sql("calls", _CALL_COLS, "")
-_CALL_UPSERT = (
+_CALL_INSERT = insert_sql("calls", [*_CALL_COLS, "node"], "")  # node: the writer's (nodes.py)
+_CALL_UPSERT = (  # a call keeps the node that inserted it
     _CALL_INSERT
     + " ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLS if c != "id")
@@ -70,7 +71,7 @@ def _outbox_from_arrays(first: int) -> str:
 
 
 _FINISH_WITH_OUTBOX = (
-    f"WITH final AS ({_CALL_UPSERT} RETURNING 1) {_outbox_from_arrays(len(_CALL_COLS) + 1)}"
+    f"WITH final AS ({_CALL_UPSERT} RETURNING 1) {_outbox_from_arrays(len(_CALL_COLS) + 2)}"
 )
 
 
@@ -87,14 +88,15 @@ def _call_from_row(row: asyncpg.Record) -> CallRecord:
 
 
 class PgCalls:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, who: Identity) -> None:
         self._db = db
+        self._who = who
 
     async def insert(self, record: CallRecord) -> None:
         """One statement: returns once the row is committed."""
         try:
             async with self._db.pool.acquire() as conn:
-                await conn.execute(_CALL_INSERT, *_call_values(record))
+                await conn.execute(_CALL_INSERT, *_call_values(record), self._who.name)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "calls_pkey":
                 raise as_input_error(exc) from None
@@ -149,10 +151,10 @@ class PgCalls:
     async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
         """The final row and its outbox items: one statement, one transaction."""
         if not outbox:
-            await self._db.run(_CALL_UPSERT, *_call_values(record))
+            await self._db.run(_CALL_UPSERT, *_call_values(record), self._who.name)
             return
         columns = [[getattr(item, c) for item in outbox] for c in _OUTBOX_COLS]
-        await self._db.run(_FINISH_WITH_OUTBOX, *_call_values(record), *columns)
+        await self._db.run(_FINISH_WITH_OUTBOX, *_call_values(record), self._who.name, *columns)
 
 
 class PgVisits:
@@ -248,9 +250,9 @@ def claim_until(now: str, seconds: float = CLAIM_S) -> str:
 
 
 class PgOutbox:
-    def __init__(self, db: Db, claimer: str) -> None:
+    def __init__(self, db: Db, who: Identity) -> None:
         self._db = db
-        self._claimer = claimer
+        self._who = who
 
     async def add(self, item: OutboxItem) -> OutboxItem:
         item_id = await self._db.one(
@@ -265,7 +267,7 @@ class PgOutbox:
 
     async def due(self, now: str, limit: int = 100) -> list[OutboxItem]:
         """The due items, claimed for this store (see the module docstring)."""
-        rows = await self._db.all(_DUE, now, self._claimer, claim_until(now), max(0, limit))
+        rows = await self._db.all(_DUE, now, self._who.name, claim_until(now), max(0, limit))
         items = [build(OutboxItem, r) for r in rows]
         return sorted(items, key=lambda i: (i.next_attempt_at or "", i.id))
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
@@ -70,6 +70,19 @@ def as_input_error(exc: Exception) -> InputError:
 
 
 BAD_VALUE = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+
+
+@dataclass(slots=True)
+class Identity:
+    """Who a store is among the nodes sharing the database.
+
+    `name` goes into the calls it writes (`calls.node`) and names it as an
+    outbox claimer: a random token until `nodes.acquire_node(name)` makes it
+    the node's name. `token` is this open of the store (one incarnation).
+    """
+
+    name: str
+    token: str
 
 
 class Tx:

@@ -17,9 +17,11 @@ booleans as 0/1 (SQLite's storage form), bytes as hex. Left out:
 PostgreSQL's own bookkeeping (`PRIVATE_TABLES`) and columns
 (`PRIVATE_COLUMNS`). It reads one snapshot (REPEATABLE READ, read only).
 
-Decisions: the claimer name of the outbox (`node`) defaults to a random
-token per open; a connection failure is a `PostgresUnavailableError`
-(an `InputError`: one line, the URL's password never shown).
+Decisions: the store's node name (in its calls' `node` column and its
+outbox claims) defaults to a random token per open, until
+`store.nodes.acquire_node(name)` (pbx/store/postgres/nodes.py); a
+connection failure is a `PostgresUnavailableError` (an `InputError`: one
+line, the URL's password never shown).
 """
 
 from __future__ import annotations
@@ -41,16 +43,18 @@ from pbx.store.base import SchemaVersionError, Store
 from pbx.store.postgres.activity import PgCalls, PgOutbox, PgVisits
 from pbx.store.postgres.cache import PgConfigCache
 from pbx.store.postgres.config import PgDestinations, PgSources, PgTrunks
-from pbx.store.postgres.db import Db, one_line
+from pbx.store.postgres.db import Db, Identity, one_line
 from pbx.store.postgres.local import PgBlocks, PgExtensions
+from pbx.store.postgres.nodes import PgNodes
 from pbx.store.postgres.numbers import PgNumbers
 
 POOL_SIZE = 4  # connections per store: a node's per-call writes in flight at once
 MIGRATION_LOCK = 0x7062_7802  # session advisory lock key held while migrating
 CLOSE_TIMEOUT_S = 10.0
-PRIVATE_TABLES = frozenset({"schema_version"})
+PRIVATE_TABLES = frozenset({"schema_version", "nodes"})
 PRIVATE_COLUMNS: dict[str, frozenset[str]] = {
     "outbox": frozenset({"claimed_by", "claimed_until"}),
+    "calls": frozenset({"node"}),
 }
 _MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 _SCHEMA_TABLE = (
@@ -149,19 +153,25 @@ class PostgresStore:
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str, *, cache: bool, node: str):
         self.url = redact(url)
-        self.node = node
+        self._who = Identity(name=node, token=uuid.uuid4().hex)
         self._db = Db(pool)
         self.cache = PgConfigCache(self._db) if cache else None
         self.trunks = PgTrunks(self._db, self.cache)
         self.destinations = PgDestinations(self._db)
         self.sources = PgSources(self._db, self.cache)
         self.numbers = PgNumbers(self._db, self.cache)
-        self.calls = PgCalls(self._db)
+        self.calls = PgCalls(self._db, self._who)
         self.visits = PgVisits(self._db)
-        self.outbox = PgOutbox(self._db, node)
+        self.outbox = PgOutbox(self._db, self._who)
         self.blocks = PgBlocks(self._db, self.cache)
         self.extensions = PgExtensions(self._db)
+        self.nodes = PgNodes(self._db, self._who)  # PostgreSQL only: leases (nodes.py)
         self._closed = False
+
+    @property
+    def node(self) -> str:
+        """This store's name among the nodes (a random token until `nodes.acquire_node`)."""
+        return self._who.name
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -239,7 +249,7 @@ async def open_postgres(
 
     `cache=False` reads provisioning from the database every time (see
     `pbx.store.postgres.cache`; the contract suite runs both ways).
-    `node` names this store as an outbox claimer (default: a random token).
+    `node` names this store before any lease (default: a random token).
     """
     pool = await create_pool(url, pool_size)
     try:
