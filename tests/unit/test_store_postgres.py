@@ -9,16 +9,18 @@ SQLite (`pbx.store.transfer`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from pbx.errors import InputError
 from pbx.records import Attempt, CallRecord, Disposition
@@ -39,6 +41,9 @@ from pbx.store.postgres import PostgresStore, PostgresUnavailableError, open_pos
 from pbx.store.postgres.store import load_migrations
 from pbx.store.transfer import TargetNotEmptyError, copy_sqlite_to
 from tests import pg
+from tests.unit import test_store_roundtrip as roundtrip_cases  # its hypothesis strategies
+
+_ids = itertools.count()
 
 NUM = "+12125550123"
 NUM2 = "+13125550150"
@@ -199,6 +204,59 @@ async def test_nul_in_text_is_one_line_input_error(pg_url: str) -> None:
             await store.destinations.add(Destination(name="a\x00b", target="+1", kind="number"))
         assert "\n" not in str(info.value)
         assert await store.dump() == before
+
+
+# --- round trips (property) -----------------------------------------------------
+
+
+def _has_nul(row: object) -> bool:
+    """A NUL in a plain text field (attempts are JSON text, where NUL is escaped)."""
+    return any(isinstance(v, str) and "\x00" in v for v in vars_of(row).values())
+
+
+def vars_of(row: object) -> dict[str, object]:
+    return {f.name: getattr(row, f.name) for f in fields(row)}  # type: ignore[arg-type]
+
+
+async def _roundtrip(url: str, row: CallRecord | Visit) -> tuple[object, str | None]:
+    async with await open_postgres(url) as store:
+        try:
+            if isinstance(row, CallRecord):
+                await store.calls.insert(row)
+                return await store.calls.get(row.id), None
+            await store.visits.add(row)
+            return await store.visits.get(row.id), None
+        except InputError as exc:
+            return None, str(exc)
+
+
+_PROPERTY = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@_PROPERTY
+@given(record=roundtrip_cases._record)
+def test_call_record_round_trip(pg_url: str, record: CallRecord) -> None:
+    """Equal after a round trip; a NUL in text (PostgreSQL refuses it) is a one-line InputError."""
+    record = replace(record, id=f"c{next(_ids)}")
+    got, error = asyncio.run(_roundtrip(pg_url, record))
+    if _has_nul(record):
+        assert error is not None
+        assert "\n" not in error
+    else:
+        assert got == record
+
+
+@_PROPERTY
+@given(visit=roundtrip_cases._visit)
+def test_visit_round_trip(pg_url: str, visit: Visit) -> None:
+    visit = replace(visit, id=f"v{next(_ids)}")
+    got, error = asyncio.run(_roundtrip(pg_url, visit))
+    if _has_nul(visit):
+        assert error is not None
+    else:
+        assert got == visit
 
 
 # --- copy from SQLite -----------------------------------------------------------
