@@ -37,6 +37,7 @@ from pbx.store import (
     Visit,
     open_store,
 )
+from pbx.store.dump import neutral_json
 from pbx.store.postgres import PostgresStore, PostgresUnavailableError, open_postgres
 from pbx.store.postgres.store import load_migrations
 from pbx.store.transfer import TargetNotEmptyError, copy_sqlite_to
@@ -263,28 +264,22 @@ def test_visit_round_trip(pg_url: str, visit: Visit) -> None:
 
 
 def _sqlite_neutral_dump(path: Path) -> str:
-    """The backend-neutral dump format (HELPERS.md) read straight from a SQLite file.
+    """The neutral dump (pbx.store.dump) read straight from a SQLite file.
 
     Stands in for the SQLite store's dump() until it emits the same format.
     """
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
     try:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for (table,) in conn.execute(
+        names = conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        ):
-            cur = conn.execute(f'SELECT * FROM "{table}"')
-            cols = [d[0] for d in cur.description]
-            rows = [
-                {c: (v.hex() if isinstance(v, bytes) else v) for c, v in zip(cols, r, strict=True)}
-                for r in cur
-            ]
-            out[table] = sorted(
-                rows, key=lambda r: json.dumps(r, sort_keys=True, separators=(",", ":"))
-            )
+        )
+        tables = {
+            name: [dict(r) for r in conn.execute(f'SELECT * FROM "{name}"')] for (name,) in names
+        }
     finally:
         conn.close()
-    return json.dumps(out, sort_keys=True, separators=(",", ":"))
+    return neutral_json(tables)
 
 
 async def _fill(store: Any) -> None:

@@ -10,10 +10,8 @@ session advisory lock, so two nodes opening a new database at once migrate
 it once: the second waits, then finds nothing to do. A database whose
 schema is newer than this code raises `SchemaVersionError`.
 
-`dump()` is the backend-neutral JSON text (same as SQLite's): every table
-of the shared schema, `{"table": [rows]}`, tables and keys sorted, rows
-sorted by their JSON text (`sort_keys=True, separators=(",", ":")`),
-booleans as 0/1 (SQLite's storage form), bytes as hex. Left out:
+`dump()` is the backend-neutral JSON text of `pbx.store.dump` (booleans
+as 0/1, as SQLite stores them) over every table of the shared schema. Left out:
 PostgreSQL's own bookkeeping (`PRIVATE_TABLES`) and columns
 (`PRIVATE_COLUMNS`). It reads one snapshot (REPEATABLE READ, read only).
 
@@ -27,7 +25,6 @@ line, the URL's password never shown).
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -40,6 +37,7 @@ import asyncpg
 
 from pbx.errors import InputError
 from pbx.store.base import SchemaVersionError, Store
+from pbx.store.dump import neutral_json
 from pbx.store.postgres.activity import PgCalls, PgOutbox, PgVisits
 from pbx.store.postgres.cache import PgConfigCache
 from pbx.store.postgres.config import PgDestinations, PgSources, PgTrunks
@@ -135,19 +133,6 @@ async def migrate(pool: asyncpg.Pool[asyncpg.Record], migrations: list[Migration
     return max(current, latest)
 
 
-def neutral(value: Any) -> Any:
-    """A column value in the dump's backend-neutral form."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return value
-
-
-def _row_key(row: dict[str, Any]) -> str:
-    return json.dumps(row, sort_keys=True, separators=(",", ":"))
-
-
 class PostgresStore:
     """The `Store` on one PostgreSQL database; every repository shares one pool."""
 
@@ -195,9 +180,8 @@ class PostgresStore:
             for table in sorted(t["name"] for t in tables if t["name"] not in PRIVATE_TABLES):
                 hidden = PRIVATE_COLUMNS.get(table, frozenset())
                 rows = await conn.fetch(f'SELECT * FROM "{table}"')
-                shown = [{k: neutral(v) for k, v in r.items() if k not in hidden} for r in rows]
-                out[table] = sorted(shown, key=_row_key)
-        return json.dumps(out, sort_keys=True, separators=(",", ":"))
+                out[table] = [{k: v for k, v in r.items() if k not in hidden} for r in rows]
+        return neutral_json(out)
 
     async def close(self) -> None:
         if self._closed:
