@@ -3,7 +3,8 @@
 `Cluster.start()` runs `initdb` into a fresh temporary directory (owned by
 the `postgres` OS user and run as that user through `runuser` when we are
 root: PostgreSQL refuses to run as root), then `pg_ctl start` with a private
-unix socket directory inside it and a free TCP port on 127.0.0.1 only.
+unix socket directory inside it and a free TCP port on 127.0.0.1 only
+(socket: trust; TCP: scram-sha-256 with a random password).
 `stop()` is `pg_ctl stop -m fast` and removes the directory.
 
 Tests share one database holding the schema, emptied before each test
@@ -22,6 +23,7 @@ import concurrent.futures
 import itertools
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -75,6 +77,7 @@ class Cluster:
         self.data = root / "data"
         self.sockets = root / "sock"
         self.port = port
+        self.password = secrets.token_hex(8)  # TCP needs it (scram); the socket is trust
         self._names = itertools.count(1)
 
     @classmethod
@@ -96,7 +99,8 @@ class Cluster:
         _run([*owner, "mkdir", "-m", "700", str(self.sockets)])
         _run(
             [*owner, str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
-             "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
+             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
+             "--locale=C.UTF-8", "--no-sync"]
         )  # fmt: skip
         settings = [
             "listen_addresses=127.0.0.1",
@@ -111,11 +115,17 @@ class Cluster:
             [*owner, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log),
              "-w", "-t", str(START_TIMEOUT_S), "-o", options, "start"]
         )  # fmt: skip
+        self.psql(f"ALTER ROLE postgres PASSWORD '{self.password}'")
 
-    def url(self, db: str = "postgres", *, tcp: bool = False) -> str:
-        """A libpq-style URL: unix socket by default, TCP on 127.0.0.1 when asked."""
+    def url(self, db: str = "postgres", *, tcp: bool = False, password: str | None = None) -> str:
+        """A libpq-style URL: unix socket by default, TCP on 127.0.0.1 when asked.
+
+        TCP authenticates with a password (scram-sha-256): from the URL when
+        `password` is given, else from PGPASSWORD or a .pgpass file.
+        """
         if tcp:
-            return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+            secret = "" if password is None else f":{quote(password, safe='')}"
+            return f"postgresql://postgres{secret}@127.0.0.1:{self.port}/{db}"
         return f"postgresql://postgres@/{db}?host={quote(str(self.sockets))}&port={self.port}"
 
     def psql(self, sql: str, db: str = "postgres") -> str:

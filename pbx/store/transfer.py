@@ -1,7 +1,8 @@
 """Copy a SQLite store into an empty PostgreSQL one (I/O: sqlite3 read-only, asyncpg).
 
 `copy_sqlite_to(sqlite, postgres_url)` is what `pbx db migrate --to URL`
-runs. It brings the target's schema up to date, then in ONE target
+runs. It refuses a database holding someone else's tables, brings the
+target's schema up to date, then in ONE target
 transaction: refuses a target holding any row (`TargetNotEmptyError`, one
 line, before anything is written), copies every table of the SQLite schema
 in foreign-key order with COPY (ids kept), sets `config_version` to the
@@ -121,6 +122,20 @@ def _check_shapes(source: dict[str, list[str]], target: dict[str, dict[str, str]
             )
 
 
+async def _refuse_foreign(conn: Conn, url: str) -> None:
+    """A database holding tables but no pbx schema is someone else's: touch nothing."""
+    if await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL"):
+        return
+    tables = await conn.fetchval(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
+    if tables:
+        raise TargetNotEmptyError(
+            f"PostgreSQL database {redact(url)} holds {tables} table(s) but no pbx store; "
+            "copy into an empty database"
+        )
+
+
 async def _refuse_non_empty(conn: Conn, url: str) -> None:
     for table in TABLES[:-1]:  # config_version always holds its one row
         if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
@@ -186,6 +201,8 @@ async def copy_sqlite_to(source: str | Path, postgres_url: str) -> Counts:
     try:
         pool = await create_pool(postgres_url, 1)
         try:
+            async with pool.acquire() as conn:
+                await _refuse_foreign(conn, postgres_url)
             await migrate(pool, load_migrations())
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", PROVISIONING_LOCK)

@@ -114,10 +114,41 @@ async def test_unreachable_server_is_one_line_without_password(pg_cluster: pg.Cl
     assert "pbx:***@127.0.0.1" in message
 
 
-async def test_tcp_url_works(pg_cluster: pg.Cluster, pg_url: str) -> None:
+async def test_tcp_with_the_password_in_the_url(pg_cluster: pg.Cluster, pg_url: str) -> None:
     name = urlsplit(pg_url).path.lstrip("/")
-    async with await open_postgres(pg_cluster.url(name, tcp=True)) as store:
+    url = pg_cluster.url(name, tcp=True, password=pg_cluster.password)
+    async with await open_postgres(url) as store:
         assert await store.trunks.list() == []
+        assert pg_cluster.password not in store.url
+
+
+async def test_tcp_with_pgpassword_or_pgpass(
+    pg_cluster: pg.Cluster, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = pg_cluster.url(urlsplit(pg_url).path.lstrip("/"), tcp=True)
+    monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
+    async with await open_postgres(url) as store:
+        assert await store.trunks.list() == []
+    monkeypatch.delenv("PGPASSWORD")
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{pg_cluster.port}:*:postgres:{pg_cluster.password}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    async with await open_postgres(url) as store:
+        assert await store.trunks.list() == []
+
+
+async def test_a_wrong_password_is_one_line_without_it(
+    pg_cluster: pg.Cluster, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", "/nonexistent")
+    url = pg_cluster.url(urlsplit(pg_url).path.lstrip("/"), tcp=True, password="wrong-secret")
+    with pytest.raises(PostgresUnavailableError) as info:
+        await open_postgres(url)
+    assert "wrong-secret" not in str(info.value)
+    assert "password" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 async def _seed(store: Any) -> None:
@@ -341,6 +372,25 @@ async def test_same_writes_give_the_same_dump_on_both_backends(tmp_path: Path, p
     async with await open_postgres(pg_url) as target:
         await _fill(target)
         assert await target.dump() == _sqlite_neutral_dump(path)
+
+
+async def test_copy_refuses_a_foreign_database_before_writing(
+    tmp_path: Path, empty_url: str
+) -> None:
+    path = tmp_path / "pbx.sqlite3"
+    async with await open_store(path) as source:
+        await _fill(source)
+    conn = await asyncpg.connect(empty_url)
+    try:
+        await conn.execute("CREATE TABLE inventory (sku text)")
+        with pytest.raises(TargetNotEmptyError, match="no pbx store"):
+            await copy_sqlite_to(path, empty_url)
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        assert [t["table_name"] for t in tables] == ["inventory"]
+    finally:
+        await conn.close()
 
 
 async def test_copy_refuses_a_missing_source(tmp_path: Path, pg_url: str) -> None:
