@@ -39,7 +39,7 @@ from pbx.store import (
 )
 from pbx.store.dump import neutral_json
 from pbx.store.postgres import PostgresStore, PostgresUnavailableError, open_postgres
-from pbx.store.postgres.store import load_migrations
+from pbx.store.postgres.store import Migration, create_pool, load_migrations, migrate
 from pbx.store.transfer import TargetNotEmptyError, copy_sqlite_to
 from tests import pg
 from tests.unit import test_store_roundtrip as roundtrip_cases  # its hypothesis strategies
@@ -101,6 +101,21 @@ async def test_newer_schema_is_refused(pg_url: str) -> None:
     finally:
         await conn.execute("DELETE FROM schema_version WHERE version = 999")
         await conn.close()
+
+
+async def test_a_failed_migration_changes_nothing(empty_url: str) -> None:
+    bad = Migration(
+        len(load_migrations()) + 1, "9999_bad.sql", "CREATE TABLE half (a int);\nSELECT 1/0;"
+    )
+    pool = await create_pool(empty_url, 1)
+    try:
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await migrate(pool, [*load_migrations(), bad])
+        assert await _versions(empty_url) == [m.version for m in load_migrations()]
+        assert await pool.fetchval("SELECT to_regclass('half')") is None
+        assert await migrate(pool, load_migrations()) == load_migrations()[-1].version
+    finally:
+        await pool.close()
 
 
 async def test_unreachable_server_is_one_line_without_password(pg_cluster: pg.Cluster) -> None:
