@@ -12,14 +12,15 @@ group commit); PostgreSQL 15 on a throwaway cluster (tests/pg.py) started
 with the server's defaults (fsync on), once with synchronous_commit=on
 (each COMMIT waits for its WAL fsync) and once with synchronous_commit=off
 (the closer match to SQLite's synchronous=NORMAL: a crash may lose the last
-moments, never corrupts), over the unix socket, pool of 4 (the default).
+moments, never corrupts), over the unix socket, pool of `--pool` (default
+4, the store's default).
 
 Bounded: at most 20000 calls per run, each run under `--timeout` seconds;
 the cluster is stopped (its PID via pg_ctl) and removed at the end. Prints
 figures; asserts nothing.
 
     python bench/store.py                      # 2000 calls at 1 and 32 in flight
-    python bench/store.py --calls 5000 --concurrency 1,8,64
+    python bench/store.py --calls 5000 --concurrency 1,8,64 --pool 16
 """
 
 from __future__ import annotations
@@ -118,8 +119,17 @@ async def main(args: argparse.Namespace) -> None:
     try:
         on, off = cluster.fresh_db(empty=True), cluster.fresh_db(empty=True)
         cluster.psql(f"ALTER DATABASE {off} SET synchronous_commit = off")
-        await _bench("postgres sync_commit=on", lambda: open_postgres(cluster.url(on)), args)
-        await _bench("postgres sync_commit=off", lambda: open_postgres(cluster.url(off)), args)
+        size = args.pool
+        await _bench(
+            f"postgres pool={size} sync=on",
+            lambda: open_postgres(cluster.url(on), pool_size=size),
+            args,
+        )
+        await _bench(
+            f"postgres pool={size} sync=off",
+            lambda: open_postgres(cluster.url(off), pool_size=size),
+            args,
+        )
     finally:
         cluster.stop()
 
@@ -129,9 +139,13 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument(
+        "--pool", type=int, default=4, help="PostgreSQL pool size (store default 4)"
+    )
     args = parser.parse_args()
     args.calls = max(1, min(MAX_CALLS, args.calls))
     args.concurrency = [max(1, int(c)) for c in args.concurrency.split(",")]
+    args.pool = max(1, min(32, args.pool))
     return args
 
 
