@@ -59,7 +59,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pbx.store import Destination, Source, TrackingNumber, Trunk, open_store  # noqa: E402
+from pbx.store import Destination, Source, TrackingNumber, Trunk  # noqa: E402
+from pbx.store.connect import open_store  # noqa: E402
 
 HOST = "127.0.0.1"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"

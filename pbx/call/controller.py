@@ -41,8 +41,8 @@ from pbx.call.model import (
     Action,
     CallSetup,
     MediaFailed,
-    MediaOpened,
     MediaLost,
+    MediaOpened,
     MediaTimedOut,
     OpenMedia,
     Shutdown,
@@ -129,10 +129,8 @@ class Call(CallState):
                 return routing.on_media_opened(self, event, now)
             case MediaFailed():
                 return self.reject(503, now, f"media: {event.reason}")
-            case MediaLost(reason):  # both legs get BYE; before answer the caller gets 503
-                if self.state == "answered":
-                    return self.hangup("system", now, reason)
-                return self.reject(503, now, reason)
+            case MediaLost(reason):
+                return self._media_lost(reason, now)
             case MediaTimedOut():
                 return self.hangup("system", now, "media timeout")
             case Shutdown():
@@ -164,6 +162,12 @@ class Call(CallState):
         if ended is not None:
             return ended
         return routing.on_timeout(self, event.key, now)
+
+    def _media_lost(self, reason: str, now: float) -> list[Action]:
+        """Both legs get BYE; before answer the caller gets 503."""
+        if self.state == "answered":
+            return self.hangup("system", now, reason)
+        return self.reject(503, now, reason)
 
     # -- endings (pbx.call.endings) -----------------------------------------------
 

@@ -1,7 +1,7 @@
 """Storage package: the `Store` interface and the one door to its backends (I/O).
 
 This package's top level is the interface only (pure: row dataclasses, the
-`Store` protocol, `parse_store_url`); `pbx.store.connect` is the one door
+`Store` protocol, `parse_store_url`; `dump.neutral_json`); `pbx.store.connect` is the one door
 to the backends (`open_store(url)`, `probe_store(url)`, `store_errors()`).
 The split keeps the import graph acyclic: each backend imports the
 interface, and only `connect` imports the backends.
@@ -30,7 +30,6 @@ from pbx.store.base import (
     TrunkRepo,
     Visit,
     VisitRepo,
-    neutral_dump,
 )
 from pbx.store.probe import StoreCheck
 from pbx.store.url import StoreLocation, parse_store_url
@@ -58,6 +57,5 @@ __all__ = [
     "TrunkRepo",
     "Visit",
     "VisitRepo",
-    "neutral_dump",
     "parse_store_url",
 ]

@@ -49,7 +49,6 @@ A database whose schema is newer than this code raises `SchemaVersionError`.
 from __future__ import annotations
 
 import builtins
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -375,7 +374,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...
     async def dump(self) -> str:
-        """Every row of every table as `neutral_dump` text, for before/after comparisons."""
+        """Every row of every table as `pbx.store.dump.neutral_json` text (before/after checks)."""
         ...
 
     async def __aenter__(self) -> Self: ...
@@ -385,24 +384,3 @@ class Store(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
-
-
-def neutral_dump(tables: dict[str, list[dict[str, object]]]) -> str:
-    """Rows as backend-neutral JSON: tables by name, keys sorted, rows sorted by their text.
-
-    Bytes become hex strings, so two backends holding the same rows dump the
-    same text (the CLI's "bad input changes nothing" tests compare dumps).
-    """
-
-    def text(value: object) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_plain)
-
-    body = {name: sorted(text(row) for row in rows) for name, rows in tables.items()}
-    parts = [f"{text(name)}:[{','.join(rows)}]" for name, rows in sorted(body.items())]
-    return "{" + ",\n".join(parts) + "}"
-
-
-def _plain(value: object) -> str:
-    if isinstance(value, bytes | memoryview):
-        return bytes(value).hex()
-    return str(value)

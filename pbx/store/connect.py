@@ -31,7 +31,7 @@ async def open_store(url: str | Path, *, cache: bool = True) -> Store:
 
         assert location.path is not None
         return await open_sqlite(location.path, cache=cache)
-    from pbx.store.postgres import open_postgres
+    from pbx.store.postgres.store import open_postgres
 
     return await open_postgres(location.url, cache=cache)
 
@@ -44,7 +44,7 @@ async def probe_store(url: str | Path) -> StoreCheck:
 
         assert location.path is not None
         return probe_sqlite(location.path)
-    from pbx.store.postgres import probe_postgres
+    from pbx.store.postgres.store import probe_postgres
 
     return await probe_postgres(location.url)
 

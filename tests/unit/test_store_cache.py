@@ -1,4 +1,8 @@
-"""The provisioning cache of the SQLite store: changes from any connection are seen at once."""
+"""The provisioning cache (SQLite and PostgreSQL): changes from any connection are seen at once.
+
+`test_a_raw_sqlite_edit_is_seen` edits the file with sqlite3 and runs on
+SQLite only; its PostgreSQL twin (a raw SQL edit) is in test_store_postgres.py.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,14 @@ import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pbx.store import Block, Destination, Source, TrackingNumber, Trunk
 from pbx.store.connect import open_store
-from pbx.store.sqlite.cache import MAX_ENTRIES, ConfigCache
-from pbx.store.sqlite.store import SqliteStore
+from pbx.store.postgres.store import open_postgres
+from pbx.store.sqlite.cache import MAX_ENTRIES
 
 NUM = "+12125550123"
 NUM2 = "+13125550150"
@@ -21,21 +26,27 @@ CALLER = "+14155550102"
 
 @dataclass
 class Pair:
-    daemon: SqliteStore  # the cached store, as `pbx serve` holds it
-    cli: SqliteStore  # another connection on the same file, as the CLI opens it
-    path: Path
+    daemon: Any  # the cached store, as `pbx serve` holds it (SqliteStore or PostgresStore)
+    cli: Any  # another connection on the same database, as the CLI opens it
+    path: Path | None  # the SQLite file (None on PostgreSQL)
 
     @property
-    def cache(self) -> ConfigCache:
+    def cache(self) -> Any:
         assert self.daemon.cache is not None
         return self.daemon.cache
 
 
-@pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
-    path = tmp_path / "pbx.sqlite3"
-    daemon = await open_store(path)
-    cli = await open_store(path, cache=False)
+@pytest.fixture(params=["sqlite", "postgres"])
+async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Pair]:
+    path: Path | None = None
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+        daemon: Any = await open_postgres(url)
+        cli: Any = await open_postgres(url, cache=False)
+    else:
+        path = tmp_path / "pbx.sqlite3"
+        daemon = await open_store(path)
+        cli = await open_store(path, cache=False)
     await cli.trunks.add(Trunk(name="carrier", host="192.0.2.10"))
     await cli.destinations.add(Destination(name="sales", target="+14155550101", kind="number"))
     await cli.sources.add(Source(name="google", tag="ppc"))
@@ -89,10 +100,12 @@ async def test_destination_and_allow_changes_reach_the_route(pair: Pair) -> None
     assert route.trunk.allow == ("192.0.2.0/24",)
 
 
+@pytest.mark.parametrize("pair", ["sqlite"], indirect=True)
 async def test_a_raw_sqlite_edit_is_seen(pair: Pair) -> None:
     route = await pair.daemon.numbers.lookup(NUM)
     assert route is not None
     assert route.number.enabled
+    assert pair.path is not None
     with sqlite3.connect(pair.path) as conn:
         conn.execute("UPDATE numbers SET enabled = 0 WHERE number = ?", (NUM,))
     route = await pair.daemon.numbers.lookup(NUM)

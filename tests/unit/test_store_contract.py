@@ -1,7 +1,9 @@
-"""Store contract: every backend must pass this suite (today: SQLite on a tmp file).
+"""Store contract: every backend must pass this suite (SQLite on a tmp file, PostgreSQL).
 
 A new backend adds one factory to BACKENDS. Error cases compare the whole
 database dump before and after: a failed call must change nothing.
+PostgreSQL runs on the throwaway cluster of tests/pg.py (fixture `pg_url`:
+a fresh database per test), each backend with and without its cache.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from pbx.store import (
     Visit,
 )
 from pbx.store.connect import open_store
+from pbx.store.postgres.store import open_postgres
 
-Factory = Callable[[Path], Awaitable[Store]]
+Factory = Callable[[Any], Awaitable[Store]]  # a tmp dir (SQLite) or a database URL
 
 
 async def _sqlite(tmp_path: Path) -> Store:
@@ -42,7 +45,20 @@ async def _sqlite_uncached(tmp_path: Path) -> Store:
     return await open_store(tmp_path / "db" / "pbx.sqlite3", cache=False)
 
 
-BACKENDS: dict[str, Factory] = {"sqlite": _sqlite, "sqlite-uncached": _sqlite_uncached}
+async def _postgres(url: str) -> Store:
+    return await open_postgres(url)
+
+
+async def _postgres_uncached(url: str) -> Store:
+    return await open_postgres(url, cache=False)
+
+
+BACKENDS: dict[str, Factory] = {
+    "sqlite": _sqlite,
+    "sqlite-uncached": _sqlite_uncached,
+    "postgres": _postgres,
+    "postgres-uncached": _postgres_uncached,
+}
 
 NUM = "+12125550123"
 NUM2 = "+13125550150"
@@ -55,7 +71,8 @@ T3 = "2024-05-02T09:00:00.000000Z"
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await BACKENDS[request.param](tmp_path)
+    where = request.getfixturevalue("pg_url") if request.param.startswith("postgres") else tmp_path
+    opened = await BACKENDS[request.param](where)
     yield opened
     await opened.close()
 

@@ -13,7 +13,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from pbx.store.probe import Level, StoreCheck
+from pbx.store.probe import Level, StoreCheck, version_check
 from pbx.store.sqlite.store import load_migrations
 
 
@@ -33,16 +33,7 @@ def probe_sqlite(path: Path) -> StoreCheck:
         return _fail(f"database {path} cannot be read: {exc}")
     if integrity != "ok":
         return _fail(f"database {path} fails its integrity check: {integrity}")
-    latest = len(load_migrations())
-    if version == latest:
-        ok = f"database {path} opens; schema version {version} is current"
-        return StoreCheck(True, [("ok", ok)])
-    if version < latest:
-        what = f"database {path} has schema version {version}, this pbx uses {latest}: "
-        what += "pbx serve migrates it on start (back it up first)"
-        return StoreCheck(False, [("warn", what)])
-    what = f"database {path} has schema version {version}, newer than this pbx knows ({latest}): "
-    return _fail(what + "upgrade pbx")
+    return version_check(str(path), version, len(load_migrations()))
 
 
 def _fail(text: str) -> StoreCheck:

@@ -26,7 +26,8 @@ from typing import Self
 import aiosqlite
 
 from pbx.errors import InputError
-from pbx.store.base import SchemaVersionError, Store, neutral_dump
+from pbx.store.base import SchemaVersionError, Store
+from pbx.store.dump import neutral_json
 from pbx.store.sqlite.activity import SqliteCalls, SqliteOutbox, SqliteVisits
 from pbx.store.sqlite.cache import ConfigCache, open_cache
 from pbx.store.sqlite.config import SqliteDestinations, SqliteSources, SqliteTrunks
@@ -151,7 +152,7 @@ class SqliteStore:
             tables = {
                 row[0]: [dict(r) for r in await tx.all(f"SELECT * FROM {row[0]}")] for row in names
             }
-        return neutral_dump(tables)
+        return neutral_json(tables)
 
     async def close(self) -> None:
         if self._closed:

@@ -1,5 +1,5 @@
 -- Provisioning change counter for the daemon's provisioning cache
--- (pbx/store/sqlite_cache.py): every change to a table that routing reads
+-- (pbx/store/sqlite/cache.py): every change to a table that routing reads
 -- bumps config_version.version, whichever connection commits it (the
 -- daemon, the CLI, or a sqlite3 shell), so cached routes are never stale.
 -- numbers' rr_cursor (advanced per call) does not count as a change.

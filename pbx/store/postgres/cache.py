@@ -1,0 +1,102 @@
+"""In-memory cache of the provisioning the daemon reads per INVITE (I/O: PostgreSQL).
+
+Same shape as the SQLite cache (`pbx.store.sqlite.cache`): values keyed by
+what was asked, valid for one `config_version`, which row
+triggers on every provisioning table bump in the writer's transaction,
+whichever node or client commits it (a `pbx` CLI, psql, another node).
+
+Freshness: every cached read first reads `config_version` (one primary-key
+row, one round trip) and empties the cache when it moved. A change
+committed before a read starts is therefore seen by that read, on every
+node: "CLI changes apply to the next call" holds exactly as without the
+cache. The cache saves the server the joins and aggregation of a lookup
+and the client its decoding, not the round trip.
+
+Decision: LISTEN/NOTIFY was not chosen. Notifications arrive
+asynchronously after the commit, so for a moment after the CLI returned a
+node could still route a call by the old configuration; and a node whose
+listening connection dropped would have to notice before trusting its
+cache. A version read per lookup has neither problem.
+
+As on SQLite: a value fetched while the version moved is returned but not
+kept; at most `MAX_ENTRIES` values; the round-robin cursor does not bump
+the version (`advance_cursor` patches the cached route instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TypeVar, cast
+
+from pbx.store.postgres.db import Db
+
+T = TypeVar("T")
+
+MAX_ENTRIES = 10_000
+_VERSION = "SELECT version FROM config_version WHERE id = 1"
+
+
+class PgConfigCache:
+    """Values keyed by what was asked, valid for one `config_version`."""
+
+    def __init__(self, db: Db) -> None:
+        self._db = db
+        self._version = -1
+        self._values: dict[Hashable, object] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def version(self) -> int:
+        """The version last read from the database (no I/O)."""
+        return self._version
+
+    async def refresh(self) -> int:
+        """Read the current version; empty the cache if it moved."""
+        row = await self._db.one(_VERSION)
+        version = int(row["version"]) if row else -1
+        if version != self._version:
+            self._values.clear()
+            self._version = version
+        return version
+
+    async def get(self, key: Hashable) -> tuple[int, bool, object]:
+        """(version, found, value) after refreshing the version (None is a value)."""
+        version = await self.refresh()
+        if key in self._values:
+            self.hits += 1
+            return version, True, self._values[key]
+        self.misses += 1
+        return version, False, None
+
+    def put(self, key: Hashable, value: object, version: int) -> None:
+        """Keep `value` if the version is still the one its fetch started at."""
+        if version != self._version:
+            return
+        if len(self._values) >= MAX_ENTRIES:
+            self._values.clear()
+        self._values[key] = value
+
+    def peek(self, key: Hashable) -> object:
+        return self._values.get(key)
+
+    def replace(self, key: Hashable, value: object) -> None:
+        """Overwrite a cached value (only if present): for changes the version does not count."""
+        if key in self._values:
+            self._values[key] = value
+
+    def close(self) -> None:
+        self._values.clear()
+
+
+async def cached(
+    cache: PgConfigCache | None, key: Hashable, fetch: Callable[[], Awaitable[T]]
+) -> T:
+    """`fetch()`'s answer, from the cache when the version has not moved since it was kept."""
+    if cache is None:
+        return await fetch()
+    version, found, value = await cache.get(key)
+    if found:
+        return cast(T, value)
+    fresh = await fetch()
+    cache.put(key, fresh, version)
+    return fresh
