@@ -22,6 +22,7 @@ import click
 from pbx.commands.block import block
 from pbx.commands.calls import calls
 from pbx.commands.common import AdminError, CliState, fail, one_line
+from pbx.commands.db import db
 from pbx.commands.destinations import destinations
 from pbx.commands.doctor import doctor
 from pbx.commands.extensions import extensions
@@ -80,7 +81,7 @@ def cli(ctx: click.Context, db: str, region: str) -> None:
 
 
 for _command in (visits, report, trunks, destinations, sources, numbers, calls, block,
-                 extensions, doctor, serve):  # fmt: skip
+                 extensions, doctor, serve, db):  # fmt: skip
     cli.add_command(_command)
 
 
