@@ -123,6 +123,7 @@ class AdminSettings:
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
     id: str = ""  # this node's name in a cluster; "" = the host name
+    lease_seconds: float = 9.0  # renewed every third of it; expired -> its calls interrupted
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,6 +454,8 @@ def _check_rtp(s: Settings) -> None:
         raise ConfigError("config: rtp.rtpengine must list HOST:PORT when rtp.engine is rtpengine")
     for address in s.rtp.rtpengine:
         parse_listen(address, "rtp.rtpengine")
+    if not 1.0 <= s.node.lease_seconds <= 600.0:
+        raise _bad("node.lease_seconds", "1 to 600 seconds", s.node.lease_seconds)
     if s.rtp.workers < -1:
         raise _bad("rtp.workers", "-1 (auto), 0 (in-process) or a count", s.rtp.workers)
     if s.recording.retention_days < 0:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -41,10 +41,10 @@ from pbx.config import Settings
 from pbx.http import metrics as metrics_http
 from pbx.http import visitors
 from pbx.logs import setup_logging
-from pbx.records import iso_utc
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.service.metrics import Metrics
+from pbx.service.nodes import NodeKeeper
 from pbx.service.outbox import OutboxDispatcher
 from pbx.service.overload import Overload, flood_guard, trunk_exemption
 from pbx.service.registrar import RegistrarService, registrar_config
@@ -77,11 +77,14 @@ class Daemon:
     outbox: OutboxDispatcher | None = None
     metrics: Metrics | None = None
     guard_task: asyncio.Task[None] | None = None
+    keeper: NodeKeeper | None = None
 
     async def close(self) -> None:
         if self.guard_task is not None:
             self.guard_task.cancel()
         await self.manager.drain(self.settings.timers.drain_timeout)
+        if self.keeper is not None:
+            await self.keeper.close()
         if self.outbox is not None:
             await self.outbox.close()  # undelivered items stay queued in the store
         if self.http is not None:
@@ -102,9 +105,13 @@ def _media_address(settings: Settings) -> str:
 async def start(settings: Settings) -> Daemon:
     """Bring every part up; raises on a port already in use or a bad database."""
     store = await open_store(settings.store.location)
-    swept = await store.calls.mark_interrupted(iso_utc(time.time()))
-    if swept:
-        log.warning("calls.interrupted", count=swept)
+    node = settings.node.id or socket.gethostname()
+    keeper = NodeKeeper(store, node, settings.node.lease_seconds, lambda lost: None)
+    try:
+        await keeper.start()  # refuses a name a live node holds; the crash sweep
+    except BaseException:
+        await store.close()
+        raise
     media = _media_address(settings)
     relay = MediaRelay(
         PortPairAllocator(settings.rtp.port_low, settings.rtp.port_high, PORT_QUARANTINE),
@@ -133,17 +140,19 @@ async def start(settings: Settings) -> Daemon:
         default_region=settings.phone.default_region,
         ring_timeout=settings.timers.ring_timeout,
         block_status=settings.calls.block_status,
+        node=node,
         integrations=integrations_from(settings),
         overload=Overload(settings.calls),
         metrics=Metrics(),
     )
     manager = CallManager(ctx)
+    keeper.on_lost = lambda lost: setattr(manager, "lease_lost", lost)
     agent.user = RegistrarService(  # REGISTER for local extensions; the rest to `manager`
         agent, store, manager, registrar_config(settings.registrar)
     )
     relay.on_timeout = manager.on_media_timeout
     relay.on_failure = manager.on_media_failure
-    daemon = Daemon(settings, store, agent, relay, manager, metrics=ctx.metrics)
+    daemon = Daemon(settings, store, agent, relay, manager, metrics=ctx.metrics, keeper=keeper)
     await _guard(daemon)
     daemon.http = await _start_http(daemon)
     daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
@@ -247,6 +256,7 @@ async def serve(settings: Settings) -> None:
         rtp=f"{settings.rtp.port_low}-{settings.rtp.port_high}",
         http=f"{settings.http.host}:{settings.http.port}",
         db=settings.store.display,
+        node=daemon.manager.ctx.node,
     )
     await stop.wait()
     log.info("pbx.draining", calls=len(daemon.manager.tasks))

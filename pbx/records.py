@@ -120,6 +120,7 @@ class CallRecord:
     gclid: str | None = None
     ga_client_id: str | None = None
     visitor_ip: str | None = None
+    node: str | None = None  # the pbx node that took the call ([node] id)
 
     @property
     def is_final(self) -> bool:

@@ -65,6 +65,7 @@ class IntakeContext:
     ring_timeout: float
     local: dict[str, LocalAddress]
     block_status: int = 603
+    node: str | None = None  # this pbx node's name, written on every record
 
 
 async def admit(
@@ -81,7 +82,7 @@ async def admit(
     route = await ctx.store.numbers.lookup(e164) if e164 else None
     if route is None:
         return Refusal(404, "unknown number")
-    record = _ringing_record(invite, route, trunk, ctx.default_region, wall)
+    record = _ringing_record(invite, route, trunk, ctx.default_region, wall, ctx.node)
     record = attribute(record, await ctx.store.visits.active(record.tracking_number, iso_utc(wall)))
     hit = await _block_hit(ctx.store, invite, record)
     if hit is not None:
@@ -149,7 +150,7 @@ def _caller(invite: Request, region: str) -> tuple[str, str | None, str | None]:
 
 
 def _ringing_record(
-    invite: Request, route: RouteInfo, trunk: Trunk, region: str, wall: float
+    invite: Request, route: RouteInfo, trunk: Trunk, region: str, wall: float, node: str | None
 ) -> CallRecord:
     caller, name, caller_region = _caller(invite, region)
     return CallRecord(
@@ -164,6 +165,7 @@ def _ringing_record(
         tag=route.source.tag,
         trunk=trunk.name,
         disposition=Disposition.RINGING,
+        node=node,
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pbx.commands.common import AdminError, config_option, db_override, fail
+from pbx.commands.common import AdminError, config_option, db_override, fail, one_line
 from pbx.errors import InputError
 
 
@@ -54,5 +54,5 @@ def serve(
         raise AdminError(str(exc)) from None
     try:
         daemon.run(settings)
-    except OSError as exc:
-        fail(f"cannot start: {exc}", 1)
+    except (OSError, InputError) as exc:  # a port in use, the store unreachable, a live twin
+        fail(f"cannot start: {one_line(str(exc))}", 1)

@@ -95,6 +95,7 @@ class CallContext:
     default_region: str = "US"
     ring_timeout: float = 30.0
     block_status: int = 603
+    node: str | None = None  # this node's name ([node] id), on every call record
     wall_clock: Callable[[], float] = time.time
     integrations: Integrations = field(default_factory=Integrations)
     overload: Overload = field(default_factory=Overload)  # admission limits (issue 7)
@@ -111,6 +112,7 @@ class CallManager:
     by_record: dict[str, CallRunner] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     draining: bool = False
+    lease_lost: bool = False  # the node lost its store lease: refuse new calls (503)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- TransactionUser -----------------------------------------------------------
@@ -178,6 +180,8 @@ class CallManager:
         """Why a new INVITE is refused at once (503), before any lookup (pbx.service.overload)."""
         if self.draining:
             return "draining"
+        if self.lease_lost:
+            return "lease_lost"
         return self.ctx.overload.gate(event.source.host, len(self.tasks), now)
 
     def _start(self, event: RequestReceived, now: float) -> None:
@@ -313,6 +317,7 @@ class CallRunner:
             self.ctx.ring_timeout,
             self.ctx.local,
             self.ctx.block_status,
+            self.ctx.node,
         )
         wall = self.ctx.wall_clock()
         result = await admit(ictx, request, self.first.source, self.started, wall)

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
-from pbx.errors import PbxError
+from pbx.errors import ConflictError, PbxError
 from pbx.records import CallRecord, Disposition
 
 TrunkTransport = Literal["udp", "tcp"]
@@ -349,6 +349,39 @@ class ExtensionRepo(Protocol):
     async def remove_binding(self, name: str, contact: str) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A node's hold on its name in the store (see `NodeRepo`)."""
+
+    name: str
+    expires_at: str
+    interrupted: int = 0  # calls of a dead incarnation of this name, marked on acquire
+
+
+class LeaseLostError(ConflictError):
+    """This node's lease was swept (it expired): stop taking calls, acquire again."""
+
+
+class NodeRepo(Protocol):
+    """The nodes sharing one store and their leases.
+
+    `acquire_node(name, lease_s)` takes `name` for this store (refusing a
+    live duplicate with `ConflictError`) and marks the unfinished calls of a
+    dead incarnation of that name `interrupted` (the crash sweep). `renew`
+    extends the lease (`LeaseLostError` once it was swept); `sweep_expired`
+    marks the unfinished calls of every node whose lease ran out, exactly
+    once, and returns {node: calls marked}; `release` gives the name up.
+    A single-file store (SQLite) has one node: its lease never runs out and
+    acquiring is the start-up crash sweep.
+    """
+
+    async def acquire_node(self, name: str, lease_s: float, now: str | None = None) -> Lease: ...
+    async def renew(self, name: str, lease_s: float, now: str | None = None) -> str: ...
+    async def release(self, name: str) -> None: ...
+    async def sweep_expired(self, now: str | None = None) -> dict[str, int]: ...
+    async def live(self, now: str | None = None) -> dict[str, str]: ...
+
+
 class Store(Protocol):
     """The whole storage interface; use as `async with await open_store(p) as store`."""
 
@@ -370,6 +403,8 @@ class Store(Protocol):
     def blocks(self) -> BlockRepo: ...
     @property
     def extensions(self) -> ExtensionRepo: ...
+    @property
+    def nodes(self) -> NodeRepo: ...
 
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...

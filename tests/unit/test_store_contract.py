@@ -415,6 +415,20 @@ async def test_mark_interrupted(store: Store) -> None:
     assert await store.calls.mark_interrupted(T3) == 0
 
 
+async def test_acquiring_a_node_name_sweeps_its_dead_incarnation(store: Store) -> None:
+    """The start-up crash sweep, through the node interface every backend has."""
+    await store.calls.insert(call("left", node="n1"))
+    lease = await store.nodes.acquire_node("n1", 30, now=T3)
+    assert (lease.name, lease.interrupted) == ("n1", 1)
+    got = await store.calls.get("left")
+    assert got is not None
+    assert (got.disposition, got.node) == (Disposition.INTERRUPTED, "n1")
+    assert await store.nodes.renew("n1", 30, now=T3) >= T3
+    assert await store.nodes.sweep_expired(now=T3) == {}  # n1's lease is live
+    assert "n1" in await store.nodes.live(now=T3)
+    await store.nodes.release("n1")
+
+
 def _outbox(kind: str = "webhook") -> OutboxItem:
     payload = json.dumps({"event": "call"})
     return OutboxItem(kind=kind, payload=payload, target_url="https://hooks.example.com/x")  # type: ignore[arg-type]

@@ -46,13 +46,14 @@ CLAIM_S = 300.0  # how long an outbox item handed out by due() is reserved for i
 MAX_HELD_QUERY = 1000  # numbers per held_until query, as on SQLite
 
 _CALL_COLS = list(FIELD_NAMES)
-_CALL_INSERT = insert_sql("calls", [*_CALL_COLS, "node"], "")  # node: the writer's (nodes.py)
+_CALL_INSERT = insert_sql("calls", _CALL_COLS, "")  # node: the daemon's ([node] id)
 _CALL_UPSERT = (  # a call keeps the node that inserted it
     _CALL_INSERT
     + " ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLS if c != "id")
+    + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLS if c not in ("id", "node"))
 )
-_CALL_UPDATE = update_sql("calls", _CALL_COLS[1:])
+_UPDATE_COLS = [c for c in _CALL_COLS[1:] if c != "node"]  # the inserting node stays
+_CALL_UPDATE = update_sql("calls", _UPDATE_COLS)
 _VISIT_COLS = ["id", *columns_of(Visit)]
 _OUTBOX_COLS = columns_of(OutboxItem)
 _OUTBOX_TYPES = {"attempts": "bigint", "gave_up": "boolean"}
@@ -71,12 +72,14 @@ def _outbox_from_arrays(first: int) -> str:
 
 
 _FINISH_WITH_OUTBOX = (
-    f"WITH final AS ({_CALL_UPSERT} RETURNING 1) {_outbox_from_arrays(len(_CALL_COLS) + 2)}"
+    f"WITH final AS ({_CALL_UPSERT} RETURNING 1) {_outbox_from_arrays(len(_CALL_COLS) + 1)}"
 )
 
 
-def _call_values(record: CallRecord) -> list[Any]:
+def _call_values(record: CallRecord, who: Identity) -> list[Any]:
     params = to_dict(record)
+    if params["node"] is None and who.leased:
+        params["node"] = who.name
     params["attempts"] = json.dumps(params["attempts"], separators=(",", ":"))
     return [params[c] for c in _CALL_COLS]
 
@@ -96,7 +99,7 @@ class PgCalls:
         """One statement: returns once the row is committed."""
         try:
             async with self._db.pool.acquire() as conn:
-                await conn.execute(_CALL_INSERT, *_call_values(record), self._who.name)
+                await conn.execute(_CALL_INSERT, *_call_values(record, self._who))
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "calls_pkey":
                 raise as_input_error(exc) from None
@@ -105,8 +108,8 @@ class PgCalls:
             raise as_input_error(exc) from None
 
     async def update(self, record: CallRecord) -> None:
-        values = _call_values(record)
-        if not await self._db.run(_CALL_UPDATE, *values[1:], values[0]):
+        params = dict(zip(_CALL_COLS, _call_values(record, self._who), strict=True))
+        if not await self._db.run(_CALL_UPDATE, *(params[c] for c in _UPDATE_COLS), record.id):
             raise NotFoundError(f"no call record {record.id}")
 
     async def get(self, call_id: str) -> CallRecord | None:
@@ -151,10 +154,10 @@ class PgCalls:
     async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
         """The final row and its outbox items: one statement, one transaction."""
         if not outbox:
-            await self._db.run(_CALL_UPSERT, *_call_values(record), self._who.name)
+            await self._db.run(_CALL_UPSERT, *_call_values(record, self._who))
             return
         columns = [[getattr(item, c) for item in outbox] for c in _OUTBOX_COLS]
-        await self._db.run(_FINISH_WITH_OUTBOX, *_call_values(record), self._who.name, *columns)
+        await self._db.run(_FINISH_WITH_OUTBOX, *_call_values(record, self._who), *columns)
 
 
 class PgVisits:

@@ -76,13 +76,15 @@ BAD_VALUE = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
 class Identity:
     """Who a store is among the nodes sharing the database.
 
-    `name` goes into the calls it writes (`calls.node`) and names it as an
-    outbox claimer: a random token until `nodes.acquire_node(name)` makes it
-    the node's name. `token` is this open of the store (one incarnation).
+    `name` names it as an outbox claimer: a random token until
+    `nodes.acquire_node(name)` makes it the node's name (`leased`); from then
+    on it also goes into the calls it writes that name no node themselves
+    (`calls.node`). `token` is this open of the store (one incarnation).
     """
 
     name: str
     token: str
+    leased: bool = False
 
 
 class Tx:

@@ -27,9 +27,8 @@ Decisions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pbx.errors import ConflictError
+from pbx.store.base import Lease, LeaseLostError
 from pbx.store.postgres.db import Db, Identity
 
 _FMT = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
@@ -49,15 +48,7 @@ _SWEEP = (
 )
 
 
-class LeaseLostError(ConflictError):
-    """This node's lease was swept (it expired): stop taking calls, acquire again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    name: str
-    expires_at: str
-    interrupted: int = 0  # calls of a dead incarnation of this name, marked on acquire
+__all__ = ["Lease", "LeaseLostError", "PgNodes"]
 
 
 class PgNodes:
@@ -87,6 +78,7 @@ class PgNodes:
                 )
             interrupted = await tx.run(_INTERRUPT.format(now=_NOW, match="= $2"), now, name)
         self._who.name = name
+        self._who.leased = True
         return Lease(name, str(expires), interrupted)
 
     async def renew(self, name: str, lease_s: float, now: str | None = None) -> str:

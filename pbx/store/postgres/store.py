@@ -53,7 +53,6 @@ CLOSE_TIMEOUT_S = 10.0
 PRIVATE_TABLES = frozenset({"schema_version", "nodes"})
 PRIVATE_COLUMNS: dict[str, frozenset[str]] = {
     "outbox": frozenset({"claimed_by", "claimed_until"}),
-    "calls": frozenset({"node"}),
 }
 _MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 _SCHEMA_TABLE = (
