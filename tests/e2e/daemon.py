@@ -35,7 +35,7 @@ class DaemonProcess:
     """One `pbx serve` child process and where it listens."""
 
     workdir: Path
-    db: Path
+    db: Path | str  # a SQLite file or a postgresql:// URL
     sip_port: int = 0
     http_port: int = 0
     rtp_low: int = 0
@@ -170,7 +170,7 @@ class DaemonProcess:
         raise TimeoutError(f"records not final: {rows}\n{self.log_text()[-3000:]}")
 
 
-async def provision(db: Path, fn: Callable[[Store], Awaitable[None]]) -> None:
+async def provision(db: Path | str, fn: Callable[[Store], Awaitable[None]]) -> None:
     """Write provisioning rows straight into the daemon's database file."""
     async with await open_store(db) as store:
         await fn(store)

@@ -1,4 +1,4 @@
-"""Fixtures shared by the unit tests: a throwaway PostgreSQL cluster (tests/pg.py).
+"""Fixtures shared by every suite: a throwaway PostgreSQL cluster (tests/pg.py).
 
 `pg_cluster` starts one server for the whole session (only when a test asks
 for it); `pg_url` names a database holding the current schema, emptied before each
