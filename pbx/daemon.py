@@ -83,6 +83,7 @@ class Daemon:
         if self.guard_task is not None:
             self.guard_task.cancel()
         await self.manager.drain(self.settings.timers.drain_timeout)
+        await self.manager.records.close()
         if self.keeper is not None:
             await self.keeper.close()
         if self.outbox is not None:
@@ -176,12 +177,21 @@ async def _start_http(daemon: Daemon) -> web.AppRunner:
 
 def _health(daemon: Daemon) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(_: web.Request) -> web.Response:
+        manager = daemon.manager
+        status = "ok"
+        if manager.records.degraded:
+            status = "degraded"  # the store refuses writes: new calls get 503
+        if manager.draining:
+            status = "draining"
         body = {
-            "status": "draining" if daemon.manager.draining else "ok",
-            "active_calls": len(daemon.manager.tasks),
+            "status": status,
+            "active_calls": len(manager.tasks),
             "media_sessions": len(daemon.relay),
+            "records_queued": manager.records.queued,
         }
-        return web.json_response(body, status=503 if daemon.manager.draining else 200)
+        if manager.records.degraded:
+            body["store"] = manager.records.cause
+        return web.json_response(body, status=200 if status == "ok" else 503)
 
     return handler
 

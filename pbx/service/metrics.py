@@ -62,6 +62,7 @@ SETUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
 REASONS = (
     "draining",
     "lease_lost",  # this node's store lease was swept: it must not take calls
+    "store_unavailable",  # the store refuses writes: no call without its record
     "overload",  # too many call tasks at once (hard cap before any lookup)
     "max_cps_per_source",
     "max_concurrent",

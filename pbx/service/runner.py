@@ -58,6 +58,7 @@ from pbx.records import CallRecord, Disposition, iso_utc
 from pbx.rtp.media import MediaEngine, MediaError
 from pbx.service.metrics import Metrics
 from pbx.service.overload import Overload
+from pbx.service.records import RecordWriter
 from pbx.sip.agent import SipAgent
 from pbx.sip.ids import IdSource
 from pbx.sip.message import Request
@@ -114,6 +115,10 @@ class CallManager:
     draining: bool = False
     lease_lost: bool = False  # the node lost its store lease: refuse new calls (503)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    records: RecordWriter = field(init=False)  # every record write; survives a stuck store
+
+    def __post_init__(self) -> None:
+        self.records = RecordWriter(self.ctx.store, time.monotonic)
 
     # -- TransactionUser -----------------------------------------------------------
 
@@ -182,6 +187,8 @@ class CallManager:
             return "draining"
         if self.lease_lost:
             return "lease_lost"
+        if not self.records.gate():
+            return "store_unavailable"
         return self.ctx.overload.gate(event.source.host, len(self.tasks), now)
 
     def _start(self, event: RequestReceived, now: float) -> None:
@@ -238,6 +245,7 @@ class CallRunner:
         self.call: Call | None = None
         self.done = False
         self.slot = False  # holds a concurrent-call slot (`Overload.acquire`)
+        self.diverted: list[Action] | None = None  # actions replacing the rest of a batch
         self.setup_seen = False  # the setup-latency metric was observed
         self.log = log.bind(call_id=event.request.call_id)
         self.names: list[tuple[dict[Any, CallRunner], Any]] = []  # where the manager files it
@@ -328,7 +336,7 @@ class CallRunner:
             self.log.info("call.refused", status=result.status, reason=result.reason)
             self.ctx.metrics.refused(result)
             if result.record is not None:
-                await self.ctx.store.calls.insert(result.record)
+                await self.manager.records.insert(result.record)
             retry = [("Retry-After", str(result.retry_after))] if result.retry_after else []
             tag = self.ctx.ids.tag()
             self._respond(key, make_response(request, result.status, to_tag=tag, headers=retry))
@@ -350,6 +358,10 @@ class CallRunner:
     async def _execute(self, actions: list[Action]) -> None:
         for action in actions:
             await self._perform(action)
+            if self.diverted is not None:  # the rest no longer applies (the call was refused)
+                diverted, self.diverted = self.diverted, None
+                await self._execute(diverted)
+                return
 
     async def _perform(self, action: Action) -> None:  # noqa: C901 - one arm per action type
         match action:
@@ -433,14 +445,19 @@ class CallRunner:
     async def _write(self, record: CallRecord) -> None:
         assert self.call is not None
         existing = self.call.written  # the call's only writer is its runner: no read back
+        records = self.manager.records
         if existing is None:
-            await self.ctx.store.calls.insert(record)
+            if not await records.insert(record):  # no ringing row: do not take the call
+                self.log.warning("call.refused", status=503, reason="store unavailable",
+                                 cause=records.cause)  # fmt: skip
+                self.diverted = self.call.reject(503, self._now(), "store unavailable")
+                return
         else:
-            await self.ctx.store.calls.update(record)
+            await records.update(record)
         self.call.written = record
         wall = iso_utc(self.ctx.wall_clock())
         for item in progress_items(existing, record, self.ctx.integrations, uuid4().hex, wall):
-            await self.ctx.store.outbox.add(item)
+            await records.progress(item)
         self.log.info("call.state", disposition=str(record.disposition))
 
     async def _finish(self, record: CallRecord) -> None:
@@ -449,7 +466,7 @@ class CallRunner:
         source = await self.ctx.store.sources.get(record.source) if record.source else None
         wall = iso_utc(self.ctx.wall_clock())
         outbox = outbox_for(record, source, self.ctx.integrations, uuid4().hex, wall)
-        await self.ctx.store.calls.finish(record, outbox)
+        await self.manager.records.finish(record, outbox)
         self.call.written = record
         self._release()
         self.ctx.metrics.call_finished(record)

@@ -67,6 +67,8 @@ def run_batch(conn: sqlite3.Connection, units: Sequence[Sequence[Statement]]) ->
                     done.append((cur.rowcount, cur.lastrowid))
                 results.append(done)
             except sqlite3.Error as exc:
+                if not conn.in_transaction:  # SQLite undid it all (e.g. SQLITE_FULL): fail all
+                    raise
                 conn.execute("ROLLBACK TO unit")
                 results.append(exc)
             conn.execute("RELEASE unit")
