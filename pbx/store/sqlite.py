@@ -28,10 +28,12 @@ import aiosqlite
 from pbx.store.base import SchemaVersionError, Store
 from pbx.store.sqlite_activity import SqliteCalls, SqliteOutbox, SqliteVisits
 from pbx.store.sqlite_cache import ConfigCache, open_cache
+from pbx.store.sqlite_call_log import SqliteCallLog
 from pbx.store.sqlite_config import SqliteDestinations, SqliteSources, SqliteTrunks
 from pbx.store.sqlite_db import Db
 from pbx.store.sqlite_local import SqliteBlocks, SqliteExtensions
 from pbx.store.sqlite_numbers import SqliteNumbers
+from pbx.store.sqlite_users import SqliteAudit, SqliteTokens, SqliteUsers
 
 _MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 _PRAGMAS = (
@@ -139,6 +141,10 @@ class SqliteStore:
         self.outbox = SqliteOutbox(self._db)
         self.blocks = SqliteBlocks(self._db, cache)
         self.extensions = SqliteExtensions(self._db)
+        self.users = SqliteUsers(self._db)
+        self.tokens = SqliteTokens(self._db)
+        self.audit = SqliteAudit(self._db)
+        self.call_log = SqliteCallLog(self._db)
         self._closed = False
 
     async def schema_version(self) -> int:

@@ -1,0 +1,138 @@
+"""SQLite reads behind the dashboard: call log pages, counts, ROI facts (I/O).
+
+Each query is meant to be one index range of migration 3 (bench/dashboard.py
+measures them over 1,000,000 calls):
+- `page`: keyset paging, `(started_at, id) < before` walked newest first on
+  the index whose leading column is the most selective equality filter
+  (source, number, disposition) or on `calls_page`. No OFFSET: page 1,000
+  costs what page 1 costs.
+- A caller prefix is an index range on `calls_caller_page`
+  (`caller >= p AND caller < p'` where p' is p with its last character
+  bumped), which is exact for byte-wise (BINARY) ordering.
+- `totals` / `per_source_per_day` read only `calls_page`, which carries
+  source and disposition. "Answered" means disposition 'answered' (a finished
+  answered call keeps it, see `pbx.records.Disposition`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import Any
+
+from pbx.records import CallRecord
+from pbx.store.base import CallFactRow, CallFilter
+from pbx.store.sqlite_activity import _call_from_row
+from pbx.store.sqlite_db import Db
+
+MAX_PAGE = 1000
+MAX_CALLERS_QUERY = 500  # callers per prior_callers query (well under SQLite's variable limit)
+
+
+def prefix_bound(prefix: str) -> str:
+    """The smallest string greater than every string that starts with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _where(where: CallFilter) -> tuple[str, list[Any], str]:
+    """(WHERE clause, parameters, index hint) for a filter."""
+    conds: list[str] = []
+    params: list[Any] = []
+    index = "calls_page"
+    for column, value, idx in (
+        ("disposition", where.disposition, "calls_disposition_page"),
+        ("tracking_number", where.number, "calls_number_page"),
+        ("source", where.source, "calls_source_page"),
+    ):
+        if value is not None:
+            conds.append(f"{column} = ?")
+            params.append(value)
+            index = idx
+    if where.caller_prefix:
+        conds.append("caller >= ? AND caller < ?")
+        params += [where.caller_prefix, prefix_bound(where.caller_prefix)]
+    if where.since is not None:
+        conds.append("started_at >= ?")
+        params.append(where.since)
+    if where.until is not None:
+        conds.append("started_at < ?")
+        params.append(where.until)
+    if where.before is not None:
+        conds.append("(started_at, id) < (?, ?)")
+        params += list(where.before)
+    clause = f"WHERE {' AND '.join(conds)}" if conds else ""
+    return clause, params, index
+
+
+class SqliteCallLog:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    async def page(self, where: CallFilter, limit: int) -> builtins.list[CallRecord]:
+        clause, params, index = _where(where)
+        # A caller prefix walks the started_at-ordered index and checks the
+        # caller per row unless the prefix is long enough to be selective.
+        if where.caller_prefix and len(where.caller_prefix) >= 6:
+            index = "calls_caller_page"
+        sql = (
+            f"SELECT * FROM calls INDEXED BY {index} {clause} "
+            "ORDER BY started_at DESC, id DESC LIMIT ?"
+        )
+        params.append(max(0, min(limit, MAX_PAGE)))
+        async with self._db.read() as tx:
+            rows = await tx.all(sql, params)
+        return [_call_from_row(r) for r in rows]
+
+    async def totals(self, since: str, until: str) -> tuple[int, int]:
+        async with self._db.read() as tx:
+            row = await tx.one(
+                "SELECT count(*) AS n, coalesce(sum(disposition = 'answered'), 0) AS a "
+                "FROM calls INDEXED BY calls_page WHERE started_at >= ? AND started_at < ?",
+                (since, until),
+            )
+        return (int(row["n"]), int(row["a"])) if row is not None else (0, 0)
+
+    async def per_source_per_day(
+        self, since: str, until: str
+    ) -> builtins.list[tuple[str, str | None, int]]:
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                "SELECT substr(started_at, 1, 10) AS day, source, count(*) AS n "
+                "FROM calls INDEXED BY calls_page WHERE started_at >= ? AND started_at < ? "
+                "GROUP BY day, source ORDER BY day, source",
+                (since, until),
+            )
+        return [(str(r["day"]), r["source"], int(r["n"])) for r in rows]
+
+    async def facts(self, since: str, until: str) -> builtins.list[CallFactRow]:
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                "SELECT source, started_at, caller, disposition = 'answered' AS answered "
+                "FROM calls WHERE started_at >= ? AND started_at < ?",
+                (since, until),
+            )
+        return [CallFactRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+    async def prior_callers(self, before: str, callers: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique = sorted(set(callers))
+        for start in range(0, len(unique), MAX_CALLERS_QUERY):
+            chunk = unique[start : start + MAX_CALLERS_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            async with self._db.read() as tx:
+                rows = await tx.all(
+                    f"SELECT DISTINCT caller FROM calls INDEXED BY calls_caller_page "
+                    f"WHERE caller IN ({marks}) AND started_at < ?",
+                    [*chunk, before],
+                )
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    async def live(self) -> builtins.list[CallRecord]:
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                "SELECT * FROM calls WHERE disposition IN ('ringing', 'answered') "
+                "AND ended_at IS NULL ORDER BY started_at DESC, id DESC LIMIT ?",
+                (MAX_PAGE,),
+            )
+        return [_call_from_row(r) for r in rows]
