@@ -596,7 +596,8 @@ async def test_users_crud(store: Store) -> None:
     user = await store.users.add(
         User(name="ann", role="admin", password_hash="$argon2id$x", created_at=T0)
     )
-    assert user.id and await store.users.get("ann") == user
+    assert user.id
+    assert await store.users.get("ann") == user
     assert "argon2" not in repr(user)
     await unchanged(store, ConflictError, store.users.add(replace(user, id=0)))
     await unchanged(store, InputError, store.users.add(replace(user, name="bob", role="root")))  # type: ignore[arg-type]
@@ -639,8 +640,13 @@ async def test_tokens_lifecycle(store: Store) -> None:
 async def test_audit_newest_first_and_paging(store: Store) -> None:
     for i in range(5):
         await store.audit.add(
-            AuditEntry(at=T0, actor="ann", action="sources.update", subject=f"s{i}",
-                       detail=json.dumps({"tag": str(i)}))  # fmt: skip
+            AuditEntry(
+                at=T0,
+                actor="ann",
+                action="sources.update",
+                subject=f"s{i}",
+                detail=json.dumps({"tag": str(i)}),
+            )
         )
     rows = await store.audit.list(limit=3)
     assert [r.subject for r in rows] == ["s4", "s3", "s2"]
