@@ -511,8 +511,8 @@ class CallLogRepo(Protocol):
 
     async def per_source_per_day(
         self, since: str, until: str
-    ) -> builtins.list[tuple[str, str | None, int]]:
-        """(UTC day YYYY-MM-DD, source or None, calls) for calls in [since, until)."""
+    ) -> builtins.list[tuple[str, str | None, int, int]]:
+        """(UTC day YYYY-MM-DD, source or None, calls, answered) for calls in [since, until)."""
         ...
 
     async def facts(self, since: str, until: str) -> builtins.list[CallFactRow]:

@@ -94,15 +94,16 @@ class SqliteCallLog:
 
     async def per_source_per_day(
         self, since: str, until: str
-    ) -> builtins.list[tuple[str, str | None, int]]:
+    ) -> builtins.list[tuple[str, str | None, int, int]]:
         async with self._db.read() as tx:
             rows = await tx.all(
-                "SELECT substr(started_at, 1, 10) AS day, source, count(*) AS n "
+                "SELECT substr(started_at, 1, 10) AS day, source, count(*) AS n, "
+                "coalesce(sum(disposition = 'answered'), 0) AS a "
                 "FROM calls INDEXED BY calls_page WHERE started_at >= ? AND started_at < ? "
                 "GROUP BY day, source ORDER BY day, source",
                 (since, until),
             )
-        return [(str(r["day"]), r["source"], int(r["n"])) for r in rows]
+        return [(str(r["day"]), r["source"], int(r["n"]), int(r["a"])) for r in rows]
 
     async def facts(self, since: str, until: str) -> builtins.list[CallFactRow]:
         async with self._db.read() as tx:
