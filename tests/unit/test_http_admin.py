@@ -24,6 +24,8 @@ from tests.admin_support import (
     seed,
 )
 
+Client = TestClient[web.Request, web.Application]
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -48,36 +50,42 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-async def _client(app: web.Application) -> TestClient[web.Request, web.Application]:
-    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+async def _client(app: web.Application) -> Client:
+    client: Client = TestClient(TestServer(app))
     await client.start_server()
     return client
 
 
 @pytest.fixture
-async def client(
-    store: Store, clock: FakeClock, tmp_path: Path
-) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    app = make_admin_app(store, live_calls=None, secure_cookies=False,
-                         recordings_dir=tmp_path / "rec", throttle=Throttle(clock=clock))  # fmt: skip
+async def client(store: Store, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Client]:
+    app = make_admin_app(
+        store,
+        live_calls=None,
+        secure_cookies=False,
+        recordings_dir=tmp_path / "rec",
+        throttle=Throttle(clock=clock),
+    )
     c = await _client(app)
     yield c
     await c.close()
 
 
-async def login(client: TestClient[web.Request, web.Application], name: str, password: str) -> str:
+async def login(client: Client, name: str, password: str) -> str:
     """Log in through the form; returns the session's CSRF token."""
     page = await client.get("/login")
     token = csrf_of(await page.text())
-    answer = await client.post("/login", data={"name": name, "password": password,
-                                               "csrf_token": token}, allow_redirects=False)  # fmt: skip
+    answer = await client.post(
+        "/login",
+        data={"name": name, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    )
     assert answer.status == 303, await answer.text()
     home = await client.get("/")
     assert home.status == 200
     return csrf_of(await home.text())
 
 
-async def test_only_login_and_static_are_public(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_only_login_and_static_are_public(client: Client) -> None:
     page = await client.get("/", allow_redirects=False)
     assert page.status == 303
     assert page.headers["Location"] == "/login?next=/"
@@ -93,16 +101,18 @@ async def test_only_login_and_static_are_public(client: TestClient) -> None:  # 
     assert (await client.get("/static/vendor/chart.umd.min.js")).status == 200
 
 
-async def test_session_cookie_flags_and_rotation(client: TestClient, store: Store) -> None:  # type: ignore[type-arg]
+async def test_session_cookie_flags_and_rotation(client: Client, store: Store) -> None:
     first = await client.get("/login")
     cookie = first.headers["Set-Cookie"]
     assert "HttpOnly" in cookie
     assert "SameSite=Strict" in cookie
     assert "Secure" not in cookie
     before = first.cookies["pbx_session"].value
-    answer = await client.post("/login", data={"name": "ann", "password": ADMIN_PASSWORD,
-                                               "csrf_token": csrf_of(await first.text())},
-                               allow_redirects=False)  # fmt: skip
+    answer = await client.post(
+        "/login",
+        data={"name": "ann", "password": ADMIN_PASSWORD, "csrf_token": csrf_of(await first.text())},
+        allow_redirects=False,
+    )
     assert answer.status == 303
     after = answer.cookies["pbx_session"].value
     assert after != before  # a new session id at login: no fixation
@@ -119,28 +129,32 @@ async def test_secure_cookie_behind_tls(store: Store, tmp_path: Path) -> None:
         await c.close()
 
 
-async def test_login_without_csrf_or_wrong_password(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_login_without_csrf_or_wrong_password(client: Client) -> None:
     await client.get("/login")
     refused = await client.post("/login", data={"name": "ann", "password": ADMIN_PASSWORD})
     assert refused.status == 403
     page = await client.get("/login")
-    wrong = await client.post("/login", data={"name": "ann", "password": "nope nope",
-                                              "csrf_token": csrf_of(await page.text())})  # fmt: skip
+    wrong = await client.post(
+        "/login",
+        data={"name": "ann", "password": "nope nope", "csrf_token": csrf_of(await page.text())},
+    )
     assert wrong.status == 401
     assert "Wrong user name or password" in await wrong.text()
     assert (await client.get("/api/v1/me")).status == 401
 
 
-async def _try(client: TestClient, name: str, password: str) -> int:  # type: ignore[type-arg]
+async def _try(client: Client, name: str, password: str) -> int:
     page = await client.get("/login")
-    answer = await client.post("/login", data={"name": name, "password": password,
-                                               "csrf_token": csrf_of(await page.text())},
-                               allow_redirects=False)  # fmt: skip
+    answer = await client.post(
+        "/login",
+        data={"name": name, "password": password, "csrf_token": csrf_of(await page.text())},
+        allow_redirects=False,
+    )
     return answer.status
 
 
 async def test_five_failures_lock_the_user_then_cool_down(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     clock: FakeClock,
 ) -> None:
     assert [await _try(client, "ann", "wrong password") for _ in range(5)] == [401] * 5
@@ -151,13 +165,13 @@ async def test_five_failures_lock_the_user_then_cool_down(
     assert await _try(client, "ann", ADMIN_PASSWORD) == 303
 
 
-async def test_five_failures_from_one_address_lock_it(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_five_failures_from_one_address_lock_it(client: Client) -> None:
     for name in ("a1", "a2", "a3", "a4", "a5"):
         assert await _try(client, name, "whatever123") == 401
     assert await _try(client, "vic", VIEWER_PASSWORD) == 429
 
 
-async def test_csrf_is_needed_for_every_change(client: TestClient, store: Store) -> None:  # type: ignore[type-arg]
+async def test_csrf_is_needed_for_every_change(client: Client, store: Store) -> None:
     token = await login(client, "ann", ADMIN_PASSWORD)
     before = await store.dump()
     assert (await client.post("/sources/google/tag", data={"tag": "x"})).status == 403
@@ -166,17 +180,21 @@ async def test_csrf_is_needed_for_every_change(client: TestClient, store: Store)
     patch = await client.patch("/api/v1/sources/google", json={"tag": "x"})
     assert patch.status == 403
     assert (await patch.json()) == {"error": "missing or wrong CSRF token"}
-    foreign = await client.patch("/api/v1/sources/google", json={"tag": "x"},
-                                 headers={"X-CSRF-Token": token,
-                                          "Origin": "https://evil.example"})  # fmt: skip
+    foreign = await client.patch(
+        "/api/v1/sources/google",
+        json={"tag": "x"},
+        headers={"X-CSRF-Token": token, "Origin": "https://evil.example"},
+    )
     assert foreign.status == 403
     assert await store.dump() == before
-    ok = await client.post("/sources/google/tag", data={"tag": "spring", "csrf_token": token},
-                           allow_redirects=False)  # fmt: skip
+    ok = await client.post(
+        "/sources/google/tag", data={"tag": "spring", "csrf_token": token}, allow_redirects=False
+    )
     assert ok.status == 303
     assert (await store.sources.get("google")).tag == "spring"  # type: ignore[union-attr]
-    api = await client.patch("/api/v1/sources/google", json={"tag": "summer"},
-                             headers={"X-CSRF-Token": token})  # fmt: skip
+    api = await client.patch(
+        "/api/v1/sources/google", json={"tag": "summer"}, headers={"X-CSRF-Token": token}
+    )
     assert api.status == 200
     assert (await api.json())["tag"] == "summer"
     entries = await store.audit.list(limit=2)
@@ -187,13 +205,14 @@ async def test_csrf_is_needed_for_every_change(client: TestClient, store: Store)
     assert '"tag":"summer"' in entries[0].detail
 
 
-async def test_viewer_reads_but_cannot_change(client: TestClient, store: Store) -> None:  # type: ignore[type-arg]
+async def test_viewer_reads_but_cannot_change(client: Client, store: Store) -> None:
     token = await login(client, "vic", VIEWER_PASSWORD)
     assert (await client.get("/api/v1/calls")).status == 200
     assert (await client.get("/sources")).status == 200
     before = await store.dump()
-    patch = await client.patch("/api/v1/sources/google", json={"tag": "x"},
-                               headers={"X-CSRF-Token": token})  # fmt: skip
+    patch = await client.patch(
+        "/api/v1/sources/google", json={"tag": "x"}, headers={"X-CSRF-Token": token}
+    )
     assert patch.status == 403
     assert "admin" in (await patch.json())["error"]
     form = await client.post("/sources/google/tag", data={"tag": "x", "csrf_token": token})
@@ -203,24 +222,26 @@ async def test_viewer_reads_but_cannot_change(client: TestClient, store: Store) 
     assert await store.dump() == before
 
 
-async def test_logout_ends_the_session(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_logout_ends_the_session(client: Client) -> None:
     token = await login(client, "ann", ADMIN_PASSWORD)
     out = await client.post("/logout", data={"csrf_token": token}, allow_redirects=False)
     assert out.status == 303
     assert (await client.get("/api/v1/me")).status == 401
 
 
-async def test_bearer_tokens_roles_and_revocation(client: TestClient, store: Store) -> None:  # type: ignore[type-arg]
+async def test_bearer_tokens_roles_and_revocation(client: Client, store: Store) -> None:
     _, viewer = await admin_users.add_token(store, CLI, "reader", "viewer")
     _, writer = await admin_users.add_token(store, CLI, "writer", "admin")
     read = await client.get("/api/v1/calls", headers={"Authorization": f"Bearer {viewer}"})
     assert read.status == 200
     assert (await store.tokens.get("reader")).last_used_at is not None  # type: ignore[union-attr]
-    denied = await client.patch("/api/v1/sources/google", json={"tag": "t"},
-                                headers={"Authorization": f"Bearer {viewer}"})  # fmt: skip
+    denied = await client.patch(
+        "/api/v1/sources/google", json={"tag": "t"}, headers={"Authorization": f"Bearer {viewer}"}
+    )
     assert denied.status == 403
-    done = await client.patch("/api/v1/sources/google", json={"tag": "t"},
-                              headers={"Authorization": f"Bearer {writer}"})  # fmt: skip
+    done = await client.patch(
+        "/api/v1/sources/google", json={"tag": "t"}, headers={"Authorization": f"Bearer {writer}"}
+    )
     assert done.status == 200  # no CSRF token needed: a bearer token is not ambient
     assert (await store.audit.list(limit=1))[0].actor == "token:writer"
     await admin_users.revoke_token(store, CLI, "writer")
@@ -230,7 +251,7 @@ async def test_bearer_tokens_roles_and_revocation(client: TestClient, store: Sto
         assert (await client.get("/api/v1/calls", headers={"Authorization": header})).status == 401
 
 
-async def test_trunk_secrets_never_leave(client: TestClient, store: Store) -> None:  # type: ignore[type-arg]
+async def test_trunk_secrets_never_leave(client: Client, store: Store) -> None:
     _, token = await admin_users.add_token(store, CLI, "ops", "admin")
     answer = await client.get("/api/v1/trunks", headers={"Authorization": f"Bearer {token}"})
     text = await answer.text()
@@ -239,19 +260,25 @@ async def test_trunk_secrets_never_leave(client: TestClient, store: Store) -> No
     assert (await answer.json())["trunks"][0]["password_set"] is True
 
 
-async def test_users_and_tokens_through_the_api(client: TestClient, store: Store) -> None:  # type: ignore[type-arg]
+async def test_users_and_tokens_through_the_api(client: Client, store: Store) -> None:
     token = await login(client, "ann", ADMIN_PASSWORD)
     h = {"X-CSRF-Token": token}
-    made = await client.post("/api/v1/users", json={"name": "zoe", "role": "viewer",
-                                                    "password": "zoe's password"}, headers=h)  # fmt: skip
+    made = await client.post(
+        "/api/v1/users",
+        json={"name": "zoe", "role": "viewer", "password": "zoe's password"},
+        headers=h,
+    )
     assert made.status == 201
-    short = await client.post("/api/v1/users", json={"name": "yan", "role": "viewer",
-                                                     "password": "short"}, headers=h)  # fmt: skip
+    short = await client.post(
+        "/api/v1/users", json={"name": "yan", "role": "viewer", "password": "short"}, headers=h
+    )
     assert short.status == 400
     assert (await short.json())["error"].startswith("password must be")
     added = await client.post("/api/v1/tokens", json={"name": "ci", "role": "viewer"}, headers=h)
     secret = (await added.json())["token"]
-    assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})).status == 200
+    assert (
+        await client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    ).status == 200
     listed = await (await client.get("/api/v1/tokens")).text()
     assert secret not in listed
     assert (await client.delete("/api/v1/tokens/ci", headers=h)).status == 200
@@ -262,7 +289,7 @@ async def test_users_and_tokens_through_the_api(client: TestClient, store: Store
     assert [r["action"] for r in (await audit.json())["audit"]] == ["users.remove", "tokens.revoke"]
 
 
-async def test_bad_json_bodies_change_nothing(client: TestClient, store: Store) -> None:  # type: ignore[type-arg]
+async def test_bad_json_bodies_change_nothing(client: Client, store: Store) -> None:
     token = await login(client, "ann", ADMIN_PASSWORD)
     h = {"X-CSRF-Token": token}
     before = await store.dump()
@@ -277,8 +304,9 @@ async def test_bad_json_bodies_change_nothing(client: TestClient, store: Store) 
         ("/api/v1/calls/nope", b'{"tag": "x"}', 404),
     ]
     for path, body, status in cases:
-        answer = await client.patch(path, data=body,
-                                    headers=h | {"Content-Type": "application/json"})  # fmt: skip
+        answer = await client.patch(
+            path, data=body, headers=h | {"Content-Type": "application/json"}
+        )
         assert answer.status == status, (path, body, await answer.text())
         error = (await answer.json())["error"]
         assert error

@@ -705,8 +705,9 @@ async def test_call_log_counts_facts_and_live(store: Store) -> None:
     assert (calls, answered) == (12, sum(1 for r in made if r.disposition == "answered"))
     per_day = await store.call_log.per_source_per_day(_stamp(1, 0), _stamp(2, 0))
     day1 = [r for r in made if r.started_at < _stamp(2, 0)]
-    assert sum(n for _, _, n in per_day) == len(day1)
-    assert {(d, s) for d, s, _ in per_day} == {("2024-05-01", r.source) for r in day1}
+    assert sum(n for _, _, n, _ in per_day) == len(day1)
+    assert sum(a for _, _, _, a in per_day) == sum(1 for r in day1 if r.disposition == "answered")
+    assert {(d, s) for d, s, _, _ in per_day} == {("2024-05-01", r.source) for r in day1}
     facts = await store.call_log.facts(_stamp(2, 0), _stamp(3, 0))
     assert sorted(f.started_at for f in facts) == sorted(
         r.started_at for r in made if _stamp(2, 0) <= r.started_at < _stamp(3, 0)
