@@ -45,17 +45,33 @@ async def seed(store: Store) -> None:
 
 
 def call(i: int, day: str, **kw: object) -> CallRecord:
+    """Call `i` on `day`: odd ones google (to NUM), even ones radio; 2 in 3 answered."""
+    started = stamp(day, 9 + i % 8, i % 60, i % 60)
+    answered = i % 3 != 0
     base: dict[str, object] = {
         "id": f"call{i:04d}",
         "inbound_call_id": f"in{i}@192.0.2.10",
-        "started_at": stamp(day, 9 + i % 8, i % 60, i % 60),
+        "started_at": started,
+        "answered_at": started[:17] + "59.000000Z" if answered else None,
         "caller": f"+1415555{i % 10:02d}{i % 100:02d}",
         "tracking_number": NUM if i % 2 else NUM2,
         "source": "google" if i % 2 else "radio",
-        "disposition": Disposition.ANSWERED if i % 3 else Disposition.NO_ANSWER,
+        "disposition": Disposition.ANSWERED if answered else Disposition.NO_ANSWER,
+        "destination": "office",
+        "trunk": "carrier",
+        "ring_seconds": 4.0 + i % 7,
+        "sip_status": 200 if answered else 480,
+        "hangup_by": "caller" if answered else "system",
         "ended_at": stamp(day, 18),
         "talk_seconds": float(i % 90),
-        "attempts": (Attempt(target="+14155550101", status=200 if i % 3 else 480),),
+        "attempts": (
+            Attempt(
+                target="+14155550101",
+                status=200 if answered else 480,
+                started_at=started,
+                reason=None if answered else "no answer",
+            ),
+        ),
         "landing_url": "https://plumber.example/offer?utm_source=google",
         "referrer": "https://www.google.com/",
         "utm_source": "google",
@@ -63,6 +79,8 @@ def call(i: int, day: str, **kw: object) -> CallRecord:
         "gclid": f"gclid-{i}",
         "packets_in_out": 100 + i,
         "packets_out_in": 90 + i,
+        "bytes_in_out": 172 * (100 + i),
+        "bytes_out_in": 172 * (90 + i),
     }
     return CallRecord(**(base | kw))  # type: ignore[arg-type]
 

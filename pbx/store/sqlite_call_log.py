@@ -10,8 +10,9 @@ measures them over 1,000,000 calls):
   (`caller >= p AND caller < p'` where p' is p with its last character
   bumped), which is exact for byte-wise (BINARY) ordering.
 - `totals` / `per_source_per_day` read only `calls_page`, which carries
-  source and disposition. "Answered" means disposition 'answered' (a finished
-  answered call keeps it, see `pbx.records.Disposition`).
+  source and answered_at. "Answered" means the call has an `answered_at`
+  (as `pbx report roi` counts it: an answered call cut off by a crash is
+  `interrupted` but was answered).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class SqliteCallLog:
     async def totals(self, since: str, until: str) -> tuple[int, int]:
         async with self._db.read() as tx:
             row = await tx.one(
-                "SELECT count(*) AS n, coalesce(sum(disposition = 'answered'), 0) AS a "
+                "SELECT count(*) AS n, coalesce(sum(answered_at IS NOT NULL), 0) AS a "
                 "FROM calls INDEXED BY calls_page WHERE started_at >= ? AND started_at < ?",
                 (since, until),
             )
@@ -98,7 +99,7 @@ class SqliteCallLog:
         async with self._db.read() as tx:
             rows = await tx.all(
                 "SELECT substr(started_at, 1, 10) AS day, source, count(*) AS n, "
-                "coalesce(sum(disposition = 'answered'), 0) AS a "
+                "coalesce(sum(answered_at IS NOT NULL), 0) AS a "
                 "FROM calls INDEXED BY calls_page WHERE started_at >= ? AND started_at < ? "
                 "GROUP BY day, source ORDER BY day, source",
                 (since, until),
@@ -108,7 +109,7 @@ class SqliteCallLog:
     async def facts(self, since: str, until: str) -> builtins.list[CallFactRow]:
         async with self._db.read() as tx:
             rows = await tx.all(
-                "SELECT source, started_at, caller, disposition = 'answered' AS answered "
+                "SELECT source, started_at, caller, answered_at IS NOT NULL AS answered "
                 "FROM calls WHERE started_at >= ? AND started_at < ?",
                 (since, until),
             )

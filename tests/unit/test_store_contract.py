@@ -669,6 +669,7 @@ async def _calls_for_log(store: Store) -> list[CallRecord]:
             source="google" if i % 2 else "tv",
             tracking_number=NUM if i % 4 else NUM2,
             disposition=Disposition.ANSWERED if i % 3 else Disposition.BUSY,
+            answered_at=_stamp(1 + i % 3, i + 1) if i % 3 else None,
             ended_at=_stamp(1 + i % 3, i + 30) if i != 11 else None,
         )
         await store.calls.insert(record)
