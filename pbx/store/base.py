@@ -509,6 +509,10 @@ class CallLogRepo(Protocol):
         """(calls, answered calls) started in [since, until)."""
         ...
 
+    async def signature(self, since: str, until: str) -> tuple[int, int, str | None]:
+        """(calls, answered calls, latest started_at) in [since, until): a cache key."""
+        ...
+
     async def per_source_per_day(
         self, since: str, until: str
     ) -> builtins.list[tuple[str, str | None, int, int]]:

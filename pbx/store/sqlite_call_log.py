@@ -8,7 +8,14 @@ measures them over 1,000,000 calls):
   costs what page 1 costs.
 - A caller prefix is an index range on `calls_caller_page`
   (`caller >= p AND caller < p'` where p' is p with its last character
-  bumped), which is exact for byte-wise (BINARY) ordering.
+  bumped), which is exact for byte-wise (BINARY) ordering. Which index a
+  prefix search walks depends on how many calls match, counted first on
+  that index up to `NARROW_PREFIX` rows (~1 ms): a narrow prefix reads its
+  matches from `calls_caller_page` and sorts them (at most that many); a
+  broad one walks the time-ordered index and checks each row's caller
+  (matches are dense, so a page fills quickly). Either way a page costs
+  about the same over 1,000,000 calls, for `+1` as for a number that
+  never called.
 - `totals` / `per_source_per_day` read only `calls_page`, which carries
   source and answered_at. "Answered" means the call has an `answered_at`
   (as `pbx report roi` counts it: an answered call cut off by a crash is
@@ -27,6 +34,7 @@ from pbx.store.sqlite_activity import _call_from_row
 from pbx.store.sqlite_db import Db
 
 MAX_PAGE = 1000
+NARROW_PREFIX = 5000  # matches up to which a caller search reads the caller index
 MAX_CALLERS_QUERY = 500  # callers per prior_callers query (well under SQLite's variable limit)
 
 
@@ -71,9 +79,7 @@ class SqliteCallLog:
 
     async def page(self, where: CallFilter, limit: int) -> builtins.list[CallRecord]:
         clause, params, index = _where(where)
-        # A caller prefix walks the started_at-ordered index and checks the
-        # caller per row unless the prefix is long enough to be selective.
-        if where.caller_prefix and len(where.caller_prefix) >= 6:
+        if where.caller_prefix and await self._narrow(where.caller_prefix):
             index = "calls_caller_page"
         sql = (
             f"SELECT * FROM calls INDEXED BY {index} {clause} "
@@ -83,6 +89,28 @@ class SqliteCallLog:
         async with self._db.read() as tx:
             rows = await tx.all(sql, params)
         return [_call_from_row(r) for r in rows]
+
+    async def _narrow(self, prefix: str) -> bool:
+        """True when at most NARROW_PREFIX calls have a caller starting with `prefix`."""
+        async with self._db.read() as tx:
+            row = await tx.one(
+                "SELECT count(*) AS n FROM (SELECT 1 FROM calls INDEXED BY calls_caller_page "
+                "WHERE caller >= ? AND caller < ? LIMIT ?)",
+                (prefix, prefix_bound(prefix), NARROW_PREFIX + 1),
+            )
+        return row is not None and int(row["n"]) <= NARROW_PREFIX
+
+    async def signature(self, since: str, until: str) -> tuple[int, int, str | None]:
+        """(calls, answered, latest started_at) in [since, until): changes with any new
+        call or answer in the range (what the ROI cache is keyed on)."""
+        async with self._db.read() as tx:
+            row = await tx.one(
+                "SELECT count(*) AS n, coalesce(sum(answered_at IS NOT NULL), 0) AS a, "
+                "max(started_at) AS m FROM calls INDEXED BY calls_page "
+                "WHERE started_at >= ? AND started_at < ?",
+                (since, until),
+            )
+        return (int(row["n"]), int(row["a"]), row["m"]) if row is not None else (0, 0, None)
 
     async def totals(self, since: str, until: str) -> tuple[int, int]:
         async with self._db.read() as tx:
@@ -110,7 +138,7 @@ class SqliteCallLog:
         async with self._db.read() as tx:
             rows = await tx.all(
                 "SELECT source, started_at, caller, answered_at IS NOT NULL AS answered "
-                "FROM calls WHERE started_at >= ? AND started_at < ?",
+                "FROM calls INDEXED BY calls_page WHERE started_at >= ? AND started_at < ?",
                 (since, until),
             )
         return [CallFactRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
@@ -133,8 +161,9 @@ class SqliteCallLog:
     async def live(self) -> builtins.list[CallRecord]:
         async with self._db.read() as tx:
             rows = await tx.all(
-                "SELECT * FROM calls WHERE disposition IN ('ringing', 'answered') "
-                "AND ended_at IS NULL ORDER BY started_at DESC, id DESC LIMIT ?",
+                "SELECT * FROM calls INDEXED BY calls_unfinished WHERE ended_at IS NULL "
+                "AND disposition IN ('ringing', 'answered') ORDER BY started_at DESC, id DESC "
+                "LIMIT ?",
                 (MAX_PAGE,),
             )
         return [_call_from_row(r) for r in rows]

@@ -291,3 +291,30 @@ async def test_every_page_renders(api: tuple[Client, dict[str, str]]) -> None:
     bad = await client.get("/calls?since=soon", headers=auth)
     assert bad.status == 400
     assert "since must be" in await bad.text()
+
+
+async def test_month_costs_when_the_month_starts_before_the_chart(store: Store) -> None:
+    from pbx.http.admin import views
+
+    for i, day in ((601, "2027-01-01"), (603, "2027-01-31")):  # odd: google
+        await store.calls.insert(call(i, day))
+    jan31 = dt.datetime(2027, 1, 31, 20, 0, tzinfo=dt.UTC).timestamp()
+    data = await views.overview(store, jan31)
+    assert data["chart"]["days"][0] == "2027-01-02"  # Jan 1 is outside the 30 days
+    google = next(c for c in data["cost_per_call"] if c["source"] == "google")
+    assert (google["month"], google["calls"]) == ("2027-01", 2)
+
+
+async def test_roi_cache_never_serves_a_stale_report(store: Store) -> None:
+    from pbx.http.admin import views
+
+    cache: dict[Any, Any] = {}
+    first = await views.roi(store, (2026, 11), cache)
+    assert await views.roi(store, (2026, 11), cache) is first  # served from the cache
+    await store.calls.insert(call(701, "2026-11-15"))  # a new google call
+    second = await views.roi(store, (2026, 11), cache)
+    google = {r.source: r.calls for r in second}["google"]
+    assert google == {r.source: r.calls for r in first}["google"] + 1
+    await store.sources.update("google", cost_per_call_cents=999)
+    third = await views.roi(store, (2026, 11), cache)
+    assert {r.source: r.cost_per_call_cents for r in third}["google"] == 999

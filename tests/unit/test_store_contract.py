@@ -703,6 +703,11 @@ async def test_call_log_keyset_pages_match_a_full_sort(store: Store) -> None:
 async def test_call_log_counts_facts_and_live(store: Store) -> None:
     made = await _calls_for_log(store)
     calls, answered = await store.call_log.totals(_stamp(1, 0), _stamp(4, 0))
+    assert await store.call_log.signature(_stamp(1, 0), _stamp(4, 0)) == (
+        calls,
+        answered,
+        max(r.started_at for r in made),
+    )
     assert (calls, answered) == (12, sum(1 for r in made if r.disposition == "answered"))
     per_day = await store.call_log.per_source_per_day(_stamp(1, 0), _stamp(2, 0))
     day1 = [r for r in made if r.started_at < _stamp(2, 0)]

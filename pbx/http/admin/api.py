@@ -241,7 +241,7 @@ async def overview(request: web.Request) -> web.Response:
 async def report_roi(request: web.Request) -> web.Response:
     ctx = context(request)
     month = views.parse_month(request.query.get("month"), ctx.wall())
-    rows = await views.roi(ctx.store, month)
+    rows = await views.roi(ctx.store, month, ctx.roi_cache)
     return _ok(
         {"month": f"{month[0]:04d}-{month[1]:02d}", "rows": [views.roi_row(r) for r in rows]}
     )

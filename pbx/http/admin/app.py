@@ -68,6 +68,7 @@ class AdminContext:
     sessions: Sessions = field(default_factory=Sessions)
     throttle: Throttle = field(default_factory=Throttle)
     live_poll_seconds: float = 1.0
+    roi_cache: dict[Any, Any] = field(default_factory=dict)  # views.roi's cache
     templates: jinja2.Environment = field(
         default_factory=lambda: jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -200,7 +201,6 @@ def _login_redirect(request: web.Request) -> web.Response:
 
 
 async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-    ctx = context(request)
     if not is_public(request.path) and request.get(PRINCIPAL) is None:
         if is_api(request.path):
             raise ApiError(401, "log in or send Authorization: Bearer TOKEN")
@@ -208,7 +208,6 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     session = request.get(SESSION)
     if request.method in UNSAFE_METHODS and session is not None:
         await _check_csrf(request, session)
-    del ctx
     return await handler(request)
 
 

@@ -24,7 +24,6 @@ from pbx.http.admin.app import (
     ApiError,
     context,
     need_admin,
-    principal,
     session_of,
 )
 from pbx.records import Disposition, to_dict
@@ -242,6 +241,3 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/users/{name}/remove", users_remove)
     r.add_post("/tokens", tokens_add)
     r.add_post("/tokens/{name}/revoke", tokens_revoke)
-
-
-__all__ = ["add_routes", "principal"]

@@ -235,15 +235,23 @@ async def overview(store: Store, now: float) -> dict[str, Any]:
             "days": day_names,
             "series": [{"source": k, "calls": v} for k, v in sorted(per_source.items())],
         },
-        "cost_per_call": await _month_costs(store, now),
+        "cost_per_call": await _month_costs(store, now, rows, day_names[0]),
     }
 
 
-async def _month_costs(store: Store, now: float) -> list[dict[str, Any]]:
+async def _month_costs(
+    store: Store, now: float, recent: list[tuple[str, str | None, int, int]], first_day: str
+) -> list[dict[str, Any]]:
+    """This month's cost per call by source; `recent` (from `first_day` on) is reused
+    when the month starts inside it, which saves a second scan on most days."""
     month = _day(now).replace(day=1)
     start, end = _month_bounds(month.year, month.month)
+    if month.strftime("%Y-%m-%d") >= first_day:
+        rows = [r for r in recent if r[0] >= month.strftime("%Y-%m-%d")]
+    else:
+        rows = await store.call_log.per_source_per_day(start, end)
     counts: dict[str, int] = {}
-    for _, source, calls, _ in await store.call_log.per_source_per_day(start, end):
+    for _, source, calls, _ in rows:
         counts[source or "(unattributed)"] = counts.get(source or "(unattributed)", 0) + calls
     out = []
     for s in await store.sources.list():
@@ -265,14 +273,39 @@ def parse_month(text: str | None, now: float) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-async def roi(store: Store, month: tuple[int, int]) -> list[RoiRow]:
-    """`pbx report roi`'s rows (pbx.rules.roi), reading only the month's calls."""
+RoiKey = tuple[tuple[int, int], tuple[SourceCost, ...], tuple[int, int, str | None]]
+MAX_CACHED_REPORTS = 24
+
+
+async def roi(
+    store: Store, month: tuple[int, int], cache: dict[RoiKey, list[RoiRow]] | None = None
+) -> list[RoiRow]:
+    """`pbx report roi`'s rows (pbx.rules.roi), reading only the month's calls.
+
+    With `cache`, the rows are kept per (month, cost settings, the month's
+    call count, answered count and latest start): any new call, answer or
+    cost change gives a new key, so a cached report is never stale.
+    """
     start, end = _month_bounds(*month)
+    costs = tuple(SourceCost(s.name, s.cost_per_call_cents, s.monthly_budget_cents)
+                  for s in await store.sources.list())  # fmt: skip
+    key: RoiKey = (month, costs, await store.call_log.signature(start, end))
+    if cache is not None and key in cache:
+        return cache[key]
+    rows = await _roi(store, month, start, end, list(costs))
+    if cache is not None:
+        while len(cache) >= MAX_CACHED_REPORTS:
+            del cache[next(iter(cache))]
+        cache[key] = rows
+    return rows
+
+
+async def _roi(
+    store: Store, month: tuple[int, int], start: str, end: str, costs: list[SourceCost]
+) -> list[RoiRow]:
     facts = await store.call_log.facts(start, end)
     callers = [f.caller for f in facts if f.caller.startswith("+")]
     prior = await store.call_log.prior_callers(start, callers)
-    costs = [SourceCost(s.name, s.cost_per_call_cents, s.monthly_budget_cents)
-             for s in await store.sources.list()]  # fmt: skip
     calls = [CallFact(f.source, f.started_at, f.caller if f.caller.startswith("+") else None,
                       f.answered) for f in facts]  # fmt: skip
     return roi_report(calls, costs, month, prior)

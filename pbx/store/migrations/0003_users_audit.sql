@@ -40,13 +40,17 @@ CREATE INDEX audit_at ON audit (at);
 -- gets an index that ends in (started_at, id), so a page is one index range
 -- walked in order, never a sort of every match. The indexes of schema 1
 -- that are prefixes of these are dropped (one fewer write per call each).
--- calls_page also carries source and answered_at: the overview's counts per
--- day and source (and how many were answered) read only this index.
-CREATE INDEX calls_page ON calls (started_at, id, source, answered_at);
+-- calls_page also carries source, answered_at and caller: the overview's
+-- counts per day and source (and how many were answered) and the ROI
+-- report's call facts read only this index, never the table.
+CREATE INDEX calls_page ON calls (started_at, id, source, answered_at, caller);
 CREATE INDEX calls_source_page ON calls (source, started_at, id);
 CREATE INDEX calls_number_page ON calls (tracking_number, started_at, id);
 CREATE INDEX calls_disposition_page ON calls (disposition, started_at, id);
 CREATE INDEX calls_caller_page ON calls (caller, started_at, id);
+-- Live calls: unfinished rows only (calls_live of schema 1 also holds every
+-- finished answered call, which keeps the disposition 'answered').
+CREATE INDEX calls_unfinished ON calls (started_at) WHERE ended_at IS NULL;
 DROP INDEX calls_started;
 DROP INDEX calls_source;
 DROP INDEX calls_number;
