@@ -56,6 +56,7 @@ from typing import Literal, Protocol, Self
 
 from pbx.errors import PbxError
 from pbx.records import CallRecord, Disposition
+from pbx.rules.roi import CallFact
 
 TrunkTransport = Literal["udp", "tcp"]
 DestinationKind = Literal["number", "sip", "extension"]
@@ -459,16 +460,6 @@ class CallFilter:
     before: tuple[str, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CallFactRow:
-    """One call as the ROI report reads it (`pbx.rules.roi.CallFact`'s fields)."""
-
-    source: str | None
-    started_at: str
-    caller: str
-    answered: bool
-
-
 class UserRepo(Protocol):
     async def add(self, user: User) -> User: ...
     async def get(self, name: str) -> User | None: ...
@@ -519,8 +510,9 @@ class CallLogRepo(Protocol):
         """(UTC day YYYY-MM-DD, source or None, calls, answered) for calls in [since, until)."""
         ...
 
-    async def facts(self, since: str, until: str) -> builtins.list[CallFactRow]:
-        """Every call started in [since, until), as the ROI report needs it."""
+    async def facts(self, since: str, until: str) -> builtins.list[CallFact]:
+        """Every call started in [since, until), as the ROI report reads it (caller None
+        when it is not a number: anonymous callers count as calls, not callers)."""
         ...
 
     async def prior_callers(self, before: str, callers: Sequence[str]) -> set[str]:

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from pbx.records import CallRecord
-from pbx.store.base import CallFactRow, CallFilter
+from pbx.rules.roi import CallFact
+from pbx.store.base import CallFilter
 from pbx.store.sqlite_activity import _call_from_row
 from pbx.store.sqlite_db import Db
 
@@ -134,14 +135,15 @@ class SqliteCallLog:
             )
         return [(str(r["day"]), r["source"], int(r["n"]), int(r["a"])) for r in rows]
 
-    async def facts(self, since: str, until: str) -> builtins.list[CallFactRow]:
+    async def facts(self, since: str, until: str) -> builtins.list[CallFact]:
         async with self._db.read() as tx:
             rows = await tx.all(
-                "SELECT source, started_at, caller, answered_at IS NOT NULL AS answered "
+                "SELECT source, started_at, CASE WHEN substr(caller, 1, 1) = '+' THEN caller END, "
+                "answered_at IS NOT NULL AS answered "
                 "FROM calls INDEXED BY calls_page WHERE started_at >= ? AND started_at < ?",
                 (since, until),
             )
-        return [CallFactRow(r[0], r[1], r[2], bool(r[3])) for r in rows]
+        return [CallFact(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
     async def prior_callers(self, before: str, callers: Sequence[str]) -> set[str]:
         found: set[str] = set()

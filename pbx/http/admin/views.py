@@ -39,7 +39,7 @@ import phonenumbers
 from pbx.errors import InputError
 from pbx.numbers import normalise
 from pbx.records import CallRecord, Disposition, iso_utc, to_dict
-from pbx.rules.roi import CallFact, RoiRow, SourceCost, roi_report
+from pbx.rules.roi import RoiRow, SourceCost, roi_report
 from pbx.store.base import CallFilter, Source, Store, TrackingNumber, Trunk
 
 DEFAULT_PAGE = 50
@@ -304,11 +304,8 @@ async def _roi(
     store: Store, month: tuple[int, int], start: str, end: str, costs: list[SourceCost]
 ) -> list[RoiRow]:
     facts = await store.call_log.facts(start, end)
-    callers = [f.caller for f in facts if f.caller.startswith("+")]
-    prior = await store.call_log.prior_callers(start, callers)
-    calls = [CallFact(f.source, f.started_at, f.caller if f.caller.startswith("+") else None,
-                      f.answered) for f in facts]  # fmt: skip
-    return roi_report(calls, costs, month, prior)
+    prior = await store.call_log.prior_callers(start, [f.caller for f in facts if f.caller])
+    return roi_report(facts, costs, month, prior)
 
 
 def roi_row(row: RoiRow) -> dict[str, Any]:
