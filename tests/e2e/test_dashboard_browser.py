@@ -2,11 +2,13 @@
 Playwright, no downloaded browser) against the admin app on 127.0.0.1 over a real SQLite
 store with call records and a recording WAV.
 
-It logs in, sees the overview chart, filters the call log, opens a call and has the audio
-player load the recording, watches a new call appear on the live page (server-sent events),
-edits a source's tag, checks that a POST without the CSRF token and a viewer's change are
+One test logs in, sees the overview chart, filters the call log, opens a call and has the
+audio player load the recording, watches a new call appear on the live page (server-sent
+events), edits a source's tag, checks that a POST without the CSRF token and a viewer's change are
 refused, and that five wrong passwords get the login throttled. A screenshot of each page
-goes to tests/artifacts/dashboard/ (the overview's is copied to docs/img/).
+goes to tests/artifacts/dashboard/ (the overview's is copied to docs/img/). The other has
+a call placed by sipp through a real `pbx serve` appear on the live page, end, and show in
+the log as answered.
 
 Skipped when chromium or playwright is missing, except under CI (env CI set): a failure.
 """
@@ -23,13 +25,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from pbx import admin_users
 from pbx.http.admin import make_admin_app
 from pbx.records import Disposition
 from pbx.store import open_store
-from pbx.store.base import CallFilter, Store
-from tests.admin_support import ADMIN_PASSWORD, VIEWER_PASSWORD, call, seed, write_wav
+from pbx.store.base import CallFilter, Destination, Source, Store, TrackingNumber, Trunk
+from tests.admin_support import ADMIN_PASSWORD, CLI, VIEWER_PASSWORD, call, seed, write_wav
 
-from .conftest import free_port
+from .conftest import SippFactory, free_port, free_udp_range
+from .daemon import DaemonProcess, provision
 
 pytestmark = pytest.mark.e2e
 
@@ -75,8 +79,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def admin_url(store: Store, tmp_path: Path) -> AsyncIterator[str]:
-    app = make_admin_app(store, live_calls=None, secure_cookies=False,
-                         recordings_dir=tmp_path / "rec", live_poll_seconds=0.2)  # fmt: skip
+    app = make_admin_app(
+        store,
+        live_calls=None,
+        secure_cookies=False,
+        recordings_dir=tmp_path / "rec",
+        live_poll_seconds=0.2,
+    )
     runner = web.AppRunner(app, shutdown_timeout=2.0)
     await runner.setup()
     port = free_port()
@@ -114,7 +123,9 @@ async def _overview(page: Any, base: str) -> None:
     assert await page.locator(".card").count() == 3
     await page.wait_for_function(
         "typeof Chart !== 'undefined' && Chart.getChart(document.getElementById("
-        "'per-source-chart')) !== undefined", timeout=WAIT_MS)  # fmt: skip
+        "'per-source-chart')) !== undefined",
+        timeout=WAIT_MS,
+    )
     datasets = await page.evaluate(
         "Chart.getChart(document.getElementById('per-source-chart')).data.datasets"
         ".map(d => d.label)"
@@ -156,11 +167,17 @@ async def _call_detail(page: Any, base: str) -> None:
 
 async def _live(page: Any, base: str, store: Store) -> None:
     await page.goto(f"{base}/live")
-    await page.wait_for_function("document.getElementById('live-state').textContent === 'live'",
-                                 timeout=WAIT_MS)  # fmt: skip
+    await page.wait_for_function(
+        "document.getElementById('live-state').textContent === 'live'", timeout=WAIT_MS
+    )
     assert await page.locator("tr[data-call-id]").count() == 0
-    ringing = call(777, dt.datetime.now(dt.UTC).date().isoformat(), ended_at=None,
-                   disposition=Disposition.RINGING, caller="+13125550177")  # fmt: skip
+    ringing = call(
+        777,
+        dt.datetime.now(dt.UTC).date().isoformat(),
+        ended_at=None,
+        disposition=Disposition.RINGING,
+        caller="+13125550177",
+    )
     await store.calls.insert(ringing)
     row = page.locator("tr[data-call-id='call0777']")
     await row.wait_for(timeout=WAIT_MS)  # arrived over SSE, no reload
@@ -245,3 +262,76 @@ async def test_dashboard_in_a_real_browser(admin_url: str, store: Store) -> None
             await _throttled(page, admin_url)
         finally:
             await browser.close()
+
+
+LIVE_DID = "+12125550150"
+LIVE_CALLER = "+13125550199"
+
+
+async def test_a_sipp_call_appears_live_and_then_in_the_log(
+    sipp: SippFactory, daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    """A real `pbx serve` takes a call from sipp; the admin app (same SQLite file, no
+    live_calls feed: the store's unfinished records) shows it live, then finished."""
+    async_playwright = _need_browser()
+    callee = await sipp.start("b2bua_callee.xml", seconds=30)
+
+    async def rows(store: Store) -> None:
+        await store.trunks.add(
+            Trunk(name="carrier", host="127.0.0.1", port=callee.port, allow=("127.0.0.0/8",))
+        )
+        await store.destinations.add(
+            Destination(name="office", target="+14155550101", kind="number")
+        )
+        await store.sources.add(Source(name="Craigslist", tag="CL"))
+        await store.numbers.add(
+            TrackingNumber(
+                number=LIVE_DID, source="Craigslist", destinations=("office",), trunk="carrier"
+            )
+        )
+        await admin_users.add_user(store, CLI, "ann", "admin", ADMIN_PASSWORD)
+
+    await provision(daemon.db, rows)
+    await daemon.start()
+    async with await open_store(daemon.db) as store:
+        app = make_admin_app(
+            store, live_calls=None, secure_cookies=False, recordings_dir=None, live_poll_seconds=0.2
+        )
+        runner = web.AppRunner(app, shutdown_timeout=2.0)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+                try:
+                    page = await browser.new_page(viewport={"width": 1366, "height": 768})
+                    assert await _login(page, base, "ann", ADMIN_PASSWORD) == 303
+                    await page.goto(f"{base}/live")
+                    await page.wait_for_function(
+                        "document.getElementById('live-state').textContent === 'live'",
+                        timeout=WAIT_MS,
+                    )
+                    caller = await sipp.start(
+                        "b2bua_caller.xml",
+                        remote=("127.0.0.1", daemon.sip_port),
+                        keys={"caller": LIVE_CALLER, "mport": str(free_udp_range(2))},
+                        extra=["-s", LIVE_DID[1:], "-d", "4000"],
+                        seconds=20,
+                    )
+                    row = page.locator("#live tr[data-call-id]")
+                    await row.first.wait_for(timeout=WAIT_MS)  # pushed over SSE
+                    assert LIVE_CALLER in await row.first.inner_text()
+                    await _shot(page, "live-sipp")
+                    assert await caller.wait() == 0, caller.diagnostics()
+                    await page.locator("#live tr.empty").wait_for(timeout=WAIT_MS)  # ended
+                    await page.goto(f"{base}/calls?q={LIVE_CALLER.replace('+', '%2B')}")
+                    await page.click("table.log tbody a")
+                    text = await page.inner_text("main")
+                    assert "answered" in text
+                    assert "Craigslist" in text
+                finally:
+                    await browser.close()
+        finally:
+            await runner.cleanup()
