@@ -89,6 +89,7 @@ async def test_only_login_and_static_are_public(client: Client) -> None:
     page = await client.get("/", allow_redirects=False)
     assert page.status == 303
     assert page.headers["Location"] == "/login?next=/"
+    assert "Set-Cookie" not in page.headers  # only the login page hands out sessions
     for path in ("/api/v1/calls", "/api/v1/sources", "/api/v1/openapi.json"):
         answer = await client.get(path)
         assert answer.status == 401

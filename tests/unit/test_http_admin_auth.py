@@ -77,3 +77,14 @@ def test_sessions_expire_rotate_and_end() -> None:
     assert csrf_ok(ann, ann.csrf)
     assert not csrf_ok(ann, None)
     assert not csrf_ok(ann, ann.csrf + "x")
+
+
+def test_anonymous_sessions_cannot_push_out_logged_in_ones() -> None:
+    from pbx.http.admin.auth import MAX_ANONYMOUS
+
+    sessions = Sessions(clock=Clock())
+    ann = sessions.new(Actor("ann", "admin"))
+    for _ in range(MAX_ANONYMOUS + 50):
+        sessions.new()
+    assert sessions.get(ann.sid) is ann
+    assert len(sessions.anonymous) == MAX_ANONYMOUS

@@ -186,9 +186,11 @@ async def _authenticate(request: web.Request, ctx: AdminContext) -> bool:
         request[PRINCIPAL] = await _bearer(ctx, header)
         return False
     session = ctx.sessions.get(request.cookies.get(COOKIE))
-    fresh = session is None
+    fresh = session is None and request.path == "/login"
+    if fresh:
+        session = ctx.sessions.new()  # the login form's CSRF token needs one
     if session is None:
-        session = ctx.sessions.new()
+        return False
     request[SESSION] = session
     if session.actor is not None:
         request[PRINCIPAL] = Principal(session.actor, "session")

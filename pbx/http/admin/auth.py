@@ -6,11 +6,14 @@ Decisions:
   admin listener on one node, or log in per node). The cookie holds only a
   random 256-bit id; it is HttpOnly, SameSite=Strict, Path=/, and Secure
   when the app is told it is behind TLS (`secure_cookies`).
-- Every visitor gets a session before logging in (the login form needs a
-  CSRF token too: login CSRF); a successful login replaces it with a new
-  id and a new CSRF token (no session fixation). Sessions end after
-  `IDLE_SECONDS` without a request or `MAX_AGE_SECONDS` in all; at most
-  `MAX_SESSIONS` are kept (the least recently used goes first).
+- The login page gives a browser a session before it logs in (the login
+  form needs a CSRF token too: login CSRF); no other route makes one. A
+  successful login replaces it with a new id and a new CSRF token (no
+  session fixation). Sessions end after `IDLE_SECONDS` without a request
+  or `MAX_AGE_SECONDS` in all. At most `MAX_SESSIONS` logged-in and
+  `MAX_ANONYMOUS` not-yet-logged-in sessions are kept, apart, the least
+  recently used going first: a flood of login-page loads cannot push out
+  the sessions of people who are logged in.
 - CSRF: a request that changes something (POST/PUT/PATCH/DELETE) with a
   session cookie must carry the session's token as the `csrf_token` form
   field or the `X-CSRF-Token` header (compared in constant time), and an
@@ -40,6 +43,7 @@ CSRF_HEADER = "X-CSRF-Token"
 IDLE_SECONDS = 8 * 3600.0
 MAX_AGE_SECONDS = 24 * 3600.0
 MAX_SESSIONS = 10_000
+MAX_ANONYMOUS = 1_000
 MAX_FAILURES = 5
 WINDOW_SECONDS = 15 * 60.0
 COOLDOWN_SECONDS = 5 * 60.0
@@ -72,38 +76,42 @@ class Sessions:
     """Server-side sessions in memory (see the module docstring)."""
 
     clock: Clock = time.monotonic
-    items: OrderedDict[str, Session] = field(default_factory=OrderedDict)
+    items: OrderedDict[str, Session] = field(default_factory=OrderedDict)  # logged in
+    anonymous: OrderedDict[str, Session] = field(default_factory=OrderedDict)
 
     def new(self, actor: Actor | None = None) -> Session:
         now = self.clock()
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now, now, actor)
-        self.items[session.sid] = session
-        while len(self.items) > MAX_SESSIONS:
-            self.items.popitem(last=False)
+        table, limit = (self.items, MAX_SESSIONS) if actor else (self.anonymous, MAX_ANONYMOUS)
+        table[session.sid] = session
+        while len(table) > limit:
+            table.popitem(last=False)
         return session
 
     def get(self, sid: str | None) -> Session | None:
         if not sid:
             return None
-        session = self.items.get(sid)
+        table = self.items if sid in self.items else self.anonymous
+        session = table.get(sid)
         if session is None:
             return None
         now = self.clock()
         if now - session.seen > IDLE_SECONDS or now - session.created > MAX_AGE_SECONDS:
-            del self.items[sid]
+            del table[sid]
             return None
         session.seen = now
-        self.items.move_to_end(sid)
+        table.move_to_end(sid)
         return session
 
     def login(self, old: Session | None, actor: Actor) -> Session:
         """A fresh session for `actor`, replacing `old` (new id, new CSRF token)."""
         if old is not None:
-            self.items.pop(old.sid, None)
+            self.end(old)
         return self.new(actor)
 
     def end(self, session: Session) -> None:
         self.items.pop(session.sid, None)
+        self.anonymous.pop(session.sid, None)
 
     def end_user(self, name: str) -> None:
         """Log out every session of user `name` (removed, or password changed)."""
