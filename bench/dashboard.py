@@ -4,7 +4,8 @@ Run: `python bench/dashboard.py [--calls 1000000] [--db PATH] [--requests 40]`.
 
 Fills a SQLite store (the real migrations, then the call rows written with
 `executemany` straight into the file, with the migration's call indexes
-dropped during the load and rebuilt after: the same indexes, built once)
+and triggers dropped during the load and made again after, the per-day
+counts filled the way the migration fills them: the same schema, built once)
 with `--calls` records spread over the last 365 days (8 sources, 40
 tracking numbers, 20,000 callers), starts the admin app on 127.0.0.1 and
 times `--requests` requests per route (after 3 warm-ups, the first
@@ -108,19 +109,24 @@ async def _provision(path: Path, numbers: list[str]) -> str:
 
 def _fill(path: Path, count: int, numbers: list[str]) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
-    indexes = conn.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' "
-        "AND sql IS NOT NULL"
+    made = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') "
+        "AND tbl_name = 'calls' AND sql IS NOT NULL"
     ).fetchall()
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("BEGIN")
-    for name, _ in indexes:
-        conn.execute(f"DROP INDEX {name}")
+    for kind, name, _ in made:
+        conn.execute(f"DROP {kind.upper()} {name}")
     marks = ", ".join("?" * len(FIELD_NAMES))
     sql = f"INSERT INTO calls ({', '.join(FIELD_NAMES)}) VALUES ({marks})"
     conn.executemany(sql, _rows(count, dt.datetime.now(dt.UTC), numbers))
-    for _, create in indexes:
+    for _, _, create in made:
         conn.execute(create)
+    conn.execute("DELETE FROM call_days")  # what the triggers would have counted
+    conn.execute(
+        "INSERT INTO call_days (day, source, calls, answered) SELECT substr(started_at, 1, 10), "
+        "coalesce(source, ''), count(*), sum(answered_at IS NOT NULL) FROM calls GROUP BY 1, 2"
+    )
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()

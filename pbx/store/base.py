@@ -505,9 +505,11 @@ class CallLogRepo(Protocol):
         ...
 
     async def per_source_per_day(
-        self, since: str, until: str
+        self, first_day: str, last_day: str
     ) -> builtins.list[tuple[str, str | None, int, int]]:
-        """(UTC day YYYY-MM-DD, source or None, calls, answered) for calls in [since, until)."""
+        """(UTC day YYYY-MM-DD, source or None, calls, answered) for the days from
+        `first_day` to `last_day` (YYYY-MM-DD, both included), by day then source;
+        days and sources without calls are left out."""
         ...
 
     async def facts(self, since: str, until: str) -> builtins.list[CallFact]:

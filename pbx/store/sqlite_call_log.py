@@ -16,10 +16,11 @@ measures them over 1,000,000 calls):
   (matches are dense, so a page fills quickly). Either way a page costs
   about the same over 1,000,000 calls, for `+1` as for a number that
   never called.
-- `totals` / `per_source_per_day` read only `calls_page`, which carries
-  source and answered_at. "Answered" means the call has an `answered_at`
-  (as `pbx report roi` counts it: an answered call cut off by a crash is
-  `interrupted` but was answered).
+- `per_source_per_day` reads `call_days`, the per-day counts that triggers
+  keep in step with every write to `calls` (migration 3); `totals` and
+  `signature` read only `calls_page`. "Answered" means the call has an
+  `answered_at` (as `pbx report roi` counts it: an answered call cut off by
+  a crash is `interrupted` but was answered).
 """
 
 from __future__ import annotations
@@ -123,17 +124,15 @@ class SqliteCallLog:
         return (int(row["n"]), int(row["a"])) if row is not None else (0, 0)
 
     async def per_source_per_day(
-        self, since: str, until: str
+        self, first_day: str, last_day: str
     ) -> builtins.list[tuple[str, str | None, int, int]]:
         async with self._db.read() as tx:
             rows = await tx.all(
-                "SELECT substr(started_at, 1, 10) AS day, source, count(*) AS n, "
-                "coalesce(sum(answered_at IS NOT NULL), 0) AS a "
-                "FROM calls INDEXED BY calls_page WHERE started_at >= ? AND started_at < ? "
-                "GROUP BY day, source ORDER BY day, source",
-                (since, until),
+                "SELECT day, source, calls, answered FROM call_days "
+                "WHERE day >= ? AND day <= ? AND calls > 0 ORDER BY day, source",
+                (first_day, last_day),
             )
-        return [(str(r["day"]), r["source"], int(r["n"]), int(r["a"])) for r in rows]
+        return [(str(r[0]), r[1] or None, int(r[2]), int(r[3])) for r in rows]
 
     async def facts(self, since: str, until: str) -> builtins.list[CallFact]:
         async with self._db.read() as tx:

@@ -709,7 +709,7 @@ async def test_call_log_counts_facts_and_live(store: Store) -> None:
         max(r.started_at for r in made),
     )
     assert (calls, answered) == (12, sum(1 for r in made if r.disposition == "answered"))
-    per_day = await store.call_log.per_source_per_day(_stamp(1, 0), _stamp(2, 0))
+    per_day = await store.call_log.per_source_per_day("2024-05-01", "2024-05-01")
     day1 = [r for r in made if r.started_at < _stamp(2, 0)]
     assert sum(n for _, _, n, _ in per_day) == len(day1)
     assert sum(a for _, _, _, a in per_day) == sum(1 for r in day1 if r.disposition == "answered")
@@ -721,3 +721,33 @@ async def test_call_log_counts_facts_and_live(store: Store) -> None:
     prior = await store.call_log.prior_callers(_stamp(1, 5), ["+14155550100", "+14155559999"])
     assert prior == {"+14155550100"}
     assert [r.id for r in await store.call_log.live()] == ["c11"]
+
+
+async def _per_day_from_rows(store: Store) -> list[tuple[str, str | None, int, int]]:
+    counts: dict[tuple[str, str | None], list[int]] = {}
+    for r in await store.calls.list():
+        entry = counts.setdefault((r.started_at[:10], r.source), [0, 0])
+        entry[0] += 1
+        entry[1] += r.answered_at is not None
+    return sorted(((d, s, n, a) for (d, s), (n, a) in counts.items()),
+                  key=lambda t: (t[0], t[1] or ""))  # fmt: skip
+
+
+async def test_per_day_counts_follow_every_write(store: Store) -> None:
+    made = await _calls_for_log(store)
+    await store.calls.insert(call("anon", started_at=_stamp(2, 59), source=None))
+    assert await store.call_log.per_source_per_day("2024-05-01", "2024-05-31") == (
+        await _per_day_from_rows(store)
+    )
+    live = made[11]  # answered, not ended
+    await store.calls.update(replace(live, source="tv", answered_at=None))
+    await store.calls.finish(replace(live, source="google", answered_at=T1, ended_at=T2))
+    await store.calls.update(replace(made[0], started_at=_stamp(4, 0)))  # moves a day
+    await store.calls.insert(call("ring", started_at=_stamp(3, 1), disposition=Disposition.RINGING))
+    await store.calls.mark_interrupted(T3)
+    assert await store.call_log.per_source_per_day("2024-05-01", "2024-05-31") == (
+        await _per_day_from_rows(store)
+    )
+    day2 = await store.call_log.per_source_per_day("2024-05-02", "2024-05-02")
+    assert {d for d, _, _, _ in day2} == {"2024-05-02"}
+    assert None in {s for _, s, _, _ in day2}

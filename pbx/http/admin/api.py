@@ -45,7 +45,7 @@ from pbx.http.admin.app import (
     principal,
 )
 from pbx.numbers import normalise
-from pbx.records import CallRecord, iso_utc
+from pbx.records import CallRecord
 from pbx.store.base import ApiToken, AuditEntry, User
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -248,16 +248,15 @@ async def report_roi(request: web.Request) -> web.Response:
 
 
 async def report_calls_per_source(request: web.Request) -> web.Response:
-    """Default: the overview's 30 days; `since`/`until` pick another range."""
+    """Default: the overview's 30 days; `since`/`until` (dates, both included) pick others."""
     ctx = context(request)
     query = request.query
     if not query.get("since") and not query.get("until"):
         chart = (await views.overview(ctx.store, ctx.wall()))["chart"]
         return _ok({"days": chart["days"], "series": chart["series"]})
-    since = views.parse_time(query["since"], "since") if query.get("since") else ""
-    until = query.get("until")
-    end = views.parse_time(until, "until", end=True) if until else iso_utc(ctx.wall() + 1)
-    return _ok({"rows": await views.calls_per_source(ctx.store, since, end)})
+    first = views.parse_day(query["since"], "since") if query.get("since") else "0000-00-00"
+    last = views.parse_day(query["until"], "until") if query.get("until") else "9999-12-31"
+    return _ok({"rows": await views.calls_per_source(ctx.store, first, last)})
 
 
 async def live_list(ctx: AdminContext) -> list[dict[str, Any]]:

@@ -217,8 +217,9 @@ def _window(label: str, calls: int, answered: int) -> dict[str, Any]:
 async def overview(store: Store, now: float) -> dict[str, Any]:
     """Calls and answer rate today / 7 / 30 days, calls per source per day, cost per call."""
     first = _day(now, CHART_DAYS - 1)
-    until = _stamp(_day(now) + dt.timedelta(days=1))
-    rows = await store.call_log.per_source_per_day(_stamp(first), until)
+    rows = await store.call_log.per_source_per_day(
+        first.strftime("%Y-%m-%d"), _day(now).strftime("%Y-%m-%d")
+    )
     windows = []
     for label, days in (("today", 1), ("7 days", 7), ("30 days", CHART_DAYS)):
         since = _day(now, days - 1).strftime("%Y-%m-%d")
@@ -245,11 +246,13 @@ async def _month_costs(
     """This month's cost per call by source; `recent` (from `first_day` on) is reused
     when the month starts inside it, which saves a second scan on most days."""
     month = _day(now).replace(day=1)
-    start, end = _month_bounds(month.year, month.month)
     if month.strftime("%Y-%m-%d") >= first_day:
         rows = [r for r in recent if r[0] >= month.strftime("%Y-%m-%d")]
     else:
-        rows = await store.call_log.per_source_per_day(start, end)
+        last = (month + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+        rows = await store.call_log.per_source_per_day(
+            month.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d")
+        )
     counts: dict[str, int] = {}
     for _, source, calls, _ in rows:
         counts[source or "(unattributed)"] = counts.get(source or "(unattributed)", 0) + calls
@@ -315,8 +318,16 @@ def roi_row(row: RoiRow) -> dict[str, Any]:
     return out
 
 
-async def calls_per_source(store: Store, since: str, until: str) -> list[dict[str, Any]]:
-    rows = await store.call_log.per_source_per_day(since, until)
+def parse_day(text: str, name: str) -> str:
+    """A `YYYY-MM-DD` date (the per-day report's bounds)."""
+    try:
+        return dt.date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise InputError(f"{name} must be a date YYYY-MM-DD (got {text[:40]!r})") from None
+
+
+async def calls_per_source(store: Store, first_day: str, last_day: str) -> list[dict[str, Any]]:
+    rows = await store.call_log.per_source_per_day(first_day, last_day)
     return [{"day": d, "source": s, "calls": n, "answered": a} for d, s, n, a in rows]
 
 
