@@ -160,6 +160,12 @@ async def test_five_failures_lock_the_user_then_cool_down(
 ) -> None:
     assert [await _try(client, "ann", "wrong password") for _ in range(5)] == [401] * 5
     assert await _try(client, "ann", ADMIN_PASSWORD) == 429  # locked: even the right password
+    page = await client.get("/login")
+    locked = await client.post(
+        "/login",
+        data={"name": "ann", "password": ADMIN_PASSWORD, "csrf_token": csrf_of(await page.text())},
+    )
+    assert locked.headers["Retry-After"] == "300"
     clock.now += 299
     assert await _try(client, "ann", ADMIN_PASSWORD) == 429
     clock.now += 2

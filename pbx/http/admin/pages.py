@@ -8,6 +8,7 @@ Forms carry the session's CSRF token as a hidden field; the guard checks it.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -81,8 +82,11 @@ async def login(request: web.Request) -> web.Response:
     target = _safe_next(form.get("next"))
     wait = ctx.throttle.locked_for(*keys)
     if wait > 0:
-        return render(request, "login.html", 429, nav="", name=name, next=target,
-                      error=f"Too many failed logins: try again in {int(wait) + 1} s.")  # fmt: skip
+        seconds = math.ceil(wait)
+        locked = render(request, "login.html", 429, nav="", name=name, next=target,
+                        error=f"Too many failed logins: try again in {seconds} s.")  # fmt: skip
+        locked.headers["Retry-After"] = str(seconds)
+        return locked
     user = await admin_users.verify_password(ctx.store, name, password) if name else None
     if user is None:
         ctx.throttle.fail(*keys)
