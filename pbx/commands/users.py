@@ -16,6 +16,7 @@ import click
 from pbx import admin_users
 from pbx.commands import verbs
 from pbx.commands.common import AdminError, run_store
+from pbx.errors import InputError
 from pbx.store.base import ROLES, User
 
 _COLUMNS = ("name", "role", "created_at")
@@ -50,6 +51,10 @@ def _user_row(user: User) -> dict[str, Any]:
 @verbs.change_command(users, "add", verbs.NAME, _ROLE, _STDIN)
 def users_add(ctx: click.Context, name: str, role: str, password_stdin: bool) -> str:
     """Add dashboard user NAME with a role."""
+    try:
+        admin_users.check_user_name(name)  # before asking for a password
+    except InputError as exc:
+        raise AdminError(str(exc)) from None
     password = read_password(password_stdin)
     actor = admin_users.cli_actor()
     user = run_store(ctx, lambda s: admin_users.add_user(s, actor, name, role, password))

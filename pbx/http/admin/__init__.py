@@ -29,6 +29,12 @@ Decisions:
   write the audit log.
 - Sessions, CSRF and throttling: see `pbx.http.admin.auth` (sessions live in
   memory: a restart logs everyone out).
+- Give the app its own store (a second `open_store` of the daemon's file):
+  SQLite in WAL lets its reads run beside the daemon's writes, whereas on
+  the daemon's own store every dashboard query would hold the connection's
+  lock that call records wait for (a cold month's ROI report reads ~80,000
+  rows). Its writes (users, tags) then commit like the CLI's; the daemon's
+  provisioning cache sees them through `config_version`.
 """
 
 from __future__ import annotations
