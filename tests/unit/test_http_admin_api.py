@@ -318,3 +318,20 @@ async def test_roi_cache_never_serves_a_stale_report(store: Store) -> None:
     await store.sources.update("google", cost_per_call_cents=999)
     third = await views.roi(store, (2026, 11), cache)
     assert {r.source: r.cost_per_call_cents for r in third}["google"] == 999
+
+
+def test_recording_path_stays_inside_the_recordings_dir(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pbx.http.admin.api import recording_path
+    from pbx.http.admin.app import AdminContext
+
+    rec = tmp_path / "rec"
+    write_wav(rec / "2026" / "abc.wav", seconds=0.1)
+    write_wav(tmp_path / "secret.wav", seconds=0.1)
+    ctx = AdminContext(store=None, live_calls=None, secure_cookies=False, recordings_dir=rec)  # type: ignore[arg-type]
+    found = recording_path(ctx, SimpleNamespace(id="abc", recording="2026/abc.wav"))  # type: ignore[arg-type]
+    assert found == (rec / "2026" / "abc.wav").resolve()
+    for name in ("../secret.wav", str(tmp_path / "secret.wav"), "2026/../../secret.wav"):
+        assert recording_path(ctx, SimpleNamespace(id="x", recording=name)) is None  # type: ignore[arg-type]
+    assert recording_path(ctx, SimpleNamespace(id="nope")) is None  # type: ignore[arg-type]
