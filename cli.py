@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from pbx.commands.audit import audit
 from pbx.commands.block import block
 from pbx.commands.calls import calls
 from pbx.commands.common import AdminError, CliState, fail, one_line
@@ -29,7 +30,9 @@ from pbx.commands.extensions import extensions
 from pbx.commands.numbers import numbers
 from pbx.commands.serve import serve
 from pbx.commands.sources import sources
+from pbx.commands.tokens import tokens
 from pbx.commands.trunks import trunks
+from pbx.commands.users import users
 from pbx.commands.visits_report import report, visits
 from pbx.config import DEFAULT_DB
 from pbx.errors import InputError
@@ -81,7 +84,7 @@ def cli(ctx: click.Context, db: str, region: str) -> None:
 
 
 for _command in (visits, report, trunks, destinations, sources, numbers, calls, block,
-                 extensions, doctor, serve, db):  # fmt: skip
+                 extensions, doctor, serve, db, users, tokens, audit):  # fmt: skip
     cli.add_command(_command)
 
 

@@ -197,3 +197,13 @@ def to_csv(records: Iterable[CallRecord]) -> str:
                 row.append(_csv_cell(value))
         writer.writerow(row)
     return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class CallFact:
+    """One call, as reports (ROI, the dashboard) need it."""
+
+    source: str | None
+    started_at: str  # ISO 8601, e.g. 2026-03-05T14:03:00.000000Z
+    caller: str | None  # E.164, None when anonymous
+    answered: bool

@@ -52,9 +52,9 @@ from typing import Any, TypeVar
 from pbx.admin.presets import Preset, load_presets
 from pbx.errors import InputError, NotFoundError
 from pbx.numbers import describe, normalise
-from pbx.records import CallRecord
+from pbx.records import CallFact, CallRecord
 from pbx.rules.blocking import normalise_pattern
-from pbx.rules.roi import CallFact, RoiRow, SourceCost, roi_report
+from pbx.rules.roi import RoiRow, SourceCost, roi_report
 from pbx.rules.routing import Schedule, parse_schedule
 from pbx.rules.sources import compile_checked
 from pbx.sip.status import SipParseError

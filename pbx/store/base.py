@@ -50,12 +50,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
 from pbx.errors import ConflictError, PbxError
-from pbx.records import CallRecord, Disposition
+from pbx.records import CallFact, CallRecord, Disposition
 
 TrunkTransport = Literal["udp", "tcp"]
 DestinationKind = Literal["number", "sip", "extension"]
@@ -405,6 +405,14 @@ class Store(Protocol):
     def extensions(self) -> ExtensionRepo: ...
     @property
     def nodes(self) -> NodeRepo: ...
+    @property
+    def users(self) -> UserRepo: ...
+    @property
+    def tokens(self) -> TokenRepo: ...
+    @property
+    def audit(self) -> AuditRepo: ...
+    @property
+    def call_log(self) -> CallLogRepo: ...
 
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...
@@ -419,3 +427,135 @@ class Store(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+# --- dashboard: users, tokens, audit, call log (issue 14) ----------------------
+#
+# Users and tokens follow the named-row conventions above (`get(name)`;
+# update/remove raise NotFoundError). A token row keeps only the SHA-256 hex
+# of the token; `tokens.get(name)` and `tokens.find(sha256)` return revoked
+# tokens too (the caller checks `revoked_at`), `get` preferring the active one.
+# Secrets (password hash, token hash) are left out of the rows' reprs.
+# `audit.list` is newest first. `call_log.page` is keyset paging: rows
+# strictly older than `CallFilter.before` = (started_at, id), newest first.
+
+Role = Literal["admin", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "viewer")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """A dashboard login; `password_hash` is an argon2 encoded hash, never the password."""
+
+    name: str
+    role: Role
+    password_hash: str = field(repr=False)
+    created_at: str
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiToken:
+    """An API bearer token, kept as the SHA-256 hex of the token only."""
+
+    name: str
+    role: Role
+    token_sha256: str = field(repr=False)
+    created_at: str
+    last_used_at: str | None = None
+    revoked_at: str | None = None
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One change: who (`actor`), when (`at`), what (`action` on `subject`, `detail` JSON)."""
+
+    at: str
+    actor: str
+    action: str
+    subject: str = ""
+    detail: str = "{}"
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallFilter:
+    """The call log's filters; None = any. `until` is exclusive, `since` inclusive.
+
+    `caller_prefix` matches the start of the caller's number as stored (E.164).
+    """
+
+    since: str | None = None
+    until: str | None = None
+    source: str | None = None
+    number: str | None = None
+    disposition: str | None = None
+    caller_prefix: str | None = None
+    before: tuple[str, str] | None = None
+
+
+class UserRepo(Protocol):
+    async def add(self, user: User) -> User: ...
+    async def get(self, name: str) -> User | None: ...
+    async def list(self) -> builtins.list[User]: ...
+    async def update(self, name: str, /, **changes: object) -> User: ...
+    async def remove(self, name: str) -> None: ...
+
+
+class TokenRepo(Protocol):
+    async def add(self, token: ApiToken) -> ApiToken: ...
+    async def get(self, name: str) -> ApiToken | None: ...
+    async def find(self, token_sha256: str) -> ApiToken | None: ...
+    async def list(self) -> builtins.list[ApiToken]: ...
+    async def revoke(self, name: str, at: str) -> ApiToken:
+        """Mark the active token `name` revoked at `at`; NotFoundError when none is active."""
+        ...
+
+    async def touch(self, token_id: int, at: str) -> None:
+        """Record a use of the token (last_used_at)."""
+        ...
+
+
+class AuditRepo(Protocol):
+    async def add(self, entry: AuditEntry) -> AuditEntry: ...
+    async def list(
+        self, *, limit: int = 100, before_id: int | None = None
+    ) -> builtins.list[AuditEntry]: ...
+
+
+class CallLogRepo(Protocol):
+    """The dashboard's reads over call records, each one index range (see migration 3)."""
+
+    async def page(self, where: CallFilter, limit: int) -> builtins.list[CallRecord]:
+        """At most `limit` records matching `where`, newest first (started_at, id)."""
+        ...
+
+    async def totals(self, since: str, until: str) -> tuple[int, int]:
+        """(calls, answered calls) started in [since, until)."""
+        ...
+
+    async def signature(self, since: str, until: str) -> tuple[int, int, str | None]:
+        """(calls, answered calls, latest started_at) in [since, until): a cache key."""
+        ...
+
+    async def per_source_per_day(
+        self, first_day: str, last_day: str
+    ) -> builtins.list[tuple[str, str | None, int, int]]:
+        """(UTC day YYYY-MM-DD, source or None, calls, answered) for the days from
+        `first_day` to `last_day` (YYYY-MM-DD, both included), by day then source;
+        days and sources without calls are left out."""
+        ...
+
+    async def facts(self, since: str, until: str) -> builtins.list[CallFact]:
+        """Every call started in [since, until), as the ROI report reads it (caller None
+        when it is not a number: anonymous callers count as calls, not callers)."""
+        ...
+
+    async def prior_callers(self, before: str, callers: Sequence[str]) -> set[str]:
+        """Which of `callers` had called before `before`."""
+        ...
+
+    async def live(self) -> builtins.list[CallRecord]:
+        """Calls still ringing or answered and not ended, newest first."""
+        ...

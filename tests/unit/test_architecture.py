@@ -23,10 +23,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("pbx.store.sqlite", "pbx.store.postgres", "pbx.store.connect", "pbx.store.transfer"),
     ("pbx.attribution",),
     ("pbx.call",),
+    ("pbx.admin",),
     ("pbx.service",),
     ("pbx.http",),
     ("pbx.daemon",),
-    ("pbx.admin",),
     ("pbx.commands",),
 ]
 

@@ -616,3 +616,169 @@ async def test_extensions_and_bindings(store: Store) -> None:
     await store.extensions.remove("alice")
     assert await store.extensions.list() == []
     assert await store.extensions.bindings("alice") == []
+
+
+# --- users, tokens, audit, call log (issue 14) --------------------------------
+
+from pbx.store.base import ApiToken, AuditEntry, CallFilter, User  # noqa: E402
+
+
+async def test_users_crud(store: Store) -> None:
+    user = await store.users.add(
+        User(name="ann", role="admin", password_hash="$argon2id$x", created_at=T0)
+    )
+    assert user.id
+    assert await store.users.get("ann") == user
+    assert "argon2" not in repr(user)
+    await unchanged(store, ConflictError, store.users.add(replace(user, id=0)))
+    await unchanged(store, InputError, store.users.add(replace(user, name="bob", role="root")))  # type: ignore[arg-type]
+    await unchanged(store, InputError, store.users.update("ann", shoe_size=9))
+    await unchanged(store, NotFoundError, store.users.update("bob", role="viewer"))
+    assert (await store.users.update("ann", role="viewer")).role == "viewer"
+    await store.users.add(User(name="bob", role="viewer", password_hash="h", created_at=T1))
+    assert [u.name for u in await store.users.list()] == ["ann", "bob"]
+    await store.users.remove("ann")
+    await unchanged(store, NotFoundError, store.users.remove("ann"))
+    assert await store.users.get("ann") is None
+
+
+async def test_tokens_lifecycle(store: Store) -> None:
+    token = await store.tokens.add(
+        ApiToken(name="ci", role="viewer", token_sha256="a" * 64, created_at=T0)
+    )
+    assert "a" * 64 not in repr(token)
+    assert await store.tokens.find("a" * 64) == token == await store.tokens.get("ci")
+    assert await store.tokens.find("b" * 64) is None
+    await unchanged(
+        store, ConflictError, store.tokens.add(replace(token, id=0, token_sha256="b" * 64))
+    )
+    await store.tokens.touch(token.id, T1)
+    assert (await store.tokens.get("ci")).last_used_at == T1  # type: ignore[union-attr]
+    revoked = await store.tokens.revoke("ci", T2)
+    assert revoked.revoked_at == T2
+    await unchanged(store, NotFoundError, store.tokens.revoke("ci", T3))
+    again = await store.tokens.add(
+        ApiToken(name="ci", role="admin", token_sha256="c" * 64, created_at=T3)
+    )
+    assert await store.tokens.get("ci") == again  # the active one wins
+    assert (await store.tokens.find("a" * 64)).revoked_at == T2  # type: ignore[union-attr]
+    assert [(t.name, t.revoked_at) for t in await store.tokens.list()] == [
+        ("ci", T2),
+        ("ci", None),
+    ]
+
+
+async def test_audit_newest_first_and_paging(store: Store) -> None:
+    for i in range(5):
+        await store.audit.add(
+            AuditEntry(
+                at=T0,
+                actor="ann",
+                action="sources.update",
+                subject=f"s{i}",
+                detail=json.dumps({"tag": str(i)}),
+            )
+        )
+    rows = await store.audit.list(limit=3)
+    assert [r.subject for r in rows] == ["s4", "s3", "s2"]
+    older = await store.audit.list(limit=3, before_id=rows[-1].id)
+    assert [r.subject for r in older] == ["s1", "s0"]
+    assert json.loads(older[0].detail) == {"tag": "1"}
+
+
+def _stamp(day: int, second: int) -> str:
+    return f"2024-05-{day:02d}T10:00:{second:02d}.000000Z"
+
+
+async def _calls_for_log(store: Store) -> list[CallRecord]:
+    made = []
+    for i in range(12):
+        record = call(
+            f"c{i:02d}",
+            started_at=_stamp(1 + i % 3, i),
+            caller=f"+1415555{i % 2}1{i:02d}",
+            source="google" if i % 2 else "tv",
+            tracking_number=NUM if i % 4 else NUM2,
+            disposition=Disposition.ANSWERED if i % 3 else Disposition.BUSY,
+            answered_at=_stamp(1 + i % 3, i + 1) if i % 3 else None,
+            ended_at=_stamp(1 + i % 3, i + 30) if i != 11 else None,
+        )
+        await store.calls.insert(record)
+        made.append(record)
+    return made
+
+
+async def test_call_log_keyset_pages_match_a_full_sort(store: Store) -> None:
+    made = await _calls_for_log(store)
+    expected = sorted(made, key=lambda r: (r.started_at, r.id), reverse=True)
+    seen: list[CallRecord] = []
+    where = CallFilter()
+    while page := await store.call_log.page(where, 5):
+        seen += page
+        where = CallFilter(before=(page[-1].started_at, page[-1].id))
+    assert [r.id for r in seen] == [r.id for r in expected]
+    google = await store.call_log.page(CallFilter(source="google", since=_stamp(2, 0)), 50)
+    assert {r.id for r in google} == {
+        r.id for r in made if r.source == "google" and r.started_at >= _stamp(2, 0)
+    }
+    prefix = await store.call_log.page(CallFilter(caller_prefix="+14155551"), 50)
+    assert {r.id for r in prefix} == {r.id for r in made if r.caller.startswith("+14155551")}
+    busy = await store.call_log.page(CallFilter(disposition="busy", until=_stamp(3, 0)), 50)
+    assert {r.id for r in busy} == {
+        r.id for r in made if r.disposition == "busy" and r.started_at < _stamp(3, 0)
+    }
+    to_num2 = await store.call_log.page(CallFilter(number=NUM2), 50)
+    assert {r.id for r in to_num2} == {r.id for r in made if r.tracking_number == NUM2}
+
+
+async def test_call_log_counts_facts_and_live(store: Store) -> None:
+    made = await _calls_for_log(store)
+    calls, answered = await store.call_log.totals(_stamp(1, 0), _stamp(4, 0))
+    assert await store.call_log.signature(_stamp(1, 0), _stamp(4, 0)) == (
+        calls,
+        answered,
+        max(r.started_at for r in made),
+    )
+    assert (calls, answered) == (12, sum(1 for r in made if r.disposition == "answered"))
+    per_day = await store.call_log.per_source_per_day("2024-05-01", "2024-05-01")
+    day1 = [r for r in made if r.started_at < _stamp(2, 0)]
+    assert sum(n for _, _, n, _ in per_day) == len(day1)
+    assert sum(a for _, _, _, a in per_day) == sum(1 for r in day1 if r.disposition == "answered")
+    assert {(d, s) for d, s, _, _ in per_day} == {("2024-05-01", r.source) for r in day1}
+    facts = await store.call_log.facts(_stamp(2, 0), _stamp(3, 0))
+    assert sorted(f.started_at for f in facts) == sorted(
+        r.started_at for r in made if _stamp(2, 0) <= r.started_at < _stamp(3, 0)
+    )
+    prior = await store.call_log.prior_callers(_stamp(1, 5), ["+14155550100", "+14155559999"])
+    assert prior == {"+14155550100"}
+    assert [r.id for r in await store.call_log.live()] == ["c11"]
+
+
+async def _per_day_from_rows(store: Store) -> list[tuple[str, str | None, int, int]]:
+    counts: dict[tuple[str, str | None], list[int]] = {}
+    for r in await store.calls.list():
+        entry = counts.setdefault((r.started_at[:10], r.source), [0, 0])
+        entry[0] += 1
+        entry[1] += r.answered_at is not None
+    return sorted(((d, s, n, a) for (d, s), (n, a) in counts.items()),
+                  key=lambda t: (t[0], t[1] or ""))  # fmt: skip
+
+
+async def test_per_day_counts_follow_every_write(store: Store) -> None:
+    made = await _calls_for_log(store)
+    await store.calls.insert(call("anon", started_at=_stamp(2, 59), source=None))
+    assert await store.call_log.per_source_per_day("2024-05-01", "2024-05-31") == (
+        await _per_day_from_rows(store)
+    )
+    live = made[11]  # answered, not ended
+    await store.calls.update(replace(live, source="tv", answered_at=None))
+    await store.calls.finish(replace(live, source="google", answered_at=T1, ended_at=T2))
+    await store.calls.update(replace(made[0], started_at=_stamp(4, 0)))  # moves a day
+    await store.calls.insert(call("ring", started_at=_stamp(3, 1), disposition=Disposition.RINGING))
+    await store.calls.mark_interrupted(T3)
+    assert await store.call_log.per_source_per_day("2024-05-01", "2024-05-31") == (
+        await _per_day_from_rows(store)
+    )
+    day2 = await store.call_log.per_source_per_day("2024-05-02", "2024-05-02")
+    assert {d for d, _, _, _ in day2} == {"2024-05-02"}
+    assert None in {s for _, s, _, _ in day2}

@@ -30,11 +30,13 @@ from pbx.store.base import SchemaVersionError, Store
 from pbx.store.dump import neutral_json
 from pbx.store.sqlite.activity import SqliteCalls, SqliteOutbox, SqliteVisits
 from pbx.store.sqlite.cache import ConfigCache, open_cache
+from pbx.store.sqlite.call_log import SqliteCallLog
 from pbx.store.sqlite.config import SqliteDestinations, SqliteSources, SqliteTrunks
 from pbx.store.sqlite.db import Db, Writer
 from pbx.store.sqlite.local import SqliteBlocks, SqliteExtensions
 from pbx.store.sqlite.nodes import SqliteNodes
 from pbx.store.sqlite.numbers import SqliteNumbers
+from pbx.store.sqlite.users import SqliteAudit, SqliteTokens, SqliteUsers
 
 _MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
@@ -142,6 +144,10 @@ class SqliteStore:
         self.blocks = SqliteBlocks(self._db, cache)
         self.extensions = SqliteExtensions(self._db)
         self.nodes = SqliteNodes(self.calls)
+        self.users = SqliteUsers(self._db)
+        self.tokens = SqliteTokens(self._db)
+        self.audit = SqliteAudit(self._db)
+        self.call_log = SqliteCallLog(self._db)
         self._closed = False
 
     async def schema_version(self) -> int:
