@@ -187,7 +187,7 @@ class Daemon:
         args = [
             "-c", code, "serve",
             "--sip", f"{HOST}:{self.sip_port}", "--rtp-ports", self.rtp_ports,
-            "--http", f"{HOST}:{self.http_port}",
+            "--http", f"{HOST}:{self.http_port}", "--admin", f"{HOST}:{free_port()}",
         ]  # fmt: skip
         env = {
             **os.environ, "PBX_DB": str(self.db), "PBX_LOG_FORMAT": "json",

@@ -118,6 +118,7 @@ class StoreSettings:
 class AdminSettings:
     host: str = "127.0.0.1"  # the dashboard and REST API listener; never the public one
     port: int = 8081
+    secure_cookies: bool = False  # mark the session cookie Secure (set behind a TLS proxy)
 
 
 @dataclass(frozen=True, slots=True)

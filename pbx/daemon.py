@@ -41,6 +41,7 @@ from pbx.config import Settings
 from pbx.http import metrics as metrics_http
 from pbx.http import visitors
 from pbx.logs import setup_logging
+from pbx.records import to_dict
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.service.metrics import Metrics
@@ -74,6 +75,8 @@ class Daemon:
     relay: MediaRelay
     manager: CallManager
     http: web.AppRunner | None = None
+    admin: web.AppRunner | None = None  # dashboard + REST API, its own listener
+    admin_store: Store | None = None  # the admin app's own store (see pbx.http.admin)
     outbox: OutboxDispatcher | None = None
     metrics: Metrics | None = None
     guard_task: asyncio.Task[None] | None = None
@@ -88,6 +91,10 @@ class Daemon:
             await self.keeper.close()
         if self.outbox is not None:
             await self.outbox.close()  # undelivered items stay queued in the store
+        if self.admin is not None:
+            await self.admin.cleanup()
+        if self.admin_store is not None:
+            await self.admin_store.close()
         if self.http is not None:
             await self.http.cleanup()
         await self.agent.close()
@@ -156,6 +163,7 @@ async def start(settings: Settings) -> Daemon:
     daemon = Daemon(settings, store, agent, relay, manager, metrics=ctx.metrics, keeper=keeper)
     await _guard(daemon)
     daemon.http = await _start_http(daemon)
+    await _start_admin(daemon)
     daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
     daemon.outbox.start()
     await _register_trunks(daemon, sip_host)
@@ -173,6 +181,35 @@ async def _start_http(daemon: Daemon) -> web.AppRunner:
     site = web.TCPSite(runner, daemon.settings.http.host, daemon.settings.http.port)
     await site.start()
     return runner
+
+
+async def _start_admin(daemon: Daemon) -> None:
+    """The dashboard and REST API on `[admin] host:port`, over a store of its own."""
+    from pbx.http.admin.factory import make_admin_app  # jinja2 and argon2 only for this
+
+    settings = daemon.settings
+    daemon.admin_store = await open_store(settings.store.location)
+    app = make_admin_app(
+        daemon.admin_store,
+        live_calls=_live_calls(daemon.manager),
+        secure_cookies=settings.admin.secure_cookies,
+        recordings_dir=settings.recording.dir,
+        region=settings.phone.default_region,
+    )
+    daemon.admin = web.AppRunner(app, access_log=None)
+    await daemon.admin.setup()
+    await web.TCPSite(daemon.admin, settings.admin.host, settings.admin.port).start()
+
+
+def _live_calls(manager: CallManager) -> Callable[[], list[dict[str, object]]]:
+    """The calls running on this node now, as record dicts (for the live page)."""
+
+    def live() -> list[dict[str, object]]:
+        runners = {id(r): r for r in manager.by_record.values()}.values()
+        calls = [r.call for r in runners if r.call is not None and not r.call.record.is_final]
+        return [to_dict(call.record) for call in calls]
+
+    return live
 
 
 def _health(daemon: Daemon) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -265,6 +302,7 @@ async def serve(settings: Settings) -> None:
         transports=list(settings.sip.transports),
         rtp=f"{settings.rtp.port_low}-{settings.rtp.port_high}",
         http=f"{settings.http.host}:{settings.http.port}",
+        admin=f"{settings.admin.host}:{settings.admin.port}",
         db=settings.store.display,
         node=daemon.manager.ctx.node,
     )

@@ -38,6 +38,7 @@ class DaemonProcess:
     db: Path | str  # a SQLite file or a postgresql:// URL
     sip_port: int = 0
     http_port: int = 0
+    admin_port: int = 0
     rtp_low: int = 0
     rtp_high: int = 0
     env: dict[str, str] = field(default_factory=dict)
@@ -69,7 +70,7 @@ class DaemonProcess:
             except PortTaken:
                 if attempt == 2:
                     raise
-                self.sip_port = self.http_port = self.rtp_low = 0
+                self.sip_port = self.http_port = self.admin_port = self.rtp_low = 0
 
     async def _start_once(self) -> None:
         if not self.rtp_low:
@@ -77,11 +78,13 @@ class DaemonProcess:
             self.rtp_high = self.rtp_low + RTP_PORTS - 1
         self.sip_port = self.sip_port or self._port_outside_rtp()
         self.http_port = self.http_port or self._port_outside_rtp()
+        self.admin_port = self.admin_port or self._port_outside_rtp()
         args = [
             "-c", "from cli import main; main()", "serve",
             "--sip", f"127.0.0.1:{self.sip_port}",
             "--rtp-ports", f"{self.rtp_low}-{self.rtp_high}",
             "--http", f"127.0.0.1:{self.http_port}",
+            "--admin", f"127.0.0.1:{self.admin_port}",
         ]  # fmt: skip
         env = {**os.environ, "PBX_DB": str(self.db), "PBX_LOG_FORMAT": "json", **self.env}
         with self.log_path.open("ab") as log:
