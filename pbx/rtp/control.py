@@ -16,7 +16,7 @@ whose first item names the kind:
 | --- | --- | --- |
 | to worker | `Hello(version)` | `["hello", 1]` |
 | to worker | `Open(call_id)` | `["open", "c1"]` |
-| to worker | `SetRemote(call_id, leg, host, port)` | `["set_remote", "c1", "inbound", "192.0.2.1", 4002]` |
+| to worker | `SetRemote(id, leg, host, port)` | `["set_remote", "c1", "inbound", "192.0.2.1", 9]` |
 | to worker | `Arm(call_id)` | `["arm", "c1"]` |
 | to worker | `Close(call_id)` | `["close", "c1"]` |
 | to daemon | `Ready(version, pid)` | `["ready", 1, 4242]` |
