@@ -38,7 +38,9 @@ One session, as the daemon sees it, is the table `SESSION_TABLE`:
 ``(SessionState, Input) -> (SessionState, effects)``; `session_step` looks
 it up. Inputs are the worker's messages about the call (`OPENED` ...
 `CLOSED`) and the daemon's own events (`CLOSE` by the call side,
-`OPEN_TIMED_OUT`, `WORKER_DIED`). A worker message with no row (say
+`OPEN_TIMED_OUT` (or the opener was cancelled), `WORKER_DIED`,
+`ENGINE_CLOSED`). A session the call side closed gets no failure report
+when its worker dies: the call is already ending. A worker message with no row (say
 `Closed` for a session nobody closed, or a second `Opened`) is a protocol
 violation: `ControlError`, and the daemon treats that worker as broken.
 Messages about a call the daemon no longer knows are ignored (the
@@ -411,6 +413,7 @@ class Input(enum.Enum):
     CLOSE = "close"  # the call side closed the session
     OPEN_TIMED_OUT = "open timed out"  # no Opened within the daemon's bound
     WORKER_DIED = "worker died"  # EOF, process exit, or a garbled stream
+    ENGINE_CLOSED = "engine closed"  # the daemon is stopping every worker
 
 
 class Effect(enum.Enum):
@@ -444,6 +447,10 @@ SESSION_TABLE: dict[tuple[SessionState, Input], tuple[SessionState, tuple[Effect
     (St.CLOSING, In.WORKER_DIED): (St.CLOSED, (Ef.FINAL, Ef.FORGET)),
     (St.CLOSED, In.CLOSE): (St.CLOSED, ()),
     (St.CLOSED, In.WORKER_DIED): (St.CLOSED, ()),
+    (St.OPENING, In.ENGINE_CLOSED): (St.CLOSED, (Ef.REJECT_OPEN, Ef.FORGET)),
+    (St.OPEN, In.ENGINE_CLOSED): (St.CLOSED, (Ef.FINAL, Ef.FORGET)),
+    (St.CLOSING, In.ENGINE_CLOSED): (St.CLOSED, (Ef.FINAL, Ef.FORGET)),
+    (St.CLOSED, In.ENGINE_CLOSED): (St.CLOSED, ()),
 }
 del St, In, Ef
 
