@@ -230,6 +230,8 @@ class _Slot:
         self.quick_deaths = 0
         self.sessions: dict[str, WorkerSession] = {}
         self.restarts = 0
+        self.up = asyncio.Event()  # set from Ready until the worker is lost
+        self.stats_batches = 0  # Stats messages received from this slot's workers
         self._outbox: list[ToWorker] = []
         self._flush: asyncio.Handle | None = None
         self._on_stuck: asyncio.Handle | None = None
@@ -302,6 +304,7 @@ class WorkerEngine:
         self.on_failure: OnFailure | None = None
         self._sessions: dict[str, WorkerSession] = {}
         self._restarts: set[asyncio.Task[None]] = set()
+        self._stats_arrived = asyncio.Event()
         self._closed = False
 
     # -- the MediaEngine interface -------------------------------------------
@@ -326,6 +329,19 @@ class WorkerEngine:
         if errors:
             self.close()
             raise MediaError(f"media: workers did not start: {errors[0]}")
+
+    async def wait_running(self, index: int, within: float) -> None:
+        """Until worker `index` has answered Ready (again); TimeoutError after `within` s."""
+        async with asyncio.timeout(within):
+            await self.slots[index].up.wait()
+
+    async def wait_stats(self, within: float) -> None:
+        """Until every worker holding sessions sent one more Stats batch (fresh counters)."""
+        want = {s.index: s.stats_batches + 1 for s in self.slots if s.sessions and s.running}
+        async with asyncio.timeout(within):
+            while any(self.slots[i].stats_batches < n for i, n in want.items()):
+                self._stats_arrived.clear()
+                await self._stats_arrived.wait()
 
     async def open_session(self, call_id: str) -> WorkerSession:
         """Open both legs in the least busy worker; raises `MediaError`."""
@@ -457,10 +473,13 @@ class WorkerEngine:
             if ready is None or ready.done() or msg.version != VERSION or msg.pid != slot.pid:
                 raise ControlError(f"media control: unexpected ready {msg}")
             ready.set_result(None)
+            slot.up.set()
             return
         if not slot.running:
             raise ControlError("media control: message before ready")
         if isinstance(msg, Stats):
+            slot.stats_batches += 1
+            self._stats_arrived.set()
             for entry in msg.entries:
                 session = slot.sessions.get(entry.call_id)
                 if session is not None:
@@ -527,6 +546,7 @@ class WorkerEngine:
         if generation != slot.generation or self._closed:
             return
         slot.generation += 1  # later callbacks of this channel are stale
+        slot.up.clear()
         ready = slot.ready
         if ready is not None and not ready.done():
             ready.set_exception(MediaError(f"media: worker {slot.index}: {reason}"))

@@ -214,7 +214,7 @@ def test_an_incomplete_frame_waits() -> None:
 
 
 def run(*events: Input) -> tuple[SessionState, list[Effect]]:
-    state, effects = SessionState.OPENING, []
+    state, effects = SessionState.OPENING, list[Effect]()
     for event in events:
         state, more = session_step(state, event)
         effects += more
