@@ -53,7 +53,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -232,9 +232,9 @@ class _Slot:
         self.restarts = 0
         self.up = asyncio.Event()  # set from Ready until the worker is lost
         self.stats_batches = 0  # Stats messages received from this slot's workers
+        self.on_stuck: Callable[[], None] | None = None
         self._outbox: list[ToWorker] = []
         self._flush: asyncio.Handle | None = None
-        self._on_stuck: asyncio.Handle | None = None
 
     @property
     def running(self) -> bool:
@@ -258,6 +258,8 @@ class _Slot:
         transport = self.transport
         if batch and transport is not None and not transport.is_closing():
             transport.write(encode(batch))
+            if transport.get_write_buffer_size() > MAX_UNSENT and self.on_stuck is not None:
+                self.on_stuck()  # the worker stopped reading: treat it as dead
 
 
 class WorkerEngine:
@@ -510,6 +512,7 @@ class WorkerEngine:
             lambda: _Channel(self, slot, generation), sock=parent
         )
         slot.transport = transport
+        slot.on_stuck = lambda: self._lost(slot, generation, "worker stopped reading")
         slot.send(Hello(VERSION))
         try:
             await asyncio.wait_for(asyncio.shield(slot.ready), START_TIMEOUT)
@@ -545,10 +548,11 @@ class WorkerEngine:
         """The worker of `slot` is gone or broken: kill, reap, fail its sessions, restart."""
         if generation != slot.generation or self._closed:
             return
+        was_running = slot.running
         slot.generation += 1  # later callbacks of this channel are stale
         slot.up.clear()
         ready = slot.ready
-        if ready is not None and not ready.done():
+        if ready is not None and not ready.done():  # died starting: its starter retries
             ready.set_exception(MediaError(f"media: worker {slot.index}: {reason}"))
             ready.exception()
         self._detach(slot)
@@ -560,6 +564,8 @@ class WorkerEngine:
         for session in list(slot.sessions.values()):
             self._apply(session, Input.WORKER_DIED, f"media: worker {slot.index} died")
         slot.sessions.clear()
+        if not was_running:
+            return
         task = asyncio.get_running_loop().create_task(self._restart(slot))
         self._restarts.add(task)
         task.add_done_callback(self._restarts.discard)

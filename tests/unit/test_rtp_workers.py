@@ -248,6 +248,8 @@ async def test_killed_worker_fails_its_calls_once_and_is_restarted(
     sessions[0].close()
     fresh = [await engine.open_session(f"new-{i}") for i in range(2)]
     on_victim = next(s for s in fresh if s.worker == victim)
+    low, high = split_ports(LOW, HIGH, 2)[victim]  # the restarted worker has the same slice
+    assert low <= on_victim.port("inbound") <= high
     await connect(on_victim, caller, callee)
     await relay_both_ways(on_victim, caller, callee, 3)
     assert sorted(failures) == doomed  # still once each
