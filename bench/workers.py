@@ -13,7 +13,9 @@ through the relay. Everything is on 127.0.0.1 and bounded in time.
 Printed per run: loss %, one-way delay p50 / p99 / p99.9 / max and the
 share of packets under 20 ms, and CPU % of one core for the generator, the
 daemon process and each worker (utime + stime from /proc/PID/stat over the
-sending window). `--direct` adds a baseline run with no relay at all (each
+sending window). `--busy 0.5` makes the daemon's loop spend half its time
+in 5 ms pieces of synchronous work (standing in for signalling and the
+store), which is what workers are for. `--direct` adds a baseline run with no relay at all (each
 socket sends straight to its partner), so the delay the relay *adds* is
 the difference. The delay includes the generator's own scheduling: on a
 2-core box the generator competes with the relay for the cores.
@@ -53,6 +55,7 @@ PAYLOAD = 160  # 20 ms of G.711 at 8 kHz
 FILLER = b"\xff" * (PAYLOAD - 8)
 GEN_RCVBUF = 4 * 1024 * 1024  # generous on the generator side: loss should be the relay's
 TICK = os.sysconf("SC_CLK_TCK")
+BUSY_CHUNK = 0.005  # one synchronous piece of fake signalling work (--busy)
 SETTLE = 0.5  # seconds for the workers to apply set_remote (not acknowledged) before traffic
 
 
@@ -72,13 +75,23 @@ def cpu_seconds(pid: int) -> float:
 # -- the daemon process ----------------------------------------------------------
 
 
-def daemon_main(conn: Connection, workers: int, low: int, high: int) -> None:
+def daemon_main(conn: Connection, workers: int, low: int, high: int, busy: float) -> None:
     raise_nofile()
-    uvloop.run(daemon_serve(conn, workers, low, high))
+    uvloop.run(daemon_serve(conn, workers, low, high, busy))
 
 
-async def daemon_serve(conn: Connection, workers: int, low: int, high: int) -> None:
+def keep_busy(loop: asyncio.AbstractEventLoop, share: float) -> None:
+    """Hold the daemon's loop for BUSY_CHUNK seconds, `share` of the time (fake signalling)."""
+    end = time.perf_counter() + BUSY_CHUNK
+    while time.perf_counter() < end:
+        pass
+    loop.call_later(BUSY_CHUNK * (1 - share) / share, keep_busy, loop, share)
+
+
+async def daemon_serve(conn: Connection, workers: int, low: int, high: int, busy: float) -> None:
     loop = asyncio.get_running_loop()
+    if busy > 0:
+        keep_busy(loop, busy)
     gen_ports: list[tuple[int, int]] = conn.recv()
     engine: MediaRelay | WorkerEngine
     if workers == 0:
@@ -201,7 +214,7 @@ def run_once(calls: int, workers: int | None, args: argparse.Namespace) -> dict[
         return result
     parent, child = mp.get_context("spawn").Pipe()
     proc = mp.get_context("spawn").Process(
-        target=daemon_main, args=(child, workers, args.low, args.high), daemon=True
+        target=daemon_main, args=(child, workers, args.low, args.high, args.busy), daemon=True
     )
     proc.start()
     try:
@@ -256,14 +269,23 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=10, help="send groups per ptime")
     parser.add_argument("--ports", default="50000-53999", help="relay RTP port range LOW-HIGH")
     parser.add_argument("--direct", action="store_true", help="add a no-relay baseline run")
+    parser.add_argument(
+        "--busy", type=float, default=0.0,
+        help="share (0..0.9) of the daemon's loop held by fake signalling work, in 5 ms pieces",
+    )  # fmt: skip
     args = parser.parse_args()
     args.low, args.high = (int(p) for p in args.ports.split("-"))
     if not 0 < args.duration <= 60:
         parser.error("--duration must be in (0, 60] seconds")
+    if not 0 <= args.busy <= 0.9:
+        parser.error("--busy must be in [0, 0.9]")
     raise_nofile()
     modes: list[int | None] = [None] if args.direct else []
     modes += [int(w) for w in args.workers.split(",")]
-    print(f"duration={args.duration}s ptime={args.ptime * 1000:.0f}ms cores={os.cpu_count()}")
+    print(
+        f"duration={args.duration}s ptime={args.ptime * 1000:.0f}ms cores={os.cpu_count()} "
+        f"daemon busy={args.busy:.0%} load average={os.getloadavg()[0]:.1f}"
+    )
     for calls in (int(c) for c in args.calls.split(",")):
         for workers in modes:
             report(calls, workers, run_once(calls, workers, args))

@@ -359,8 +359,11 @@ class WorkerEngine:
         )  # fmt: skip
         try:
             await asyncio.shield(session._opened)
-        except asyncio.CancelledError:
-            self._apply(session, Input.OPEN_TIMED_OUT, "media: open cancelled")
+        except asyncio.CancelledError:  # the caller gave up: no one will close it
+            if session.state is SessionState.OPENING:
+                self._apply(session, Input.OPEN_TIMED_OUT, "media: open cancelled")
+            else:
+                self._apply(session, Input.CLOSE)
             raise
         return session
 

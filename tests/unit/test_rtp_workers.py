@@ -348,3 +348,17 @@ def test_worker_exits_on_garbage_from_the_daemon() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_a_cancelled_open_leaves_no_session(engines: Callable[..., WorkerEngine]) -> None:
+    engine = engines(command=[sys.executable, FAKE, "--mode", "silent"])
+    await engine.start()
+    opening = asyncio.ensure_future(engine.open_session("call-1"))
+    await asyncio.sleep(0)  # let it send Open and wait
+    opening.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await opening
+    assert len(engine) == 0
+    session = engine.session("call-1")
+    assert session is not None  # kept until the worker confirms the close
+    assert session.closed
