@@ -362,3 +362,22 @@ async def test_a_cancelled_open_leaves_no_session(engines: Callable[..., WorkerE
     session = engine.session("call-1")
     assert session is not None  # kept until the worker confirms the close
     assert session.closed
+
+
+async def test_worker_dying_during_an_open_is_media_error_not_failure(
+    engines: Callable[..., WorkerEngine],
+) -> None:
+    engine = engines(command=[sys.executable, FAKE, "--mode", "silent"], open_timeout=WAIT)
+    failures: list[str] = []
+    engine.on_failure, _ = counting(1, failures)
+    await engine.start()
+    opening = asyncio.ensure_future(engine.open_session("call-1"))
+    await asyncio.sleep(0)  # let it send Open and wait
+    pid = engine.slots[0].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(MediaError, match="worker 0 died"):
+        await opening
+    assert failures == []  # the caller got the error; nothing to end
+    await engine.wait_running(0, WAIT)
+    assert engine.slots[0].pid != pid
