@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -381,3 +382,36 @@ async def test_worker_dying_during_an_open_is_media_error_not_failure(
     assert failures == []  # the caller got the error; nothing to end
     await engine.wait_running(0, WAIT)
     assert engine.slots[0].pid != pid
+
+
+DAEMON = """
+import asyncio
+from pbx.rtp.workers import WorkerEngine
+
+async def main():
+    engine = WorkerEngine("127.0.0.1", 46500, 46599, workers=2)
+    await engine.start()
+    print(*engine.pids, flush=True)
+    await asyncio.Event().wait()  # until killed
+
+asyncio.run(main())
+"""
+
+
+def test_workers_exit_when_the_daemon_is_killed() -> None:
+    daemon = subprocess.Popen([sys.executable, "-c", DAEMON], stdout=subprocess.PIPE)
+    try:
+        assert daemon.stdout is not None
+        pids = [int(p) for p in daemon.stdout.readline().split()]
+        assert len(pids) == 2
+        exits = [os.pidfd_open(pid) for pid in pids]  # readable once the process has exited
+    finally:
+        daemon.kill()
+        daemon.wait()
+    try:
+        for fd in exits:
+            ready, _, _ = select.select([fd], [], [], WAIT)
+            assert ready == [fd], "a worker outlived its daemon"
+    finally:
+        for fd in exits:
+            os.close(fd)
