@@ -32,11 +32,14 @@ batching would need a C extension (or ctypes/cffi over libc) holding
 preallocated `struct mmsghdr` arrays per socket, the sockets read with
 `loop.add_reader` and drained until EAGAIN per wake-up instead of uvloop's
 one-callback-per-datagram protocol, and the latch/forward logic rewritten
-over those buffers (memoryview slices, no `bytes` per packet). With many
-calls each socket holds ~1 packet per wake-up at 50 packets/s, so the win
-is in fewer loop callbacks rather than fewer syscalls per socket; it was
-not measured here. Spreading calls over worker processes is the measured
-lever (bench/workers.py).
+over those buffers (memoryview slices, no `bytes` per packet). Both calls
+batch the datagrams of *one* socket: at 50 packets/s per socket a socket
+holds ~1 packet per wake-up, so recvmmsg saves syscalls only once queues
+build (overload: it drains them faster), and sendmmsg hardly ever applies
+because each relayed packet leaves by the other leg's socket. The steady
+state win would come from fewer Python callbacks per packet, not fewer
+syscalls. Not tried, so not measured; spreading calls over worker
+processes is the measured lever (bench/workers.py).
 """
 
 from __future__ import annotations
