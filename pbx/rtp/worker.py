@@ -25,6 +25,8 @@ Decisions:
   then closes us); SIGTERM keeps its default (exit at once).
 - A control stream that is not the protocol is logged once
   (`media.worker_bad_control`) and ends the worker; the daemon sees EOF.
+  So does an unexpected exception in the message handler (never a worker
+  that lives on deaf); one in opening a session fails only that call.
 - RLIMIT_NOFILE's soft limit is raised to the hard one: 4 sockets per call.
 
 recvmmsg / sendmmsg (not done): Python's `socket` module has neither, so
@@ -167,7 +169,8 @@ class Worker(asyncio.Protocol):
         except MediaError as exc:
             self._send(Failed(call_id, str(exc) or "media: open failed"))
             return
-        except OSError as exc:
+        except Exception as exc:  # OSError, or a bug: this call fails, the others go on
+            log.exception("media.worker_open_failed", pid=os.getpid(), call_id=call_id)
             self._send(Failed(call_id, f"media: {type(exc).__name__}: {exc}"))
             return
         self.sessions[call_id] = session
@@ -245,6 +248,7 @@ async def serve(args: argparse.Namespace) -> None:
     worker = Worker(relay, args.stats_interval)
     await loop.create_unix_connection(lambda: worker, sock=sock)
     runner = asyncio.create_task(worker.run())
+    runner.add_done_callback(lambda _: worker._finish())  # a dead runner must not linger
     try:
         await worker.done
     finally:
