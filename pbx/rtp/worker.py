@@ -222,6 +222,12 @@ class Worker(asyncio.Protocol):
             return
         self._send(Stats(tuple(s.snapshot() for s in self.sessions.values())))
 
+    def handler_ended(self, task: asyncio.Task[None]) -> None:
+        """The message handler stopped: log why (unless cancelled) and end the worker."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("media.worker_handler_failed", pid=os.getpid(), error=repr(task.exception()))
+        self._finish()  # a worker that no longer handles messages must not linger
+
     def _finish(self) -> None:
         if self._stats_timer is not None:
             self._stats_timer.cancel()
@@ -248,7 +254,7 @@ async def serve(args: argparse.Namespace) -> None:
     worker = Worker(relay, args.stats_interval)
     await loop.create_unix_connection(lambda: worker, sock=sock)
     runner = asyncio.create_task(worker.run())
-    runner.add_done_callback(lambda _: worker._finish())  # a dead runner must not linger
+    runner.add_done_callback(worker.handler_ended)
     try:
         await worker.done
     finally:
