@@ -398,6 +398,26 @@ class Decoder:
         return len(self._buffer)
 
 
+# -- each worker's share of the port range --------------------------------------
+
+
+def split_ports(low: int, high: int, count: int) -> list[tuple[int, int]]:
+    """`count` disjoint (low, high) slices of whole even/odd pairs covering [low, high].
+
+    Slices differ by at most one pair; a restarted worker gets its old slice.
+    """
+    first = low + (low % 2)
+    pairs = (high - first + 1) // 2
+    if count < 1 or pairs < count:
+        _fail(f"port range {low}-{high} cannot give {count} worker(s) a pair")
+    slices, start = [], 0
+    for index in range(count):
+        size = pairs // count + (1 if index < pairs % count else 0)
+        slices.append((first + 2 * start, first + 2 * (start + size) - 1))
+        start += size
+    return slices
+
+
 # -- one session, as the daemon sees it ----------------------------------------
 
 

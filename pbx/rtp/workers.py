@@ -17,7 +17,7 @@ Decisions:
   `pbx` package, so a worker runs the daemon's own code.
 - `default_workers()`: one per core beyond the first (the daemon's), at
   least 1, counted from the CPU affinity mask (containers pin cores).
-- Ports: `split_ports` gives each worker an equal run of even/odd pairs; a
+- Ports: `control.split_ports` gives each worker an equal run of even/odd pairs; a
   restarted worker gets the same slice. A new session goes to the running
   worker with the fewest sessions.
 - `open_session` waits at most `open_timeout` (default 2 s) for `Opened`,
@@ -82,6 +82,7 @@ from pbx.rtp.control import (
     ToWorker,
     encode,
     session_step,
+    split_ports,
 )
 from pbx.rtp.control import Arm as ArmMessage
 from pbx.rtp.control import Failed as FailedMessage
@@ -114,20 +115,6 @@ def default_workers() -> int:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return max(1, cores - 1)
-
-
-def split_ports(low: int, high: int, count: int) -> list[tuple[int, int]]:
-    """`count` disjoint (low, high) slices of whole even/odd pairs covering [low, high]."""
-    first = low + (low % 2)
-    pairs = (high - first + 1) // 2
-    if count < 1 or pairs < count:
-        raise MediaError(f"media: port range {low}-{high} cannot give {count} worker(s) a pair")
-    slices, start = [], 0
-    for index in range(count):
-        size = pairs // count + (1 if index < pairs % count else 0)
-        slices.append((first + 2 * start, first + 2 * (start + size) - 1))
-        start += size
-    return slices
 
 
 def _zero(call_id: str) -> MediaStats:
@@ -292,7 +279,11 @@ class WorkerEngine:
         count = default_workers() if workers is None else workers
         self.host = host
         self.version = ip.version
-        self.slots = [_Slot(i, s) for i, s in enumerate(split_ports(port_low, port_high, count))]
+        try:
+            slices = split_ports(port_low, port_high, count)
+        except ControlError as exc:
+            raise MediaError(str(exc)) from None
+        self.slots = [_Slot(i, s) for i, s in enumerate(slices)]
         self.media_timeout = media_timeout
         self.quarantine = quarantine
         self.stats_interval = stats_interval

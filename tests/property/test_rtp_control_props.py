@@ -31,6 +31,7 @@ from pbx.rtp.control import (
     Timeout,
     encode,
     session_step,
+    split_ports,
 )
 from pbx.rtp.media import Counters, MediaStats
 
@@ -150,3 +151,24 @@ def test_session_table_steps_or_raises_control_error(events: list[Input]) -> Non
             assert (state, event) not in SESSION_TABLE
             return
     assert state in SessionState
+
+
+@given(st.integers(1024, 60000), st.integers(0, 5000), st.integers(1, 16))
+def test_port_slices_are_disjoint_even_pairs_covering_the_range(
+    low: int, span: int, count: int
+) -> None:
+    high = min(low + span, 65535)
+    first = low + low % 2
+    pairs = (high - first + 1) // 2
+    try:
+        slices = split_ports(low, high, count)
+    except ControlError:
+        assert pairs < count
+        return
+    assert len(slices) == count
+    covered = [p for lo, hi in slices for p in range(lo, hi, 2)]
+    assert covered == list(range(first, first + 2 * pairs, 2))
+    sizes = [(hi - lo + 1) // 2 for lo, hi in slices]
+    assert min(sizes) >= 1
+    assert max(sizes) - min(sizes) <= 1
+    assert all(lo % 2 == 0 and hi % 2 == 1 for lo, hi in slices)

@@ -16,10 +16,19 @@ import asyncio_dgram
 import pytest
 from structlog.testing import capture_logs
 
-from pbx.rtp.control import FROM_WORKER, VERSION, Decoder, Hello, Ready, encode
+from pbx.rtp.control import (
+    FROM_WORKER,
+    VERSION,
+    ControlError,
+    Decoder,
+    Hello,
+    Ready,
+    encode,
+    split_ports,
+)
 from pbx.rtp.media import MediaError
 from pbx.rtp.packet import build_rtp
-from pbx.rtp.workers import WorkerEngine, WorkerSession, default_workers, split_ports
+from pbx.rtp.workers import WorkerEngine, WorkerSession, default_workers
 
 HOST = "127.0.0.1"
 LOW, HIGH = 46000, 46199  # away from test_rtp_relay's range
@@ -113,8 +122,10 @@ def test_default_workers_is_one_per_core_beyond_the_first() -> None:
 def test_split_ports_gives_disjoint_whole_pairs() -> None:
     assert split_ports(40000, 40011, 2) == [(40000, 40005), (40006, 40011)]
     assert split_ports(40001, 40010, 3) == [(40002, 40005), (40006, 40007), (40008, 40009)]
-    with pytest.raises(MediaError, match="cannot give 3"):
+    with pytest.raises(ControlError, match="cannot give 3"):
         split_ports(40000, 40003, 3)
+    with pytest.raises(MediaError, match="cannot give 3"):
+        WorkerEngine(HOST, 40000, 40003, workers=3)
 
 
 async def test_relays_both_ways_with_counters_periodic_and_final(
