@@ -256,8 +256,10 @@ async def test_killed_worker_fails_its_calls_once_and_is_restarted(
     assert died[0]["calls"] == len(doomed)
     assert all(s.closed for s in sessions if s.worker == victim)
     assert not any(s.closed for s in sessions if s.worker != victim)
-    # A failed session closes quietly; the survivors and new sessions work.
-    sessions[0].close()
+    # A failed session keeps its last counters, closes quietly; the rest work on.
+    last = await sessions[0].final_stats(0.1)
+    assert last.inbound.packets >= 0
+    assert last == sessions[0].close()
     fresh = [await engine.open_session(f"new-{i}") for i in range(2)]
     on_victim = next(s for s in fresh if s.worker == victim)
     low, high = split_ports(LOW, HIGH, 2)[victim]  # the restarted worker has the same slice
