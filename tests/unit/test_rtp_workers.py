@@ -241,6 +241,7 @@ async def test_killed_worker_fails_its_calls_once_and_is_restarted(
     caller, callee = await peers()
     await connect(sessions[0], caller, callee)
     await relay_both_ways(sessions[0], caller, callee, 3)
+    await engine.wait_stats(WAIT)  # the worker reported those packets before it dies
     old_pid = engine.slots[victim].pid
     assert old_pid is not None
     with capture_logs() as logs:
@@ -258,7 +259,7 @@ async def test_killed_worker_fails_its_calls_once_and_is_restarted(
     assert not any(s.closed for s in sessions if s.worker != victim)
     # A failed session keeps its last counters, closes quietly; the rest work on.
     last = await sessions[0].final_stats(0.1)
-    assert last.inbound.packets >= 0
+    assert (last.inbound.packets, last.outbound.packets) == (4, 4)
     assert last == sessions[0].close()
     fresh = [await engine.open_session(f"new-{i}") for i in range(2)]
     on_victim = next(s for s in fresh if s.worker == victim)
