@@ -18,6 +18,8 @@ EDGES = {
     "pbx.rtp.relay",
     "pbx.rtp.rtpengine",
     "pbx.rtp.engine_workers",
+    "pbx.rtp.worker",
+    "pbx.rtp.workers",
     "pbx.audio.tts",
     "pbx.call.intake",
     "pbx.call.targets",

@@ -1,0 +1,615 @@
+"""The built-in relay in worker processes: `WorkerEngine`, a `MediaEngine` (I/O edge).
+
+N worker processes (`pbx.rtp.worker`) each run one `MediaRelay` over their
+own slice of the RTP port range, on their own core and GIL, so a call burst
+in the daemon (signalling, the store) and the audio no longer hurt each
+other. The daemon drives them over a socketpair each with the
+`pbx.rtp.control` protocol; `WorkerSession` is the daemon's handle on one
+call's session in one worker, stepped by `control.SESSION_TABLE`.
+
+Decisions:
+- Workers are `subprocess.Popen` children (`python -m pbx.rtp.worker`,
+  the control socket passed with `pass_fds`), not asyncio subprocesses nor
+  multiprocessing: `MediaEngine.close()` is synchronous and must reap the
+  children without the event loop, and death is seen as EOF on the
+  socketpair (the kernel closes it with the process), which needs no child
+  watcher. The child's PYTHONPATH starts with the directory holding this
+  `pbx` package, so a worker runs the daemon's own code.
+- `default_workers()`: one per core beyond the first (the daemon's), at
+  least 1, counted from the CPU affinity mask (containers pin cores).
+- Ports: `control.split_ports` gives each worker an equal run of even/odd pairs; a
+  restarted worker gets the same slice. A new session goes to the running
+  worker with the fewest sessions.
+- `open_session` waits at most `open_timeout` (default 2 s) for `Opened`,
+  then sends `Close` and raises `MediaError`; `Failed` raises `MediaError`
+  with the worker's reason. `set_remote` checks the address here (an IP of
+  the engine's family, port 1..65535) so errors are raised to the caller,
+  as the in-process relay does. `arm`, `set_remote` and `close` are sent
+  without waiting, batched per loop wake-up.
+- Counters: `snapshot()` is the last `Stats` (about 1 s old); `close()`
+  returns the last known ones at once and the `Closed` reply replaces them;
+  `await session.final_stats(timeout)` waits for that reply.
+- A worker dies (EOF, or its stream is garbled, or it stops reading with
+  more than `MAX_UNSENT` bytes queued): one log line (`media.worker_died`,
+  or `media.worker_bad_control` naming the fault), the process is killed by
+  its PID and reaped, every session it held that the call side had not
+  closed gets `on_failure(call_id, "media_failed")` exactly once, and a new
+  worker starts on the same slice: at once, then with a doubling delay
+  (`RESTART_MIN`..`RESTART_MAX`) while it keeps dying within `QUICK_DEATH`
+  seconds of starting. Meanwhile its share goes to the others.
+- Known gap: a restarted worker's port allocator starts empty, so the
+  dead calls' ports skip quarantine (late packets could reach a new call).
+- `close()` ends every worker by its PID: SIGTERM, then SIGKILL after
+  `stop_timeout`, and reaps them (blocking at most ~2x `stop_timeout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import cast
+
+import structlog
+
+import pbx
+from pbx.rtp.control import (
+    FROM_WORKER,
+    INPUT_OF,
+    MAX_CALL_ID,
+    VERSION,
+    Close,
+    Closed,
+    ControlError,
+    Decoder,
+    Effect,
+    FromWorker,
+    Hello,
+    Input,
+    Open,
+    Opened,
+    Ready,
+    SessionState,
+    SetRemote,
+    Stats,
+    ToWorker,
+    encode,
+    session_step,
+    split_ports,
+)
+from pbx.rtp.control import Arm as ArmMessage
+from pbx.rtp.control import Failed as FailedMessage
+from pbx.rtp.media import (
+    Counters,
+    Leg,
+    MediaEngine,
+    MediaError,
+    MediaSession,
+    MediaStats,
+    OnFailure,
+    OnTimeout,
+)
+from pbx.rtp.relay import RCVBUF
+
+log = structlog.get_logger("pbx.rtp.workers")
+
+FAILURE_REASON = "media_failed"
+MAX_UNSENT = 8 * 1024 * 1024  # control bytes queued to a worker that does not read
+START_TIMEOUT = 10.0  # interpreter start + imports on a busy box
+RESTART_MIN = 0.1
+RESTART_MAX = 5.0
+QUICK_DEATH = 5.0
+
+
+def default_workers() -> int:
+    """One worker per core beyond the first (the daemon's), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def _zero(call_id: str) -> MediaStats:
+    return MediaStats(call_id, Counters(), Counters())
+
+
+class WorkerSession:
+    """One call's media session in a worker; made by `WorkerEngine.open_session`."""
+
+    def __init__(self, engine: WorkerEngine, slot: _Slot, call_id: str) -> None:
+        self._engine = engine
+        self._slot = slot
+        self._call_id = call_id
+        self.state = SessionState.OPENING
+        self.ports: dict[Leg, int] = {}
+        self.timed_out = False
+        self.failed = False
+        self._stats = _zero(call_id)
+        loop = asyncio.get_running_loop()
+        self._opened: asyncio.Future[None] = loop.create_future()
+        self._final: asyncio.Future[MediaStats] = loop.create_future()
+        self._open_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def call_id(self) -> str:
+        return self._call_id
+
+    @property
+    def worker(self) -> int:
+        """Index of the worker that holds this session."""
+        return self._slot.index
+
+    @property
+    def closed(self) -> bool:
+        return self.state in (SessionState.CLOSING, SessionState.CLOSED)
+
+    def port(self, leg: Leg) -> int:
+        return self.ports[leg]
+
+    def address(self, leg: Leg) -> tuple[str, int]:
+        """(bound host, RTP port) of `leg`; the daemon may advertise another host."""
+        return self._engine.host, self.ports[leg]
+
+    def set_remote(self, leg: Leg, host: str, port: int) -> None:
+        """Where `leg`'s media goes per its SDP; MediaError for an address we cannot reach."""
+        address = self._engine.check_remote(host, port)
+        if self.state is SessionState.OPEN:
+            self._slot.send(SetRemote(self._call_id, leg, address, port))
+
+    def arm(self) -> None:
+        """Start the media timeout now (at answer)."""
+        if self.state is SessionState.OPEN:
+            self._slot.send(ArmMessage(self._call_id))
+
+    def snapshot(self) -> MediaStats:
+        """The last counters the worker reported (at most ~1 s old), final once closed."""
+        return self._stats
+
+    def close(self) -> MediaStats:
+        """Ask the worker to close; returns the last known counters (idempotent)."""
+        self._engine._apply(self, Input.CLOSE)
+        return self._stats
+
+    async def final_stats(self, timeout: float = 2.0) -> MediaStats:  # noqa: ASYNC109 - a bound, not a deadline to cancel
+        """The counters of the worker's `Closed` reply (or the last known after `timeout`)."""
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(self._final), timeout)
+        return self._stats
+
+
+class _Channel(asyncio.Protocol):
+    """The daemon's end of one worker's control socket."""
+
+    def __init__(self, engine: WorkerEngine, slot: _Slot, generation: int) -> None:
+        self.engine, self.slot, self.generation = engine, slot, generation
+
+    def data_received(self, data: bytes) -> None:
+        self.engine._received(self.slot, self.generation, data)
+
+    def eof_received(self) -> bool:
+        self.engine._lost(self.slot, self.generation, "control stream ended")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.engine._lost(self.slot, self.generation, "control stream lost")
+
+
+class _Slot:
+    """One worker position: its port slice, and the process currently serving it."""
+
+    def __init__(self, index: int, ports: tuple[int, int]) -> None:
+        self.index = index
+        self.ports = ports
+        self.generation = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.decoder = Decoder(FROM_WORKER)
+        self.ready: asyncio.Future[None] | None = None
+        self.started_at = 0.0
+        self.quick_deaths = 0
+        self.sessions: dict[str, WorkerSession] = {}
+        self.restarts = 0
+        self.up = asyncio.Event()  # set from Ready until the worker is lost
+        self.stats_batches = 0  # Stats messages received from this slot's workers
+        self.on_stuck: Callable[[], None] | None = None
+        self._outbox: list[ToWorker] = []
+        self._flush: asyncio.Handle | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.ready is not None and self.ready.done() and not self.ready.exception()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def send(self, msg: ToWorker) -> None:
+        """Queue `msg`; the queue is written as one batch on the next loop turn."""
+        if self.transport is None:
+            return  # between a death and its restart: the sessions are failed anyway
+        self._outbox.append(msg)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush = None
+        batch, self._outbox = self._outbox, []
+        transport = self.transport
+        if batch and transport is not None and not transport.is_closing():
+            transport.write(encode(batch))
+            if transport.get_write_buffer_size() > MAX_UNSENT and self.on_stuck is not None:
+                self.on_stuck()  # the worker stopped reading: treat it as dead
+
+
+class WorkerEngine:
+    """Every media session of the daemon, spread over N relay worker processes.
+
+    `await engine.start()` before the first `open_session`; `close()` at the end.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port_low: int,
+        port_high: int,
+        *,
+        workers: int | None = None,
+        media_timeout: float = 60.0,
+        quarantine: float = 5.0,
+        stats_interval: float = 1.0,
+        open_timeout: float = 2.0,
+        stop_timeout: float = 2.0,
+        rcvbuf: int = RCVBUF,
+        log_format: str = "json",
+        log_level: str = "info",
+        command: Sequence[str] | None = None,
+    ) -> None:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise MediaError(f"media: relay host {host!r} is not an IP address") from None
+        count = default_workers() if workers is None else workers
+        self.host = host
+        self.version = ip.version
+        try:
+            slices = split_ports(port_low, port_high, count)
+        except ControlError as exc:
+            raise MediaError(str(exc)) from None
+        self.slots = [_Slot(i, s) for i, s in enumerate(slices)]
+        self.media_timeout = media_timeout
+        self.quarantine = quarantine
+        self.stats_interval = stats_interval
+        self.open_timeout = open_timeout
+        self.stop_timeout = stop_timeout
+        self.rcvbuf = rcvbuf
+        self.log_format = log_format
+        self.log_level = log_level
+        self.command = list(command or [sys.executable, "-m", "pbx.rtp.worker"])
+        self.on_timeout: OnTimeout | None = None
+        self.on_failure: OnFailure | None = None
+        self._sessions: dict[str, WorkerSession] = {}
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._stats_arrived = asyncio.Event()
+        self._closed = False
+
+    # -- the MediaEngine interface -------------------------------------------
+
+    def __len__(self) -> int:
+        return sum(1 for s in self._sessions.values() if not s.closed)
+
+    def session(self, call_id: str) -> WorkerSession | None:
+        return self._sessions.get(call_id)
+
+    @property
+    def pids(self) -> list[int]:
+        """PIDs of the worker processes now started (for /metrics, tests, benchmarks)."""
+        return [slot.pid for slot in self.slots if slot.pid is not None]
+
+    async def start(self) -> None:
+        """Start every worker and wait for its `Ready`; MediaError (all stopped) if one fails."""
+        results = await asyncio.gather(
+            *(self._start(slot) for slot in self.slots), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            self.close()
+            raise MediaError(f"media: workers did not start: {errors[0]}")
+
+    async def wait_running(self, index: int, within: float) -> None:
+        """Until worker `index` has answered Ready (again); TimeoutError after `within` s."""
+        async with asyncio.timeout(within):
+            await self.slots[index].up.wait()
+
+    async def wait_stats(self, within: float) -> None:
+        """Until every worker holding sessions sent one more Stats batch (fresh counters)."""
+        want = {s.index: s.stats_batches + 1 for s in self.slots if s.sessions and s.running}
+        async with asyncio.timeout(within):
+            while any(self.slots[i].stats_batches < n for i, n in want.items()):
+                self._stats_arrived.clear()
+                await self._stats_arrived.wait()
+
+    async def open_session(self, call_id: str) -> WorkerSession:
+        """Open both legs in the least busy worker; raises `MediaError`."""
+        slot = self._pick(call_id)
+        session = WorkerSession(self, slot, call_id)
+        self._sessions[call_id] = session
+        slot.sessions[call_id] = session
+        slot.send(Open(call_id))
+        loop = asyncio.get_running_loop()
+        session._open_timer = loop.call_later(
+            self.open_timeout, self._apply, session, Input.OPEN_TIMED_OUT,
+            f"media: worker {slot.index} did not open the session in {self.open_timeout}s",
+        )  # fmt: skip
+        try:
+            await asyncio.shield(session._opened)
+        except asyncio.CancelledError:  # the caller gave up: no one will close it
+            if session.state is SessionState.OPENING:
+                self._apply(session, Input.OPEN_TIMED_OUT, "media: open cancelled")
+            else:
+                self._apply(session, Input.CLOSE)
+            raise
+        return session
+
+    def close(self) -> list[MediaStats]:
+        """Stop every worker (SIGTERM, SIGKILL after stop_timeout), reap them; last counters."""
+        stats = [s.snapshot() for s in self._sessions.values() if not s.closed]
+        self._closed = True
+        for task in self._restarts:
+            task.cancel()
+        for session in list(self._sessions.values()):
+            self._apply(session, Input.ENGINE_CLOSED, "media: engine closed")
+        for slot in self.slots:
+            self._detach(slot)
+        _stop([slot.proc for slot in self.slots if slot.proc is not None], self.stop_timeout)
+        return stats
+
+    def check_remote(self, host: str, port: int) -> str:
+        """`host` normalised, if the engine's sockets can reach it; else MediaError."""
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise MediaError(f"media: remote {host!r} is not an IP address") from None
+        if not 0 < port <= 65535:
+            raise MediaError(f"media: remote port {port} out of range")
+        if ip.version != self.version:
+            raise MediaError(f"media: remote {host} is not reachable from relay host {self.host}")
+        return ip.compressed
+
+    # -- sessions ------------------------------------------------------------
+
+    def _pick(self, call_id: str) -> _Slot:
+        if self._closed:
+            raise MediaError("media: engine closed")
+        if not call_id or len(call_id) > MAX_CALL_ID:
+            raise MediaError(f"media: call id must have 1..{MAX_CALL_ID} characters")
+        if call_id in self._sessions:
+            raise MediaError(f"media: call {call_id} already has a session")
+        running = [slot for slot in self.slots if slot.running]
+        if not running:
+            raise MediaError("media: no media worker is running")
+        return min(running, key=lambda slot: len(slot.sessions))
+
+    def _apply(
+        self,
+        session: WorkerSession,
+        event: Input,
+        reason: str = "",
+        stats: MediaStats | None = None,
+    ) -> None:
+        """Step `session` through the table and carry out the effects in order.
+
+        The state changes before any effect runs, so a callback that closes
+        the session (on_failure, on_timeout) sees where it stands.
+        """
+        session.state, effects = session_step(session.state, event)
+        for effect in effects:
+            if effect is Effect.UPDATE:
+                if stats is not None:
+                    session._stats = stats
+            else:
+                self._effect(session, effect, reason)
+
+    def _effect(self, session: WorkerSession, effect: Effect, reason: str) -> None:
+        if effect is Effect.RESOLVE_OPEN or effect is Effect.REJECT_OPEN:
+            if session._open_timer is not None:
+                session._open_timer.cancel()
+            if not session._opened.done():
+                if effect is Effect.RESOLVE_OPEN:
+                    session._opened.set_result(None)
+                else:
+                    session._opened.set_exception(MediaError(reason or "media: open failed"))
+                    session._opened.exception()  # retrieved: nobody may be waiting any more
+        elif effect is Effect.SEND_CLOSE:
+            session._slot.send(Close(session.call_id))
+        elif effect is Effect.FINAL:
+            if not session._final.done():
+                session._final.set_result(session._stats)
+        elif effect is Effect.FORGET:
+            if self._sessions.get(session.call_id) is session:
+                del self._sessions[session.call_id]
+            session._slot.sessions.pop(session.call_id, None)
+        elif effect is Effect.REPORT_TIMEOUT and not session.timed_out:
+            session.timed_out = True
+            self._notify(self.on_timeout, session.call_id)
+        elif effect is Effect.REPORT_FAILURE and not session.failed:
+            session.failed = True
+            self._notify(self.on_failure, session.call_id, FAILURE_REASON)
+
+    def _notify(self, callback: OnTimeout | OnFailure | None, *args: str) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:  # one failing call must not stop the others' reports
+            log.exception("media.callback_failed", call_id=args[0])
+
+    # -- control messages from workers --------------------------------------
+
+    def _received(self, slot: _Slot, generation: int, data: bytes) -> None:
+        if generation != slot.generation:
+            return
+        try:
+            for msg in slot.decoder.feed(data):
+                self._message(slot, cast(FromWorker, msg))  # Decoder(FROM_WORKER)
+        except ControlError as exc:
+            log.error("media.worker_bad_control", worker=slot.index, pid=slot.pid, error=str(exc))
+            self._lost(slot, generation, "garbled control stream")
+
+    def _message(self, slot: _Slot, msg: FromWorker) -> None:
+        if isinstance(msg, Ready):
+            ready = slot.ready
+            if ready is None or ready.done() or msg.version != VERSION or msg.pid != slot.pid:
+                raise ControlError(f"media control: unexpected ready {msg}")
+            ready.set_result(None)
+            slot.up.set()
+            return
+        if not slot.running:
+            raise ControlError("media control: message before ready")
+        if isinstance(msg, Stats):
+            slot.stats_batches += 1
+            self._stats_arrived.set()
+            for entry in msg.entries:
+                session = slot.sessions.get(entry.call_id)
+                if session is not None:
+                    self._apply(session, Input.STATS, stats=entry)
+            return
+        session = slot.sessions.get(msg.call_id)
+        if session is None:
+            return  # forgotten already (e.g. its open failed): nothing to do
+        if isinstance(msg, Opened):
+            session.ports = {"inbound": msg.inbound_port, "outbound": msg.outbound_port}
+        reason = msg.reason if isinstance(msg, FailedMessage) else ""
+        stats = msg.stats if isinstance(msg, Closed) else None
+        self._apply(session, INPUT_OF[type(msg)], reason, stats)
+
+    # -- worker processes ------------------------------------------------------
+
+    async def _start(self, slot: _Slot) -> None:
+        """Spawn the worker of `slot`, wait for its Ready; raises on failure (slot left down)."""
+        loop = asyncio.get_running_loop()
+        parent = self._spawn(slot)
+        slot.generation += 1
+        slot.decoder = Decoder(FROM_WORKER)
+        slot.ready = loop.create_future()
+        slot.started_at = time.monotonic()
+        generation = slot.generation
+        parent.setblocking(False)
+        transport, _ = await loop.create_unix_connection(
+            lambda: _Channel(self, slot, generation), sock=parent
+        )
+        slot.transport = transport
+        slot.on_stuck = lambda: self._lost(slot, generation, "worker stopped reading")
+        slot.send(Hello(VERSION))
+        try:
+            await asyncio.wait_for(asyncio.shield(slot.ready), START_TIMEOUT)
+        except TimeoutError:
+            self._lost(slot, generation, f"no ready within {START_TIMEOUT}s")
+            raise MediaError(f"media: worker {slot.index} did not start") from None
+
+    def _spawn(self, slot: _Slot) -> socket.socket:
+        """Fork/exec the worker of `slot` (a few ms); returns the daemon's end of its socket."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            slot.proc = subprocess.Popen(
+                self._argv(slot, child.fileno()), pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL, env=_child_env(),
+            )  # fmt: skip
+        except OSError:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        return parent
+
+    def _argv(self, slot: _Slot, fd: int) -> list[str]:
+        low, high = slot.ports
+        return [
+            *self.command, "--fd", str(fd), "--host", self.host, "--ports", f"{low}-{high}",
+            "--media-timeout", str(self.media_timeout), "--quarantine", str(self.quarantine),
+            "--stats-interval", str(self.stats_interval), "--rcvbuf", str(self.rcvbuf),
+            "--log-format", self.log_format, "--log-level", self.log_level,
+        ]  # fmt: skip
+
+    def _lost(self, slot: _Slot, generation: int, reason: str) -> None:
+        """The worker of `slot` is gone or broken: kill, reap, fail its sessions, restart."""
+        if generation != slot.generation or self._closed:
+            return
+        was_running = slot.running
+        slot.generation += 1  # later callbacks of this channel are stale
+        slot.up.clear()
+        ready = slot.ready
+        if ready is not None and not ready.done():  # died starting: its starter retries
+            ready.set_exception(MediaError(f"media: worker {slot.index}: {reason}"))
+            ready.exception()
+        self._detach(slot)
+        code = _stop([slot.proc], self.stop_timeout)[0] if slot.proc is not None else None
+        log.warning(
+            "media.worker_died", worker=slot.index, pid=slot.pid, exit=code, reason=reason,
+            calls=len(slot.sessions),
+        )  # fmt: skip
+        for session in list(slot.sessions.values()):
+            self._apply(session, Input.WORKER_DIED, f"media: worker {slot.index} died")
+        slot.sessions.clear()
+        if not was_running:
+            return
+        task = asyncio.get_running_loop().create_task(self._restart(slot))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    def _detach(self, slot: _Slot) -> None:
+        transport, slot.transport = slot.transport, None
+        if transport is not None:
+            transport.abort()
+
+    async def _restart(self, slot: _Slot) -> None:
+        """Start `slot` again: at once, then doubling delays while it dies young."""
+        while not self._closed:
+            young = time.monotonic() - slot.started_at < QUICK_DEATH
+            slot.quick_deaths = slot.quick_deaths + 1 if young else 0
+            if slot.quick_deaths > 1:
+                await asyncio.sleep(min(RESTART_MIN * 2 ** (slot.quick_deaths - 2), RESTART_MAX))
+            try:
+                await self._start(slot)
+            except (MediaError, OSError) as exc:
+                log.warning("media.worker_restart_failed", worker=slot.index, error=str(exc))
+                continue
+            slot.restarts += 1
+            log.info("media.worker_restarted", worker=slot.index, pid=slot.pid)
+            return
+
+
+def _child_env() -> dict[str, str]:
+    """The environment, with this `pbx` package first on the worker's import path."""
+    env = dict(os.environ)
+    root = str(Path(pbx.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]], bound: float) -> list[int | None]:
+    """SIGTERM each live process, SIGKILL those alive after `bound`, reap; exit codes."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + bound
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        if proc.poll() is None:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(bound)
+    return [proc.returncode for proc in procs]
+
+
+def _conforms(engine: WorkerEngine, session: WorkerSession) -> tuple[MediaEngine, MediaSession]:
+    """Never called: makes mypy prove the engine implements the media interface."""
+    return engine, session
