@@ -42,8 +42,10 @@ from pbx.http import metrics as metrics_http
 from pbx.http import visitors
 from pbx.logs import setup_logging
 from pbx.records import to_dict
+from pbx.rtp.media import MediaEngine
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
+from pbx.rtp.workers import WorkerEngine, default_workers
 from pbx.service.metrics import Metrics
 from pbx.service.nodes import NodeKeeper
 from pbx.service.outbox import OutboxDispatcher
@@ -72,7 +74,7 @@ class Daemon:
     settings: Settings
     store: Store
     agent: SipAgent
-    relay: MediaRelay
+    relay: MediaEngine
     manager: CallManager
     http: web.AppRunner | None = None
     admin: web.AppRunner | None = None  # dashboard + REST API, its own listener
@@ -102,6 +104,24 @@ class Daemon:
         await self.store.close()
 
 
+async def _media_engine(settings: Settings) -> MediaEngine:
+    """The media engine `[rtp]` asks for: the relay in worker processes, or in-process."""
+    rtp = settings.rtp
+    host = rtp.host or (settings.sip.host if settings.sip.host else "0.0.0.0")
+    workers = rtp.workers if rtp.workers >= 0 else default_workers()
+    if workers == 0:
+        allocator = PortPairAllocator(rtp.port_low, rtp.port_high, PORT_QUARANTINE)
+        return MediaRelay(allocator, host, media_timeout=settings.timers.media_timeout)
+    engine = WorkerEngine(
+        host, rtp.port_low, rtp.port_high, workers=workers,
+        media_timeout=settings.timers.media_timeout, quarantine=PORT_QUARANTINE,
+        log_format="json", log_level=settings.log.level,
+    )  # fmt: skip
+    await engine.start()
+    log.info("media.workers", workers=workers, pids=list(engine.pids))
+    return engine
+
+
 def _media_address(settings: Settings) -> str:
     for candidate in (settings.rtp.advertised_address, settings.rtp.host, settings.sip.host):
         if candidate and candidate not in WILDCARDS:
@@ -121,11 +141,12 @@ async def start(settings: Settings) -> Daemon:
         await store.close()
         raise
     media = _media_address(settings)
-    relay = MediaRelay(
-        PortPairAllocator(settings.rtp.port_low, settings.rtp.port_high, PORT_QUARANTINE),
-        settings.rtp.host or (settings.sip.host if settings.sip.host else "0.0.0.0"),
-        media_timeout=settings.timers.media_timeout,
-    )
+    try:
+        relay = await _media_engine(settings)
+    except BaseException:
+        await keeper.close()
+        await store.close()
+        raise
     t = settings.timers
     agent = SipAgent(
         host=settings.sip.host,

@@ -16,9 +16,13 @@ these protocols, so an engine is swappable without touching it:
   once, and a session that failed in the engine (a dead worker) by calling
   `engine.on_failure(call_id, reason)` once;
 - `session.snapshot()` gives the counters so far (for `/metrics`),
-  `session.close()` the final ones (idempotent).
+  `session.close()` closes at once with the counters known so far
+  (idempotent), `await session.release()` closes and waits, bounded, for
+  the engine's final counters (what the call record gets).
 
-Engines: `pbx.rtp.relay.MediaRelay` (built in, in the daemon's process).
+Engines: `pbx.rtp.relay.MediaRelay` (built in, in the daemon's process;
+`[rtp] workers = 0`) and `pbx.rtp.workers.WorkerEngine` (the same relay in
+worker processes, one per core beyond the first by default).
 Decisions: counters are per receiving leg (what arrived on a leg and was
 forwarded to the other); an engine that cannot count a field reports 0.
 """
@@ -73,6 +77,9 @@ class MediaSession(Protocol):
     def arm(self) -> None: ...
     def snapshot(self) -> MediaStats: ...
     def close(self) -> MediaStats: ...
+    async def release(self) -> MediaStats:
+        """Close and wait (bounded) for the engine's final counters."""
+        ...
 
 
 class MediaEngine(Protocol):

@@ -178,6 +178,11 @@ class WorkerSession:
         self._engine._apply(self, Input.CLOSE)
         return self._stats
 
+    async def release(self) -> MediaStats:
+        """Close, then the worker's final counters (at most 2 s later)."""
+        self.close()
+        return await self.final_stats(2.0)
+
     async def final_stats(self, timeout: float = 2.0) -> MediaStats:  # noqa: ASYNC109 - a bound, not a deadline to cancel
         """The counters of the worker's `Closed` reply (or the last known after `timeout`)."""
         with contextlib.suppress(TimeoutError):

@@ -263,7 +263,7 @@ class CallRunner:
             self.log.exception("call.crashed")
             await self._salvage()
         finally:
-            self._close_media()
+            await self._close_media()
             self._release()
             self.manager.forget(self)
 
@@ -380,7 +380,7 @@ class CallRunner:
                 if self.call is not None and self.call.media is not None:
                     self.call.media.arm()
             case CloseMedia():
-                self._close_media()
+                await self._close_media()
             case WriteRecord(record):
                 await self._write(record)
             case FinishRecord(record):
@@ -436,11 +436,14 @@ class CallRunner:
         except MediaError as exc:  # e.g. an IPv6 peer on an IPv4 relay: latching still works
             self.log.warning("media.bad_remote", leg=leg, host=host, port=port, error=str(exc))
 
-    def _close_media(self) -> None:
+    async def _close_media(self) -> None:
         call = self.call
         if call is not None and call.media is not None and call.media_stats is None:
-            call.media_stats = call.media.close()
-            self.ctx.metrics.media_closed(call.media, call.media_stats)
+            media = call.media
+            call.media_stats = media.snapshot()  # if the wait below is cut short
+            with contextlib.suppress(MediaError, TimeoutError):
+                call.media_stats = await media.release()
+            self.ctx.metrics.media_closed(media, call.media_stats)
 
     async def _write(self, record: CallRecord) -> None:
         assert self.call is not None
@@ -488,7 +491,7 @@ class CallRunner:
                 response = make_response(self.first.request, 500, to_tag=self.ctx.ids.tag())
                 self._respond(self.first.key, response)
             if call is not None and not call.record.is_final:
-                self._close_media()
+                await self._close_media()
                 await self._finish(replace(call.record, disposition=Disposition.FAILED))
 
     def _now(self) -> float:

@@ -1,0 +1,65 @@
+"""The relay in worker processes, with a real daemon: a worker killed mid-call.
+
+`pbx serve` starts its relay workers (one on this 2-core box, `[rtp] workers
+= -1`) and logs their PIDs (`media.workers`). A worker SIGKILLed while a call
+is up: both legs get BYE, the record says `media_failed`, the worker is
+restarted and the next call relays again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+
+import pytest
+
+from pbx.records import Disposition
+
+from .conftest import SippFactory
+from .daemon import DaemonProcess
+from .test_b2bua import OFFICE, _call, _ok, _setup
+
+pytestmark = pytest.mark.e2e
+
+
+def _worker_pids(daemon: DaemonProcess) -> list[int]:
+    for line in daemon.log_text().splitlines():
+        if '"media.workers"' in line:
+            return [int(p) for p in json.loads(line)["pids"]]
+    raise AssertionError(f"no media.workers line:\n{daemon.log_text()[-2000:]}")
+
+
+async def _answered(daemon: DaemonProcess, limit: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        rows = await daemon.records()
+        if rows and rows[0].disposition == Disposition.ANSWERED:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the call was never answered")
+
+
+async def test_a_killed_worker_ends_its_calls_and_comes_back(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    daemon.env["PBX_RTP_WORKERS"] = "1"
+    callee = await sipp.start("b2bua_callee.xml", calls=2, extra=["-rtp_echo"], seconds=30)
+    await _setup(daemon, [OFFICE], trunk_port=callee.port)
+    [worker] = _worker_pids(daemon)
+    caller = await _call(sipp, daemon, "b2bua_caller_wait_bye.xml")
+    await _answered(daemon)
+    os.kill(worker, signal.SIGKILL)
+    await _ok(caller)  # the caller got our BYE
+    [record] = await daemon.wait_final_record()
+    assert record.sip_reason == "media_failed"
+    assert record.hangup_by == "system"
+    second = await _call(sipp, daemon, "b2bua_caller.xml", hold_ms=500)
+    await _ok(second)
+    await _ok(callee)  # both callee legs were ended by a BYE
+    rows = await daemon.wait_final_record(2)
+    assert rows[0].disposition == Disposition.ANSWERED
+    assert rows[0].hangup_by == "caller"
+    assert "media.worker_died" in daemon.log_text()
