@@ -107,6 +107,14 @@ class Daemon:
 async def _media_engine(settings: Settings) -> MediaEngine:
     """The media engine `[rtp]` asks for: the relay in worker processes, or in-process."""
     rtp = settings.rtp
+    if rtp.engine == "rtpengine":
+        from pbx.rtp.rtpengine_engine import RtpengineEngine
+
+        anchored = await RtpengineEngine.open(
+            rtp.rtpengine, _media_address(settings), media_timeout=settings.timers.media_timeout
+        )
+        log.info("media.rtpengine", instances=list(rtp.rtpengine))
+        return anchored
     host = rtp.host or (settings.sip.host if settings.sip.host else "0.0.0.0")
     workers = rtp.workers if rtp.workers >= 0 else default_workers()
     if workers == 0:

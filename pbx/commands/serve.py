@@ -35,6 +35,7 @@ def serve(
     """Run the call-tracking daemon until SIGTERM (then drain calls and stop)."""
     from pbx import daemon
     from pbx.config import load_settings, parse_listen, parse_port_range
+    from pbx.rtp.media import MediaError
 
     overrides: dict[str, object] = {}
     try:
@@ -54,5 +55,5 @@ def serve(
         raise AdminError(str(exc)) from None
     try:
         daemon.run(settings)
-    except (OSError, InputError) as exc:  # a port in use, the store unreachable, a live twin
+    except (OSError, InputError, MediaError) as exc:  # a port in use, no store, a live twin
         fail(f"cannot start: {one_line(str(exc))}", 1)

@@ -83,8 +83,15 @@ class MediaSession(Protocol):
 
 
 class MediaEngine(Protocol):
-    """Every media session of the daemon."""
+    """Every media session of the daemon.
 
+    `advertises`: the host of `session.address(leg)` is what SDP must name
+    (rtpengine's own interface); else the daemon's `[rtp] advertised_address`
+    (or its guess) goes into SDP with the session's port (the built-in relay
+    binds a wildcard or a private address behind NAT).
+    """
+
+    advertises: bool
     on_timeout: OnTimeout | None
     on_failure: OnFailure | None
 

@@ -318,6 +318,8 @@ def _bind(family: socket.AddressFamily, host: str, port: int, rcvbuf: int) -> so
 class MediaRelay:
     """All media sessions of the daemon, their ports, and the media-timeout check."""
 
+    advertises = False  # see pbx.rtp.media.MediaEngine
+
     def __init__(
         self,
         allocator: PortPairAllocator,

@@ -260,6 +260,8 @@ class WorkerEngine:
     `await engine.start()` before the first `open_session`; `close()` at the end.
     """
 
+    advertises = False  # see pbx.rtp.media.MediaEngine
+
     def __init__(
         self,
         host: str,

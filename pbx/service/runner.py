@@ -420,10 +420,11 @@ class CallRunner:
             await self._execute(call.handle(MediaFailed(str(exc)), self._now()))
             return
         self.ctx.metrics.media_opened(media)
-        address = self.ctx.media_address  # advertised; the engine may bind a wildcard
-        opened = MediaOpened(
-            (address, media.address("inbound")[1]), (address, media.address("outbound")[1])
-        )
+        inbound, outbound = media.address("inbound"), media.address("outbound")
+        if not self.ctx.relay.advertises:  # the relay binds a wildcard or a NATed address
+            inbound = (self.ctx.media_address, inbound[1])
+            outbound = (self.ctx.media_address, outbound[1])
+        opened = MediaOpened(inbound, outbound)
         self.log.debug("media.opened", inbound=opened.inbound[1], outbound=opened.outbound[1])
         await self._execute(call.handle(opened, self._now()))
 
