@@ -170,6 +170,7 @@ class CallSettings:
     max_cps_per_source: float = 0.0  # new INVITEs per second per source address; 0 = unlimited
     retry_after: int = 5  # seconds in the Retry-After of a 503 for a call over a limit
     block_status: int = 603  # answer to a blocked caller (603 Decline; 486 or 403 also common)
+    max_loop_lag: float = 0.1  # mean event-loop lag (s) past which new calls get 503; 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +502,7 @@ def _check_misc(s: Settings) -> None:
     for name in ("max_concurrent", "max_per_trunk", "max_per_number", "max_cps_per_source"):
         _check_positive(f"calls.{name}", getattr(s.calls, name), allow_zero=True)
     _check_positive("calls.retry_after", s.calls.retry_after, allow_zero=True)
+    _check_positive("calls.max_loop_lag", s.calls.max_loop_lag, allow_zero=True)
     if not 400 <= s.calls.block_status <= 699:
         raise _bad("calls.block_status", "a final SIP status 400-699", s.calls.block_status)
     if s.store.url:

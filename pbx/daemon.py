@@ -49,7 +49,7 @@ from pbx.rtp.workers import WorkerEngine, default_workers
 from pbx.service.metrics import Metrics
 from pbx.service.nodes import NodeKeeper
 from pbx.service.outbox import OutboxDispatcher
-from pbx.service.overload import Overload, flood_guard, trunk_exemption
+from pbx.service.overload import LagMonitor, Overload, flood_guard, trunk_exemption
 from pbx.service.registrar import RegistrarService, registrar_config
 from pbx.service.runner import CallContext, CallManager
 from pbx.sip.agent import SipAgent
@@ -183,6 +183,9 @@ async def start(settings: Settings) -> Daemon:
         metrics=Metrics(),
     )
     manager = CallManager(ctx)
+    if ctx.overload.lag is not None:
+        lag_monitor = LagMonitor(ctx.overload.lag)
+        lag_monitor.start()
     keeper.on_lost = lambda lost: setattr(manager, "lease_lost", lost)
     agent.user = RegistrarService(  # REGISTER for local extensions; the rest to `manager`
         agent, store, manager, registrar_config(settings.registrar)

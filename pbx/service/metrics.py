@@ -64,6 +64,7 @@ REASONS = (
     "lease_lost",  # this node's store lease was swept: it must not take calls
     "store_unavailable",  # the store refuses writes: no call without its record
     "overload",  # too many call tasks at once (hard cap before any lookup)
+    "loop_lag",  # the event loop runs late: beyond capacity
     "max_cps_per_source",
     "max_concurrent",
     "max_per_trunk",

@@ -27,10 +27,15 @@ Decisions:
   when a trunk has no list; see `pbx.rules.limits` for why trunks are exempt.
 - Retry-After is `calls.retry_after` seconds for every limit (RFC 3261
   §21.5.4 and §20.33: the caller may retry after that long).
+- Beyond capacity (issue 12): `LagMonitor` samples the event loop's lag
+  every `LAG_INTERVAL` and `pbx.rules.lag` decides; while the loop is
+  overloaded, step 1 refuses new INVITEs (`loop_lag`), whatever the CPS.
+  `calls.max_loop_lag` sets the mean lag that counts (0 = off).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
@@ -39,6 +44,7 @@ from pbx.call.model import CallSetup
 from pbx.config import CallSettings, FloodSettings
 from pbx.records import Disposition
 from pbx.rules.admission import TrunkAcl, trunk_for_source
+from pbx.rules.lag import LagEstimator
 from pbx.rules.limits import CallLimits, FloodConfig, FloodGuard, RateLimiter
 from pbx.store import Trunk
 
@@ -46,6 +52,32 @@ MAX_CALL_TASKS = 10_000  # call tasks at once when no limit is configured
 ADMISSION_SLACK = 64  # call tasks beyond max_concurrent that may be in admission at once
 OVERLOAD = "overload"
 CPS = "max_cps_per_source"
+LOOP_LAG = "loop_lag"
+LAG_INTERVAL = 0.05  # seconds between loop-lag samples
+
+
+class LagMonitor:
+    """Samples how late a timer fires on the running loop; `estimator` decides."""
+
+    def __init__(self, estimator: LagEstimator) -> None:
+        self.estimator = estimator
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._schedule(loop, loop.time() + LAG_INTERVAL)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        self._handle = loop.call_at(due, self._sample, loop, due)
+
+    def _sample(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        now = loop.time()
+        self.estimator.feed(now - due, now)
+        self._schedule(loop, now + LAG_INTERVAL)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
 
 
 class Overload:
@@ -58,6 +90,8 @@ class Overload:
         self.retry_after = calls.retry_after
         cap = calls.max_concurrent + ADMISSION_SLACK if calls.max_concurrent else MAX_CALL_TASKS
         self.max_tasks = min(cap, MAX_CALL_TASKS)
+        high = calls.max_loop_lag
+        self.lag = LagEstimator(high=high, low=high * 0.3) if high > 0 else None
 
     @property
     def active(self) -> int:
@@ -68,6 +102,8 @@ class Overload:
         """Step 1 for a new INVITE from `host`; the refusing reason or None."""
         if tasks >= self.max_tasks:
             return OVERLOAD
+        if self.lag is not None and self.lag.overloaded:
+            return LOOP_LAG
         if not self.cps.allow(host, now):
             return CPS
         return None

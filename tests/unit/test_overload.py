@@ -85,3 +85,30 @@ def test_flood_guard_from_settings() -> None:
     assert guard.check("127.0.0.2", 0.0) == Verdict.PASS
     assert guard.check("127.0.0.2", 0.0) == Verdict.BAN
     assert guard.check("127.0.0.2", 4.0) == Verdict.DROP
+
+
+async def test_a_lagging_loop_sheds_new_calls_until_it_recovers() -> None:
+    """The gate refuses (`loop_lag`) while the monitor sees the loop run late."""
+    import asyncio
+    import time as _time
+
+    from pbx.config import CallSettings
+    from pbx.service.overload import LagMonitor, Overload
+
+    overload = Overload(CallSettings(max_loop_lag=0.05))
+    assert overload.lag is not None
+    monitor = LagMonitor(overload.lag)
+    monitor.start()
+    try:
+        for _ in range(4):  # block the loop: every sample comes ~0.2 s late
+            await asyncio.sleep(0.06)
+            _time.sleep(0.2)  # noqa: ASYNC251 - the point: a loop doing too much
+        await asyncio.sleep(0.06)
+        assert overload.gate("192.0.2.1", 0, 0.0) == "loop_lag"
+        for _ in range(100):  # bounded: recovery needs the mean below `low` (hysteresis)
+            if not overload.lag.overloaded:
+                break
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - the loop must idle to recover
+        assert overload.gate("192.0.2.1", 0, 0.0) is None  # recovered without a restart
+    finally:
+        monitor.stop()
