@@ -284,7 +284,7 @@ class CallRunner:
                 deadline = min(deadline or ended_at + LINGER, ended_at + LINGER)
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                event, now = await asyncio.wait_for(self.inbox.get(), timeout)
+                event, now = await self._next(timeout)
             except TimeoutError:
                 if ended_at is not None and loop.time() >= ended_at + LINGER:
                     return
@@ -292,6 +292,13 @@ class CallRunner:
                 continue
             self._log_event(event)
             await self._execute(self.call.handle(event, now))
+
+    async def _next(self, wait: float | None) -> tuple[Input, float]:
+        """The next event: at once when one is queued, else wait (no task per event)."""
+        if not self.inbox.empty():
+            return self.inbox.get_nowait()
+        async with asyncio.timeout(wait):
+            return await self.inbox.get()
 
     def _log_event(self, event: Input) -> None:
         """One debug line per SIP event of the call, with its leg and branch (never per RTP packet).
@@ -341,17 +348,18 @@ class CallRunner:
             tag = self.ctx.ids.tag()
             self._respond(key, make_response(request, result.status, to_tag=tag, headers=retry))
             return None
+        builder = LegBuilder(self.ctx.ids, self.ctx.local)  # one per call, both legs
         inbound = InboundLeg(
             invite=request,
             key=key,
             source=self.first.source,
             to_tag=self.ctx.ids.tag(),
-            origin=LegBuilder(self.ctx.ids, self.ctx.local).new_origin(),
+            origin=builder.new_origin(),
         )
         self.manager.index(self.manager.by_record, result.record.id, self)
         self.log = self.log.bind(record=result.record.id, number=result.record.tracking_number)
         self.log.info("call.admitted", source=result.record.source, caller=result.caller)
-        return Call(result, inbound, LegBuilder(self.ctx.ids, self.ctx.local))
+        return Call(result, inbound, builder)
 
     # -- actions -----------------------------------------------------------------------
 
