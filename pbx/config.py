@@ -71,9 +71,9 @@ class SipSettings:
     host: str = "0.0.0.0"
     port: int = 5060
     transports: tuple[str, ...] = ("udp", "tcp")  # and "tls" (needs tls_cert, tls_key)
-    # Live SIP transactions at most (~6 KiB each, measured): new requests beyond get a
-    # stateless 503. Bounds memory when a flood comes from addresses the flood guard exempts.
-    max_transactions: int = 20_000
+    # Live SIP transactions at most (6.7 KiB each, bench/transactions.py): new requests beyond
+    # get a stateless 503. Sized for memory (~650 MiB), not to cap the rate (500 CPS ~ 48k).
+    max_transactions: int = 100_000
     tls_port: int = 5061  # SIP over TLS (when "tls" is in transports)
     tls_cert: str = ""  # PEM certificate chain file
     tls_key: str = ""  # PEM private key file
