@@ -72,7 +72,9 @@ def run_store(ctx: click.Context, fn: Callable[[Store], Awaitable[T]]) -> T:
 
     async def _go() -> T:
         async with await open_store(state.db) as store:
-            return await fn(store)
+            result = await fn(store)
+            await _audit(ctx, store)
+            return result
 
     try:
         return asyncio.run(_go())
@@ -85,6 +87,25 @@ def run_store(ctx: click.Context, fn: Callable[[Store], Awaitable[T]]) -> T:
             raise
         where = parse_store_url(state.db).display  # parsed fine already: open_store ran
         raise click.ClickException(one_line(f"cannot use database {where}: {exc}")) from None
+
+
+_CHANGES = frozenset({"add", "update", "remove", "rename"})
+_SELF_AUDITED = frozenset({"users", "tokens"})  # their use cases write the audit row
+_SECRET = ("password", "secret", "token")
+
+
+async def _audit(ctx: click.Context, store: Store) -> None:
+    """One audit row for a provisioning change made from the CLI (who: the login)."""
+    group = ctx.parent.command.name if ctx.parent is not None else None
+    if ctx.command.name not in _CHANGES or group is None or group in _SELF_AUDITED:
+        return
+    from pbx.admin import users as admin_users  # argon2 only when auditing
+
+    params = {k: v for k, v in ctx.params.items() if v not in (None, (), False)}
+    detail = {k: v for k, v in params.items() if not any(s in k for s in _SECRET)}
+    subject = next((str(params[k]) for k in ("name", "number", "pattern") if k in params), "")
+    await admin_users.record(store, admin_users.cli_actor(), f"{group}.{ctx.command.name}",
+                             subject, detail)  # fmt: skip
 
 
 def region_of(ctx: click.Context) -> str:
