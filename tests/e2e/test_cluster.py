@@ -292,3 +292,24 @@ async def _ended_soon(hooks: Hooks, late: list[object]) -> bool:
 
     await _wait("call.ended delivered for the late calls", delivered, 10)
     return True
+
+
+@pytest.mark.usefixtures("hooks")
+async def test_a_second_node_with_a_live_name_refuses_to_start(
+    tmp_path: Path, pg_url: str, hooks: Hooks
+) -> None:
+    first = _node(tmp_path, "twin", pg_url, hooks)
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    second = DaemonProcess(second_dir, pg_url, env={"PBX_NODE_ID": "twin"})
+    try:
+        await first.start()
+        with pytest.raises(RuntimeError, match="exited early"):
+            await second.start()
+        assert second.process is not None
+        assert second.process.returncode == 1
+        assert "Error: cannot start: node 'twin' is already running" in second.log_text()
+        assert await first.health() == 200  # the first node is untouched
+    finally:
+        await second.stop()
+        await first.stop()

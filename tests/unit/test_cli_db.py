@@ -55,3 +55,40 @@ def test_migrate_needs_a_postgresql_target_and_a_sqlite_source(tmp_path: Path) -
     assert missing.exit_code == 2
     assert "no SQLite store" in missing.stderr
     assert not (tmp_path / "none.sqlite3").exists()
+
+
+def test_an_unreachable_postgresql_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    port = _closed_port()
+    url = f"postgresql://pbx@127.0.0.1:{port}/pbx"
+    result = pbx(Path(url), "trunks", "list")  # type: ignore[arg-type]
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: cannot open PostgreSQL store")
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_on_an_unreachable_postgresql_exits_with_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"postgresql://pbx:hunter22@127.0.0.1:{_closed_port()}/pbx"
+    done = subprocess.run(
+        [sys.executable, "-c", "from cli import main; main()", "--db", url, "serve",
+         "--sip", "127.0.0.1:5990", "--http", "127.0.0.1:5991", "--admin", "127.0.0.1:5992"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1
+    assert lines[0].startswith("Error: cannot start: cannot open PostgreSQL store")
+    assert "hunter22" not in done.stderr + done.stdout  # the password is never shown
+    assert not list(tmp_path.iterdir())  # nothing half-created
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
