@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from pbx.errors import InputError
-from pbx.records import Attempt, CallRecord, Disposition
+from pbx.records import Attempt, CallRecord, Disposition, from_dict
 from pbx.store import (
     Binding,
     Block,
@@ -36,6 +36,7 @@ from pbx.store import (
     Trunk,
     Visit,
 )
+from pbx.store.base import ApiToken, AuditEntry, User
 from pbx.store.connect import open_store
 from pbx.store.dump import neutral_json
 from pbx.store.postgres.store import (
@@ -58,6 +59,7 @@ NUM2 = "+13125550150"
 T0 = "2024-05-01T10:00:00.000000Z"
 T1 = "2024-05-01T10:00:05.000000Z"
 T2 = "2024-05-01T10:01:00.000000Z"
+T3 = "2024-05-02T09:00:00.000000Z"
 
 
 @pytest.fixture
@@ -363,6 +365,28 @@ async def _fill(store: Any) -> None:
     await store.calls.finish(final, [_item(1), replace(_item(2), kind="ga4")])
     await store.outbox.mark_failed(1, None, "HTTP 410")
     await store.numbers.advance_cursor(NUM)
+    moved = replace(record, id="c2", inbound_call_id="in2@192.0.2.10", source="tv")
+    await store.calls.insert(moved)
+    await store.calls.update(replace(moved, started_at=T3))  # leaves a call_days row at 0
+    await store.users.add(
+        User(name="ann", role="admin", password_hash="$argon2id$h", created_at=T0)
+    )
+    await store.users.add(User(name="bob", role="viewer", password_hash="h2", created_at=T1))
+    await store.users.remove("ann")  # ids with a gap
+    token = await store.tokens.add(
+        ApiToken(name="ci", role="viewer", token_sha256="a" * 64, created_at=T0)
+    )
+    await store.tokens.touch(token.id, T1)
+    await store.tokens.revoke("ci", T2)
+    await store.tokens.add(ApiToken(name="ci", role="admin", token_sha256="b" * 64, created_at=T2))
+    await store.audit.add(AuditEntry(at=T0, actor="ann", action="users.add", subject="bob"))
+
+
+def record_of(dumped: str, call_id: str) -> CallRecord:
+    """A call record rebuilt from a dump's `calls` row."""
+    row = next(r for r in json.loads(dumped)["calls"] if r["id"] == call_id)
+    row["attempts"] = json.loads(row["attempts"])
+    return from_dict(row)
 
 
 async def test_copy_sqlite_to_postgres(tmp_path: Path, pg_url: str) -> None:
@@ -371,15 +395,26 @@ async def test_copy_sqlite_to_postgres(tmp_path: Path, pg_url: str) -> None:
         await _fill(source)
     counts = await copy_sqlite_to(path, pg_url)
     assert all(src == dst for _, src, dst in counts)
-    assert dict((t, n) for t, n, _ in counts)["calls"] == 1
+    assert dict((t, n) for t, n, _ in counts)["calls"] == 2
     async with await open_postgres(pg_url) as target:
         copied = await target.dump()
         assert copied == _sqlite_neutral_dump(path)
+        assert {"day": "2024-05-01", "source": "tv", "calls": 0, "answered": 0} in (
+            json.loads(copied)["call_days"]
+        )  # copied as it was, not rebuilt from calls
         # ids were kept and the sequences moved past them
         added = await target.trunks.add(Trunk(name="late", host="192.0.2.99"))
         assert added.id == 3
         assert (await target.outbox.add(_item(9))).id == 3
+        user = User(name="cy", role="viewer", password_hash="h3", created_at=T2)
+        assert (await target.users.add(user)).id == 3
+        entry = await target.audit.add(AuditEntry(at=T2, actor="cy", action="x"))
+        assert entry.id == 2
         await target.trunks.remove("late")
+        # the call_days triggers are back on after the copy
+        await target.calls.insert(replace(record_of(copied, "c2"), id="c3", started_at=T2))
+        days = await target.call_log.per_source_per_day("2024-05-01", "2024-05-01")
+        assert ("2024-05-01", "tv", 1, 0) in days
         before = await target.dump()
         with pytest.raises(TargetNotEmptyError) as info:
             await copy_sqlite_to(f"sqlite:///{path}", pg_url)
