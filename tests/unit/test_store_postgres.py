@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pbx.errors import InputError
 from pbx.records import Attempt, CallRecord, Disposition, from_dict
@@ -36,9 +37,10 @@ from pbx.store import (
     Trunk,
     Visit,
 )
-from pbx.store.base import ApiToken, AuditEntry, User
+from pbx.store.base import ApiToken, AuditEntry, CallFilter, User
 from pbx.store.connect import open_store
 from pbx.store.dump import neutral_json
+from pbx.store.postgres.call_log import prefix_bound
 from pbx.store.postgres.store import (
     Migration,
     PostgresStore,
@@ -260,6 +262,61 @@ async def test_nul_in_text_is_one_line_input_error(pg_url: str) -> None:
             await store.destinations.add(Destination(name="a\x00b", target="+1", kind="number"))
         assert "\n" not in str(info.value)
         assert await store.dump() == before
+
+
+# --- call log (pbx/store/postgres/call_log.py) ---------------------------------
+
+
+@given(st.text(min_size=1), st.text())
+def test_prefix_bound_is_exact(prefix: str, other: str) -> None:
+    """Every string starting with the prefix lies in [prefix, bound); no other does."""
+    bound = prefix_bound(prefix)
+    for text in (prefix + other, other, prefix[:-1] + other):
+        inside = prefix <= text and (bound is None or text < bound)
+        assert inside == text.startswith(prefix), (prefix, text, bound)
+    assert bound is None or not any(0xD800 <= ord(c) < 0xE000 for c in bound)
+
+
+async def test_caller_prefixes_at_the_edges_of_unicode(pg_url: str) -> None:
+    callers = ["\ud7ffa", "\ue000b", "\U0010ffff", "\U0010ffffz", "+14155550101"]
+    async with await open_postgres(pg_url) as store:
+        for i, caller in enumerate(callers):
+            await store.calls.insert(
+                CallRecord(id=f"e{i}", inbound_call_id=f"in{i}@x", started_at=T0,
+                           caller=caller, tracking_number=NUM)
+            )  # fmt: skip
+        for prefix in ("\ud7ff", "\U0010ffff", "+1415"):
+            page = await store.call_log.page(CallFilter(caller_prefix=prefix), 50)
+            assert sorted(r.caller for r in page) == sorted(
+                c for c in callers if c.startswith(prefix)
+            ), prefix
+        before = await store.dump()
+        with pytest.raises(InputError) as info:
+            await store.call_log.page(CallFilter(caller_prefix="+1\x00"), 50)
+        assert "\n" not in str(info.value)
+        assert await store.dump() == before
+
+
+async def test_calls_have_the_sqlite_indexes(tmp_path: Path, pg_url: str) -> None:
+    """Migration 3 mirrors SQLite's call indexes (PostgreSQL adds only its own two)."""
+    path = tmp_path / "pbx.sqlite3"
+    await (await open_store(path)).close()
+    conn = sqlite3.connect(path)
+    try:
+        lite = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' "
+                "AND sql IS NOT NULL"
+            )
+        }
+    finally:
+        conn.close()
+    async with await open_postgres(pg_url) as store:
+        rows = await store.pool.fetch(
+            "SELECT indexname::text AS name FROM pg_indexes WHERE tablename = 'calls'"
+        )
+    assert {r["name"] for r in rows} - {"calls_pkey", "calls_node_live"} == lite
 
 
 # --- round trips (property) -----------------------------------------------------
