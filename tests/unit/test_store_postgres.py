@@ -40,7 +40,9 @@ from pbx.store import (
 from pbx.store.base import ApiToken, AuditEntry, CallFilter, User
 from pbx.store.connect import open_store
 from pbx.store.dump import neutral_json
+from pbx.store.postgres.activity import PgCalls
 from pbx.store.postgres.call_log import prefix_bound
+from pbx.store.postgres.db import Db, Identity
 from pbx.store.postgres.store import (
     Migration,
     PostgresStore,
@@ -215,6 +217,45 @@ async def test_cursor_is_atomic_across_nodes(two: tuple[PostgresStore, PostgresS
     await _seed(a)
     got = await asyncio.gather(*(s.numbers.advance_cursor(NUM) for _ in range(15) for s in (a, b)))
     assert sorted(got) == list(range(30))
+
+
+async def test_tokens_of_one_name_race_across_nodes(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Two nodes adding an active token of one name at once: one wins, one ConflictError."""
+    tokens = [
+        store.tokens.add(ApiToken(name="ci", role="viewer", token_sha256=c * 64, created_at=T0))
+        for store, c in zip(two, "ab", strict=True)
+    ]
+    got = await asyncio.gather(*tokens, return_exceptions=True)
+    assert sorted(type(g).__name__ for g in got) == ["ApiToken", "ConflictError"]
+    assert len(await two[0].tokens.list()) == 1
+
+
+async def test_migration_3_counts_the_calls_already_there(empty_url: str) -> None:
+    """A schema 2 database with calls: migration 3 fills call_days from them."""
+    pool = await create_pool(empty_url, 1)
+    try:
+        await migrate(pool, load_migrations()[:2])
+        calls = PgCalls(Db(pool), Identity(name="old", token="t"))
+        for i, (started, source) in enumerate(
+            [(T0, "google"), (T1, "google"), (T2, None), (T3, "google"), (T3, "tv")]
+        ):
+            await calls.insert(
+                CallRecord(id=f"o{i}", inbound_call_id=f"in{i}@x", started_at=started,
+                           caller="+14155550102", tracking_number=NUM, source=source,
+                           answered_at=started if i % 2 else None)
+            )  # fmt: skip
+        await migrate(pool, load_migrations())
+    finally:
+        await pool.close()
+    async with await open_postgres(empty_url) as store:
+        assert await store.call_log.per_source_per_day("2024-05-01", "2024-05-02") == [
+            ("2024-05-01", None, 1, 0),
+            ("2024-05-01", "google", 2, 1),
+            ("2024-05-02", "google", 1, 1),
+            ("2024-05-02", "tv", 1, 0),
+        ]
 
 
 def _item(n: int) -> OutboxItem:
