@@ -1,6 +1,6 @@
-"""Benchmark: dashboard and admin API over a big SQLite call log (prints figures, asserts nothing).
+"""Benchmark: dashboard and admin API over a big call log (prints figures, asserts nothing).
 
-Run: `python bench/dashboard.py [--calls 1000000] [--db PATH] [--requests 40]`.
+Run: `python bench/dashboard.py [--calls 1000000] [--db PATH] [--requests 40] [--postgres]`.
 
 Fills a SQLite store (the real migrations, then the call rows written with
 `executemany` straight into the file, with the migration's call indexes
@@ -14,6 +14,9 @@ client: the overview page, call log pages (first, deep in the log via
 the keyset cursor, filtered by source, by caller prefix, by disposition and
 date), a call's detail page and the main API routes. Prints p50 / p99 in ms
 per route. `--db` reuses a file already filled with the same `--calls`.
+`--postgres` then also copies that file into PostgreSQL 15 on a throwaway
+cluster (tests/pg.py, the `pbx db migrate --to` code; its time is printed),
+runs ANALYZE and times the same routes over it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from pbx.http.admin.factory import make_admin_app
 from pbx.records import FIELD_NAMES
 from pbx.store.base import CallFilter, Destination, Source, TrackingNumber
 from pbx.store.connect import open_store
+from pbx.store.transfer import copy_sqlite_to
+from tests import pg
 
 SOURCES = ("google-ads", "bing", "facebook", "radio", "tv", "print", "direct", "yelp")
 NUMBER_COUNT = 40
@@ -178,8 +183,11 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _measure(path: Path, token: str, count: int, requests: int) -> None:
-    async with await open_store(path) as store:
+async def _measure(
+    path: Path, token: str, count: int, requests: int, url: str | None = None
+) -> None:
+    """Time the routes over the store at `url` (default: the SQLite file `path`)."""
+    async with await open_store(url or path) as store:
         app = make_admin_app(store, live_calls=None, secure_cookies=False, recordings_dir=None)
         runner = web.AppRunner(app)
         await runner.setup()
@@ -245,6 +253,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--db", type=Path, help="reuse (or create) this file")
+    parser.add_argument("--postgres", action="store_true", help="also over PostgreSQL")
     args = parser.parse_args()
     scratch = tempfile.TemporaryDirectory(prefix="pbx-bench-dashboard-")
     path = args.db or Path(scratch.name) / "pbx.sqlite3"
@@ -259,8 +268,25 @@ def main() -> None:
             f"filled {args.calls:,} calls in {time.perf_counter() - t0:.1f} s "
             f"({path.stat().st_size / 1e6:.0f} MB)"
         )
+    print("SQLite")
     asyncio.run(_measure(path, token_file.read_text(), args.calls, args.requests))
+    if args.postgres:
+        _measure_postgres(path, token_file.read_text(), args.calls, args.requests)
     scratch.cleanup()
+
+
+def _measure_postgres(path: Path, token: str, count: int, requests: int) -> None:
+    cluster = pg.Cluster.start()
+    try:
+        name = cluster.fresh_db(empty=True)
+        url = cluster.url(name)
+        t0 = time.perf_counter()
+        asyncio.run(copy_sqlite_to(path, url))
+        print(f"PostgreSQL (copied {count:,} calls in {time.perf_counter() - t0:.1f} s)")
+        cluster.psql("ANALYZE", db=name)
+        asyncio.run(_measure(path, token, count, requests, url))
+    finally:
+        cluster.stop()
 
 
 if __name__ == "__main__":

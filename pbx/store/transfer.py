@@ -16,6 +16,9 @@ Decisions:
 - Values convert by the target column's type (0/1 -> boolean, ints and
   floats as such); a value PostgreSQL refuses (e.g. a NUL in text) aborts
   the whole copy with an `InputError` naming the table.
+- `call_days` (per-day counts) is copied as it is, with the triggers that
+  keep it from `calls` disabled meanwhile: they would count every copied
+  call a second time, and the copy keeps rows whose counts fell to 0.
 - The copy holds the provisioning lock and locks every table it writes, so
   nothing else writes to the target meanwhile.
 """
@@ -48,11 +51,29 @@ TABLES = (
     "extensions",
     "extension_bindings",
     "calls",
+    "call_days",
     "visits",
     "outbox",
+    "users",
+    "tokens",
+    "audit",
     "config_version",
 )
-_WITH_IDENTITY = ("trunks", "destinations", "sources", "numbers", "blocks", "extensions", "outbox")
+_WITH_IDENTITY = (
+    "trunks",
+    "destinations",
+    "sources",
+    "numbers",
+    "blocks",
+    "extensions",
+    "outbox",
+    "users",
+    "tokens",
+    "audit",
+)
+# The triggers that keep call_days in step with calls: off while calls are
+# copied, since call_days is copied as it is (rows whose counts fell to 0 too).
+_CALL_DAYS_TRIGGERS = ("calls_days_insert", "calls_days_update", "calls_days_delete")
 CHUNK_ROWS = 5000  # rows per COPY: bounds memory on a large call history
 
 Counts = list[tuple[str, int, int]]
@@ -187,6 +208,12 @@ async def _copy_table(
     return table, source_rows, target_rows
 
 
+async def _call_days_triggers(conn: Conn, state: str) -> None:
+    """ENABLE or DISABLE them, inside the copy's transaction (a rollback restores them)."""
+    for trigger in _CALL_DAYS_TRIGGERS:
+        await conn.execute(f"ALTER TABLE calls {state} TRIGGER {trigger}")
+
+
 async def _reset_sequences(conn: Conn) -> None:
     for table in _WITH_IDENTITY:
         await conn.execute(
@@ -210,7 +237,9 @@ async def copy_sqlite_to(source: str | Path, postgres_url: str) -> Counts:
                 await _refuse_non_empty(conn, postgres_url)
                 types = await _target_types(conn)
                 _check_shapes(_source_columns(src), types)
+                await _call_days_triggers(conn, "DISABLE")
                 counts = [await _copy_table(conn, src, t, types[t]) for t in TABLES]
+                await _call_days_triggers(conn, "ENABLE")
                 await _reset_sequences(conn)
             return counts
         finally:

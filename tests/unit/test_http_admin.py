@@ -1,5 +1,8 @@
 """Admin app (dashboard + REST API) over a real SQLite store file, with aiohttp's test client:
-authentication, sessions, CSRF, throttling, roles, bearer tokens, audit."""
+authentication, sessions, CSRF, throttling, roles, bearer tokens, audit.
+
+The tests marked `BOTH_BACKENDS` (CSRF on every change, tokens, users, bad bodies
+changing nothing) also run on PostgreSQL (the throwaway cluster of tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -35,9 +38,15 @@ class FakeClock:
         return self.now
 
 
+BOTH_BACKENDS = pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(tmp_path / "pbx.sqlite3")
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A seeded store: SQLite unless a test asks for postgres (tests/pg.py cluster)."""
+    backend = getattr(request, "param", "sqlite")
+    where = request.getfixturevalue("pg_url") if backend == "postgres" else tmp_path / "pbx.sqlite3"
+    opened = await open_store(where)
     await seed(opened)
     for i in range(6):
         await opened.calls.insert(call(i, "2026-12-01"))
@@ -178,6 +187,7 @@ async def test_five_failures_from_one_address_lock_it(client: Client) -> None:
     assert await _try(client, "vic", VIEWER_PASSWORD) == 429
 
 
+@BOTH_BACKENDS
 async def test_csrf_is_needed_for_every_change(client: Client, store: Store) -> None:
     token = await login(client, "ann", ADMIN_PASSWORD)
     before = await store.dump()
@@ -236,6 +246,7 @@ async def test_logout_ends_the_session(client: Client) -> None:
     assert (await client.get("/api/v1/me")).status == 401
 
 
+@BOTH_BACKENDS
 async def test_bearer_tokens_roles_and_revocation(client: Client, store: Store) -> None:
     _, viewer = await admin_users.add_token(store, CLI, "reader", "viewer")
     _, writer = await admin_users.add_token(store, CLI, "writer", "admin")
@@ -267,6 +278,7 @@ async def test_trunk_secrets_never_leave(client: Client, store: Store) -> None:
     assert (await answer.json())["trunks"][0]["password_set"] is True
 
 
+@BOTH_BACKENDS
 async def test_users_and_tokens_through_the_api(client: Client, store: Store) -> None:
     token = await login(client, "ann", ADMIN_PASSWORD)
     h = {"X-CSRF-Token": token}
@@ -296,6 +308,7 @@ async def test_users_and_tokens_through_the_api(client: Client, store: Store) ->
     assert [r["action"] for r in (await audit.json())["audit"]] == ["users.remove", "tokens.revoke"]
 
 
+@BOTH_BACKENDS
 async def test_bad_json_bodies_change_nothing(client: Client, store: Store) -> None:
     token = await login(client, "ann", ADMIN_PASSWORD)
     h = {"X-CSRF-Token": token}

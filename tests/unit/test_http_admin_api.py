@@ -1,5 +1,8 @@
 """Admin REST API reads over a real SQLite store: keyset paging and filters, recordings with
-Range, the OpenAPI description, call tags, overview/ROI figures, live calls, every page."""
+Range, the OpenAPI description, call tags, overview/ROI figures, live calls, every page.
+
+The tests marked `BOTH_BACKENDS` (paging, filters, call tags, overview, ROI: the
+call log reads) also run on PostgreSQL (the throwaway cluster of tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -30,11 +33,17 @@ NOW = dt.datetime(2026, 12, 1, 20, 0, tzinfo=dt.UTC).timestamp()
 Client = TestClient[web.Request, web.Application]
 
 
+BOTH_BACKENDS = pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A seeded store with 130 calls over 40 days: SQLite unless a test asks for postgres."""
     from tests.admin_support import seed
 
-    opened = await open_store(tmp_path / "pbx.sqlite3")
+    backend = getattr(request, "param", "sqlite")
+    where = request.getfixturevalue("pg_url") if backend == "postgres" else tmp_path / "pbx.sqlite3"
+    opened = await open_store(where)
     await seed(opened)
     for i in range(130):
         day = (dt.date(2026, 12, 1) - dt.timedelta(days=i % 40)).isoformat()
@@ -68,6 +77,7 @@ async def _get(api: tuple[Client, dict[str, str]], path: str, status: int = 200)
     return await answer.json()
 
 
+@BOTH_BACKENDS
 async def test_keyset_paging_walks_every_call_once_in_order(
     api: tuple[Client, dict[str, str]], store: Store
 ) -> None:
@@ -84,6 +94,7 @@ async def test_keyset_paging_walks_every_call_once_in_order(
     assert len(seen) == 130
 
 
+@BOTH_BACKENDS
 async def test_filters_match_the_store(api: tuple[Client, dict[str, str]], store: Store) -> None:
     everything = await store.calls.list()
     cases: dict[str, Any] = {
@@ -159,6 +170,7 @@ async def test_call_detail_and_recording_with_ranges(
     assert beyond.status == 416
 
 
+@BOTH_BACKENDS
 async def test_call_tag_only_on_finished_calls(
     api: tuple[Client, dict[str, str]], store: Store
 ) -> None:
@@ -195,6 +207,7 @@ async def test_openapi_describes_every_route(api: tuple[Client, dict[str, str]])
             assert "200" in op["responses"]
 
 
+@BOTH_BACKENDS
 async def test_overview_figures(api: tuple[Client, dict[str, str]], store: Store) -> None:
     await store.calls.insert(call(301, "2026-12-01"))  # odd: google
     data = await _get(api, "/api/v1/overview")
@@ -216,6 +229,7 @@ async def test_overview_figures(api: tuple[Client, dict[str, str]], store: Store
     assert costs["radio"] == f"{round(300 / len(december), 2):.2f}"
 
 
+@BOTH_BACKENDS
 async def test_roi_report_matches_the_cli_rule(
     api: tuple[Client, dict[str, str]], store: Store
 ) -> None:

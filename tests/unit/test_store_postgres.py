@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pbx.errors import InputError
-from pbx.records import Attempt, CallRecord, Disposition
+from pbx.records import Attempt, CallRecord, Disposition, from_dict
 from pbx.store import (
     Binding,
     Block,
@@ -36,8 +37,12 @@ from pbx.store import (
     Trunk,
     Visit,
 )
+from pbx.store.base import ApiToken, AuditEntry, CallFilter, User
 from pbx.store.connect import open_store
 from pbx.store.dump import neutral_json
+from pbx.store.postgres.activity import PgCalls
+from pbx.store.postgres.call_log import prefix_bound
+from pbx.store.postgres.db import Db, Identity
 from pbx.store.postgres.store import (
     Migration,
     PostgresStore,
@@ -58,6 +63,7 @@ NUM2 = "+13125550150"
 T0 = "2024-05-01T10:00:00.000000Z"
 T1 = "2024-05-01T10:00:05.000000Z"
 T2 = "2024-05-01T10:01:00.000000Z"
+T3 = "2024-05-02T09:00:00.000000Z"
 
 
 @pytest.fixture
@@ -213,6 +219,45 @@ async def test_cursor_is_atomic_across_nodes(two: tuple[PostgresStore, PostgresS
     assert sorted(got) == list(range(30))
 
 
+async def test_tokens_of_one_name_race_across_nodes(
+    two: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Two nodes adding an active token of one name at once: one wins, one ConflictError."""
+    tokens = [
+        store.tokens.add(ApiToken(name="ci", role="viewer", token_sha256=c * 64, created_at=T0))
+        for store, c in zip(two, "ab", strict=True)
+    ]
+    got = await asyncio.gather(*tokens, return_exceptions=True)
+    assert sorted(type(g).__name__ for g in got) == ["ApiToken", "ConflictError"]
+    assert len(await two[0].tokens.list()) == 1
+
+
+async def test_migration_3_counts_the_calls_already_there(empty_url: str) -> None:
+    """A schema 2 database with calls: migration 3 fills call_days from them."""
+    pool = await create_pool(empty_url, 1)
+    try:
+        await migrate(pool, load_migrations()[:2])
+        calls = PgCalls(Db(pool), Identity(name="old", token="t"))
+        for i, (started, source) in enumerate(
+            [(T0, "google"), (T1, "google"), (T2, None), (T3, "google"), (T3, "tv")]
+        ):
+            await calls.insert(
+                CallRecord(id=f"o{i}", inbound_call_id=f"in{i}@x", started_at=started,
+                           caller="+14155550102", tracking_number=NUM, source=source,
+                           answered_at=started if i % 2 else None)
+            )  # fmt: skip
+        await migrate(pool, load_migrations())
+    finally:
+        await pool.close()
+    async with await open_postgres(empty_url) as store:
+        assert await store.call_log.per_source_per_day("2024-05-01", "2024-05-02") == [
+            ("2024-05-01", None, 1, 0),
+            ("2024-05-01", "google", 2, 1),
+            ("2024-05-02", "google", 1, 1),
+            ("2024-05-02", "tv", 1, 0),
+        ]
+
+
 def _item(n: int) -> OutboxItem:
     return OutboxItem(
         kind="webhook", payload=json.dumps({"n": n}), target_url="https://h.example/x"
@@ -258,6 +303,61 @@ async def test_nul_in_text_is_one_line_input_error(pg_url: str) -> None:
             await store.destinations.add(Destination(name="a\x00b", target="+1", kind="number"))
         assert "\n" not in str(info.value)
         assert await store.dump() == before
+
+
+# --- call log (pbx/store/postgres/call_log.py) ---------------------------------
+
+
+@given(st.text(min_size=1), st.text())
+def test_prefix_bound_is_exact(prefix: str, other: str) -> None:
+    """Every string starting with the prefix lies in [prefix, bound); no other does."""
+    bound = prefix_bound(prefix)
+    for text in (prefix + other, other, prefix[:-1] + other):
+        inside = prefix <= text and (bound is None or text < bound)
+        assert inside == text.startswith(prefix), (prefix, text, bound)
+    assert bound is None or not any(0xD800 <= ord(c) < 0xE000 for c in bound)
+
+
+async def test_caller_prefixes_at_the_edges_of_unicode(pg_url: str) -> None:
+    callers = ["\ud7ffa", "\ue000b", "\U0010ffff", "\U0010ffffz", "+14155550101"]
+    async with await open_postgres(pg_url) as store:
+        for i, caller in enumerate(callers):
+            await store.calls.insert(
+                CallRecord(id=f"e{i}", inbound_call_id=f"in{i}@x", started_at=T0,
+                           caller=caller, tracking_number=NUM)
+            )  # fmt: skip
+        for prefix in ("\ud7ff", "\U0010ffff", "+1415"):
+            page = await store.call_log.page(CallFilter(caller_prefix=prefix), 50)
+            assert sorted(r.caller for r in page) == sorted(
+                c for c in callers if c.startswith(prefix)
+            ), prefix
+        before = await store.dump()
+        with pytest.raises(InputError) as info:
+            await store.call_log.page(CallFilter(caller_prefix="+1\x00"), 50)
+        assert "\n" not in str(info.value)
+        assert await store.dump() == before
+
+
+async def test_calls_have_the_sqlite_indexes(tmp_path: Path, pg_url: str) -> None:
+    """Migration 3 mirrors SQLite's call indexes (PostgreSQL adds only its own two)."""
+    path = tmp_path / "pbx.sqlite3"
+    await (await open_store(path)).close()
+    conn = sqlite3.connect(path)
+    try:
+        lite = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' "
+                "AND sql IS NOT NULL"
+            )
+        }
+    finally:
+        conn.close()
+    async with await open_postgres(pg_url) as store:
+        rows = await store.pool.fetch(
+            "SELECT indexname::text AS name FROM pg_indexes WHERE tablename = 'calls'"
+        )
+    assert {r["name"] for r in rows} - {"calls_pkey", "calls_node_live"} == lite
 
 
 # --- round trips (property) -----------------------------------------------------
@@ -363,6 +463,28 @@ async def _fill(store: Any) -> None:
     await store.calls.finish(final, [_item(1), replace(_item(2), kind="ga4")])
     await store.outbox.mark_failed(1, None, "HTTP 410")
     await store.numbers.advance_cursor(NUM)
+    moved = replace(record, id="c2", inbound_call_id="in2@192.0.2.10", source="tv")
+    await store.calls.insert(moved)
+    await store.calls.update(replace(moved, started_at=T3))  # leaves a call_days row at 0
+    await store.users.add(
+        User(name="ann", role="admin", password_hash="$argon2id$h", created_at=T0)
+    )
+    await store.users.add(User(name="bob", role="viewer", password_hash="h2", created_at=T1))
+    await store.users.remove("ann")  # ids with a gap
+    token = await store.tokens.add(
+        ApiToken(name="ci", role="viewer", token_sha256="a" * 64, created_at=T0)
+    )
+    await store.tokens.touch(token.id, T1)
+    await store.tokens.revoke("ci", T2)
+    await store.tokens.add(ApiToken(name="ci", role="admin", token_sha256="b" * 64, created_at=T2))
+    await store.audit.add(AuditEntry(at=T0, actor="ann", action="users.add", subject="bob"))
+
+
+def record_of(dumped: str, call_id: str) -> CallRecord:
+    """A call record rebuilt from a dump's `calls` row."""
+    row = next(r for r in json.loads(dumped)["calls"] if r["id"] == call_id)
+    row["attempts"] = json.loads(row["attempts"])
+    return from_dict(row)
 
 
 async def test_copy_sqlite_to_postgres(tmp_path: Path, pg_url: str) -> None:
@@ -371,15 +493,26 @@ async def test_copy_sqlite_to_postgres(tmp_path: Path, pg_url: str) -> None:
         await _fill(source)
     counts = await copy_sqlite_to(path, pg_url)
     assert all(src == dst for _, src, dst in counts)
-    assert dict((t, n) for t, n, _ in counts)["calls"] == 1
+    assert dict((t, n) for t, n, _ in counts)["calls"] == 2
     async with await open_postgres(pg_url) as target:
         copied = await target.dump()
         assert copied == _sqlite_neutral_dump(path)
+        assert {"day": "2024-05-01", "source": "tv", "calls": 0, "answered": 0} in (
+            json.loads(copied)["call_days"]
+        )  # copied as it was, not rebuilt from calls
         # ids were kept and the sequences moved past them
         added = await target.trunks.add(Trunk(name="late", host="192.0.2.99"))
         assert added.id == 3
         assert (await target.outbox.add(_item(9))).id == 3
+        user = User(name="cy", role="viewer", password_hash="h3", created_at=T2)
+        assert (await target.users.add(user)).id == 3
+        entry = await target.audit.add(AuditEntry(at=T2, actor="cy", action="x"))
+        assert entry.id == 2
         await target.trunks.remove("late")
+        # the call_days triggers are back on after the copy
+        await target.calls.insert(replace(record_of(copied, "c2"), id="c3", started_at=T2))
+        days = await target.call_log.per_source_per_day("2024-05-01", "2024-05-01")
+        assert ("2024-05-01", "tv", 1, 0) in days
         before = await target.dump()
         with pytest.raises(TargetNotEmptyError) as info:
             await copy_sqlite_to(f"sqlite:///{path}", pg_url)

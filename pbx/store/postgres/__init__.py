@@ -5,8 +5,9 @@ never runs the others (no import cycle); import from the modules.
 
 Modules: `store` (pool, migrations, dump), `db` (transactions, errors),
 `cache` (provisioning cache kept fresh by `config_version`), the
-repositories `config`, `numbers`, `activity`, `local`, and `nodes` (leases
-of the nodes sharing one store). The schema is `migrations/NNNN_name.sql`,
+repositories `config`, `numbers`, `activity`, `local`, `users` (dashboard
+users, API tokens, the audit log), `call_log` (the dashboard's reads) and
+`nodes` (leases of the nodes sharing one store). The schema is `migrations/NNNN_name.sql`,
 numbered for this backend alone; its shared part has the SQLite schema's
 tables and columns, so `dump()` (pbx.store.dump) is the same text on both.
 
@@ -25,4 +26,6 @@ Differences from SQLite a caller can see: a NUL character in text is an
 reused (SQLite reuses the highest); `outbox.due()` needs `now` in the ISO
 form; `calls.mark_interrupted()` is the single-node sweep and, on a shared
 store, would touch other nodes' calls: nodes use `store.nodes` instead.
+The call log's index choice is PostgreSQL's planner's (no index hints), not
+SQLite's count-first rule; the results are the same.
 """

@@ -40,11 +40,13 @@ from pbx.store.base import SchemaVersionError, Store
 from pbx.store.dump import neutral_json
 from pbx.store.postgres.activity import PgCalls, PgOutbox, PgVisits
 from pbx.store.postgres.cache import PgConfigCache
+from pbx.store.postgres.call_log import PgCallLog
 from pbx.store.postgres.config import PgDestinations, PgSources, PgTrunks
 from pbx.store.postgres.db import Db, Identity, one_line
 from pbx.store.postgres.local import PgBlocks, PgExtensions
 from pbx.store.postgres.nodes import PgNodes
 from pbx.store.postgres.numbers import PgNumbers
+from pbx.store.postgres.users import PgAudit, PgTokens, PgUsers
 from pbx.store.probe import StoreCheck, version_check
 
 POOL_SIZE = 4  # connections per store: a node's per-call writes in flight at once
@@ -151,6 +153,10 @@ class PostgresStore:
         self.blocks = PgBlocks(self._db, self.cache)
         self.extensions = PgExtensions(self._db)
         self.nodes = PgNodes(self._db, self._who)  # PostgreSQL only: leases (nodes.py)
+        self.users = PgUsers(self._db)
+        self.tokens = PgTokens(self._db)
+        self.audit = PgAudit(self._db)
+        self.call_log = PgCallLog(self._db)
         self._closed = False
 
     @property
