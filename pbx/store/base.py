@@ -1,7 +1,7 @@
 """Store interface: row dataclasses and the `Store` protocol (pure types, no I/O).
 
-Every backend (SQLite today, PostgreSQL later) implements `Store` and passes
-the same contract suite (tests/store_contract.py). Callers depend only on
+Every backend (SQLite, PostgreSQL) implements `Store` and passes
+the same contract suite (tests/unit/test_store_contract.py). Callers depend only on
 this module.
 
 Conventions every backend keeps:

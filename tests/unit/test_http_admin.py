@@ -306,6 +306,9 @@ async def test_users_and_tokens_through_the_api(client: Client, store: Store) ->
     assert actions == ["users.remove", "tokens.revoke", "tokens.add", "users.add"]
     audit = await client.get("/api/v1/audit?limit=2")
     assert [r["action"] for r in (await audit.json())["audit"]] == ["users.remove", "tokens.revoke"]
+    huge = await client.get("/api/v1/audit?before_id=" + "9" * 40)  # no 500 from an overflow
+    assert huge.status == 400
+    assert (await huge.json())["error"] == "before_id must be an audit row id"
 
 
 @BOTH_BACKENDS

@@ -377,7 +377,7 @@ async def list_audit(request: web.Request) -> web.Response:
     need_admin(request)
     limit = views.parse_limit(request.query.get("limit"))
     before = request.query.get("before_id")
-    if before is not None and not before.isdigit():
+    if before is not None and not (before.isascii() and before.isdigit() and len(before) <= 18):
         raise InputError("before_id must be an audit row id")
     rows = await context(request).store.audit.list(
         limit=limit, before_id=int(before) if before else None
