@@ -13,8 +13,14 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests import pg
+
+# Timing is not what the property tests check: on the shared 2-core CI box a
+# case that takes 350 ms instead of 150 ms must not fail the suite (it did).
+settings.register_profile("pbx", deadline=None)
+settings.load_profile("pbx")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ EDGES = {
     "pbx.sip.agent",
     "pbx.rtp.relay",
     "pbx.rtp.rtpengine",
-    "pbx.rtp.engine_workers",
+    "pbx.rtp.rtpengine_engine",
     "pbx.rtp.worker",
     "pbx.rtp.workers",
     "pbx.audio.tts",
