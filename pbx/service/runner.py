@@ -63,6 +63,7 @@ from pbx.sip.agent import SipAgent
 from pbx.sip.ids import IdSource
 from pbx.sip.message import Request
 from pbx.sip.responses import make_response
+from pbx.sip.status import SipParseError
 from pbx.sip.transaction import (
     AckReceived,
     CancelReceived,
@@ -116,6 +117,7 @@ class CallManager:
     lease_lost: bool = False  # the node lost its store lease: refuse new calls (503)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     records: RecordWriter = field(init=False)  # every record write; survives a stuck store
+    refusals: RefusalLog = field(default_factory=lambda: RefusalLog())
 
     def __post_init__(self) -> None:
         self.records = RecordWriter(self.ctx.store, time.monotonic)
@@ -134,6 +136,7 @@ class CallManager:
         refused = self._gate(event, now)
         if refused is not None:
             self.ctx.metrics.rejected_for(refused)
+            self.refusals.note(refused, event, now)
             retry = [("Retry-After", "30" if self.draining else str(self.ctx.overload.retry_after))]
             self.ctx.agent.respond(event.key, make_response(request, 503, headers=retry))
             return True
@@ -340,7 +343,8 @@ class CallRunner:
             result = self.ctx.overload.acquire(self, result, iso_utc(wall))
             self.slot = not isinstance(result, Refusal)
         if isinstance(result, Refusal):
-            self.log.info("call.refused", status=result.status, reason=result.reason)
+            self.log.info("call.refused", status=result.status, reason=result.reason,
+                          source=self.first.source.host, dialled=_dialled(request))  # fmt: skip
             self.ctx.metrics.refused(result)
             if result.record is not None:
                 await self.manager.records.insert(result.record)
@@ -461,7 +465,8 @@ class CallRunner:
         if existing is None:
             if not await records.insert(record):  # no ringing row: do not take the call
                 self.log.warning("call.refused", status=503, reason="store unavailable",
-                                 cause=records.cause)  # fmt: skip
+                                 cause=records.cause, source=self.first.source.host,
+                                 dialled=_dialled(self.first.request))  # fmt: skip
                 self.diverted = self.call.reject(503, self._now(), "store unavailable")
                 return
         else:
@@ -505,6 +510,39 @@ class CallRunner:
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
+
+
+def _dialled(request: Request) -> str:
+    """The number (or user) a refused INVITE dialled, for its log line."""
+    try:
+        return request.request_uri.user or request.to.uri.user or ""
+    except SipParseError:
+        return ""
+
+
+class RefusalLog:
+    """One log line per INVITE refused at the gate, at most `per_second` a second per reason.
+
+    Beyond capacity is exactly when a line per refused call would cost the
+    most: the excess is counted and named on the next line of that reason.
+    """
+
+    def __init__(self, per_second: int = 5) -> None:
+        self.per_second = per_second
+        self._window: dict[str, tuple[int, int, int]] = {}  # reason -> (second, lines, skipped)
+
+    def note(self, reason: str, event: RequestReceived, now: float) -> None:
+        second = int(now)
+        start, lines, skipped = self._window.get(reason, (second, 0, 0))
+        if start != second:
+            start, lines = second, 0
+        if lines >= self.per_second:
+            self._window[reason] = (start, lines, skipped + 1)
+            return
+        self._window[reason] = (start, lines + 1, 0)
+        log.info("call.refused", status=503, reason=reason, source=event.source.host,
+                 dialled=_dialled(event.request), call_id=event.request.call_id,
+                 not_logged_before=skipped)  # fmt: skip
 
 
 def _unspecified(host: str) -> bool:

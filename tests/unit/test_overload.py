@@ -112,3 +112,34 @@ async def test_a_lagging_loop_sheds_new_calls_until_it_recovers() -> None:
         assert overload.gate("192.0.2.1", 0, 0.0) is None  # recovered without a restart
     finally:
         monitor.stop()
+
+
+def test_gate_refusals_are_logged_with_source_and_number_but_bounded() -> None:
+    """A flood of refused INVITEs costs at most a few log lines a second per reason."""
+    import structlog.testing
+
+    from pbx.service.runner import RefusalLog
+    from pbx.sip.message import Request, parse
+    from pbx.sip.peer import Peer
+    from pbx.sip.transaction import RequestReceived, TransactionKey
+
+    raw = (
+        b"INVITE sip:+12125550150@192.0.2.1 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 203.0.113.10;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n"
+        b"To: <sip:+12125550150@192.0.2.1>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    request = parse(raw)
+    assert isinstance(request, Request)
+    event = RequestReceived(request, Peer("udp", "203.0.113.10", 5060),
+                            TransactionKey("z9hG4bKx", "INVITE", "203.0.113.10:5060"))  # fmt: skip
+    refusals = RefusalLog(per_second=2)
+    with structlog.testing.capture_logs() as logs:
+        for i in range(10):
+            refusals.note("overload", event, 100.0 + i * 0.01)
+        refusals.note("overload", event, 101.5)
+    lines = [entry for entry in logs if entry["event"] == "call.refused"]
+    assert len(lines) == 3
+    assert lines[0]["source"] == "203.0.113.10"
+    assert lines[0]["dialled"] == "+12125550150"
+    assert lines[-1]["not_logged_before"] == 8
