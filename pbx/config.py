@@ -96,6 +96,7 @@ class HttpSettings:
     port: int = 8080
     cors_origins: tuple[str, ...] = ()  # sites allowed to call the visitor API; "*" = any
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
+    status_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # who may read /health, /metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,7 @@ class VisitSettings:
     geoip_db: str = ""  # GeoLite2/GeoIP2 City .mmdb for GeoContact; "" = off
     area_codes: str = ""  # area-code centroids CSV; "" = the shipped data/area_codes.csv
     max_new_per_ip: int = 60  # new visits one IP may start per session_length; 0 = no limit
+    max_requests_per_minute: int = 120  # visitor API requests (pings, preflights) per IP; 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,11 +522,13 @@ def _check_http_lists(h: HttpSettings) -> None:
     for origin in h.cors_origins:
         if origin != "*" and not _ORIGIN.match(origin):
             raise _bad("http.cors_origins", "origins like https://www.example.com or *", origin)
-    for cidr in h.trusted_proxies:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise _bad("http.trusted_proxies", "a list of CIDRs", cidr) from None
+    for key, cidrs in (("http.trusted_proxies", h.trusted_proxies),
+                       ("http.status_allow", h.status_allow)):  # fmt: skip
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise _bad(key, "a list of CIDRs", cidr) from None
 
 
 def _check_flood(f: FloodSettings) -> None:

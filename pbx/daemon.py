@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import socket
 import sys
@@ -62,6 +63,11 @@ from pbx.store.connect import open_store
 
 log = structlog.get_logger("pbx.daemon")
 
+STATUS_PATHS = frozenset({"/health", "/metrics"})
+STATUS_ALLOW: web.AppKey[list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = web.AppKey(
+    "status_allow"
+)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PORT_QUARANTINE = 5.0  # seconds a released RTP pair rests before reuse (late packets)
 EXEMPT_REFRESH = 15.0  # seconds between re-reads of trunk addresses for the flood guard
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -202,8 +208,24 @@ async def start(settings: Settings) -> Daemon:
     return daemon
 
 
+@web.middleware
+async def _status_only_for_allowed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """/health and /metrics sit on the public listener: only `[http] status_allow` reads them."""
+    if request.path in STATUS_PATHS:
+        allow = request.app[STATUS_ALLOW]
+        try:
+            remote = ipaddress.ip_address(request.remote or "")
+        except ValueError:
+            remote = None
+        if remote is None or not any(remote in net for net in allow):
+            raise web.HTTPNotFound()
+    return await handler(request)
+
+
 async def _start_http(daemon: Daemon) -> web.AppRunner:
-    app = web.Application()
+    app = web.Application(middlewares=[_status_only_for_allowed])
+    app[STATUS_ALLOW] = [ipaddress.ip_network(c, strict=False)
+                         for c in daemon.settings.http.status_allow]  # fmt: skip
     app.router.add_get("/health", _health(daemon))
     visitors.add_routes(app, daemon.store, daemon.settings)
     if daemon.settings.metrics.enabled and daemon.metrics is not None:

@@ -32,6 +32,8 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import ipaddress
 import json
 import re
@@ -114,6 +116,7 @@ class VisitorApi:
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     limit: NewVisitLimit = field(default_factory=lambda: NewVisitLimit(0, 1.0))
+    requests: NewVisitLimit = field(default_factory=lambda: NewVisitLimit(0, 60.0))
 
     # -- request reading -----------------------------------------------------------
 
@@ -189,8 +192,14 @@ class VisitorApi:
 
     # -- handlers --------------------------------------------------------------------
 
+    def check_rate(self, request: web.Request) -> None:
+        """Every visitor API request counts against its address (pings and preflights too)."""
+        if not self.requests.allow(self.client_ip(request) or "", self.clock()):
+            raise BadRequest("too many requests from this address", 429)
+
     async def post_visit(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin")
+        self.check_rate(request)
         self.check_origin(origin)
         body = await _read_json(request)
         checked = check_visit_body(body, self.settings.phone.default_region)
@@ -199,6 +208,7 @@ class VisitorApi:
 
     async def preflight(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin")
+        self.check_rate(request)
         self.check_origin(origin)
         headers = self.cors_headers(origin) | {
             "Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -207,10 +217,14 @@ class VisitorApi:
         }
         return web.Response(status=204, headers=headers)
 
-    async def swap_js(self, _: web.Request) -> web.Response:
-        text = (STATIC / "swap.js").read_text(encoding="utf-8")
-        return web.Response(text=text, content_type="application/javascript",
-                            headers={"Cache-Control": "public, max-age=300"})  # fmt: skip
+    async def swap_js(self, request: web.Request) -> web.Response:
+        """From memory, with an ETag: a page view costs a 304, not a file read."""
+        body, etag = _swap_js()
+        headers = {"Cache-Control": "public, max-age=300", "ETag": etag}
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=body, content_type="application/javascript",
+                            charset="utf-8", headers=headers)  # fmt: skip
 
     def check_origin(self, origin: str | None) -> None:
         if origin is not None and not self._allowed(origin):
@@ -318,15 +332,32 @@ def _digits(e164: str) -> str:
 async def _read_json(request: web.Request) -> object:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise BadRequest("request body too large", 413)
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise BadRequest("request body too large", 413)
+    raw = await _read_body(request)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body must be JSON") from None
     except RecursionError:  # "[[[[..." within MAX_BODY nests deeper than the stack allows
         raise BadRequest("the body nests too deeply") from None
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, however slowly it arrives (one `read(n)` may return a piece)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(MAX_BODY + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BadRequest("request body too large", 413)
+    return b"".join(chunks)
+
+
+@functools.cache
+def _swap_js() -> tuple[bytes, str]:
+    """swap.js's bytes and its ETag, read once."""
+    body = (STATIC / "swap.js").read_bytes()
+    return body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
 
 
 # -- wiring -------------------------------------------------------------------------
@@ -367,7 +398,9 @@ def build_api(store: Store, settings: Settings) -> VisitorApi:
         except (OSError, ValueError) as exc:
             log.warning("geo.database_unavailable", path=settings.visits.geoip_db, error=str(exc))
     limit = NewVisitLimit(settings.visits.max_new_per_ip, settings.visits.session_length)
-    return VisitorApi(store, settings, reader, _centroids(settings), limit=limit)
+    requests = NewVisitLimit(settings.visits.max_requests_per_minute, 60.0)
+    return VisitorApi(store, settings, reader, _centroids(settings), limit=limit,
+                      requests=requests)  # fmt: skip
 
 
 def add_routes(app: web.Application, store: Store, settings: Settings) -> VisitorApi:

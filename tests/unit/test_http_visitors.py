@@ -240,3 +240,49 @@ def test_client_ip_trusts_only_configured_proxies() -> None:
     assert client_ip("10.1.1.1", "garbage", proxies) == "10.1.1.1"
     assert client_ip("10.1.1.1", None, proxies) == "10.1.1.1"
     assert client_ip("10.1.1.1", "10.3.3.3", proxies) == "10.1.1.1"
+
+
+async def test_swap_js_comes_from_memory_with_an_etag(client: Client) -> None:
+    async with client.session.get(f"{client.base}/swap.js") as r:
+        etag = r.headers["ETag"]
+        assert r.status == 200
+    headers = {"If-None-Match": etag}
+    async with client.session.get(f"{client.base}/swap.js", headers=headers) as r:
+        assert r.status == 304
+        assert await r.read() == b""
+
+
+async def test_pings_and_preflights_count_against_the_address(
+    make_client: Callable[..., Any],
+) -> None:
+    client: Client = await make_client(PBX_VISITS_MAX_REQUESTS_PER_MINUTE="3")
+    first = await client.visit()
+    headers = {"Origin": SITE, "Access-Control-Request-Method": "POST"}
+    async with client.session.options(f"{client.base}/v1/visits", headers=headers) as r:
+        assert r.status == 204
+    await client.visit(visitor_id=first["visitor_id"])  # a ping
+    refused = await client.visit(429, visitor_id=first["visitor_id"])
+    assert refused == {"error": "too many requests from this address"}
+    client.clock[0] += 61  # a minute later the address may ping again
+    await client.visit(visitor_id=first["visitor_id"])
+
+
+async def test_a_body_that_arrives_slowly_is_read_whole(client: Client) -> None:
+    """The JSON arrives in pieces over a raw socket: no spurious 400."""
+    import asyncio
+    import json as _json
+
+    host, port = client.base.removeprefix("http://").split(":")
+    body = _json.dumps({"landing_url": "https://www.example.com/?gclid=x"}).encode()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/visits HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+    )
+    for i in range(0, len(body), 7):
+        writer.write(body[i : i + 7])
+        await writer.drain()
+        await asyncio.sleep(0.01)  # pacing of a slow client, not a race fix
+    status = await asyncio.wait_for(reader.readline(), 5.0)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 200"), status
