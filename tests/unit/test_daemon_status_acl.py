@@ -25,9 +25,9 @@ async def _status(allow: list[str], path: str) -> int:
     await site.start()
     try:
         port = runner.addresses[0][1]
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{port}{path}") as response:
-                return response.status
+        url = f"http://127.0.0.1:{port}{path}"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status
     finally:
         await runner.cleanup()
 
