@@ -99,10 +99,7 @@ class Daemon:
             await self.keeper.close()
         if self.outbox is not None:
             await self.outbox.close()  # undelivered items stay queued in the store
-        if self.admin is not None:
-            await self.admin.cleanup()
-        if self.admin_store is not None:
-            await self.admin_store.close()
+        await _stop_admin(self)
         if self.http is not None:
             await self.http.cleanup()
         await self.agent.close()
@@ -145,22 +142,29 @@ def _media_address(settings: Settings) -> str:
 
 
 async def start(settings: Settings) -> Daemon:
-    """Bring every part up; raises on a port already in use or a bad database."""
+    """Bring every part up; raises on a port already in use or a bad database.
+
+    A part that fails to start undoes the ones started before it (worker
+    processes ended, ports released, the lease given back), so a failed start
+    exits at once and leaves nothing behind.
+    """
+    async with contextlib.AsyncExitStack() as undo:
+        daemon = await _start_parts(settings, undo)
+        undo.pop_all()
+        return daemon
+    raise AssertionError("unreachable")  # the exit stack re-raises any failure
+
+
+async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> Daemon:
     store = await open_store(settings.store.location)
+    undo.push_async_callback(store.close)
     node = settings.node.id or socket.gethostname()
     keeper = NodeKeeper(store, node, settings.node.lease_seconds, lambda lost: None)
-    try:
-        await keeper.start()  # refuses a name a live node holds; the crash sweep
-    except BaseException:
-        await store.close()
-        raise
+    await keeper.start()  # refuses a name a live node holds; the crash sweep
+    undo.push_async_callback(keeper.close)
     media = _media_address(settings)
-    try:
-        relay = await _media_engine(settings)
-    except BaseException:
-        await keeper.close()
-        await store.close()
-        raise
+    relay = await _media_engine(settings)
+    undo.callback(relay.close)
     t = settings.timers
     agent = SipAgent(
         host=settings.sip.host,
@@ -171,6 +175,7 @@ async def start(settings: Settings) -> Daemon:
         max_transactions=settings.sip.max_transactions,
     )
     await agent.start()
+    undo.push_async_callback(agent.close)
     sip_host = settings.sip.host if settings.sip.host not in WILDCARDS else media
     local = {tr: LocalAddress(sip_host, agent.port) for tr in settings.sip.transports}
     ctx = CallContext(
@@ -192,6 +197,7 @@ async def start(settings: Settings) -> Daemon:
     if ctx.overload.lag is not None:
         lag_monitor = LagMonitor(ctx.overload.lag)
         lag_monitor.start()
+        undo.callback(lag_monitor.stop)
     keeper.on_lost = lambda lost: setattr(manager, "lease_lost", lost)
     agent.user = RegistrarService(  # REGISTER for local extensions; the rest to `manager`
         agent, store, manager, registrar_config(settings.registrar)
@@ -200,12 +206,24 @@ async def start(settings: Settings) -> Daemon:
     relay.on_failure = manager.on_media_failure
     daemon = Daemon(settings, store, agent, relay, manager, metrics=ctx.metrics, keeper=keeper)
     await _guard(daemon)
+    if daemon.guard_task is not None:
+        undo.callback(daemon.guard_task.cancel)
     daemon.http = await _start_http(daemon)
+    undo.push_async_callback(daemon.http.cleanup)
+    undo.push_async_callback(_stop_admin, daemon)
     await _start_admin(daemon)
     daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
     daemon.outbox.start()
+    undo.push_async_callback(daemon.outbox.close)
     await _register_trunks(daemon, sip_host)
     return daemon
+
+
+async def _stop_admin(daemon: Daemon) -> None:
+    if daemon.admin is not None:
+        await daemon.admin.cleanup()
+    if daemon.admin_store is not None:
+        await daemon.admin_store.close()
 
 
 @web.middleware

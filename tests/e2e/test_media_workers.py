@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,35 @@ async def test_a_killed_worker_ends_its_calls_and_comes_back(
     assert rows[0].disposition == Disposition.ANSWERED
     assert rows[0].hangup_by == "caller"
     assert "media.worker_died" in daemon.log_text()
+
+
+def test_a_failed_start_exits_at_once_and_leaves_no_worker(tmp_path: Path) -> None:
+    """The admin port is taken: `pbx serve` says so and exits; its relay worker goes too."""
+    import socket
+    import subprocess
+    import sys
+
+    from .conftest import free_port, free_udp_range
+
+    low = free_udp_range(8)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        admin = taken.getsockname()[1]
+        args = [sys.executable, "-c", "from cli import main; main()", "--db",
+                str(tmp_path / "pbx.sqlite3"), "serve", "--sip", f"127.0.0.1:{free_port()}",
+                "--http", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{admin}",
+                "--rtp-ports", f"{low}-{low + 7}"]  # fmt: skip
+        done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert "Error: cannot start:" in done.stderr
+    assert "address already in use" in done.stderr
+    leftovers = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "pbx.rtp.worker" in text and f"{low}-" in text:
+            leftovers.append(text)
+    assert leftovers == []
