@@ -35,6 +35,11 @@ Removal rules:
   numbers' trunk to None (default trunk).
 - extension used by a destination (`ext:NAME`): ConflictError.
 - removing a number also removes its number-specific blocks.
+- prompt used by a number (disclosure / whisper / voicemail): ConflictError
+  naming `--force` unless `force=True`, which clears those fields (a number
+  whose disclosure is gone is no longer recorded: `record` is cleared too,
+  so nobody is recorded without the consent prompt the admin chose).
+  A number naming a prompt that does not exist is a NotFoundError.
 
 `numbers.lookup(e164)` returns the number even when it or its source is
 disabled; the daemon decides what a disabled number means.
@@ -141,6 +146,31 @@ class TrackingNumber:
     location: str | None = None
     area_code: str | None = None
     rr_cursor: int = 0
+    # Audio (issue 13); prompts are named, see `StoredPrompt`. Recording is off by default.
+    record: bool = False
+    disclosure: str | None = None  # played to the caller before bridging; recording after it
+    whisper: str | None = None  # played to the answerer only, before bridging
+    whisper_text: str | None = None  # a `pbx.audio.text` template spoken per call
+    screen: bool = False  # the answerer must press 1 within screen_seconds
+    screen_seconds: int = 5
+    voicemail: str | None = None  # greeting when every destination failed
+    voicemail_seconds: int = 120
+
+
+PROMPT_FIELDS = ("disclosure", "whisper", "voicemail")  # number fields naming a prompt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredPrompt:
+    """An audio prompt as stored: 8 kHz mono 16-bit LE PCM (`pbx.audio.prompt`)."""
+
+    name: str
+    pcm: bytes
+    id: int = 0
+    seconds: float = 0.0
+    origin: str = ""  # "file NAME.wav" or "text"
+    text: str | None = None  # the text it was rendered from
+    created_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +379,19 @@ class ExtensionRepo(Protocol):
     async def remove_binding(self, name: str, contact: str) -> None: ...
 
 
+class PromptRepo(Protocol):
+    async def add(self, prompt: StoredPrompt) -> StoredPrompt: ...
+    async def get(self, name_or_id: str | int) -> StoredPrompt | None: ...
+    async def list(self) -> list[StoredPrompt]: ...
+    async def users(self, name: str) -> builtins.list[str]:
+        """The numbers whose disclosure, whisper or voicemail is this prompt."""
+        ...
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        """ConflictError naming --force while a number uses it; force clears those fields."""
+        ...
+
+
 class Store(Protocol):
     """The whole storage interface; use as `async with await open_store(p) as store`."""
 
@@ -370,6 +413,8 @@ class Store(Protocol):
     def blocks(self) -> BlockRepo: ...
     @property
     def extensions(self) -> ExtensionRepo: ...
+    @property
+    def prompts(self) -> PromptRepo: ...
 
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...

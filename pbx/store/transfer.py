@@ -47,12 +47,22 @@ TABLES = (
     "blocks",
     "extensions",
     "extension_bindings",
+    "prompts",
     "calls",
     "visits",
     "outbox",
     "config_version",
 )
-_WITH_IDENTITY = ("trunks", "destinations", "sources", "numbers", "blocks", "extensions", "outbox")
+_WITH_IDENTITY = (
+    "trunks",
+    "destinations",
+    "sources",
+    "numbers",
+    "blocks",
+    "extensions",
+    "prompts",
+    "outbox",
+)
 CHUNK_ROWS = 5000  # rows per COPY: bounds memory on a large call history
 
 Counts = list[tuple[str, int, int]]

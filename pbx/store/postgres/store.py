@@ -42,7 +42,7 @@ from pbx.store.postgres.activity import PgCalls, PgOutbox, PgVisits
 from pbx.store.postgres.cache import PgConfigCache
 from pbx.store.postgres.config import PgDestinations, PgSources, PgTrunks
 from pbx.store.postgres.db import Db, Identity, one_line
-from pbx.store.postgres.local import PgBlocks, PgExtensions
+from pbx.store.postgres.local import PgBlocks, PgExtensions, PgPrompts
 from pbx.store.postgres.nodes import PgNodes
 from pbx.store.postgres.numbers import PgNumbers
 from pbx.store.probe import StoreCheck, version_check
@@ -151,6 +151,7 @@ class PostgresStore:
         self.outbox = PgOutbox(self._db, self._who)
         self.blocks = PgBlocks(self._db, self.cache)
         self.extensions = PgExtensions(self._db)
+        self.prompts = PgPrompts(self._db)
         self.nodes = PgNodes(self._db, self._who)  # PostgreSQL only: leases (nodes.py)
         self._closed = False
 

@@ -32,7 +32,7 @@ from pbx.store.sqlite.activity import SqliteCalls, SqliteOutbox, SqliteVisits
 from pbx.store.sqlite.cache import ConfigCache, open_cache
 from pbx.store.sqlite.config import SqliteDestinations, SqliteSources, SqliteTrunks
 from pbx.store.sqlite.db import Db, Writer
-from pbx.store.sqlite.local import SqliteBlocks, SqliteExtensions
+from pbx.store.sqlite.local import SqliteBlocks, SqliteExtensions, SqlitePrompts
 from pbx.store.sqlite.numbers import SqliteNumbers
 
 _MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
@@ -140,6 +140,7 @@ class SqliteStore:
         self.outbox = SqliteOutbox(self._db)
         self.blocks = SqliteBlocks(self._db, cache)
         self.extensions = SqliteExtensions(self._db)
+        self.prompts = SqlitePrompts(self._db)
         self._closed = False
 
     async def schema_version(self) -> int:
