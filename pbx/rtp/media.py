@@ -18,6 +18,23 @@ these protocols, so an engine is swappable without touching it:
 - `session.snapshot()` gives the counters so far (for `/metrics`),
   `session.close()` the final ones (idempotent).
 
+Audio (issue 13), which every engine must offer (a worker-process engine
+forwards these calls to the worker that owns the session, and its
+`on_done` callback back to the daemon's loop):
+
+- `session.play(leg, pcm, payload_type, on_done)` sends an 8 kHz mono
+  16-bit prompt to `leg` as a paced RTP stream of its own SSRC (PCMU 0 or
+  PCMA 8); while it plays, that leg does not get the other side's audio;
+  `on_done()` is called once when the last packet went out (not when
+  `stop_playing(leg)` cut it short);
+- `session.start_recording(path)` writes both legs' forwarded audio from
+  now on into a stereo WAV at `path` (caller left, answerer right); raises
+  `MediaError` if the file cannot be created; a write error later (disk
+  full) stops the recording, the call goes on, and the result says so;
+- `session.stop_recording()` fixes the header and returns the
+  `RecordingResult` (None if nothing was recording); `close()` stops it too
+  and keeps the result for `recording_result()`.
+
 Engines: `pbx.rtp.relay.MediaRelay` (built in, in the daemon's process).
 Decisions: counters are per receiving leg (what arrived on a leg and was
 forwarded to the other); an engine that cannot count a field reports 0.
@@ -35,6 +52,7 @@ Leg = Literal["inbound", "outbound"]
 LEGS: tuple[Leg, Leg] = ("inbound", "outbound")
 OnTimeout = Callable[[str], None]
 OnFailure = Callable[[str, str], None]
+OnDone = Callable[[], None]
 
 
 class MediaError(PbxError):
@@ -61,6 +79,16 @@ class MediaStats:
     outbound: Counters
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingResult:
+    """One call's recording as written: its file, length, size, and why it stopped early."""
+
+    path: str
+    seconds: float
+    bytes: int  # the file's size, header included
+    error: str | None = None  # e.g. "No space left on device": the recording is cut there
+
+
 class MediaSession(Protocol):
     """Both legs of one call's media in some engine."""
 
@@ -73,6 +101,11 @@ class MediaSession(Protocol):
     def arm(self) -> None: ...
     def snapshot(self) -> MediaStats: ...
     def close(self) -> MediaStats: ...
+    def play(self, leg: Leg, pcm: bytes, payload_type: int, on_done: OnDone | None) -> None: ...
+    def stop_playing(self, leg: Leg) -> None: ...
+    def start_recording(self, path: str) -> None: ...
+    def stop_recording(self) -> RecordingResult | None: ...
+    def recording_result(self) -> RecordingResult | None: ...
 
 
 class MediaEngine(Protocol):

@@ -39,6 +39,16 @@ Decisions where the specs are silent:
   `arm()` (at answer). An armed session with no packet either way for
   `media_timeout` seconds gets one `on_timeout(call_id)` call from the
   manager's periodic check; the owner then ends the call and `close()`s it.
+- Audio (issue 13). Recording: `start_recording(path)` puts a
+  `pbx.rtp.recording.RecordingFile` on the session; each RTP packet a leg
+  forwards is also fed to it (one attribute test per packet when not
+  recording, nothing logged), and the periodic check writes silence as time
+  passes. Playing: `play(leg, pcm, pt, on_done)` sends a
+  `pbx.rtp.stream.PromptStream` (own random SSRC, sequence and timestamp;
+  a second prompt on the leg continues the first one's) from the leg's RTP
+  socket to its remote, one `loop.call_at` per due packet (no busy loop, no
+  task); while it plays the leg's peer endpoint does not forward the other
+  side's audio to it (`muted`). Prompt packets are not counted as relayed.
 - Binding: a pair someone else holds is released into quarantine and the
   next pair tried, up to `BIND_ATTEMPTS` pairs; then `MediaError`.
 """
@@ -48,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import replace
@@ -60,12 +71,16 @@ from pbx.rtp.media import (
     MediaEngine,
     MediaError,
     MediaStats,
+    OnDone,
     OnFailure,
     OnTimeout,
+    RecordingResult,
 )
 from pbx.rtp.media import MediaSession as MediaSessionApi
 from pbx.rtp.packet import is_rtcp
 from pbx.rtp.ports import PortPairAllocator
+from pbx.rtp.recording import RecordingFile
+from pbx.rtp.stream import PromptStream
 
 Address = tuple[str, int] | tuple[str, int, int, int]
 
@@ -123,6 +138,8 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def __init__(self, session: MediaSession, leg: Leg, rtcp: bool, relatch_after: float) -> None:
         self.session = session
+        self.leg = leg
+        self.muted = False  # a prompt plays to this leg: the other side's audio is held back
         self.counters = session.counters[leg]
         self.latch = Latch(relatch_after)
         self.rtcp = rtcp
@@ -149,7 +166,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         session.armed = True
         target = peer.latch.target
         transport = peer.transport
-        if target is None or transport is None or peer.paused:
+        if target is None or transport is None or peer.paused or peer.muted:
             counters.dropped += 1
             return
         transport.sendto(data, target)
@@ -159,6 +176,9 @@ class _Endpoint(asyncio.DatagramProtocol):
         else:
             counters.packets += 1
             counters.bytes += len(data)
+            recording = session.recording
+            if recording is not None:
+                recording.feed(self.leg, data, now)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP port unreachable from a peer that went away: the media timeout handles it."""
@@ -192,6 +212,10 @@ class MediaSession:
         self._family = relay.family
         self._endpoints: dict[tuple[Leg, bool], _Endpoint] = {}
         self._stats: MediaStats | None = None
+        self.recording: RecordingFile | None = None
+        self._recorded: RecordingResult | None = None
+        self._streams: dict[Leg, PromptStream] = {}  # the last prompt per leg (SSRC continuity)
+        self._playing: dict[Leg, tuple[asyncio.TimerHandle, OnDone | None]] = {}
 
     def port(self, leg: Leg) -> int:
         """Our RTP port on `leg` (RTCP is this + 1): what that leg's SDP names."""
@@ -245,12 +269,91 @@ class MediaSession:
         """Close the sockets, quarantine the ports, return the final counters."""
         if self._stats is not None:
             return self._stats
+        for leg in list(self._playing):
+            self.stop_playing(leg)
+        self.stop_recording()
         for endpoint in self._endpoints.values():
             if endpoint.transport is not None:
                 endpoint.transport.close()
         self._stats = self.snapshot()
         self._relay._forget(self)
         return self._stats
+
+    # -- audio (issue 13) -------------------------------------------------------------
+
+    def start_recording(self, path: str) -> None:
+        """Record both legs' forwarded audio into a stereo WAV at `path` (MediaError if not)."""
+        if self.closed:
+            raise MediaError(f"media: call {self.call_id} is closed")
+        if self.recording is None:
+            self.recording = RecordingFile(path, self.loop.time())
+
+    def stop_recording(self) -> RecordingResult | None:
+        recording, self.recording = self.recording, None
+        if recording is not None:
+            self._recorded = recording.close()
+        return self._recorded
+
+    def recording_result(self) -> RecordingResult | None:
+        return self._recorded if self.recording is None else self.recording.result()
+
+    def advance_recording(self, now: float) -> None:
+        if self.recording is not None:
+            self.recording.advance(now)
+
+    def play(self, leg: Leg, pcm: bytes, payload_type: int, on_done: OnDone | None) -> None:
+        """Send `pcm` to `leg` as paced RTP; `on_done()` once the last packet went out."""
+        if self.closed:
+            raise MediaError(f"media: call {self.call_id} is closed")
+        self.stop_playing(leg)
+        now = self.loop.time()
+        previous = self._streams.get(leg)
+        if previous is not None and previous.payload_type == payload_type:
+            stream = PromptStream.after(previous, pcm, now)
+        else:
+            stream = PromptStream(
+                pcm, payload_type, secrets.randbits(32), secrets.randbits(16),
+                secrets.randbits(32), now,
+            )  # fmt: skip
+        self._streams[leg] = stream
+        self._endpoints[(leg, False)].muted = True
+        self._schedule(leg, stream, now, on_done)
+
+    def playing(self, leg: Leg) -> bool:
+        return leg in self._playing
+
+    def stop_playing(self, leg: Leg) -> None:
+        """Cut a prompt short (no `on_done`); the leg hears the other side again."""
+        entry = self._playing.pop(leg, None)
+        if entry is not None:
+            entry[0].cancel()
+        endpoint = self._endpoints.get((leg, False))
+        if endpoint is not None:
+            endpoint.muted = False
+
+    def _schedule(self, leg: Leg, stream: PromptStream, now: float, on_done: OnDone | None) -> None:
+        deadline = stream.next_deadline()
+        if deadline is None:
+            self._played(leg, on_done)
+            return
+        handle = self.loop.call_at(max(deadline, now), self._send_due, leg, stream, on_done)
+        self._playing[leg] = (handle, on_done)
+
+    def _send_due(self, leg: Leg, stream: PromptStream, on_done: OnDone | None) -> None:
+        endpoint = self._endpoints[(leg, False)]
+        now = self.loop.time()
+        packets = stream.next_packets(now)
+        target, transport = endpoint.latch.target, endpoint.transport
+        if target is not None and transport is not None and not endpoint.paused:
+            for packet in packets:
+                transport.sendto(packet, target)
+        self._schedule(leg, stream, now, on_done)
+
+    def _played(self, leg: Leg, on_done: OnDone | None) -> None:
+        self._playing.pop(leg, None)
+        self._endpoints[(leg, False)].muted = False
+        if on_done is not None:
+            on_done()
 
     def _address(self, host: str, port: int) -> Address:
         try:
@@ -443,7 +546,10 @@ class MediaRelay:
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         try:
-            self.check_timeouts(loop.time())
+            now = loop.time()
+            for session in self._sessions.values():
+                session.advance_recording(now)
+            self.check_timeouts(now)
         finally:  # a failing on_timeout must not stop the checks of other calls
             if self._sessions:
                 self._ensure_timer(loop)
