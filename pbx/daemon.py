@@ -44,6 +44,7 @@ from pbx.logs import setup_logging
 from pbx.records import iso_utc
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
+from pbx.service import recordings
 from pbx.service.metrics import Metrics
 from pbx.service.outbox import OutboxDispatcher
 from pbx.service.overload import Overload, flood_guard, trunk_exemption
@@ -77,10 +78,13 @@ class Daemon:
     outbox: OutboxDispatcher | None = None
     metrics: Metrics | None = None
     guard_task: asyncio.Task[None] | None = None
+    purge_task: asyncio.Task[None] | None = None  # issue 13: daily recordings purge
 
     async def close(self) -> None:
         if self.guard_task is not None:
             self.guard_task.cancel()
+        if self.purge_task is not None:  # issue 13
+            self.purge_task.cancel()
         await self.manager.drain(self.settings.timers.drain_timeout)
         if self.outbox is not None:
             await self.outbox.close()  # undelivered items stay queued in the store
@@ -105,6 +109,7 @@ async def start(settings: Settings) -> Daemon:
     swept = await store.calls.mark_interrupted(iso_utc(time.time()))
     if swept:
         log.warning("calls.interrupted", count=swept)
+    await recordings.start_up(settings.recording.dir)  # issue 13: fix files a crash cut off
     media = _media_address(settings)
     relay = MediaRelay(
         PortPairAllocator(settings.rtp.port_low, settings.rtp.port_high, PORT_QUARANTINE),
@@ -136,6 +141,7 @@ async def start(settings: Settings) -> Daemon:
         integrations=integrations_from(settings),
         overload=Overload(settings.calls),
         metrics=Metrics(),
+        recording_dir=settings.recording.dir,  # issue 13
     )
     manager = CallManager(ctx)
     agent.user = RegistrarService(  # REGISTER for local extensions; the rest to `manager`
@@ -148,6 +154,10 @@ async def start(settings: Settings) -> Daemon:
     daemon.http = await _start_http(daemon)
     daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
     daemon.outbox.start()
+    # issue 13: the daily retention sweep of recordings
+    daemon.purge_task = asyncio.get_running_loop().create_task(
+        recordings.purge_daily(settings.recording.dir, settings.recording.retention_days)
+    )
     await _register_trunks(daemon, sip_host)
     return daemon
 

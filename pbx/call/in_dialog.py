@@ -83,6 +83,8 @@ def on_request(call: CallState, event: RequestReceived, now: float) -> list[Acti
         return _answer(event, 491)  # RFC 3261 §14.1, RFC 3311 §5.2
     if len(relays) >= MAX_RELAYED:
         return _answer(event, 503, [("Retry-After", "1")])
+    if call.winner is None:  # voicemail: nobody to relay to; keep the media as it is
+        return _answer(event, 488 if request.method in OFFER_METHODS else 200)
     return _relay(call, event, leg)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pbx.call import endings
+from pbx.call import audio, endings
 from pbx.call.branches import attempt_done, cancel_branch
 from pbx.call.legs import media_endpoint, relay_sdp
 from pbx.call.model import (
@@ -32,6 +32,7 @@ from pbx.call.model import (
     Branch,
     MediaOpened,
     Pending,
+    PlayPrompt,
     SendRequest,
     SendResponse,
     SendStateless,
@@ -41,7 +42,7 @@ from pbx.call.model import (
 )
 from pbx.call.state import CallState
 from pbx.records import Disposition
-from pbx.rtp.sdp import SdpError, parse_sdp
+from pbx.rtp.sdp import SdpError, SessionDescription, parse_sdp
 from pbx.rules.routing import final_status, hunt_continues
 from pbx.sip.auth import AuthAttempt, DigestClient, challenges_in
 from pbx.sip.dialog import DialogError
@@ -121,7 +122,27 @@ def _current_step(call: CallState) -> list[Branch]:
 
 
 def _fail_to_caller(call: CallState, now: float) -> list[Action]:
+    if audio.can_take_voicemail(call):
+        return _voicemail(call, now)
     return endings.reject(call, final_status(call.statuses), now, None)
+
+
+def _voicemail(call: CallState, now: float) -> list[Action]:
+    """Nobody answered: pbx answers the caller itself for the voicemail greeting."""
+    assert call.relay is not None
+    assert call.inbound.offer is not None
+    body = relay_sdp(call.inbound.offer, call.relay.inbound, call.inbound.origin)
+    ok = call.builder.to_caller(call.inbound, 200, body=body)
+    call.inbound.dialog = call.builder.uas_dialog(call.inbound)
+    call.inbound.answered = True
+    call.state = "answered"
+    call.answered_at = now
+    played = audio.voicemail_answered(call, now)
+    call.record = replace(
+        call.record, answered_at=call.wall(now), sip_status=200, sip_reason="voicemail",
+        ring_seconds=round(now - call.setup.started, 3),
+    )  # fmt: skip
+    return [SendResponse(call.inbound.key, ok), ArmMedia(), *played, WriteRecord(call.record)]
 
 
 # -- responses to the outbound INVITEs ----------------------------------------------
@@ -202,7 +223,48 @@ def _branch_answered(
         bye = call.builder.bye(branch)
         call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)
         return [*actions, SendRequest(bye, branch.target.dest)]
+    if call.setup.audio.whisper is not None:
+        whisper = _whisper(call, branch, response, now)
+        if whisper:
+            return actions + whisper
     return actions + _bridge(call, branch, response, now)
+
+
+def _whisper(call: CallState, branch: Branch, response: Response, now: float) -> list[Action]:
+    """Hold the answerer's 2xx (ACKed, not relayed) and play it the whisper (outbound only).
+
+    Returns [] when the whisper cannot be played (SRTP, no G.711): bridge at once."""
+    try:
+        answer = parse_sdp(response.body) if response.body else None
+    except SdpError:
+        answer = None
+    codec = audio.codec_for(call, answer)
+    whisper = call.setup.audio.whisper
+    if codec is None or whisper is None or answer is None:
+        return []
+    call.winner = branch
+    call.held = response
+    branch.state = "answered"
+    branch.deadline = None
+    actions: list[Action] = []
+    for other in call.branches:
+        if other is not branch:
+            actions += cancel_branch(call, other, now)
+    endpoint = media_endpoint(answer)
+    if endpoint is not None:
+        actions.append(SetMediaRemote("outbound", *endpoint))
+    call.playing.add("outbound")
+    return [*actions, PlayPrompt("outbound", audio.WHISPER, whisper, codec)]
+
+
+def whisper_done(call: CallState, now: float) -> list[Action]:
+    """The whisper ended: now the caller is connected (its 200 goes out)."""
+    call.playing.discard("outbound")
+    branch, response = call.winner, call.held
+    if branch is None or response is None or call.state != "routing":
+        return []
+    call.held = None
+    return _bridge(call, branch, response, now)
 
 
 def _extra_fork(call: CallState, branch: Branch, response: Response) -> list[Action]:
@@ -263,7 +325,18 @@ def _bridge(call: CallState, branch: Branch, response: Response, now: float) -> 
         ring_seconds=round(now - call.setup.started, 3),
     )
     ready: list[Action] = [SendResponse(call.inbound.key, ok), ArmMedia()]
-    return [*actions, *media, *ready, WriteRecord(call.record)]
+    answer = _parsed(response.body)
+    started = audio.on_bridged(call, answer)
+    return [*actions, *media, *ready, WriteRecord(call.record), *started]
+
+
+def _parsed(body: bytes) -> SessionDescription | None:
+    if not body:
+        return None
+    try:
+        return parse_sdp(body)
+    except SdpError:
+        return None
 
 
 def _answer_sdp(call: CallState, response: Response) -> tuple[list[Action], bytes]:

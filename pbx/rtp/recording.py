@@ -51,7 +51,7 @@ class RecordingFile:
             self._file: BinaryIO | None = open(path, "wb", buffering=BUFFER)  # noqa: SIM115
             self._file.write(self.writer.begin())
         except OSError as exc:
-            raise MediaError(f"recording: cannot write {path}: {exc.strerror or exc}") from None
+            raise MediaError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def feed(self, leg: Leg, packet: bytes, now: float) -> None:
         """One forwarded RTP packet from `leg`, arrived at loop time `now`."""

@@ -24,6 +24,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -47,11 +48,16 @@ from pbx.call.model import (
     MediaOpened,
     MediaTimedOut,
     OpenMedia,
+    PlayPrompt,
+    PromptDone,
     SendRequest,
     SendResponse,
     SendStateless,
     SetMediaRemote,
     Shutdown,
+    StartRecording,
+    StopPrompt,
+    WatchDigits,
     WriteRecord,
 )
 from pbx.records import CallRecord, Disposition, iso_utc
@@ -99,6 +105,7 @@ class CallContext:
     integrations: Integrations = field(default_factory=Integrations)
     overload: Overload = field(default_factory=Overload)  # admission limits (issue 7)
     metrics: Metrics = field(default_factory=Metrics)
+    recording_dir: Path = Path("data/recordings")  # [recording] dir
 
 
 @dataclass
@@ -364,6 +371,8 @@ class CallRunner:
                     self.call.media.arm()
             case CloseMedia():
                 self._close_media()
+            case PlayPrompt() | StopPrompt() | StartRecording() | WatchDigits():
+                self._audio(action)
             case WriteRecord(record):
                 await self._write(record)
             case FinishRecord(record):
@@ -424,6 +433,36 @@ class CallRunner:
         if call is not None and call.media is not None and call.media_stats is None:
             call.media_stats = call.media.close()
             self.ctx.metrics.media_closed(call.media, call.media_stats)
+            call.recording = call.media.recording_result()
+            if call.recording is not None and call.recording.error is not None:
+                self.log.warning("recording.failed", path=call.recording.path,
+                                 error=call.recording.error)  # fmt: skip
+
+    def _audio(self, action: PlayPrompt | StopPrompt | StartRecording | WatchDigits) -> None:
+        """Prompts and recording (issue 13): the engine does the work, the call decides."""
+        call = self.call
+        media = call.media if call is not None else None
+        if call is None or media is None or media.closed:
+            return
+        match action:
+            case PlayPrompt(leg, name, pcm, payload_type):
+                done = PromptDone(leg, name)
+                try:
+                    media.play(leg, pcm, payload_type, lambda: self.post(done, self._now()))
+                except MediaError as exc:
+                    self.log.warning("media.play_failed", leg=leg, prompt=name, error=str(exc))
+                    self.post(done, self._now())
+            case StopPrompt(leg):
+                media.stop_playing(leg)
+            case StartRecording():
+                path = self.ctx.recording_dir / f"{call.record.id}.wav"
+                try:
+                    media.start_recording(str(path))
+                except MediaError as exc:  # unwritable dir: the call goes on, one line
+                    call.recording_error = str(exc)
+                    self.log.warning("recording.failed", path=str(path), error=str(exc))
+            case WatchDigits():
+                pass  # screening by RFC 4733 is not wired yet (issue 13)
 
     async def _write(self, record: CallRecord) -> None:
         assert self.call is not None
