@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from pbx.commands.audio import prompts, recordings
 from pbx.commands.block import block
 from pbx.commands.calls import calls
 from pbx.commands.common import AdminError, CliState, fail, one_line
@@ -81,7 +82,7 @@ def cli(ctx: click.Context, db: str, region: str) -> None:
 
 
 for _command in (visits, report, trunks, destinations, sources, numbers, calls, block,
-                 extensions, doctor, serve, db):  # fmt: skip
+                 extensions, doctor, serve, db, prompts, recordings):  # fmt: skip
     cli.add_command(_command)
 
 

@@ -50,6 +50,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from pbx.admin.presets import Preset, load_presets
+from pbx.audio.text import check_template
 from pbx.errors import InputError, NotFoundError
 from pbx.numbers import describe, normalise
 from pbx.records import CallRecord
@@ -484,6 +485,15 @@ class NumberOptions:
     hours: str | None = None
     after_hours: tuple[str, ...] | None = None
     present_tracking_number: bool | None = None
+    # Audio (issue 13): prompt names ('' clears), flags, seconds.
+    record: bool | None = None
+    disclosure: str | None = None
+    whisper: str | None = None
+    whisper_text: str | None = None
+    screen: bool | None = None
+    screen_seconds: int | None = None
+    voicemail: str | None = None
+    voicemail_seconds: int | None = None
 
 
 def parse_hours(text: str) -> str | None:
@@ -513,10 +523,42 @@ def _apply_number(base: TrackingNumber, opts: NumberOptions) -> TrackingNumber:
         changes["ring_timeout"] = check_ring_timeout(opts.ring_timeout)
     if opts.trunk is not None:
         changes["trunk"] = opts.trunk or None
-    for field in ("source", "enabled", "present_tracking_number"):
+    for field in ("source", "enabled", "present_tracking_number", "record", "screen"):
         if getattr(opts, field) is not None:
             changes[field] = getattr(opts, field)
-    return _apply_hours(replace(base, **changes), opts)
+    return _apply_hours(replace(base, **changes, **_audio_changes(opts)), opts)
+
+
+MAX_SCREEN_SECONDS = 60
+MAX_VOICEMAIL_SECONDS = 3600
+
+
+def _audio_changes(opts: NumberOptions) -> dict[str, Any]:
+    """--disclosure/--whisper/--voicemail ('' clears), --whisper-text, the seconds."""
+    changes: dict[str, Any] = {}
+    for field in ("disclosure", "whisper", "voicemail"):
+        value = getattr(opts, field)
+        if value is not None:
+            changes[field] = value.strip() or None
+    if opts.whisper_text is not None:
+        text = opts.whisper_text.strip()
+        if text:
+            whisper_template(text)
+        changes["whisper_text"] = text or None
+    for field, limit in (("screen_seconds", MAX_SCREEN_SECONDS),
+                         ("voicemail_seconds", MAX_VOICEMAIL_SECONDS)):  # fmt: skip
+        value = getattr(opts, field)
+        if value is not None:
+            if not 1 <= value <= limit:
+                option = "--" + field.replace("_", "-")
+                raise InputError(f"{option} must be 1-{limit} seconds (got {value})")
+            changes[field] = value
+    return changes
+
+
+def whisper_template(template: str) -> None:
+    """InputError (one line) unless `template` is a usable --whisper-text."""
+    check_template(template)
 
 
 def _apply_hours(number: TrackingNumber, opts: NumberOptions) -> TrackingNumber:
