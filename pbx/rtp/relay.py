@@ -41,8 +41,9 @@ Decisions where the specs are silent:
   manager's periodic check; the owner then ends the call and `close()`s it.
 - Audio (issue 13). Recording: `start_recording(path)` puts a
   `pbx.rtp.recording.RecordingFile` on the session; each RTP packet a leg
-  forwards is also fed to it (one attribute test per packet when not
-  recording, nothing logged), and the periodic check writes silence as time
+  accepts (latched source) is also fed to it, forwarded or not (voicemail
+  has nobody to forward to); one attribute test per packet when not
+  recording, nothing logged; and the periodic check writes silence as time
   passes. Playing: `play(leg, pcm, pt, on_done)` sends a
   `pbx.rtp.stream.PromptStream` (own random SSRC, sequence and timestamp;
   a second prompt on the leg continues the first one's) from the leg's RTP
@@ -164,6 +165,9 @@ class _Endpoint(asyncio.DatagramProtocol):
             return
         session.last_activity = now
         session.armed = True
+        recording = session.recording
+        if recording is not None and not self.rtcp:  # also when not forwarded (voicemail)
+            recording.feed(self.leg, data, now)
         target = peer.latch.target
         transport = peer.transport
         if target is None or transport is None or peer.paused or peer.muted:
@@ -176,9 +180,6 @@ class _Endpoint(asyncio.DatagramProtocol):
         else:
             counters.packets += 1
             counters.bytes += len(data)
-            recording = session.recording
-            if recording is not None:
-                recording.feed(self.leg, data, now)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP port unreachable from a peer that went away: the media timeout handles it."""
