@@ -32,6 +32,7 @@ Decisions (issue 13; see docs/recording.md for the why):
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from pbx.call.model import Action, PlayPrompt, PromptDone, StartRecording
@@ -46,6 +47,15 @@ GREETING = "greeting"
 BEEP = "beep"
 NO_CODEC = "no prompt: the call offers neither PCMU nor PCMA"
 SRTP_NOTE = "not recorded: SRTP (RTP/SAVP) call"
+
+
+_TELEPHONE_EVENT = re.compile(rb"a=rtpmap:(\d{1,3}) telephone-event/8000", re.IGNORECASE)
+
+
+def telephone_event(body: bytes) -> int | None:
+    """The RFC 4733 payload type an SDP body maps to telephone-event/8000 (first one)."""
+    match = _TELEPHONE_EVENT.search(body)
+    return int(match.group(1)) if match and int(match.group(1)) < 128 else None
 
 
 def payload_types(sdp: SessionDescription | None) -> list[int]:

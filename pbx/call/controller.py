@@ -40,6 +40,7 @@ from pbx.call.in_dialog import ALLOW, MAX_REACKS, MAX_RELAYED, OFFER_METHODS, RE
 from pbx.call.model import (
     Action,
     CallSetup,
+    DigitReceived,
     MediaFailed,
     MediaLost,
     MediaOpened,
@@ -90,6 +91,7 @@ Input = (
     | MediaTimedOut
     | MediaLost
     | PromptDone
+    | DigitReceived
     | Shutdown
 )
 
@@ -122,6 +124,9 @@ class Call(CallState):
         if vm is not None and vm <= now and self.state == "answered":
             self.voicemail_deadline = None
             actions += self.hangup("system", now, "voicemail time limit")
+        screening = self.screening.next_deadline() if self.screening is not None else None
+        if screening is not None and screening <= now:
+            actions += routing.screening_timer(self, now)
         for branch in self.branches:
             if branch.deadline is not None and branch.deadline <= now:
                 branch.deadline = None
@@ -133,6 +138,8 @@ class Call(CallState):
         match event:
             case MediaOpened() | MediaFailed() | MediaLost() | MediaTimedOut() | PromptDone():
                 return self._media_event(event, now)
+            case DigitReceived(leg, digit):
+                return routing.screening_digit(self, digit, now) if leg == "outbound" else []
             case Shutdown():
                 return endings.shutdown(self, now)
             case CancelReceived():

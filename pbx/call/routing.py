@@ -37,13 +37,18 @@ from pbx.call.model import (
     SendResponse,
     SendStateless,
     SetMediaRemote,
+    StopPrompt,
     Target,
+    WatchDigits,
     WriteRecord,
 )
 from pbx.call.state import CallState
 from pbx.records import Disposition
 from pbx.rtp.sdp import SdpError, SessionDescription, parse_sdp
 from pbx.rules.routing import final_status, hunt_continues
+from pbx.rules.screening import Action as ScreenAction
+from pbx.rules.screening import Bridge, HuntOn, PlayWhisper, Screening, StopWhisper
+from pbx.rules.screening import Input as ScreenInput
 from pbx.sip.auth import AuthAttempt, DigestClient, challenges_in
 from pbx.sip.dialog import DialogError
 from pbx.sip.message import Response
@@ -223,27 +228,31 @@ def _branch_answered(
         bye = call.builder.bye(branch)
         call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)
         return [*actions, SendRequest(bye, branch.target.dest)]
-    if call.setup.audio.whisper is not None:
-        whisper = _whisper(call, branch, response, now)
-        if whisper:
-            return actions + whisper
+    plan = call.setup.audio
+    if plan.whisper is not None or plan.screen:
+        held = _hold(call, branch, response, now)
+        if held:
+            return actions + held
     return actions + _bridge(call, branch, response, now)
 
 
-def _whisper(call: CallState, branch: Branch, response: Response, now: float) -> list[Action]:
-    """Hold the answerer's 2xx (ACKed, not relayed) and play it the whisper (outbound only).
+def _hold(call: CallState, branch: Branch, response: Response, now: float) -> list[Action]:
+    """Hold the answerer's 2xx (ACKed, not relayed): whisper and/or screening first.
 
-    Returns [] when the whisper cannot be played (SRTP, no G.711): bridge at once."""
-    try:
-        answer = parse_sdp(response.body) if response.body else None
-    except SdpError:
-        answer = None
+    The caller keeps its ringback; the whisper plays on the outbound leg only.
+    Returns [] when that is impossible (SRTP, or a whisper without G.711 and no
+    screening): the call is bridged at once."""
+    plan = call.setup.audio
+    answer = _parsed(response.body)
     codec = audio.codec_for(call, answer)
-    whisper = call.setup.audio.whisper
-    if codec is None or whisper is None or answer is None:
+    if audio.is_srtp(call.inbound.offer) or answer is None:
+        return []
+    whisper = plan.whisper if codec is not None else None
+    if whisper is None and not plan.screen:
         return []
     call.winner = branch
     call.held = response
+    call.codec = codec
     branch.state = "answered"
     branch.deadline = None
     actions: list[Action] = []
@@ -253,18 +262,99 @@ def _whisper(call: CallState, branch: Branch, response: Response, now: float) ->
     endpoint = media_endpoint(answer)
     if endpoint is not None:
         actions.append(SetMediaRemote("outbound", *endpoint))
-    call.playing.add("outbound")
-    return [*actions, PlayPrompt("outbound", audio.WHISPER, whisper, codec)]
+    if not plan.screen:
+        assert whisper is not None
+        assert codec is not None
+        call.playing.add("outbound")
+        return [*actions, PlayPrompt("outbound", audio.WHISPER, whisper, codec)]
+    seconds = len(whisper) / 16000 if whisper is not None else None
+    call.screening, steps = Screening.start(
+        now, whisper_seconds=seconds, screen=True, screen_seconds=plan.screen_seconds
+    )
+    watch = WatchDigits("outbound", audio.telephone_event(response.body))
+    return [*actions, watch, *_screened(call, steps, now)]
 
 
-def whisper_done(call: CallState, now: float) -> list[Action]:
-    """The whisper ended: now the caller is connected (its 200 goes out)."""
-    call.playing.discard("outbound")
+def _screened(call: CallState, steps: list[ScreenAction], now: float) -> list[Action]:
+    """The screening machine's actions as the call's (pbx.rules.screening)."""
+    actions: list[Action] = []
+    plan = call.setup.audio
+    for step in steps:
+        match step:
+            case PlayWhisper() if plan.whisper is not None and call.codec is not None:
+                call.playing.add("outbound")
+                actions.append(PlayPrompt("outbound", audio.WHISPER, plan.whisper, call.codec))
+            case StopWhisper():
+                call.playing.discard("outbound")
+                actions.append(StopPrompt("outbound"))
+            case Bridge():
+                actions += _end_screening(call) + _bridge_held(call, now)
+            case HuntOn(reason):
+                actions += _end_screening(call) + _screen_failed(call, reason, now)
+            case _:  # ArmTimer: read through next_deadline(); Release: the call ends itself
+                pass
+    return actions
+
+
+def _end_screening(call: CallState) -> list[Action]:
+    call.screening = None
+    return [WatchDigits("outbound", None)]
+
+
+def _bridge_held(call: CallState, now: float) -> list[Action]:
     branch, response = call.winner, call.held
     if branch is None or response is None or call.state != "routing":
         return []
     call.held = None
     return _bridge(call, branch, response, now)
+
+
+def _screen_failed(call: CallState, reason: str, now: float) -> list[Action]:
+    """No accept digit (or the answerer left): the branch is a no-answer; hunt on."""
+    branch = call.winner
+    if branch is None:
+        return []
+    still_up = call.held is not None
+    call.winner, call.held = None, None
+    call.playing.discard("outbound")
+    branch.state = "failed"
+    actions: list[Action] = []
+    if still_up:
+        bye = call.builder.bye(branch)
+        call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)
+        actions.append(SendRequest(bye, branch.target.dest))
+    attempt_done(call, branch, None, reason, now)
+    return actions + _after_branch(call, branch, None, now)
+
+
+def whisper_done(call: CallState, now: float) -> list[Action]:
+    """The whisper ended: screening waits for the digit, else the caller is connected."""
+    call.playing.discard("outbound")
+    if call.screening is not None:
+        return _screened(call, call.screening.handle(ScreenInput.WHISPER_FINISHED, now), now)
+    return _bridge_held(call, now)
+
+
+def screening_digit(call: CallState, digit: str, now: float) -> list[Action]:
+    """A DTMF digit from the answerer (RFC 4733 or SIP INFO) while it is screened."""
+    if call.screening is None:
+        return []
+    return _screened(call, call.screening.digit(digit, now), now)
+
+
+def screening_timer(call: CallState, now: float) -> list[Action]:
+    if call.screening is None:
+        return []
+    return _screened(call, call.screening.handle_timer(now), now)
+
+
+def answerer_left(call: CallState, now: float) -> list[Action]:
+    """The held answerer sent BYE before being bridged: a no-answer, hunt on."""
+    call.held = None  # its dialog is gone: no BYE from us
+    if call.screening is not None:
+        steps = call.screening.handle(ScreenInput.ANSWERER_HUNG_UP, now)
+        return _screened(call, steps, now)
+    return _screen_failed(call, "answerer hung up before being bridged", now)
 
 
 def _extra_fork(call: CallState, branch: Branch, response: Response) -> list[Action]:

@@ -28,6 +28,7 @@ from pbx.call.model import (
 )
 from pbx.records import CallRecord, iso_utc
 from pbx.rtp.media import Leg, MediaSession, MediaStats, RecordingResult
+from pbx.rules.screening import Screening
 from pbx.sip.dialog import Dialog
 from pbx.sip.message import Response
 from pbx.sip.transaction import TransactionKey
@@ -62,6 +63,7 @@ class CallState:
     # runner puts the recording's result (or why it could not start) here.
     playing: set[Leg] = field(default_factory=set)
     held: Response | None = None  # the answerer's 2xx while the whisper plays
+    screening: Screening | None = None  # press-1 screening of the held answerer
     codec: int | None = None
     voicemail_deadline: float | None = None
     recording: RecordingResult | None = None
@@ -83,6 +85,9 @@ class CallState:
         deadlines = [b.deadline for b in self.branches if b.deadline is not None]
         if self.voicemail_deadline is not None and self.state == "answered":
             deadlines.append(self.voicemail_deadline)
+        screening = self.screening.next_deadline() if self.screening is not None else None
+        if screening is not None:
+            deadlines.append(screening)
         return min(deadlines) if deadlines else None
 
     def wall(self, now: float) -> str:

@@ -31,6 +31,9 @@ forwards these calls to the worker that owns the session, and its
   now on into a stereo WAV at `path` (caller left, answerer right); raises
   `MediaError` if the file cannot be created; a write error later (disk
   full) stops the recording, the call goes on, and the result says so;
+- `session.watch_digits(leg, pt, on_digit)` reports each RFC 4733 DTMF
+  digit `leg` sends (telephone-event payload type `pt`) once, for call
+  screening; `on_digit=None` stops;
 - `session.stop_recording()` fixes the header and returns the
   `RecordingResult` (None if nothing was recording); `close()` stops it too
   and keeps the result for `recording_result()`.
@@ -53,6 +56,7 @@ LEGS: tuple[Leg, Leg] = ("inbound", "outbound")
 OnTimeout = Callable[[str], None]
 OnFailure = Callable[[str, str], None]
 OnDone = Callable[[], None]
+OnDigit = Callable[[str], None]
 
 
 class MediaError(PbxError):
@@ -106,6 +110,9 @@ class MediaSession(Protocol):
     def start_recording(self, path: str) -> None: ...
     def stop_recording(self) -> RecordingResult | None: ...
     def recording_result(self) -> RecordingResult | None: ...
+    def watch_digits(self, leg: Leg, payload_type: int | None, on_digit: OnDigit | None) -> None:
+        """Report RFC 4733 digits `leg` sends with `payload_type` (None stops watching)."""
+        ...
 
 
 class MediaEngine(Protocol):

@@ -65,6 +65,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
+from pbx.rtp.dtmf import DtmfDetector, DtmfError
 from pbx.rtp.media import (
     LEGS,
     Counters,
@@ -72,6 +73,7 @@ from pbx.rtp.media import (
     MediaEngine,
     MediaError,
     MediaStats,
+    OnDigit,
     OnDone,
     OnFailure,
     OnTimeout,
@@ -79,6 +81,7 @@ from pbx.rtp.media import (
 )
 from pbx.rtp.media import MediaSession as MediaSessionApi
 from pbx.rtp.packet import is_rtcp
+from pbx.rtp.payload import split
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.recording import RecordingFile
 from pbx.rtp.stream import PromptStream
@@ -141,6 +144,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.session = session
         self.leg = leg
         self.muted = False  # a prompt plays to this leg: the other side's audio is held back
+        self.digits: _DigitWatch | None = None  # call screening: RFC 4733 from this leg
         self.counters = session.counters[leg]
         self.latch = Latch(relatch_after)
         self.rtcp = rtcp
@@ -168,6 +172,8 @@ class _Endpoint(asyncio.DatagramProtocol):
         recording = session.recording
         if recording is not None and not self.rtcp:  # also when not forwarded (voicemail)
             recording.feed(self.leg, data, now)
+        if self.digits is not None:
+            self.digits.feed(data)
         target = peer.latch.target
         transport = peer.transport
         if target is None or transport is None or peer.paused or peer.muted:
@@ -189,6 +195,32 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def resume_writing(self) -> None:
         self.paused = False
+
+
+class _DigitWatch:
+    """RFC 4733 digits of one leg, each reported once (`pbx.rtp.dtmf.DtmfDetector`)."""
+
+    __slots__ = ("detector", "on_digit", "payload_type")
+
+    def __init__(self, payload_type: int, on_digit: OnDigit) -> None:
+        self.payload_type = payload_type
+        self.on_digit = on_digit
+        self.detector = DtmfDetector()
+
+    def feed(self, data: bytes) -> None:
+        if len(data) < 2 or data[1] & 0x7F != self.payload_type:
+            return
+        packet = split(data)
+        if packet is None:
+            return
+        try:
+            digit = self.detector.feed(
+                packet.header.timestamp, packet.payload, ssrc=packet.header.ssrc
+            )
+        except DtmfError:
+            return
+        if digit is not None:
+            self.on_digit(digit)
 
 
 class MediaSession:
@@ -319,6 +351,13 @@ class MediaSession:
         self._streams[leg] = stream
         self._endpoints[(leg, False)].muted = True
         self._schedule(leg, stream, now, on_done)
+
+    def watch_digits(self, leg: Leg, payload_type: int | None, on_digit: OnDigit | None) -> None:
+        endpoint = self._endpoints[(leg, False)]
+        if payload_type is None or on_digit is None:
+            endpoint.digits = None
+        else:
+            endpoint.digits = _DigitWatch(payload_type, on_digit)
 
     def playing(self, leg: Leg) -> bool:
         return leg in self._playing

@@ -38,6 +38,7 @@ from pbx.call.model import (
     Action,
     ArmMedia,
     CloseMedia,
+    DigitReceived,
     Finished,
     FinishRecord,
     InboundLeg,
@@ -461,8 +462,15 @@ class CallRunner:
                 except MediaError as exc:  # unwritable dir: the call goes on, one line
                     call.recording_error = str(exc)
                     self.log.warning("recording.failed", path=str(path), error=str(exc))
-            case WatchDigits():
-                pass  # screening by RFC 4733 is not wired yet (issue 13)
+            case WatchDigits(leg, payload_type):
+                if payload_type is None:
+                    media.watch_digits(leg, None, None)
+                    return
+                media.watch_digits(
+                    leg,
+                    payload_type,
+                    lambda digit: self.post(DigitReceived(leg, digit), self._now()),
+                )
 
     async def _write(self, record: CallRecord) -> None:
         assert self.call is not None

@@ -268,3 +268,65 @@ async def test_voicemail_records_the_caller(sipp: SippFactory, daemon: DaemonPro
     left, right = _channels(daemon.workdir / "rec" / record.recording)
     assert _best_match(_voiced(left), caller.signal) > 0.9
     assert not right.any()  # nobody on the other side
+
+
+def _dtmf(seq: int, digit_event: int, ssrc: int, end: bool) -> bytes:
+    """One RFC 4733 telephone-event packet (payload type 101, as the callee's SDP maps it)."""
+    payload = bytes([digit_event, 0x8A if end else 0x0A]) + (800).to_bytes(2, "big")
+    return build_rtp(101, seq, 16000, ssrc, payload)
+
+
+async def _press(port: int, relay: tuple[str, int], ssrc: int) -> None:
+    """Press 1: a few event packets then the end packet three times (RFC 4733 §2.5.1.4)."""
+    stream = await asyncio_dgram.bind(("127.0.0.1", port))
+    try:
+        for i in range(6):
+            await stream.send(_dtmf(i, 1, ssrc, end=i >= 3), relay)
+            await asyncio.sleep(0.02)  # pacing like a phone, not a race fix
+    finally:
+        stream.close()
+
+
+async def test_screening_no_digit_hunts_on_digit_one_bridges(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    silent = Peer(free_udp_range(2), 0x3333, _signal(4, 1.0))
+    presser_port = free_udp_range(2)
+    await silent.open()
+    first = await sipp.start("audio_callee.xml", keys={"cmport": str(silent.port)}, seconds=20)
+    second = await sipp.start("audio_callee.xml", keys={"cmport": str(presser_port)}, seconds=20)
+
+    async def rows(store: Store) -> None:
+        await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", allow=("127.0.0.0/8",)))
+        for i, run in enumerate((first, second)):
+            target = f"sip:+1415555010{i + 1}@127.0.0.1:{run.port}"
+            await store.destinations.add(Destination(name=f"d{i}", target=target, kind="sip"))
+        await store.sources.add(Source(name="Craigslist"))
+        await store.prompts.add(StoredPrompt(name="whisper", pcm=_tone(0.6, 700.0), seconds=0.6))
+        await store.numbers.add(
+            TrackingNumber(number=DID, source="Craigslist", destinations=("d0", "d1"),
+                           ring_timeout=10, whisper="whisper", screen=True, screen_seconds=1)
+        )  # fmt: skip
+
+    daemon.env["PBX_RECORDING_DIR"] = str(daemon.workdir / "rec")
+    await provision(daemon.db, rows)
+    await daemon.start()
+    caller = Peer(free_udp_range(2), CALLER_SSRC, _signal(1, 1.0))
+    caller_run = await _call(sipp, daemon, caller, hold_ms=1000)
+    offer = await _logged(second, "OFFER_MEDIA", limit=15.0)
+    await _press(presser_port, (offer[0], int(offer[1])), 0x4444)
+    await _logged(caller_run, "ANSWER_MEDIA")
+    assert await caller_run.wait() == 0, caller_run.diagnostics()
+    assert await first.wait() == 0, first.diagnostics()  # it was sent BYE
+    assert await second.wait() == 0, second.diagnostics()
+    silent.close()
+    caller.close()
+    record = _record(await daemon.wait_final_record())
+    assert record.disposition == Disposition.ANSWERED
+    assert record.destination == "d1"
+    assert [(a.status, a.reason) for a in record.attempts] == [
+        (None, "no accept digit in time"), (200, "OK"),
+    ]  # fmt: skip
+    whisper = silent.ssrcs()
+    assert len(whisper) == 30  # the first answerer heard the whisper, then nothing
+    assert set(caller.ssrcs()) <= {0x4444}  # the caller never hears a whisper
