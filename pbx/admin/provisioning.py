@@ -53,7 +53,7 @@ from pbx.admin.presets import Preset, load_presets
 from pbx.audio.text import check_template
 from pbx.errors import InputError, NotFoundError
 from pbx.numbers import describe, normalise
-from pbx.records import CallRecord
+from pbx.records import CallRecord, Disposition
 from pbx.rules.blocking import normalise_pattern
 from pbx.rules.roi import CallFact, RoiRow, SourceCost, roi_report
 from pbx.rules.routing import Schedule, parse_schedule
@@ -418,7 +418,9 @@ def parse_month(text: str) -> tuple[int, int]:
 
 def _fact(record: CallRecord) -> CallFact:
     caller = record.caller if record.caller.startswith("+") else None  # anonymous callers
-    return CallFact(record.source, record.started_at, caller, record.answered_at is not None)
+    # A voicemail was answered by pbx, not by anyone at the business: not "answered" here.
+    answered = record.answered_at is not None and record.disposition is not Disposition.VOICEMAIL
+    return CallFact(record.source, record.started_at, caller, answered)
 
 
 async def roi_rows(store: Store, month: tuple[int, int]) -> list[RoiRow]:

@@ -106,7 +106,7 @@ def on_bridged(call: CallState, answer: SessionDescription | None) -> list[Actio
             note(call, "not recorded: the disclosure could not be played")
         return []
     if plan.disclosure is not None:
-        call.playing = {"inbound", "outbound"}
+        call.playing = {"inbound": DISCLOSURE, "outbound": DISCLOSURE}
         return [
             PlayPrompt("inbound", DISCLOSURE, plan.disclosure, codec),
             PlayPrompt("outbound", DISCLOSURE, plan.disclosure, codec),
@@ -116,14 +116,18 @@ def on_bridged(call: CallState, answer: SessionDescription | None) -> list[Actio
 
 def on_prompt_done(call: CallState, event: PromptDone, now: float) -> list[Action]:
     """A prompt ended: start recording after the disclosure, beep after the greeting."""
-    call.playing.discard(event.leg)
+    if call.playing.get(event.leg) != event.name:
+        return []  # stale: not what plays there now (cut short, or a repeat)
+    del call.playing[event.leg]
     if call.state != "answered":
         return []
     plan = call.setup.audio
-    if event.name == DISCLOSURE and not call.playing and plan.record:
+    if event.name == DISCLOSURE and DISCLOSURE not in call.playing.values() and plan.record:
         return [StartRecording()]
+    if call.record.disposition is not Disposition.VOICEMAIL:
+        return []
     if event.name == GREETING and plan.beep is not None and call.codec is not None:
-        call.playing.add("inbound")
+        call.playing["inbound"] = BEEP
         return [PlayPrompt("inbound", BEEP, plan.beep, call.codec)]
     if event.name in (GREETING, BEEP) and call.voicemail_deadline is None:
         call.voicemail_deadline = now + plan.voicemail_seconds
@@ -148,5 +152,5 @@ def voicemail_answered(call: CallState, now: float) -> list[Action]:
     call.codec = choose_codec(payload_types(call.inbound.offer))
     assert call.codec is not None
     call.record = replace(call.record, disposition=Disposition.VOICEMAIL)
-    call.playing.add("inbound")
+    call.playing["inbound"] = GREETING
     return [PlayPrompt("inbound", GREETING, plan.voicemail, call.codec)]

@@ -265,7 +265,7 @@ def _hold(call: CallState, branch: Branch, response: Response, now: float) -> li
     if not plan.screen:
         assert whisper is not None
         assert codec is not None
-        call.playing.add("outbound")
+        call.playing["outbound"] = audio.WHISPER
         return [*actions, PlayPrompt("outbound", audio.WHISPER, whisper, codec)]
     seconds = len(whisper) / 16000 if whisper is not None else None
     call.screening, steps = Screening.start(
@@ -282,10 +282,10 @@ def _screened(call: CallState, steps: list[ScreenAction], now: float) -> list[Ac
     for step in steps:
         match step:
             case PlayWhisper() if plan.whisper is not None and call.codec is not None:
-                call.playing.add("outbound")
+                call.playing["outbound"] = audio.WHISPER
                 actions.append(PlayPrompt("outbound", audio.WHISPER, plan.whisper, call.codec))
             case StopWhisper():
-                call.playing.discard("outbound")
+                call.playing.pop("outbound", None)
                 actions.append(StopPrompt("outbound"))
             case Bridge():
                 actions += _end_screening(call) + _bridge_held(call, now)
@@ -316,7 +316,7 @@ def _screen_failed(call: CallState, reason: str, now: float) -> list[Action]:
         return []
     still_up = call.held is not None
     call.winner, call.held = None, None
-    call.playing.discard("outbound")
+    call.playing.pop("outbound", None)
     branch.state = "failed"
     actions: list[Action] = []
     if still_up:
@@ -329,7 +329,9 @@ def _screen_failed(call: CallState, reason: str, now: float) -> list[Action]:
 
 def whisper_done(call: CallState, now: float) -> list[Action]:
     """The whisper ended: screening waits for the digit, else the caller is connected."""
-    call.playing.discard("outbound")
+    if call.playing.get("outbound") != audio.WHISPER:
+        return []  # stale: cut short by the accept digit, or a repeat
+    call.playing.pop("outbound", None)
     if call.screening is not None:
         return _screened(call, call.screening.handle(ScreenInput.WHISPER_FINISHED, now), now)
     return _bridge_held(call, now)

@@ -61,7 +61,7 @@ class CallState:
     written: CallRecord | None = None  # the record as last stored
     # Audio (pbx.call.audio): prompts playing, their codec, the voicemail limit; the
     # runner puts the recording's result (or why it could not start) here.
-    playing: set[Leg] = field(default_factory=set)
+    playing: dict[Leg, str] = field(default_factory=dict)  # leg -> prompt name
     held: Response | None = None  # the answerer's 2xx while the whisper plays
     screening: Screening | None = None  # press-1 screening of the held answerer
     codec: int | None = None
