@@ -330,3 +330,46 @@ async def test_screening_no_digit_hunts_on_digit_one_bridges(
     whisper = silent.ssrcs()
     assert len(whisper) == 30  # the first answerer heard the whisper, then nothing
     assert set(caller.ssrcs()) <= {0x4444}  # the caller never hears a whisper
+
+
+PCAP = Path("/usr/share/sip-tester/g711a.pcap")
+
+
+def _pcap_audio(path: Path) -> np.ndarray:
+    """The decoded PCMA audio of every RTP packet in a pcap (Ethernet/IPv4/UDP), in order."""
+    data = path.read_bytes()
+    assert int.from_bytes(data[:4], "little") == 0xA1B2C3D4  # classic pcap, little-endian
+    offset, payloads = 24, []
+    while offset + 16 <= len(data):
+        length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        frame = data[offset + 16 : offset + 16 + length]
+        offset += 16 + length
+        ip = frame[14:]
+        rtp = ip[(ip[0] & 0x0F) * 4 + 8 :]
+        payloads.append(rtp[12:])
+    return g711.decode_samples(8, b"".join(payloads)).astype(np.float64)
+
+
+@pytest.mark.skipif(not PCAP.exists(), reason="sip-tester's g711a.pcap is not installed")
+async def test_sipp_pcap_caller_is_recorded_on_the_left(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    callee = Peer(free_udp_range(2), CALLEE_SSRC, _signal(2, 7.0))
+    await callee.open()
+    callee_run = await sipp.start("audio_callee.xml", keys={"cmport": str(callee.port)}, seconds=30)
+    await _setup(daemon, callee_run.port, record=True)
+    caller_run = await sipp.start(
+        "audio_caller_pcap.xml", remote=("127.0.0.1", daemon.sip_port), keys={"caller": CALLER},
+        extra=["-s", DID[1:], "-d", "7500"], seconds=30,
+    )  # fmt: skip
+    offer = await _logged(callee_run, "OFFER_MEDIA")
+    await callee.run((offer[0], int(offer[1])), 7.0)
+    assert await caller_run.wait() == 0, caller_run.diagnostics()
+    assert await callee_run.wait() == 0, callee_run.diagnostics()
+    record = _record(await daemon.wait_final_record())
+    assert record.recording == f"{record.id}.wav"
+    left, right = _channels(daemon.workdir / "rec" / record.recording)
+    sent = _pcap_audio(PCAP)
+    assert _best_match(_voiced(left)[:40000], sent) > 0.9  # what sipp played, caller side
+    assert _best_match(_voiced(right), callee.signal) > 0.9
+    assert _best_match(_voiced(right)[:8000], sent) < 0.3
