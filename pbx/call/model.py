@@ -240,6 +240,13 @@ class StartRecording:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldMedia:
+    """`on`: neither leg gets the other's audio (answerer held for whisper / screening)."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
 class WatchDigits:
     """Report DTMF from `leg`'s RTP (RFC 4733 payload type `payload_type`) as DigitReceived."""
 
@@ -276,6 +283,7 @@ Action = (
     | StopPrompt
     | StartRecording
     | WatchDigits
+    | HoldMedia
     | WriteRecord
     | FinishRecord
     | Finished

@@ -30,6 +30,7 @@ from pbx.call.model import (
     Action,
     ArmMedia,
     Branch,
+    HoldMedia,
     MediaOpened,
     Pending,
     PlayPrompt,
@@ -262,6 +263,7 @@ def _hold(call: CallState, branch: Branch, response: Response, now: float) -> li
     endpoint = media_endpoint(answer)
     if endpoint is not None:
         actions.append(SetMediaRemote("outbound", *endpoint))
+    actions.append(HoldMedia(True))
     if not plan.screen:
         assert whisper is not None
         assert codec is not None
@@ -306,7 +308,7 @@ def _bridge_held(call: CallState, now: float) -> list[Action]:
     if branch is None or response is None or call.state != "routing":
         return []
     call.held = None
-    return _bridge(call, branch, response, now)
+    return [HoldMedia(False), *_bridge(call, branch, response, now)]
 
 
 def _screen_failed(call: CallState, reason: str, now: float) -> list[Action]:
@@ -318,7 +320,7 @@ def _screen_failed(call: CallState, reason: str, now: float) -> list[Action]:
     call.winner, call.held = None, None
     call.playing.pop("outbound", None)
     branch.state = "failed"
-    actions: list[Action] = []
+    actions: list[Action] = [HoldMedia(False)]
     if still_up:
         bye = call.builder.bye(branch)
         call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)

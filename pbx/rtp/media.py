@@ -31,6 +31,8 @@ forwards these calls to the worker that owns the session, and its
   now on into a stereo WAV at `path` (caller left, answerer right); raises
   `MediaError` if the file cannot be created; a write error later (disk
   full) stops the recording, the call goes on, and the result says so;
+- `session.hold(on)` keeps each leg's audio from the other while the
+  answerer is held for whisper / screening (prompts still play);
 - `session.watch_digits(leg, pt, on_digit)` reports each RFC 4733 DTMF
   digit `leg` sends (telephone-event payload type `pt`) once, for call
   screening; `on_digit=None` stops;
@@ -110,6 +112,10 @@ class MediaSession(Protocol):
     def start_recording(self, path: str) -> None: ...
     def stop_recording(self) -> RecordingResult | None: ...
     def recording_result(self) -> RecordingResult | None: ...
+    def hold(self, on: bool) -> None:
+        """While on, neither leg gets the other's audio (the answerer is not bridged yet)."""
+        ...
+
     def watch_digits(self, leg: Leg, payload_type: int | None, on_digit: OnDigit | None) -> None:
         """Report RFC 4733 digits `leg` sends with `payload_type` (None stops watching)."""
         ...

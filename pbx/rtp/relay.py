@@ -143,7 +143,11 @@ class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, session: MediaSession, leg: Leg, rtcp: bool, relatch_after: float) -> None:
         self.session = session
         self.leg = leg
-        self.muted = False  # a prompt plays to this leg: the other side's audio is held back
+        # The other side's audio is held back from this leg while `muted`: a prompt plays
+        # to it (`prompting`) or the call holds it (`held`, answerer not yet bridged).
+        self.muted = False
+        self.prompting = False
+        self.held = False
         self.digits: _DigitWatch | None = None  # call screening: RFC 4733 from this leg
         self.counters = session.counters[leg]
         self.latch = Latch(relatch_after)
@@ -189,6 +193,13 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         """ICMP port unreachable from a peer that went away: the media timeout handles it."""
+
+    def set_mute(self, *, prompting: bool | None = None, held: bool | None = None) -> None:
+        if prompting is not None:
+            self.prompting = prompting
+        if held is not None:
+            self.held = held
+        self.muted = self.prompting or self.held
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -349,8 +360,14 @@ class MediaSession:
                 secrets.randbits(32), now,
             )  # fmt: skip
         self._streams[leg] = stream
-        self._endpoints[(leg, False)].muted = True
+        self._endpoints[(leg, False)].set_mute(prompting=True)
         self._schedule(leg, stream, now, on_done)
+
+    def hold(self, on: bool) -> None:
+        """While on, neither leg gets the other's audio (prompts still play)."""
+        for leg in LEGS:
+            self._endpoints[(leg, False)].set_mute(held=on)
+            self._endpoints[(leg, True)].set_mute(held=on)
 
     def watch_digits(self, leg: Leg, payload_type: int | None, on_digit: OnDigit | None) -> None:
         endpoint = self._endpoints[(leg, False)]
@@ -369,7 +386,7 @@ class MediaSession:
             entry[0].cancel()
         endpoint = self._endpoints.get((leg, False))
         if endpoint is not None:
-            endpoint.muted = False
+            endpoint.set_mute(prompting=False)
 
     def _schedule(self, leg: Leg, stream: PromptStream, now: float, on_done: OnDone | None) -> None:
         deadline = stream.next_deadline()
@@ -391,7 +408,7 @@ class MediaSession:
 
     def _played(self, leg: Leg, on_done: OnDone | None) -> None:
         self._playing.pop(leg, None)
-        self._endpoints[(leg, False)].muted = False
+        self._endpoints[(leg, False)].set_mute(prompting=False)
         if on_done is not None:
             on_done()
 

@@ -41,6 +41,7 @@ from pbx.call.model import (
     DigitReceived,
     Finished,
     FinishRecord,
+    HoldMedia,
     InboundLeg,
     Leg,
     LocalAddress,
@@ -372,7 +373,7 @@ class CallRunner:
                     self.call.media.arm()
             case CloseMedia():
                 self._close_media()
-            case PlayPrompt() | StopPrompt() | StartRecording() | WatchDigits():
+            case PlayPrompt() | StopPrompt() | StartRecording() | WatchDigits() | HoldMedia():
                 self._audio(action)
             case WriteRecord(record):
                 await self._write(record)
@@ -439,7 +440,9 @@ class CallRunner:
                 self.log.warning("recording.failed", path=call.recording.path,
                                  error=call.recording.error)  # fmt: skip
 
-    def _audio(self, action: PlayPrompt | StopPrompt | StartRecording | WatchDigits) -> None:
+    def _audio(
+        self, action: PlayPrompt | StopPrompt | StartRecording | WatchDigits | HoldMedia
+    ) -> None:
         """Prompts and recording (issue 13): the engine does the work, the call decides."""
         call = self.call
         media = call.media if call is not None else None
@@ -455,6 +458,8 @@ class CallRunner:
                     self.post(done, self._now())
             case StopPrompt(leg):
                 media.stop_playing(leg)
+            case HoldMedia(on):
+                media.hold(on)
             case StartRecording():
                 path = self.ctx.recording_dir / f"{call.record.id}.wav"
                 try:

@@ -14,6 +14,7 @@ from pbx.call.model import (
     AudioPlan,
     DigitReceived,
     FinishRecord,
+    HoldMedia,
     PlayPrompt,
     PromptDone,
     StartRecording,
@@ -103,6 +104,7 @@ def _screened(**audio: object) -> Harness:
     h.ringing()
     actions = h.answer(0, 200, after=1)
     assert of(actions, WatchDigits) == [WatchDigits("outbound", 101)]
+    assert of(actions, HoldMedia) == [HoldMedia(True)]  # not bridged: no audio either way
     assert h.to_caller(actions) == []
     return h
 
@@ -126,6 +128,7 @@ def test_screening_digit_one_during_whisper_bridges_at_once() -> None:
     h = _screened()
     actions = h.feed(DigitReceived("outbound", "1"), after=0.1)
     assert StopPrompt("outbound") in actions
+    assert HoldMedia(False) in actions
     assert [r.status for r in h.to_caller(actions)] == [200]
 
 

@@ -163,3 +163,32 @@ async def test_stop_playing_cuts_the_prompt_without_done(relay: MediaRelay) -> N
     session.close()
     caller.close()
     callee.close()
+
+
+async def _dropped(session, count: int) -> None:  # type: ignore[no-untyped-def]
+    """Let the loop run until the relay counted `count` drops per leg (bounded)."""
+    for _ in range(1000):
+        if min(session.counters[leg].dropped for leg in ("inbound", "outbound")) >= count:
+            return
+        await asyncio.sleep(0)  # yield to the relay's datagram callbacks; not a timed sleep
+    raise AssertionError("the relay did not see the held packets")
+
+
+async def test_hold_keeps_each_side_from_the_other(relay: MediaRelay) -> None:
+    session, caller, callee = await _bridged(relay, "hold-1")
+    a_side, b_side = (HOST, session.port("inbound")), (HOST, session.port("outbound"))
+    session.hold(True)
+    await caller.send(build_rtp(0, 1, 160, 1, bytes(160)), a_side)
+    await callee.send(build_rtp(0, 1, 160, 2, bytes(160)), b_side)
+    await _dropped(session, 1)  # the relay has seen (and held back) both packets
+    session.hold(False)
+    await caller.send(build_rtp(0, 2, 320, 1, bytes(160)), a_side)
+    data, _ = await asyncio.wait_for(callee.recv(), WAIT)
+    assert data[2:4] == (2).to_bytes(2, "big")  # the held packet never came
+    await callee.send(build_rtp(0, 2, 320, 2, bytes(160)), b_side)
+    data, _ = await asyncio.wait_for(caller.recv(), WAIT)
+    assert data[2:4] == (2).to_bytes(2, "big")
+    assert session.counters["inbound"].dropped == session.counters["outbound"].dropped == 1
+    session.close()
+    caller.close()
+    callee.close()
