@@ -109,7 +109,7 @@ async def start(settings: Settings) -> Daemon:
     swept = await store.calls.mark_interrupted(iso_utc(time.time()))
     if swept:
         log.warning("calls.interrupted", count=swept)
-    await recordings.start_up(settings.recording.dir)  # issue 13: fix files a crash cut off
+    await recordings.start_up(settings.recording.dir, store)  # issue 13: fix crash-cut files
     media = _media_address(settings)
     relay = MediaRelay(
         PortPairAllocator(settings.rtp.port_low, settings.rtp.port_high, PORT_QUARANTINE),

@@ -419,9 +419,14 @@ def _bridge(call: CallState, branch: Branch, response: Response, now: float) -> 
         ring_seconds=round(now - call.setup.started, 3),
     )
     ready: list[Action] = [SendResponse(call.inbound.key, ok), ArmMedia()]
-    answer = _parsed(response.body)
-    started = audio.on_bridged(call, answer)
-    return [*actions, *media, *ready, WriteRecord(call.record), *started]
+    started = audio.on_bridged(call, _parsed(response.body))
+    prompts = [a for a in started if isinstance(a, PlayPrompt)]
+    rest = [a for a in started if not isinstance(a, PlayPrompt)]
+    if prompts:
+        # Held from the bridge until the prompts (which mute the legs) are playing, so not
+        # a packet of either side reaches the other before the disclosure.
+        ready = [HoldMedia(True), *ready, *prompts, HoldMedia(False)]
+    return [*actions, *media, *ready, WriteRecord(call.record), *rest]
 
 
 def _parsed(body: bytes) -> SessionDescription | None:

@@ -11,6 +11,9 @@ Decisions:
   header is rewritten and a trailing partial frame cut, so every file in
   the directory plays. Only `*.wav` files directly in the directory are
   touched; a file that cannot be read or written is counted, not fatal.
+- A repaired file is named in its call record (`<id>.wav` is record `id`),
+  with a note, because a crash leaves the record without it: the name is
+  written with the final record.
 - Purge: files whose modification time is older than the retention are
   deleted (mtime = when the recording stopped being written). 0 days keeps
   everything. The call records keep their `recording` name; `pbx calls
@@ -25,12 +28,13 @@ import asyncio
 import contextlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
 from pbx.audio import wav
+from pbx.store import Store
 
 log = structlog.get_logger("pbx.recordings")
 
@@ -44,6 +48,7 @@ class SweepResult:
     removed: int = 0
     failed: int = 0
     bytes_freed: int = 0
+    paths: tuple[tuple[Path, int], ...] = ()  # the files repaired, with their sizes now
 
 
 def _recordings(folder: Path) -> list[Path]:
@@ -73,13 +78,15 @@ def repair_file(path: Path) -> bool:
 
 def repair_all(folder: Path) -> SweepResult:
     """The start-up sweep: every recording in `folder` gets a header matching its size."""
-    repaired = failed = 0
+    repaired: list[tuple[Path, int]] = []
+    failed = 0
     for path in _recordings(folder):
         try:
-            repaired += repair_file(path)
+            if repair_file(path):
+                repaired.append((path, path.stat().st_size))
         except OSError:
             failed += 1
-    return SweepResult(repaired=repaired, failed=failed)
+    return SweepResult(repaired=len(repaired), failed=failed, paths=tuple(repaired))
 
 
 def purge(folder: Path, older_than_days: float, now: float) -> SweepResult:
@@ -108,13 +115,29 @@ def prepare(folder: Path) -> None:
         log.warning("recording.dir_unusable", dir=str(folder), error=exc.strerror or str(exc))
 
 
-async def start_up(folder: Path) -> None:
-    """Create the directory and repair files a crash cut off (in a worker thread)."""
+async def start_up(folder: Path, store: Store) -> None:
+    """Create the directory, repair files a crash cut off (in a worker thread) and name
+    each in its call record (a crash leaves the record without it: it is written at the end).
+    """
     prepare(folder)
     result = await asyncio.to_thread(repair_all, folder)
     if result.repaired or result.failed:
         log.warning("recording.repaired", dir=str(folder), repaired=result.repaired,
                     failed=result.failed)  # fmt: skip
+    for path, size in result.paths:
+        await _name_in_record(store, path, size)
+
+
+async def _name_in_record(store: Store, path: Path, size: int) -> None:
+    record = await store.calls.get(path.stem)
+    if record is None or record.recording is not None:
+        return
+    note = "recording cut off by a restart"
+    await store.calls.update(replace(
+        record, recording=path.name, recording_bytes=size,
+        recording_seconds=round(max(0, size - wav.HEADER_SIZE) / 32000, 3),
+        media_note=note if record.media_note is None else f"{record.media_note}; {note}",
+    ))  # fmt: skip
 
 
 async def purge_daily(folder: Path, retention_days: int) -> None:

@@ -11,6 +11,7 @@ signal at the best offset, and must correlate > 0.9 with it and < 0.3 with the o
 from __future__ import annotations
 
 import asyncio
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -373,3 +374,35 @@ async def test_sipp_pcap_caller_is_recorded_on_the_left(
     assert _best_match(_voiced(left)[:40000], sent) > 0.9  # what sipp played, caller side
     assert _best_match(_voiced(right), callee.signal) > 0.9
     assert _best_match(_voiced(right)[:8000], sent) < 0.3
+
+
+async def test_crash_mid_recording_leaves_a_playable_file(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    caller = Peer(free_udp_range(2), CALLER_SSRC, _signal(1, 3.0))
+    callee = Peer(free_udp_range(2), CALLEE_SSRC, _signal(2, 3.0))
+    await callee.open()
+    callee_run = await sipp.start("audio_callee.xml", keys={"cmport": str(callee.port)}, seconds=30)
+    await _setup(daemon, callee_run.port, record=True)
+    caller_run = await _call(sipp, daemon, caller, hold_ms=20000)
+    answer_ip, answer_port = await _logged(caller_run, "ANSWER_MEDIA")
+    offer = await _logged(callee_run, "OFFER_MEDIA")
+    await asyncio.gather(
+        caller.run((answer_ip, int(answer_port)), 3.0),
+        callee.run((offer[0], int(offer[1])), 3.0),
+    )
+    await daemon.stop(signal.SIGKILL)  # mid-call: the header still says 0 bytes
+    files = list((daemon.workdir / "rec").glob("*.wav"))
+    assert len(files) == 1
+    head = files[0].read_bytes()
+    assert wav.needs_repair(head[:44], len(head))
+    caller_run.kill()
+    callee_run.kill()
+    await daemon.start()  # the start-up sweep repairs it and names it in the record
+    data = files[0].read_bytes()
+    assert not wav.needs_repair(data[:44], len(data))
+    assert wav.read_info(data).frames > 8000  # at least a second made it to the disk
+    record = _record(await daemon.records())
+    assert record.disposition == Disposition.INTERRUPTED
+    assert record.recording == files[0].name
+    assert record.media_note == "recording cut off by a restart"
