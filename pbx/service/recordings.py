@@ -54,7 +54,7 @@ class SweepResult:
 def _recordings(folder: Path) -> list[Path]:
     try:
         return sorted(p for p in folder.iterdir() if p.suffix == ".wav" and p.is_file())
-    except FileNotFoundError:
+    except OSError:  # missing or unusable (prepare() logged it): nothing to sweep
         return []
 
 

@@ -100,7 +100,9 @@ class Peer:
         return [h.ssrc for _, data in self.got if (h := peek_rtp(data)) is not None]
 
 
-async def _setup(daemon: DaemonProcess, callee_port: int, **audio: object) -> None:
+async def _setup(
+    daemon: DaemonProcess, callee_port: int, rec_dir: Path | None = None, **audio: object
+) -> None:
     async def rows(store: Store) -> None:
         await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", port=callee_port,
                                      allow=("127.0.0.0/8",)))  # fmt: skip
@@ -114,7 +116,7 @@ async def _setup(daemon: DaemonProcess, callee_port: int, **audio: object) -> No
                            ring_timeout=10, **audio)  # type: ignore[arg-type]
         )  # fmt: skip
 
-    daemon.env["PBX_RECORDING_DIR"] = str(daemon.workdir / "rec")
+    daemon.env["PBX_RECORDING_DIR"] = str(rec_dir or daemon.workdir / "rec")
     await provision(daemon.db, rows)
     await daemon.start()
 
@@ -406,3 +408,30 @@ async def test_crash_mid_recording_leaves_a_playable_file(
     assert record.disposition == Disposition.INTERRUPTED
     assert record.recording == files[0].name
     assert record.media_note == "recording cut off by a restart"
+
+
+async def test_unusable_recording_dir_the_call_goes_on(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    blocker = daemon.workdir / "not-a-dir"
+    blocker.write_text("a file where the directory should be\n")
+    caller = Peer(free_udp_range(2), CALLER_SSRC, _signal(1, 1.0))
+    callee = Peer(free_udp_range(2), CALLEE_SSRC, _signal(2, 1.0))
+    await callee.open()
+    callee_run = await sipp.start("audio_callee.xml", keys={"cmport": str(callee.port)}, seconds=20)
+    await _setup(daemon, callee_run.port, rec_dir=blocker / "rec", record=True)
+    caller_run = await _call(sipp, daemon, caller, hold_ms=1500)
+    answer_ip, answer_port = await _logged(caller_run, "ANSWER_MEDIA")
+    offer = await _logged(callee_run, "OFFER_MEDIA")
+    await asyncio.gather(
+        caller.run((answer_ip, int(answer_port)), 1.0),
+        callee.run((offer[0], int(offer[1])), 1.0),
+    )
+    assert await caller_run.wait() == 0, caller_run.diagnostics()
+    record = _record(await daemon.wait_final_record())
+    assert record.disposition == Disposition.ANSWERED
+    assert record.packets_in_out >= 40  # the audio flowed all the same
+    assert record.recording is None
+    assert (record.media_note or "").startswith("recording failed: cannot write ")
+    failures = [line for line in daemon.log_text().splitlines() if "recording.failed" in line]
+    assert len(failures) == 1  # one line per call, not one per packet
