@@ -17,6 +17,14 @@ Decisions (where the RFCs and DESIGN.md are silent):
   dialog from (no To tag / Contact) fails its branch as 502; a 2xx with a
   second To tag on a branch (a forking proxy behind the callee) is ACKed and
   BYEd (§13.2.2.4), for at most MAX_FORKS such dialogs per call.
+- Whisper / screening (issue 13, docs/recording.md): the first 2xx wins as
+  usual (the other branches are CANCELled) but is held, ACKed and not
+  relayed, with both legs' audio held back (`HoldMedia`); the whisper plays
+  to the answerer; `pbx.rules.screening` decides bridge or hunt on. A
+  screened-out branch is BYEd and recorded as an attempt with no status
+  ("no accept digit in time"), like a ring timeout.
+- Voicemail: when the hunt fails and the number has a greeting, the caller
+  is answered by pbx instead of getting the failure (`pbx.call.audio`).
 """
 
 from __future__ import annotations

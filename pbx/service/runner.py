@@ -15,6 +15,12 @@ counters and the record as last written live in the `Call`
 (`pbx.call.state`). The concurrent-call slot is taken by `_admit` and given
 back in one place, when the call's final record is stored (or the call
 crashed), not after the linger that waits for the last BYE answer.
+
+Audio (issue 13): `PlayPrompt`, `StopPrompt`, `StartRecording`,
+`WatchDigits` and `HoldMedia` go to the media session; its callbacks come
+back through the inbox as `PromptDone` / `DigitReceived`. Recordings are
+`<[recording] dir>/<record id>.wav`; a recording that cannot start or fails
+later is one `recording.failed` log line and a `media_note` in the record.
 """
 
 from __future__ import annotations
