@@ -27,7 +27,8 @@ Decisions (issue 13; see docs/recording.md for the why):
 - Voicemail: when every destination failed and the number has a greeting,
   the caller is answered (200 with the relay's SDP, the offer's codecs
   echoed), hears greeting + beep, and is recorded until hang-up or
-  `voicemail_seconds`; the disposition is `voicemail`.
+  `voicemail_seconds`; the disposition is `voicemail`, or `no-answer` if
+  the caller hung up before the beep (no message was left).
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def on_prompt_done(call: CallState, event: PromptDone, now: float) -> list[Actio
     if event.name == GREETING and plan.beep is not None and call.codec is not None:
         call.playing["inbound"] = BEEP
         return [PlayPrompt("inbound", BEEP, plan.beep, call.codec)]
-    if event.name in (GREETING, BEEP) and call.voicemail_deadline is None:
+    if event.name in (GREETING, BEEP) and not call.voicemail_recording:
+        call.voicemail_recording = True
         call.voicemail_deadline = now + plan.voicemail_seconds
         return [StartRecording()]
     return []

@@ -57,6 +57,7 @@ def bye_held(call: CallState) -> list[Action]:
     if branch is None or call.held is None or branch.dialog is None:
         return []
     call.held = None
+    call.screening = None
     bye = call.builder.bye(branch)
     call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)
     return [SendRequest(bye, branch.target.dest)]
@@ -105,6 +106,9 @@ def hangup(
         call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=call.winner)
         actions.append(SendRequest(bye, call.winner.target.dest))
     answered = call.answered_at if call.answered_at is not None else now
+    if call.record.disposition is Disposition.VOICEMAIL and not call.voicemail_recording:
+        # Gone during the greeting: no message was left, so the call was not answered.
+        call.record = replace(call.record, disposition=Disposition.NO_ANSWER)
     call.record = replace(
         call.record,
         hangup_by=by,

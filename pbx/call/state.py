@@ -66,6 +66,7 @@ class CallState:
     screening: Screening | None = None  # press-1 screening of the held answerer
     codec: int | None = None
     voicemail_deadline: float | None = None
+    voicemail_recording: bool = False  # the caller got past greeting and beep
     recording: RecordingResult | None = None
     recording_error: str | None = None
 

@@ -212,3 +212,14 @@ def test_property_recording_starts_once_and_only_after_both_disclosures(
             starts += 1
             assert done == {"inbound", "outbound"}
     assert starts <= 1
+
+
+def test_caller_gone_during_the_greeting_is_a_no_answer() -> None:
+    plan = AudioPlan(voicemail=PROMPT, beep=bytes(320))
+    h = make_call([[target(0)]], audio=plan)
+    h.ringing()
+    h.answer(0, 486, after=1)
+    _, actions = h.caller_request("BYE", after=0.1)
+    final = of(actions, FinishRecord)[0].record
+    assert final.disposition == Disposition.NO_ANSWER
+    assert final.hangup_by == "caller"
