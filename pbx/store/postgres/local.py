@@ -178,14 +178,16 @@ _PROMPT_USERS = "SELECT number FROM numbers WHERE disclosure = $1 OR whisper = $
 class PgPrompts(NamedRows[StoredPrompt]):
     """Prompts with their PCM as bytea (see `pbx.store.base` for removal rules)."""
 
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, cache: PgConfigCache | None = None) -> None:
         super().__init__(db, "prompts", StoredPrompt, "prompt")
+        self._cache = cache
 
     async def add(self, prompt: StoredPrompt) -> StoredPrompt:
         return await self._add(prompt)
 
     async def get(self, name_or_id: str | int) -> StoredPrompt | None:
-        return await self._read(name_or_id)
+        """Cached (read per call by intake); prompt changes bump the config version."""
+        return await cached(self._cache, ("prompt", name_or_id), lambda: self._read(name_or_id))
 
     async def list(self) -> builtins.list[StoredPrompt]:
         return await self._all()

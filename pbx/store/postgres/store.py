@@ -151,7 +151,7 @@ class PostgresStore:
         self.outbox = PgOutbox(self._db, self._who)
         self.blocks = PgBlocks(self._db, self.cache)
         self.extensions = PgExtensions(self._db)
-        self.prompts = PgPrompts(self._db)
+        self.prompts = PgPrompts(self._db, self.cache)
         self.nodes = PgNodes(self._db, self._who)  # PostgreSQL only: leases (nodes.py)
         self._closed = False
 

@@ -140,7 +140,7 @@ class SqliteStore:
         self.outbox = SqliteOutbox(self._db)
         self.blocks = SqliteBlocks(self._db, cache)
         self.extensions = SqliteExtensions(self._db)
-        self.prompts = SqlitePrompts(self._db)
+        self.prompts = SqlitePrompts(self._db, cache)
         self._closed = False
 
     async def schema_version(self) -> int:
