@@ -170,3 +170,14 @@ def test_recordings_purge_removes_only_old_files(tmp_path: Path) -> None:
     assert new.exists()
     bad = pbx(db, "recordings", "purge", "--older-than", "-1", env=env)
     assert bad.exit_code == 2
+
+
+def test_db_migrate_copies_prompts_and_audio_settings(tmp_path: Path, pg_url: str) -> None:
+    from .test_cli_db import _pg_dump
+
+    db = tmp_path / "pbx.sqlite3"
+    seed(db)
+    ok(db, "prompts", "add", "consent", "--file", str(_wav(tmp_path / "c.wav")))
+    ok(db, "numbers", "update", NUM, "--record", "--disclosure", "consent", "--screen")
+    ok(db, "db", "migrate", "--to", pg_url)
+    assert _pg_dump(pg_url) == dump(db)  # the PCM blob byte for byte, the settings too
