@@ -1,8 +1,11 @@
 """End to end (issue 13): recording, consent prompt, whisper and voicemail through the real
 daemon, with sipp as the trunk and the destination and Python RTP endpoints on loopback.
 
-Each side sends its own known G.711 signal (seeded noise, PCMU, paced at 20 ms), so the
-recording's channels can be compared with what each side sent: caller left, answerer right.
+Each side sends its own known G.711 signal, so the recording's channels can be compared with
+what each side sent (caller left, answerer right): sipp plays sip-tester's g711a.pcap as the
+caller and a pcap generated here (seeded noise, PCMU) as the callee (`play_pcap_audio`), and
+the other tests use Python RTP endpoints (seeded noise, paced at 20 ms) where the test must
+also see what each side received (the prompts' order, SSRCs).
 Tolerance (pbx/audio/recorder.py): the channels may be offset by the legs' network delay and
 jitter (well under 60 ms on loopback), so each channel is matched against its sender's
 signal at the best offset, and must correlate > 0.9 with it and < 0.3 with the other's.
@@ -435,3 +438,63 @@ async def test_unusable_recording_dir_the_call_goes_on(
     assert (record.media_note or "").startswith("recording failed: cannot write ")
     failures = [line for line in daemon.log_text().splitlines() if "recording.failed" in line]
     assert len(failures) == 1  # one line per call, not one per packet
+
+
+def _write_pcap(path: Path, samples: np.ndarray, ssrc: int) -> None:
+    """A classic pcap (Ethernet/IPv4/UDP) of `samples` as 20 ms PCMU RTP packets, 20 ms apart.
+
+    sipp's play_pcap_audio replays the RTP with its own addresses and ports; the
+    ones written here are placeholders (192.0.2.1:4000 -> 192.0.2.2:4002)."""
+    pcm = samples.astype("<i2")
+    out = [(0xA1B2C3D4).to_bytes(4, "little") + bytes([2, 0, 4, 0]) + bytes(8)
+           + (65535).to_bytes(4, "little") + (1).to_bytes(4, "little")]  # fmt: skip
+    for i in range(len(pcm) // 160):
+        rtp = build_rtp(0, i, i * 160, ssrc, g711.encode_samples(0, pcm[i * 160 : (i + 1) * 160]))
+        udp = (4000).to_bytes(2, "big") + (4002).to_bytes(2, "big")
+        udp += (8 + len(rtp)).to_bytes(2, "big") + bytes(2) + rtp
+        ip = bytes([0x45, 0]) + (20 + len(udp)).to_bytes(2, "big") + bytes(4)
+        ip += bytes([64, 17]) + bytes(2) + bytes([192, 0, 2, 1, 192, 0, 2, 2]) + udp
+        frame = bytes(12) + b"\x08\x00" + ip
+        usec = i * 20000
+        record = (usec // 1_000_000).to_bytes(4, "little") + (usec % 1_000_000).to_bytes(
+            4, "little"
+        )
+        record += len(frame).to_bytes(4, "little") * 2
+        out.append(record + frame)
+    path.write_bytes(b"".join(out))
+
+
+def _callee_pcap_scenario(folder: Path, pcap: Path) -> Path:
+    """audio_callee.xml answering from sipp's own media port and playing `pcap` after ACK."""
+    text = (Path(__file__).parent / "scenarios" / "b2bua_callee.xml").read_text()
+    text = text.replace(
+        '<recv request="ACK" rtd="true" crlf="true"/>',
+        '<recv request="ACK" rtd="true" crlf="true"/>\n  <nop><action>'
+        f'<exec play_pcap_audio="{pcap}"/></action></nop>',
+    )
+    path = folder / "audio_callee_pcap.xml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.skipif(not PCAP.exists(), reason="sip-tester's g711a.pcap is not installed")
+async def test_both_sides_played_by_sipp_from_pcaps(
+    sipp: SippFactory, daemon: DaemonProcess
+) -> None:
+    callee_signal = _signal(5, 6.0)
+    pcap = daemon.workdir / "callee.pcap"
+    _write_pcap(pcap, callee_signal, CALLEE_SSRC)
+    scenario = _callee_pcap_scenario(daemon.workdir, pcap)
+    callee_run = await sipp.start(scenario, seconds=30)
+    await _setup(daemon, callee_run.port, record=True)
+    caller_run = await sipp.start(
+        "audio_caller_pcap.xml", remote=("127.0.0.1", daemon.sip_port), keys={"caller": CALLER},
+        extra=["-s", DID[1:], "-d", "7500"], seconds=30,
+    )  # fmt: skip
+    assert await caller_run.wait() == 0, caller_run.diagnostics()
+    assert await callee_run.wait() == 0, callee_run.diagnostics()
+    record = _record(await daemon.wait_final_record())
+    left, right = _channels(daemon.workdir / "rec" / (record.recording or ""))
+    assert _best_match(_voiced(left)[:40000], _pcap_audio(PCAP)) > 0.9  # the caller's pcap
+    assert _best_match(_voiced(right), callee_signal) > 0.9  # the callee's pcap
+    assert _best_match(_voiced(right)[:8000], _pcap_audio(PCAP)) < 0.3
