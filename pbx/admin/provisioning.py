@@ -322,6 +322,8 @@ class SourceOptions:
     ga_campaign: str | None = None
     geo: bool | None = None
     fallback_number: str | None = None  # E.164 (the CLI normalises it), "" clears
+    record: bool | None = None  # issue 13: record every number of the source
+    disclosure: str | None = None  # its default consent prompt, "" clears
 
 
 def source_from_preset(name: str, preset: Preset) -> Source:
@@ -365,9 +367,11 @@ def _apply_source(base: Source, opts: SourceOptions) -> Source:
         changes["tag"] = _optional_text(opts.tag, "--tag", MAX_TAG_CHARS)
     if opts.position is not None:
         changes["position"] = check_position(opts.position)
-    for field in ("onsite", "last_touch", "enabled"):
+    for field in ("onsite", "last_touch", "enabled", "record"):
         if getattr(opts, field) is not None:
             changes[field] = getattr(opts, field)
+    if opts.disclosure is not None:
+        changes["disclosure"] = opts.disclosure.strip() or None
     if opts.rename is not None:
         changes["name"] = check_name("source", opts.rename)
     return _apply_attribution(replace(_apply_cost(base, opts), **changes), opts)
@@ -462,13 +466,23 @@ async def add_source(
         name = preset.name
     check_name("source", name)
     base = source_from_preset(name, preset) if preset else Source(name=name)
-    return await store.sources.add(_check_source(_apply_source(base, opts)))
+    source = _check_source(_apply_source(base, opts))
+    await _check_disclosure(store, source)
+    return await store.sources.add(source)
 
 
 async def update_source(store: Store, name: str, opts: SourceOptions) -> Source:
     current = await require(store.sources.get(name), f"no source named '{name}'")
     new = _check_source(_apply_source(current, opts))
+    await _check_disclosure(store, new)
     return await store.sources.update(name, **_changes(current, new))
+
+
+async def _check_disclosure(store: Store, source: Source) -> None:
+    """A source's --disclosure must name a prompt (numbers are checked by the store)."""
+    name = source.disclosure
+    if name is not None and await store.prompts.get(name) is None:
+        raise NotFoundError(f"no prompt named '{name}' (pbx prompts add {name} ...)")
 
 
 # ---------------------------------------------------------------- numbers

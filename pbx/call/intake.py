@@ -120,9 +120,10 @@ async def admit(
 
 async def _audio_plan(store: Store, route: RouteInfo, record: CallRecord) -> AudioPlan:
     """The number's audio wishes with its prompts loaded (issue 13; off by default)."""
-    number = route.number
-    if not (number.record or number.disclosure or number.whisper or number.whisper_text
-            or number.voicemail):  # fmt: skip
+    number, source = route.number, route.source
+    recorded = number.record or source.record  # a source's --record covers all its numbers
+    disclosure = number.disclosure or (source.disclosure if recorded else None)
+    if not (recorded or disclosure or number.whisper or number.whisper_text or number.voicemail):
         return AudioPlan()
 
     async def pcm(name: str | None) -> bytes | None:
@@ -133,8 +134,8 @@ async def _audio_plan(store: Store, route: RouteInfo, record: CallRecord) -> Aud
     if whisper is None and number.whisper_text:
         whisper = await _spoken(number.whisper_text, record)
     return AudioPlan(
-        record=number.record,
-        disclosure=await pcm(number.disclosure),
+        record=recorded,
+        disclosure=await pcm(disclosure),
         whisper=whisper,
         screen=number.screen,
         screen_seconds=float(number.screen_seconds),

@@ -38,7 +38,8 @@ Removal rules:
 - prompt used by a number (disclosure / whisper / voicemail): ConflictError
   naming `--force` unless `force=True`, which clears those fields (a number
   whose disclosure is gone is no longer recorded: `record` is cleared too,
-  so nobody is recorded without the consent prompt the admin chose).
+  so nobody is recorded without the consent prompt the admin chose); a
+  source's disclosure likewise (its `record` is cleared too).
   A number naming a prompt that does not exist is a NotFoundError.
 
 `numbers.lookup(e164)` returns the number even when it or its source is
@@ -125,6 +126,10 @@ class Source:
     geo: bool = False
     fallback_number: str | None = None
     enabled: bool = True
+    # Source-level audio default (issue 13): every number of the source is recorded
+    # (after this disclosure unless the number names its own); a number cannot opt out.
+    record: bool = False
+    disclosure: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -181,3 +181,21 @@ def test_db_migrate_copies_prompts_and_audio_settings(tmp_path: Path, pg_url: st
     ok(db, "numbers", "update", NUM, "--record", "--disclosure", "consent", "--screen")
     ok(db, "db", "migrate", "--to", pg_url)
     assert _pg_dump(pg_url) == dump(db)  # the PCM blob byte for byte, the settings too
+
+
+def test_source_record_default_and_its_prompt(tmp_path: Path) -> None:
+    db = tmp_path / "pbx.db"
+    seed(db)
+    bad = pbx(db, "sources", "update", "Radio", "--record", "--disclosure", "nope")
+    assert bad.exit_code == 2
+    assert "no prompt named 'nope'" in bad.stderr
+    ok(db, "prompts", "add", "consent", "--file", str(_wav(tmp_path / "c.wav")))
+    ok(db, "sources", "update", "Radio", "--record", "--disclosure", "consent")
+    shown = ok(db, "sources", "show", "Radio", "--format", "json")
+    assert '"record": true' in shown
+    assert '"disclosure": "consent"' in shown
+    refused = pbx(db, "prompts", "remove", "consent")
+    assert refused.exit_code == 2
+    assert "source Radio" in refused.stderr
+    ok(db, "prompts", "remove", "consent", "--force")
+    assert '"record": false' in ok(db, "sources", "show", "Radio", "--format", "json")

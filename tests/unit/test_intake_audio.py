@@ -59,3 +59,17 @@ async def test_whisper_text_without_espeak_means_no_whisper(
     monkeypatch.setenv("PATH", str(tmp_path))  # espeak-ng cannot be found
     setup = await _setup(store, whisper_text="Call from {source}")
     assert setup.audio.whisper is None  # the call goes on without it
+
+
+async def test_source_level_record_and_disclosure(store: SqliteStore) -> None:
+    await store.prompts.add(StoredPrompt(name="consent", pcm=b"\x02\x00" * 800, seconds=0.1))
+    await store.sources.update("google", record=True, disclosure="consent")
+    setup = await run(store)
+    assert isinstance(setup, CallSetup)
+    assert setup.audio.record
+    assert setup.audio.disclosure == b"\x02\x00" * 800
+    await store.prompts.add(StoredPrompt(name="own", pcm=b"\x03\x00" * 800, seconds=0.1))
+    await store.numbers.update(TRACKING, disclosure="own")  # the number's own prompt wins
+    setup = await run(store)
+    assert isinstance(setup, CallSetup)
+    assert setup.audio.disclosure == b"\x03\x00" * 800

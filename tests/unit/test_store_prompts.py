@@ -100,3 +100,15 @@ async def test_recording_fields_and_voicemail_disposition(store: Store) -> None:
 async def test_non_positive_seconds_are_refused(store: Store, field: str) -> None:
     await seed(store)
     await unchanged(store, Exception, store.numbers.update(NUM, **{field: 0}))
+
+
+async def test_source_disclosure_blocks_removal_unless_forced(store: Store) -> None:
+    await seed(store)
+    await store.prompts.add(_prompt())
+    await store.sources.update("google", record=True, disclosure="consent")
+    message = await unchanged(store, ConflictError, store.prompts.remove("consent"))
+    assert "source google" in message
+    await store.prompts.remove("consent", force=True)
+    source = await store.sources.get("google")
+    assert source is not None
+    assert (source.record, source.disclosure) == (False, None)

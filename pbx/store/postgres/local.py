@@ -200,6 +200,10 @@ class PgPrompts(NamedRows[StoredPrompt]):
         async with self._db.write() as tx:
             prompt = await self._need(tx, name)
             rows = await tx.all(f"{_PROMPT_USERS} ORDER BY number", name)
+            rows += await tx.all(
+                "SELECT 'source ' || name AS number FROM sources WHERE disclosure = $1 "
+                "ORDER BY name", name,
+            )  # fmt: skip
             if rows and not force:
                 used = ", ".join(r["number"] for r in rows)
                 raise ConflictError(
@@ -208,4 +212,7 @@ class PgPrompts(NamedRows[StoredPrompt]):
             for field in PROMPT_FIELDS:
                 extra = ", record = false" if field == "disclosure" else ""
                 await tx.run(f"UPDATE numbers SET {field} = NULL{extra} WHERE {field} = $1", name)
+            await tx.run(
+                "UPDATE sources SET disclosure = NULL, record = false WHERE disclosure = $1", name
+            )
             await tx.run("DELETE FROM prompts WHERE id = $1", prompt.id)

@@ -205,6 +205,10 @@ class SqlitePrompts(NamedRows[StoredPrompt]):
             rows = await tx.all(
                 f"SELECT number FROM numbers WHERE {_PROMPT_USERS} ORDER BY number", (name,) * 3
             )
+            rows += await tx.all(
+                "SELECT 'source ' || name AS number FROM sources WHERE disclosure = ? "
+                "ORDER BY name", (name,),
+            )  # fmt: skip
             if rows and not force:
                 used = ", ".join(r["number"] for r in rows)
                 raise ConflictError(
@@ -213,4 +217,7 @@ class SqlitePrompts(NamedRows[StoredPrompt]):
             for field in PROMPT_FIELDS:
                 extra = ", record = 0" if field == "disclosure" else ""
                 await tx.run(f"UPDATE numbers SET {field} = NULL{extra} WHERE {field} = ?", (name,))
+            await tx.run(
+                "UPDATE sources SET disclosure = NULL, record = 0 WHERE disclosure = ?", (name,)
+            )
             await tx.run("DELETE FROM prompts WHERE id = ?", (prompt.id,))

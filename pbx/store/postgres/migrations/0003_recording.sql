@@ -40,3 +40,7 @@ CREATE TRIGGER numbers_update_version AFTER UPDATE OF id, number, source_id, str
     ON numbers FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
 CREATE TRIGGER prompts_version AFTER INSERT OR UPDATE OR DELETE ON prompts
     FOR EACH ROW EXECUTE FUNCTION pbx_bump_config_version();
+
+ALTER TABLE sources
+    ADD COLUMN record     boolean NOT NULL DEFAULT false,
+    ADD COLUMN disclosure ctext;

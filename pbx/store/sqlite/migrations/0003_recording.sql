@@ -81,3 +81,6 @@ CREATE INDEX calls_started ON calls (started_at);
 CREATE INDEX calls_number ON calls (tracking_number, started_at);
 CREATE INDEX calls_source ON calls (source, started_at);
 CREATE INDEX calls_live ON calls (disposition) WHERE disposition IN ('ringing', 'answered');
+
+ALTER TABLE sources ADD COLUMN record INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sources ADD COLUMN disclosure TEXT;
