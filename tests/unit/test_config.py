@@ -117,7 +117,7 @@ def test_env_conversions() -> None:
         ("[sip]\nport = 0\n", "config: sip.port must be a port 1-65535 (got 0)"),
         ("[sip]\nport = true\n", "config: sip.port must be an integer (got True)"),
         ('[sip]\nport = "x"\n', "config: sip.port must be an integer (got 'x')"),
-        ('[sip]\ntransports = ["udp", "tls"]\n', "config: sip.tls_cert must name a PEM file"),
+        ("[sip]\ntransports = [\"udp\", \"tls\"]\n", "config: sip.tls_cert must name a PEM file"),
         ("[sip]\ntransports = []\n", "config: sip.transports must be a non-empty list"),
         ('[sip]\ntransports = ["udp", "udp"]\n', "without repeats"),
         ('[sip]\nhost = "not a host!"\n', "config: sip.host must be an IP address or host name"),
