@@ -192,3 +192,32 @@ async def test_hold_keeps_each_side_from_the_other(relay: MediaRelay) -> None:
     session.close()
     caller.close()
     callee.close()
+
+
+async def test_watch_digits_reports_each_rfc4733_digit_once(relay: MediaRelay) -> None:
+    session, caller, callee = await _bridged(relay, "dtmf-1")
+    digits: list[str] = []
+    got = asyncio.Event()
+
+    def on_digit(digit: str) -> None:
+        digits.append(digit)
+        got.set()
+
+    session.watch_digits("outbound", 101, on_digit)
+    b_side = (HOST, session.port("outbound"))
+    for i in range(6):  # one event: 3 packets, then the end packet three times (§2.5.1.4)
+        flags = 0x8A if i >= 3 else 0x0A
+        payload = bytes([1, flags]) + (160 * (i + 1)).to_bytes(2, "big")
+        await callee.send(build_rtp(101, i, 8000, 9, payload), b_side)
+    await callee.send(build_rtp(0, 6, 8160, 9, bytes([1, 0x0A, 0, 160])), b_side)  # PCMU: no
+    await asyncio.wait_for(got.wait(), WAIT)
+    for _ in range(7):
+        await asyncio.wait_for(caller.recv(), WAIT)  # all forwarded: the caller gets them too
+    assert digits == ["1"]
+    session.watch_digits("outbound", None, None)
+    await callee.send(build_rtp(101, 7, 16000, 9, bytes([5, 0x0A, 0, 160])), b_side)
+    await asyncio.wait_for(caller.recv(), WAIT)
+    assert digits == ["1"]  # no longer watched
+    session.close()
+    caller.close()
+    callee.close()
