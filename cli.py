@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from pbx.commands.audio import prompts, recordings
 from pbx.commands.audit import audit
 from pbx.commands.block import block
 from pbx.commands.calls import calls
@@ -84,7 +85,8 @@ def cli(ctx: click.Context, db: str, region: str) -> None:
 
 
 for _command in (visits, report, trunks, destinations, sources, numbers, calls, block,
-                 extensions, doctor, serve, db, users, tokens, audit):  # fmt: skip
+                 extensions, doctor, serve, db, users, tokens, audit, prompts,
+                 recordings):  # fmt: skip
     cli.add_command(_command)
 
 

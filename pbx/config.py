@@ -87,7 +87,7 @@ class RtpSettings:
     advertised_address: str = ""  # "" = rtp.host
     engine: str = "builtin"  # builtin (pbx's own relay) | rtpengine (drive rtpengine over ng)
     rtpengine: tuple[str, ...] = ()  # ng control addresses HOST:PORT, in failover order
-    workers: int = -1  # relay processes; -1 = a core each beyond the first, 0 = none
+    workers: int = 0  # relay processes; 0 = in-process (prompts, recording); -1 = a core each
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from pbx.rtp.media import MediaEngine
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.rtp.workers import WorkerEngine, default_workers
+from pbx.service import recordings
 from pbx.service.metrics import Metrics
 from pbx.service.nodes import NodeKeeper
 from pbx.service.outbox import OutboxDispatcher
@@ -89,10 +90,13 @@ class Daemon:
     metrics: Metrics | None = None
     guard_task: asyncio.Task[None] | None = None
     keeper: NodeKeeper | None = None
+    purge_task: asyncio.Task[None] | None = None  # issue 13: daily recordings purge
 
     async def close(self) -> None:
         if self.guard_task is not None:
             self.guard_task.cancel()
+        if self.purge_task is not None:  # issue 13
+            self.purge_task.cancel()
         await self.manager.drain(self.settings.timers.drain_timeout)
         await self.manager.records.close()
         if self.keeper is not None:
@@ -162,6 +166,7 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     keeper = NodeKeeper(store, node, settings.node.lease_seconds, lambda lost: None)
     await keeper.start()  # refuses a name a live node holds; the crash sweep
     undo.push_async_callback(keeper.close)
+    await recordings.start_up(settings.recording.dir, store)  # issue 13: fix crash-cut files
     media = _media_address(settings)
     relay = await _media_engine(settings)
     undo.callback(relay.close)
@@ -192,6 +197,7 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
         integrations=integrations_from(settings),
         overload=Overload(settings.calls),
         metrics=Metrics(),
+        recording_dir=settings.recording.dir,  # issue 13
     )
     manager = CallManager(ctx)
     if ctx.overload.lag is not None:
@@ -215,6 +221,11 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
     daemon.outbox.start()
     undo.push_async_callback(daemon.outbox.close)
+    # issue 13: the daily retention sweep of recordings
+    daemon.purge_task = asyncio.get_running_loop().create_task(
+        recordings.purge_daily(settings.recording.dir, settings.recording.retention_days)
+    )
+    undo.callback(daemon.purge_task.cancel)
     await _register_trunks(daemon, sip_host)
     return daemon
 

@@ -13,6 +13,8 @@ Decisions (where the spec is silent):
   (inbound leg) to the callee (outbound leg); `*_out_in` the other way.
 - `to_dict`/`from_dict` are the one mapping between a record and plain
   values; the store and the JSON export both use it.
+- Audio: `recording` names a file (not a path) under `[recording] dir`;
+  `voicemail` is a final disposition (the caller was answered by pbx).
 - CSV: one row per record, columns in field order; `attempts` is summarised
   as `STATUS TARGET; ...` (`pending` for no final status yet), so a cell
   starts with a digit, not with a number's `+`. A cell that a spreadsheet would run as a formula
@@ -57,6 +59,7 @@ class Disposition(enum.StrEnum):
     REJECTED = "rejected"
     BLOCKED = "blocked"
     INTERRUPTED = "interrupted"
+    VOICEMAIL = "voicemail"  # nobody answered; the caller left a message (issue 13)
 
     @property
     def is_final(self) -> bool:
@@ -121,6 +124,13 @@ class CallRecord:
     ga_client_id: str | None = None
     visitor_ip: str | None = None
     node: str | None = None  # the pbx node that took the call ([node] id)
+    # Audio (issue 13): the recording's file name under [recording] dir, its length and
+    # size; `media_note` says why a call was not recorded / got no prompt, or that the
+    # recording failed ("recording failed: No space left on device").
+    recording: str | None = None
+    recording_seconds: float = 0.0
+    recording_bytes: int = 0
+    media_note: str | None = None
 
     @property
     def is_final(self) -> bool:

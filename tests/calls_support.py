@@ -15,6 +15,7 @@ from pbx.call.controller import Call, Input, iso_utc
 from pbx.call.legs import LegBuilder
 from pbx.call.model import (
     Action,
+    AudioPlan,
     CallSetup,
     InboundLeg,
     LocalAddress,
@@ -356,6 +357,7 @@ def make_call(
     caller_id_user: str | None = None,
     max_forwards: int = 70,
     seed: str = "t",
+    audio: AudioPlan | None = None,
 ) -> Harness:
     """A `Call` for `invite` (default: `caller_invite()`) with the given route plan."""
     ids = CountingIds(seed)
@@ -371,6 +373,7 @@ def make_call(
         local=LOCAL,
         caller_id_user=caller_id_user,
         max_forwards=max_forwards,
+        audio=audio or AudioPlan(),
     )
     inbound = InboundLeg(
         invite=invite,

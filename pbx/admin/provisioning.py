@@ -50,9 +50,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from pbx.admin.presets import Preset, load_presets
+from pbx.audio.text import check_template
 from pbx.errors import InputError, NotFoundError
 from pbx.numbers import describe, normalise
-from pbx.records import CallFact, CallRecord
+from pbx.records import CallFact, CallRecord, Disposition
 from pbx.rules.blocking import normalise_pattern
 from pbx.rules.roi import RoiRow, SourceCost, roi_report
 from pbx.rules.routing import Schedule, parse_schedule
@@ -321,6 +322,8 @@ class SourceOptions:
     ga_campaign: str | None = None
     geo: bool | None = None
     fallback_number: str | None = None  # E.164 (the CLI normalises it), "" clears
+    record: bool | None = None  # issue 13: record every number of the source
+    disclosure: str | None = None  # its default consent prompt, "" clears
 
 
 def source_from_preset(name: str, preset: Preset) -> Source:
@@ -364,9 +367,11 @@ def _apply_source(base: Source, opts: SourceOptions) -> Source:
         changes["tag"] = _optional_text(opts.tag, "--tag", MAX_TAG_CHARS)
     if opts.position is not None:
         changes["position"] = check_position(opts.position)
-    for field in ("onsite", "last_touch", "enabled"):
+    for field in ("onsite", "last_touch", "enabled", "record"):
         if getattr(opts, field) is not None:
             changes[field] = getattr(opts, field)
+    if opts.disclosure is not None:
+        changes["disclosure"] = opts.disclosure.strip() or None
     if opts.rename is not None:
         changes["name"] = check_name("source", opts.rename)
     return _apply_attribution(replace(_apply_cost(base, opts), **changes), opts)
@@ -417,7 +422,9 @@ def parse_month(text: str) -> tuple[int, int]:
 
 def _fact(record: CallRecord) -> CallFact:
     caller = record.caller if record.caller.startswith("+") else None  # anonymous callers
-    return CallFact(record.source, record.started_at, caller, record.answered_at is not None)
+    # A voicemail was answered by pbx, not by anyone at the business: not "answered" here.
+    answered = record.answered_at is not None and record.disposition is not Disposition.VOICEMAIL
+    return CallFact(record.source, record.started_at, caller, answered)
 
 
 async def roi_rows(store: Store, month: tuple[int, int]) -> list[RoiRow]:
@@ -459,13 +466,23 @@ async def add_source(
         name = preset.name
     check_name("source", name)
     base = source_from_preset(name, preset) if preset else Source(name=name)
-    return await store.sources.add(_check_source(_apply_source(base, opts)))
+    source = _check_source(_apply_source(base, opts))
+    await _check_disclosure(store, source)
+    return await store.sources.add(source)
 
 
 async def update_source(store: Store, name: str, opts: SourceOptions) -> Source:
     current = await require(store.sources.get(name), f"no source named '{name}'")
     new = _check_source(_apply_source(current, opts))
+    await _check_disclosure(store, new)
     return await store.sources.update(name, **_changes(current, new))
+
+
+async def _check_disclosure(store: Store, source: Source) -> None:
+    """A source's --disclosure must name a prompt (numbers are checked by the store)."""
+    name = source.disclosure
+    if name is not None and await store.prompts.get(name) is None:
+        raise NotFoundError(f"no prompt named '{name}' (pbx prompts add {name} ...)")
 
 
 # ---------------------------------------------------------------- numbers
@@ -484,6 +501,15 @@ class NumberOptions:
     hours: str | None = None
     after_hours: tuple[str, ...] | None = None
     present_tracking_number: bool | None = None
+    # Audio (issue 13): prompt names ('' clears), flags, seconds.
+    record: bool | None = None
+    disclosure: str | None = None
+    whisper: str | None = None
+    whisper_text: str | None = None
+    screen: bool | None = None
+    screen_seconds: int | None = None
+    voicemail: str | None = None
+    voicemail_seconds: int | None = None
 
 
 def parse_hours(text: str) -> str | None:
@@ -513,10 +539,42 @@ def _apply_number(base: TrackingNumber, opts: NumberOptions) -> TrackingNumber:
         changes["ring_timeout"] = check_ring_timeout(opts.ring_timeout)
     if opts.trunk is not None:
         changes["trunk"] = opts.trunk or None
-    for field in ("source", "enabled", "present_tracking_number"):
+    for field in ("source", "enabled", "present_tracking_number", "record", "screen"):
         if getattr(opts, field) is not None:
             changes[field] = getattr(opts, field)
-    return _apply_hours(replace(base, **changes), opts)
+    return _apply_hours(replace(base, **changes, **_audio_changes(opts)), opts)
+
+
+MAX_SCREEN_SECONDS = 60
+MAX_VOICEMAIL_SECONDS = 3600
+
+
+def _audio_changes(opts: NumberOptions) -> dict[str, Any]:
+    """--disclosure/--whisper/--voicemail ('' clears), --whisper-text, the seconds."""
+    changes: dict[str, Any] = {}
+    for field in ("disclosure", "whisper", "voicemail"):
+        value = getattr(opts, field)
+        if value is not None:
+            changes[field] = value.strip() or None
+    if opts.whisper_text is not None:
+        text = opts.whisper_text.strip()
+        if text:
+            whisper_template(text)
+        changes["whisper_text"] = text or None
+    for field, limit in (("screen_seconds", MAX_SCREEN_SECONDS),
+                         ("voicemail_seconds", MAX_VOICEMAIL_SECONDS)):  # fmt: skip
+        value = getattr(opts, field)
+        if value is not None:
+            if not 1 <= value <= limit:
+                option = "--" + field.replace("_", "-")
+                raise InputError(f"{option} must be 1-{limit} seconds (got {value})")
+            changes[field] = value
+    return changes
+
+
+def whisper_template(template: str) -> None:
+    """InputError (one line) unless `template` is a usable --whisper-text."""
+    check_template(template)
 
 
 def _apply_hours(number: TrackingNumber, opts: NumberOptions) -> TrackingNumber:

@@ -51,6 +51,7 @@ GA_PARAM_CHARS = 100  # GA4 Measurement Protocol limit for event parameter value
 CALL_STARTED = "call.started"
 CALL_ANSWERED = "call.answered"
 CALL_ENDED = "call.ended"
+CALL_VOICEMAIL = "call.voicemail"  # a final record with disposition voicemail (issue 13)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +165,11 @@ def progress_items(
 def outbox_for(
     record: CallRecord, source: Source | None, cfg: Integrations, event_id: str, now: str
 ) -> list[OutboxItem]:
-    """Items to store with the final record: `call.ended` webhooks and the GA4 event."""
+    """Items to store with the final record: `call.ended` webhooks (and `call.voicemail`
+    for a voicemail, with its own event id) and the GA4 event."""
     items = webhook_items(CALL_ENDED, record, cfg, event_id, now)
+    if record.disposition is Disposition.VOICEMAIL:
+        items += webhook_items(CALL_VOICEMAIL, record, cfg, f"{event_id}-voicemail", now)
     ga = ga4_item(record, source, cfg)
     return [*items, ga] if ga is not None else items
 

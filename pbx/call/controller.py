@@ -35,16 +35,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pbx.call import endings, in_dialog, routing
+from pbx.call import audio, endings, in_dialog, routing
 from pbx.call.in_dialog import ALLOW, MAX_REACKS, MAX_RELAYED, OFFER_METHODS, RELAYED_IN_DIALOG
 from pbx.call.model import (
     Action,
     CallSetup,
+    DigitReceived,
     MediaFailed,
     MediaLost,
     MediaOpened,
     MediaTimedOut,
     OpenMedia,
+    PromptDone,
     Shutdown,
     Target,
     WriteRecord,
@@ -88,6 +90,8 @@ Input = (
     | MediaFailed
     | MediaTimedOut
     | MediaLost
+    | PromptDone
+    | DigitReceived
     | Shutdown
 )
 
@@ -116,6 +120,13 @@ class Call(CallState):
 
     def handle_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
+        vm = self.voicemail_deadline
+        if vm is not None and vm <= now and self.state == "answered":
+            self.voicemail_deadline = None
+            actions += self.hangup("system", now, "voicemail time limit")
+        screening = self.screening.next_deadline() if self.screening is not None else None
+        if screening is not None and screening <= now:
+            actions += routing.screening_timer(self, now)
         for branch in self.branches:
             if branch.deadline is not None and branch.deadline <= now:
                 branch.deadline = None
@@ -125,14 +136,10 @@ class Call(CallState):
     def handle(self, event: Input, now: float) -> list[Action]:
         """Feed one event; returns actions the caller must execute in order."""
         match event:
-            case MediaOpened():
-                return routing.on_media_opened(self, event, now)
-            case MediaFailed():
-                return self.reject(503, now, f"media: {event.reason}")
-            case MediaLost(reason):
-                return self._media_lost(reason, now)
-            case MediaTimedOut():
-                return self.hangup("system", now, "media timeout")
+            case MediaOpened() | MediaFailed() | MediaLost() | MediaTimedOut() | PromptDone():
+                return self._media_event(event, now)
+            case DigitReceived(leg, digit):
+                return routing.screening_digit(self, digit, now) if leg == "outbound" else []
             case Shutdown():
                 return endings.shutdown(self, now)
             case CancelReceived():
@@ -162,6 +169,26 @@ class Call(CallState):
         if ended is not None:
             return ended
         return routing.on_timeout(self, event.key, now)
+
+    def _media_event(
+        self, event: MediaOpened | MediaFailed | MediaLost | MediaTimedOut | PromptDone, now: float
+    ) -> list[Action]:
+        match event:
+            case MediaOpened():
+                return routing.on_media_opened(self, event, now)
+            case MediaFailed():
+                return self.reject(503, now, f"media: {event.reason}")
+            case MediaLost(reason):
+                return self._media_lost(reason, now)
+            case MediaTimedOut():
+                return self.hangup("system", now, "media timeout")
+            case PromptDone():
+                return self._prompt_done(event, now)
+
+    def _prompt_done(self, event: PromptDone, now: float) -> list[Action]:
+        if event.name == audio.WHISPER:
+            return routing.whisper_done(self, now)
+        return audio.on_prompt_done(self, event, now)
 
     def _media_lost(self, reason: str, now: float) -> list[Action]:
         """Both legs get BYE; before answer the caller gets 503."""

@@ -47,7 +47,20 @@ def reject(call: CallState, status: int, now: float, reason: str | None) -> list
     actions: list[Action] = [SendResponse(call.inbound.key, response)]
     for branch in call.branches:
         actions += cancel_branch(call, branch, now)
+    actions += bye_held(call)
     return [*actions, CloseMedia(), FinishRecord(call.record), *call.maybe_finished()]
+
+
+def bye_held(call: CallState) -> list[Action]:
+    """BYE an answerer whose 2xx was held for the whisper (the caller never got it)."""
+    branch = call.winner
+    if branch is None or call.held is None or branch.dialog is None:
+        return []
+    call.held = None
+    call.screening = None
+    bye = call.builder.bye(branch)
+    call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)
+    return [SendRequest(bye, branch.target.dest)]
 
 
 def caller_cancel(call: CallState, event: CancelReceived, now: float) -> list[Action]:
@@ -61,6 +74,7 @@ def caller_cancel(call: CallState, event: CancelReceived, now: float) -> list[Ac
     actions.append(SendResponse(event.invite_key, terminated))
     for branch in call.branches:
         actions += cancel_branch(call, branch, now)
+    actions += bye_held(call)
     call.record = replace(
         call.record,
         disposition=Disposition.CANCELLED,
@@ -92,6 +106,9 @@ def hangup(
         call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=call.winner)
         actions.append(SendRequest(bye, call.winner.target.dest))
     answered = call.answered_at if call.answered_at is not None else now
+    if call.record.disposition is Disposition.VOICEMAIL and not call.voicemail_recording:
+        # Gone during the greeting: no message was left, so the call was not answered.
+        call.record = replace(call.record, disposition=Disposition.NO_ANSWER)
     call.record = replace(
         call.record,
         hangup_by=by,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pbx.call import endings
+from pbx.call import endings, routing
 from pbx.call.legs import ALLOW, media_endpoint, relay_sdp
 from pbx.call.model import (
     Action,
@@ -38,6 +38,7 @@ from pbx.call.model import (
     SetMediaRemote,
 )
 from pbx.call.state import CallState
+from pbx.rtp.dtmf import DtmfError, parse_info
 from pbx.rtp.sdp import SdpError, parse_sdp
 from pbx.sip.message import Request, Response
 from pbx.sip.responses import make_response
@@ -69,6 +70,8 @@ def on_request(call: CallState, event: RequestReceived, now: float) -> list[Acti
     leg = _leg_of(call, request)
     if request.method == "CANCEL":  # matched no transaction (RFC 3261 §9.2)
         return _answer(event, 481)
+    if leg == "outbound" and call.held is not None:
+        return _held_answerer(call, event, now)
     if leg is None or (call.state != "answered" and request.method != "BYE"):
         return _answer(event, 481)
     if request.method == "BYE":
@@ -83,7 +86,26 @@ def on_request(call: CallState, event: RequestReceived, now: float) -> list[Acti
         return _answer(event, 491)  # RFC 3261 §14.1, RFC 3311 §5.2
     if len(relays) >= MAX_RELAYED:
         return _answer(event, 503, [("Retry-After", "1")])
+    if call.winner is None:  # voicemail: nobody to relay to; keep the media as it is
+        return _answer(event, 488 if request.method in OFFER_METHODS else 200)
     return _relay(call, event, leg)
+
+
+def _held_answerer(call: CallState, event: RequestReceived, now: float) -> list[Action]:
+    """A request from an answerer held for whisper / screening (not yet bridged):
+    BYE is a no-answer (hunting goes on); INFO may carry the screening digit."""
+    request = event.request
+    if request.method == "BYE":
+        return _answer(event, 200) + routing.answerer_left(call, now)
+    if request.method == "INFO":
+        try:
+            ctype = request.content_type
+            info = parse_info(ctype.mime if ctype is not None else "", request.body)
+        except DtmfError:
+            return _answer(event, 400)
+        ok = _answer(event, 200)
+        return ok + (routing.screening_digit(call, info.digit, now) if info else [])
+    return _answer(event, 491 if request.method in OFFER_METHODS else 200)
 
 
 def _leg_of(call: CallState, request: Request) -> Leg | None:

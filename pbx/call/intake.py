@@ -17,6 +17,10 @@ Decisions:
   once (one plan step holds them all, `pbx.call.targets`); an extension
   with no binding is skipped like an unreachable destination (480 when
   nothing is left), so hunting goes on to the next destination.
+- Audio (issue 13): the number's prompts are read per call with its
+  route; a `--whisper-text` template is rendered per call by espeak-ng in a
+  worker thread, bounded by WHISPER_TTS_TIMEOUT (a failure means no
+  whisper, never no call).
 - Unknown numbers and non-trunk sources get no call record (nothing was
   attempted and nobody dialed a tracking number); disabled numbers and
   after-hours rejections get a `rejected` record.
@@ -32,7 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pbx.attribution.visits import attribute
-from pbx.call.model import CallSetup, LocalAddress, Target
+from pbx.audio import text, tones, tts
+from pbx.call.model import AudioPlan, CallSetup, LocalAddress, Target
 from pbx.call.targets import extension_targets, join_steps
 from pbx.errors import InputError
 from pbx.numbers import normalise, region_of
@@ -46,6 +51,8 @@ from pbx.sip.peer import Peer
 from pbx.sip.status import SipParseError
 from pbx.sip.uri import parse_uri
 from pbx.store import Block, Destination, RouteInfo, Store, Trunk
+
+WHISPER_TTS_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +115,55 @@ async def admit(
         local=ctx.local,
         caller_id_user=route.number.number if route.number.present_tracking_number else None,
         max_forwards=invite.max_forwards if invite.max_forwards is not None else 70,
+        audio=await _audio_plan(ctx.store, route, record),
     )
+
+
+async def _audio_plan(store: Store, route: RouteInfo, record: CallRecord) -> AudioPlan:
+    """The number's audio wishes with its prompts loaded (issue 13; off by default)."""
+    number, source = route.number, route.source
+    recorded = number.record or source.record  # a source's --record covers all its numbers
+    disclosure = number.disclosure or (source.disclosure if recorded else None)
+    if not (recorded or disclosure or number.whisper or number.whisper_text or number.voicemail):
+        return AudioPlan()
+
+    async def pcm(name: str | None) -> bytes | None:
+        found = await store.prompts.get(name) if name else None
+        return found.pcm if found is not None else None
+
+    whisper = await pcm(number.whisper)
+    if whisper is None and number.whisper_text:
+        whisper = await _spoken(number.whisper_text, record)
+    return AudioPlan(
+        record=recorded,
+        disclosure=await pcm(disclosure),
+        whisper=whisper,
+        screen=number.screen,
+        screen_seconds=float(number.screen_seconds),
+        voicemail=await pcm(number.voicemail),
+        voicemail_seconds=float(number.voicemail_seconds),
+        beep=tones.beep() if number.voicemail else None,
+    )
+
+
+async def _spoken(template: str, record: CallRecord) -> bytes | None:
+    """The whisper text rendered for this call by espeak-ng, off the event loop (bounded).
+
+    A failure (espeak-ng missing, too slow, a bad template) means no whisper, not no call."""
+    values = {
+        "source": record.source or "",
+        "number": record.tracking_number,
+        "caller": record.caller,
+        "tag": record.tag or "",
+    }
+    try:
+        spoken = text.render(template, values)
+        prompt = await asyncio.wait_for(
+            asyncio.to_thread(tts.text_prompt, spoken), WHISPER_TTS_TIMEOUT
+        )
+    except (InputError, TimeoutError):
+        return None
+    return prompt.pcm
 
 
 def _trunk_of(trunks: Sequence[Trunk], host: str) -> Trunk | None:

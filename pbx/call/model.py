@@ -45,6 +45,20 @@ class LocalAddress:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioPlan:
+    """What the number asks of the call's audio (issue 13); prompts as 8 kHz mono PCM."""
+
+    record: bool = False
+    disclosure: bytes | None = None  # to both parties after answer; recording starts after it
+    whisper: bytes | None = None  # to the answerer only, before the caller is connected
+    screen: bool = False
+    screen_seconds: float = 5.0
+    voicemail: bytes | None = None  # greeting when every destination failed
+    voicemail_seconds: float = 120.0
+    beep: bytes | None = None  # after the greeting (the runner's tone)
+
+
+@dataclass(frozen=True, slots=True)
 class CallSetup:
     """Everything decided before the call starts (admission, lookup, plan)."""
 
@@ -57,6 +71,7 @@ class CallSetup:
     local: dict[str, LocalAddress]  # transport -> our address
     caller_id_user: str | None = None  # From user on outbound legs; None = caller's
     max_forwards: int = 70
+    audio: AudioPlan = AudioPlan()
 
 
 @dataclass(slots=True)
@@ -137,6 +152,22 @@ class MediaLost:
 
 
 @dataclass(frozen=True, slots=True)
+class PromptDone:
+    """The engine sent the last packet of the prompt `name` to `leg`."""
+
+    leg: Leg
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DigitReceived:
+    """A DTMF digit from `leg` (RFC 4733 in its RTP, or SIP INFO in its dialog)."""
+
+    leg: Leg
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """The daemon's drain time is over: end the call now."""
 
@@ -189,6 +220,41 @@ class CloseMedia:
 
 
 @dataclass(frozen=True, slots=True)
+class PlayPrompt:
+    """Play `pcm` (8 kHz mono 16-bit) to `leg` as `payload_type`; `PromptDone` follows."""
+
+    leg: Leg
+    name: str
+    pcm: bytes
+    payload_type: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopPrompt:
+    leg: Leg
+
+
+@dataclass(frozen=True, slots=True)
+class StartRecording:
+    """Record both legs from now on into `<[recording] dir>/<record id>.wav`."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldMedia:
+    """`on`: neither leg gets the other's audio (answerer held for whisper / screening)."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WatchDigits:
+    """Report DTMF from `leg`'s RTP (RFC 4733 payload type `payload_type`) as DigitReceived."""
+
+    leg: Leg
+    payload_type: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class WriteRecord:
     record: CallRecord
 
@@ -213,6 +279,11 @@ Action = (
     | SetMediaRemote
     | ArmMedia
     | CloseMedia
+    | PlayPrompt
+    | StopPrompt
+    | StartRecording
+    | WatchDigits
+    | HoldMedia
     | WriteRecord
     | FinishRecord
     | Finished

@@ -17,32 +17,47 @@ Decisions (where the RFCs and DESIGN.md are silent):
   dialog from (no To tag / Contact) fails its branch as 502; a 2xx with a
   second To tag on a branch (a forking proxy behind the callee) is ACKed and
   BYEd (§13.2.2.4), for at most MAX_FORKS such dialogs per call.
+- Whisper / screening (issue 13, docs/recording.md): the first 2xx wins as
+  usual (the other branches are CANCELled) but is held, ACKed and not
+  relayed, with both legs' audio held back (`HoldMedia`); the whisper plays
+  to the answerer; `pbx.rules.screening` decides bridge or hunt on. A
+  screened-out branch is BYEd and recorded as an attempt with no status
+  ("no accept digit in time"), like a ring timeout.
+- Voicemail: when the hunt fails and the number has a greeting, the caller
+  is answered by pbx instead of getting the failure (`pbx.call.audio`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pbx.call import endings
+from pbx.call import audio, endings
 from pbx.call.branches import attempt_done, cancel_branch
 from pbx.call.legs import media_endpoint, relay_sdp
 from pbx.call.model import (
     Action,
     ArmMedia,
     Branch,
+    HoldMedia,
     MediaOpened,
     Pending,
+    PlayPrompt,
     SendRequest,
     SendResponse,
     SendStateless,
     SetMediaRemote,
+    StopPrompt,
     Target,
+    WatchDigits,
     WriteRecord,
 )
 from pbx.call.state import CallState
 from pbx.records import Disposition
-from pbx.rtp.sdp import SdpError, parse_sdp
+from pbx.rtp.sdp import SdpError, SessionDescription, parse_sdp
 from pbx.rules.routing import final_status, hunt_continues
+from pbx.rules.screening import Action as ScreenAction
+from pbx.rules.screening import Bridge, HuntOn, PlayWhisper, Screening, StopWhisper
+from pbx.rules.screening import Input as ScreenInput
 from pbx.sip.auth import AuthAttempt, DigestClient, challenges_in
 from pbx.sip.dialog import DialogError
 from pbx.sip.message import Response
@@ -121,7 +136,27 @@ def _current_step(call: CallState) -> list[Branch]:
 
 
 def _fail_to_caller(call: CallState, now: float) -> list[Action]:
+    if audio.can_take_voicemail(call):
+        return _voicemail(call, now)
     return endings.reject(call, final_status(call.statuses), now, None)
+
+
+def _voicemail(call: CallState, now: float) -> list[Action]:
+    """Nobody answered: pbx answers the caller itself for the voicemail greeting."""
+    assert call.relay is not None
+    assert call.inbound.offer is not None
+    body = relay_sdp(call.inbound.offer, call.relay.inbound, call.inbound.origin)
+    ok = call.builder.to_caller(call.inbound, 200, body=body)
+    call.inbound.dialog = call.builder.uas_dialog(call.inbound)
+    call.inbound.answered = True
+    call.state = "answered"
+    call.answered_at = now
+    played = audio.voicemail_answered(call, now)
+    call.record = replace(
+        call.record, answered_at=call.wall(now), sip_status=200, sip_reason="voicemail",
+        ring_seconds=round(now - call.setup.started, 3),
+    )  # fmt: skip
+    return [SendResponse(call.inbound.key, ok), ArmMedia(), *played, WriteRecord(call.record)]
 
 
 # -- responses to the outbound INVITEs ----------------------------------------------
@@ -202,7 +237,136 @@ def _branch_answered(
         bye = call.builder.bye(branch)
         call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)
         return [*actions, SendRequest(bye, branch.target.dest)]
+    plan = call.setup.audio
+    if plan.whisper is not None or plan.screen:
+        held = _hold(call, branch, response, now)
+        if held:
+            return actions + held
     return actions + _bridge(call, branch, response, now)
+
+
+def _hold(call: CallState, branch: Branch, response: Response, now: float) -> list[Action]:
+    """Hold the answerer's 2xx (ACKed, not relayed): whisper and/or screening first.
+
+    The caller keeps its ringback; the whisper plays on the outbound leg only.
+    Returns [] when that is impossible (SRTP, or a whisper without G.711 and no
+    screening): the call is bridged at once."""
+    plan = call.setup.audio
+    answer = _parsed(response.body)
+    codec = audio.codec_for(call, answer)
+    if audio.is_srtp(call.inbound.offer) or answer is None:
+        return []
+    whisper = plan.whisper if codec is not None else None
+    if whisper is None and not plan.screen:
+        return []
+    call.winner = branch
+    call.held = response
+    call.codec = codec
+    branch.state = "answered"
+    branch.deadline = None
+    actions: list[Action] = []
+    for other in call.branches:
+        if other is not branch:
+            actions += cancel_branch(call, other, now)
+    endpoint = media_endpoint(answer)
+    if endpoint is not None:
+        actions.append(SetMediaRemote("outbound", *endpoint))
+    actions.append(HoldMedia(True))
+    if not plan.screen:
+        assert whisper is not None
+        assert codec is not None
+        call.playing["outbound"] = audio.WHISPER
+        return [*actions, PlayPrompt("outbound", audio.WHISPER, whisper, codec)]
+    seconds = len(whisper) / 16000 if whisper is not None else None
+    call.screening, steps = Screening.start(
+        now, whisper_seconds=seconds, screen=True, screen_seconds=plan.screen_seconds
+    )
+    watch = WatchDigits("outbound", audio.telephone_event(response.body))
+    return [*actions, watch, *_screened(call, steps, now)]
+
+
+def _screened(call: CallState, steps: list[ScreenAction], now: float) -> list[Action]:
+    """The screening machine's actions as the call's (pbx.rules.screening)."""
+    actions: list[Action] = []
+    plan = call.setup.audio
+    for step in steps:
+        match step:
+            case PlayWhisper() if plan.whisper is not None and call.codec is not None:
+                call.playing["outbound"] = audio.WHISPER
+                actions.append(PlayPrompt("outbound", audio.WHISPER, plan.whisper, call.codec))
+            case StopWhisper():
+                call.playing.pop("outbound", None)
+                actions.append(StopPrompt("outbound"))
+            case Bridge():
+                actions += _end_screening(call) + _bridge_held(call, now)
+            case HuntOn(reason):
+                actions += _end_screening(call) + _screen_failed(call, reason, now)
+            case _:  # ArmTimer: read through next_deadline(); Release: the call ends itself
+                pass
+    return actions
+
+
+def _end_screening(call: CallState) -> list[Action]:
+    call.screening = None
+    return [WatchDigits("outbound", None)]
+
+
+def _bridge_held(call: CallState, now: float) -> list[Action]:
+    branch, response = call.winner, call.held
+    if branch is None or response is None or call.state != "routing":
+        return []
+    call.held = None
+    return [HoldMedia(False), *_bridge(call, branch, response, now)]
+
+
+def _screen_failed(call: CallState, reason: str, now: float) -> list[Action]:
+    """No accept digit (or the answerer left): the branch is a no-answer; hunt on."""
+    branch = call.winner
+    if branch is None:
+        return []
+    still_up = call.held is not None
+    call.winner, call.held = None, None
+    call.playing.pop("outbound", None)
+    branch.state = "failed"
+    actions: list[Action] = [HoldMedia(False)]
+    if still_up:
+        bye = call.builder.bye(branch)
+        call.pending[call.builder.key_of(bye)] = Pending("bye", "outbound", branch=branch)
+        actions.append(SendRequest(bye, branch.target.dest))
+    attempt_done(call, branch, None, reason, now)
+    return actions + _after_branch(call, branch, None, now)
+
+
+def whisper_done(call: CallState, now: float) -> list[Action]:
+    """The whisper ended: screening waits for the digit, else the caller is connected."""
+    if call.playing.get("outbound") != audio.WHISPER:
+        return []  # stale: cut short by the accept digit, or a repeat
+    call.playing.pop("outbound", None)
+    if call.screening is not None:
+        return _screened(call, call.screening.handle(ScreenInput.WHISPER_FINISHED, now), now)
+    return _bridge_held(call, now)
+
+
+def screening_digit(call: CallState, digit: str, now: float) -> list[Action]:
+    """A DTMF digit from the answerer (RFC 4733 or SIP INFO) while it is screened."""
+    if call.screening is None:
+        return []
+    return _screened(call, call.screening.digit(digit, now), now)
+
+
+def screening_timer(call: CallState, now: float) -> list[Action]:
+    if call.screening is None:
+        return []
+    return _screened(call, call.screening.handle_timer(now), now)
+
+
+def answerer_left(call: CallState, now: float) -> list[Action]:
+    """The held answerer sent BYE before being bridged: a no-answer, hunt on."""
+    call.held = None  # its dialog is gone: no BYE from us
+    if call.screening is not None:
+        steps = call.screening.handle(ScreenInput.ANSWERER_HUNG_UP, now)
+        return _screened(call, steps, now)
+    return _screen_failed(call, "answerer hung up before being bridged", now)
 
 
 def _extra_fork(call: CallState, branch: Branch, response: Response) -> list[Action]:
@@ -263,7 +427,23 @@ def _bridge(call: CallState, branch: Branch, response: Response, now: float) -> 
         ring_seconds=round(now - call.setup.started, 3),
     )
     ready: list[Action] = [SendResponse(call.inbound.key, ok), ArmMedia()]
-    return [*actions, *media, *ready, WriteRecord(call.record)]
+    started = audio.on_bridged(call, _parsed(response.body))
+    prompts = [a for a in started if isinstance(a, PlayPrompt)]
+    rest = [a for a in started if not isinstance(a, PlayPrompt)]
+    if prompts:
+        # Held from the bridge until the prompts (which mute the legs) are playing, so not
+        # a packet of either side reaches the other before the disclosure.
+        ready = [HoldMedia(True), *ready, *prompts, HoldMedia(False)]
+    return [*actions, *media, *ready, WriteRecord(call.record), *rest]
+
+
+def _parsed(body: bytes) -> SessionDescription | None:
+    if not body:
+        return None
+    try:
+        return parse_sdp(body)
+    except SdpError:
+        return None
 
 
 def _answer_sdp(call: CallState, response: Response) -> tuple[list[Action], bytes]:

@@ -12,6 +12,7 @@ the service's runner only moves events in and actions out.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import PurePath
 from typing import Literal
 
 from pbx.call.legs import LegBuilder
@@ -26,8 +27,10 @@ from pbx.call.model import (
     SendStateless,
 )
 from pbx.records import CallRecord, iso_utc
-from pbx.rtp.media import MediaSession, MediaStats
+from pbx.rtp.media import Leg, MediaSession, MediaStats, RecordingResult
+from pbx.rules.screening import Screening
 from pbx.sip.dialog import Dialog
+from pbx.sip.message import Response
 from pbx.sip.transaction import TransactionKey
 
 Phase = Literal["new", "media", "routing", "answered", "ended"]
@@ -56,6 +59,16 @@ class CallState:
     media: MediaSession | None = None  # the engine's session (an opaque handle to this layer)
     media_stats: MediaStats | None = None  # its final counters once closed
     written: CallRecord | None = None  # the record as last stored
+    # Audio (pbx.call.audio): prompts playing, their codec, the voicemail limit; the
+    # runner puts the recording's result (or why it could not start) here.
+    playing: dict[Leg, str] = field(default_factory=dict)  # leg -> prompt name
+    held: Response | None = None  # the answerer's 2xx while the whisper plays
+    screening: Screening | None = None  # press-1 screening of the held answerer
+    codec: int | None = None
+    voicemail_deadline: float | None = None
+    voicemail_recording: bool = False  # the caller got past greeting and beep
+    recording: RecordingResult | None = None
+    recording_error: str | None = None
 
     def __post_init__(self) -> None:
         self.record = self.setup.record
@@ -71,6 +84,11 @@ class CallState:
 
     def next_deadline(self) -> float | None:
         deadlines = [b.deadline for b in self.branches if b.deadline is not None]
+        if self.voicemail_deadline is not None and self.state == "answered":
+            deadlines.append(self.voicemail_deadline)
+        screening = self.screening.next_deadline() if self.screening is not None else None
+        if screening is not None:
+            deadlines.append(screening)
         return min(deadlines) if deadlines else None
 
     def wall(self, now: float) -> str:
@@ -83,6 +101,7 @@ class CallState:
 
     def completed(self, record: CallRecord) -> CallRecord:
         """The final `record` with the media counters of the closed session."""
+        record = self._with_recording(record)
         if self.media_stats is None:
             return record
         i, o = self.media_stats.inbound, self.media_stats.outbound
@@ -93,3 +112,21 @@ class CallState:
             bytes_in_out=i.bytes,
             bytes_out_in=o.bytes,
         )
+
+    def _with_recording(self, record: CallRecord) -> CallRecord:
+        """The recording's file name, length and size; a failure as the media note."""
+        failure = self.recording_error
+        result = self.recording
+        if result is not None:
+            record = replace(
+                record,
+                recording=PurePath(result.path).name,
+                recording_seconds=result.seconds,
+                recording_bytes=result.bytes,
+            )
+            failure = failure or result.error
+        if failure is None:
+            return record
+        text = f"recording failed: {failure}"
+        joined = text if record.media_note is None else f"{record.media_note}; {text}"
+        return replace(record, media_note=joined)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 
 from pbx import records
+from pbx.admin import audio as admin_audio
 from pbx.admin import provisioning as admin
 from pbx.commands import verbs
 from pbx.commands.common import (
     AdminError,
+    config_option,
     emit,
     format_option,
     number_arg,
@@ -25,6 +28,7 @@ from pbx.commands.common import (
     run_store,
     with_params,
 )
+from pbx.errors import InputError
 from pbx.records import CallRecord
 
 MAX_CALL_ROWS = 100_000
@@ -129,3 +133,39 @@ def calls_export(ctx: click.Context, /, fmt: str, **filters: Any) -> None:
 def calls_show(ctx: click.Context, call_id: str) -> CallRecord:
     """Show every field of call record ID."""
     return run_store(ctx, lambda s: admin.require(s.calls.get(call_id), f"no call {call_id}"))
+
+
+@calls.command("recording")
+@click.argument("call_id")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the WAV here (default: CALL_ID.wav in the current directory; - for stdout).",
+)  # fmt: skip
+@config_option("Daemon settings (TOML) naming [recording] dir.")
+@click.pass_context
+def calls_recording(
+    ctx: click.Context, call_id: str, output: Path | None, config_path: Path | None
+) -> None:
+    """Write call CALL_ID's recording (stereo WAV: caller left, answerer right)."""
+    from pbx.commands.audio import recording_settings
+
+    record = run_store(ctx, lambda s: s.calls.get(call_id))
+    if record is None:
+        raise AdminError(f"no call record {call_id}")
+    folder, _ = recording_settings(ctx, config_path)
+    try:
+        path = admin_audio.recording_path(folder, record.recording, call_id)
+        data = path.read_bytes()
+    except InputError as exc:
+        raise AdminError(str(exc)) from None
+    except OSError as exc:
+        raise AdminError(f"cannot read the recording: {exc.strerror or exc}") from None
+    if output is not None and str(output) == "-":
+        click.get_binary_stream("stdout").write(data)
+        return
+    target = output or Path(f"{call_id}.wav")
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        raise AdminError(f"cannot write {target}: {exc.strerror or exc}") from None
+    click.echo(f"recording of {call_id} written to {target} ({record.recording_seconds:.1f} s)")

@@ -61,6 +61,47 @@ _SETTINGS: list[Decorator] = [
         "caller's own (default).",
     ),
     click.option("--enable/--disable", "enabled", default=None, help="Answer or refuse its calls."),
+    # Audio (issue 13): see docs/recording.md; recording is off by default.
+    click.option(
+        "--record/--no-record",
+        default=None,
+        help="Record answered calls (stereo WAV under [recording] dir). Consent law "
+        "differs: see docs/recording.md.",
+    ),
+    click.option(
+        "--disclosure",
+        metavar="PROMPT",
+        help="Prompt both parties hear after answer, before being connected; "
+        "recording starts after it ('' clears).",
+    ),
+    click.option(
+        "--whisper", metavar="PROMPT", help="Prompt only the answerer hears first ('' clears)."
+    ),
+    click.option(
+        "--whisper-text",
+        metavar="TEXT",
+        help='Whisper spoken per call, e.g. "Call from {source} on {number}" '
+        "(fields: source, number, caller, tag; '' clears).",
+    ),
+    click.option(
+        "--screen/--no-screen",
+        default=None,
+        help="The answerer must press 1 or the next destination is tried.",
+    ),
+    click.option(
+        "--screen-seconds", type=int, metavar="SECONDS", help="Time to press 1 (default 5)."
+    ),
+    click.option(
+        "--voicemail",
+        metavar="PROMPT",
+        help="Greeting when nobody answers; the caller is then recorded ('' clears).",
+    ),
+    click.option(
+        "--voicemail-seconds",
+        type=int,
+        metavar="SECONDS",
+        help="Longest voicemail message (default 120).",
+    ),
 ]
 
 

@@ -60,6 +60,16 @@ def _options(*, adding: bool) -> list[Decorator]:
         click.option("--tag", help="Tag written on its calls ('' clears)."),
         click.option("--cost-per-call", metavar="AMOUNT", help="Cost of each call, e.g. 12.50."),
         click.option("--monthly-budget", metavar="AMOUNT", help="Monthly spend, e.g. 300.00."),
+        click.option(
+            "--record/--no-record",
+            default=None,
+            help="Record the calls of every number of this source (docs/recording.md).",
+        ),
+        click.option(
+            "--disclosure",
+            metavar="PROMPT",
+            help="Consent prompt for its numbers that name none ('' clears).",
+        ),
     ]
     if not adding:
         opts += [

@@ -20,6 +20,28 @@ these protocols, so an engine is swappable without touching it:
   (idempotent), `await session.release()` closes and waits, bounded, for
   the engine's final counters (what the call record gets).
 
+Audio (issue 13), which every engine must offer (a worker-process engine
+forwards these calls to the worker that owns the session, and its
+`on_done` callback back to the daemon's loop):
+
+- `session.play(leg, pcm, payload_type, on_done)` sends an 8 kHz mono
+  16-bit prompt to `leg` as a paced RTP stream of its own SSRC (PCMU 0 or
+  PCMA 8); while it plays, that leg does not get the other side's audio;
+  `on_done()` is called once when the last packet went out (not when
+  `stop_playing(leg)` cut it short);
+- `session.start_recording(path)` writes both legs' forwarded audio from
+  now on into a stereo WAV at `path` (caller left, answerer right); raises
+  `MediaError` if the file cannot be created; a write error later (disk
+  full) stops the recording, the call goes on, and the result says so;
+- `session.hold(on)` keeps each leg's audio from the other while the
+  answerer is held for whisper / screening (prompts still play);
+- `session.watch_digits(leg, pt, on_digit)` reports each RFC 4733 DTMF
+  digit `leg` sends (telephone-event payload type `pt`) once, for call
+  screening; `on_digit=None` stops;
+- `session.stop_recording()` fixes the header and returns the
+  `RecordingResult` (None if nothing was recording); `close()` stops it too
+  and keeps the result for `recording_result()`.
+
 Engines: `pbx.rtp.relay.MediaRelay` (built in, in the daemon's process;
 `[rtp] workers = 0`) and `pbx.rtp.workers.WorkerEngine` (the same relay in
 worker processes, one per core beyond the first by default).
@@ -39,6 +61,8 @@ Leg = Literal["inbound", "outbound"]
 LEGS: tuple[Leg, Leg] = ("inbound", "outbound")
 OnTimeout = Callable[[str], None]
 OnFailure = Callable[[str, str], None]
+OnDone = Callable[[], None]
+OnDigit = Callable[[str], None]
 
 
 class MediaError(PbxError):
@@ -65,6 +89,49 @@ class MediaStats:
     outbound: Counters
 
 
+@dataclass(frozen=True, slots=True)
+class RecordingResult:
+    """One call's recording as written: its file, length, size, and why it stopped early."""
+
+    path: str
+    seconds: float
+    bytes: int  # the file's size, header included
+    error: str | None = None  # e.g. "No space left on device": the recording is cut there
+
+
+class NoAudio:
+    """The audio calls for an engine that cannot play or record (yet).
+
+    `play` and `start_recording` raise `MediaError`, so the call side goes on
+    without the prompt or the recording and says so in the record (a
+    disclosure that cannot play means no recording either); the rest do
+    nothing. Used by the worker-process and rtpengine engines today.
+    """
+
+    engine_name = "this media engine"
+
+    def play(self, leg: Leg, pcm: bytes, payload_type: int, on_done: OnDone | None) -> None:
+        raise MediaError(f"media: {self.engine_name} cannot play prompts")
+
+    def stop_playing(self, leg: Leg) -> None:
+        return None
+
+    def start_recording(self, path: str) -> None:
+        raise MediaError(f"media: {self.engine_name} cannot record calls")
+
+    def stop_recording(self) -> RecordingResult | None:
+        return None
+
+    def recording_result(self) -> RecordingResult | None:
+        return None
+
+    def hold(self, on: bool) -> None:
+        return None
+
+    def watch_digits(self, leg: Leg, payload_type: int | None, on_digit: OnDigit | None) -> None:
+        return None
+
+
 class MediaSession(Protocol):
     """Both legs of one call's media in some engine."""
 
@@ -79,6 +146,19 @@ class MediaSession(Protocol):
     def close(self) -> MediaStats: ...
     async def release(self) -> MediaStats:
         """Close and wait (bounded) for the engine's final counters."""
+        ...
+
+    def play(self, leg: Leg, pcm: bytes, payload_type: int, on_done: OnDone | None) -> None: ...
+    def stop_playing(self, leg: Leg) -> None: ...
+    def start_recording(self, path: str) -> None: ...
+    def stop_recording(self) -> RecordingResult | None: ...
+    def recording_result(self) -> RecordingResult | None: ...
+    def hold(self, on: bool) -> None:
+        """While on, neither leg gets the other's audio (the answerer is not bridged yet)."""
+        ...
+
+    def watch_digits(self, leg: Leg, payload_type: int | None, on_digit: OnDigit | None) -> None:
+        """Report RFC 4733 digits `leg` sends with `payload_type` (None stops watching)."""
         ...
 
 

@@ -39,6 +39,17 @@ Decisions where the specs are silent:
   `arm()` (at answer). An armed session with no packet either way for
   `media_timeout` seconds gets one `on_timeout(call_id)` call from the
   manager's periodic check; the owner then ends the call and `close()`s it.
+- Audio (issue 13). Recording: `start_recording(path)` puts a
+  `pbx.rtp.recording.RecordingFile` on the session; each RTP packet a leg
+  accepts (latched source) is also fed to it, forwarded or not (voicemail
+  has nobody to forward to); one attribute test per packet when not
+  recording, nothing logged; and the periodic check writes silence as time
+  passes. Playing: `play(leg, pcm, pt, on_done)` sends a
+  `pbx.rtp.stream.PromptStream` (own random SSRC, sequence and timestamp;
+  a second prompt on the leg continues the first one's) from the leg's RTP
+  socket to its remote, one `loop.call_at` per due packet (no busy loop, no
+  task); while it plays the leg's peer endpoint does not forward the other
+  side's audio to it (`muted`). Prompt packets are not counted as relayed.
 - Binding: a pair someone else holds is released into quarantine and the
   next pair tried, up to `BIND_ATTEMPTS` pairs; then `MediaError`.
 """
@@ -48,11 +59,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
+from pbx.rtp.dtmf import DtmfDetector, DtmfError
 from pbx.rtp.media import (
     LEGS,
     Counters,
@@ -60,12 +73,18 @@ from pbx.rtp.media import (
     MediaEngine,
     MediaError,
     MediaStats,
+    OnDigit,
+    OnDone,
     OnFailure,
     OnTimeout,
+    RecordingResult,
 )
 from pbx.rtp.media import MediaSession as MediaSessionApi
 from pbx.rtp.packet import is_rtcp
+from pbx.rtp.payload import split
 from pbx.rtp.ports import PortPairAllocator
+from pbx.rtp.recording import RecordingFile
+from pbx.rtp.stream import PromptStream
 
 Address = tuple[str, int] | tuple[str, int, int, int]
 
@@ -123,6 +142,13 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def __init__(self, session: MediaSession, leg: Leg, rtcp: bool, relatch_after: float) -> None:
         self.session = session
+        self.leg = leg
+        # The other side's audio is held back from this leg while `muted`: a prompt plays
+        # to it (`prompting`) or the call holds it (`held`, answerer not yet bridged).
+        self.muted = False
+        self.prompting = False
+        self.held = False
+        self.digits: _DigitWatch | None = None  # call screening: RFC 4733 from this leg
         self.counters = session.counters[leg]
         self.latch = Latch(relatch_after)
         self.rtcp = rtcp
@@ -147,9 +173,14 @@ class _Endpoint(asyncio.DatagramProtocol):
             return
         session.last_activity = now
         session.armed = True
+        recording = session.recording
+        if recording is not None and not self.rtcp:  # also when not forwarded (voicemail)
+            recording.feed(self.leg, data, now)
+        if self.digits is not None:
+            self.digits.feed(data)
         target = peer.latch.target
         transport = peer.transport
-        if target is None or transport is None or peer.paused:
+        if target is None or transport is None or peer.paused or peer.muted:
             counters.dropped += 1
             return
         transport.sendto(data, target)
@@ -163,11 +194,44 @@ class _Endpoint(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         """ICMP port unreachable from a peer that went away: the media timeout handles it."""
 
+    def set_mute(self, *, prompting: bool | None = None, held: bool | None = None) -> None:
+        if prompting is not None:
+            self.prompting = prompting
+        if held is not None:
+            self.held = held
+        self.muted = self.prompting or self.held
+
     def pause_writing(self) -> None:
         self.paused = True
 
     def resume_writing(self) -> None:
         self.paused = False
+
+
+class _DigitWatch:
+    """RFC 4733 digits of one leg, each reported once (`pbx.rtp.dtmf.DtmfDetector`)."""
+
+    __slots__ = ("detector", "on_digit", "payload_type")
+
+    def __init__(self, payload_type: int, on_digit: OnDigit) -> None:
+        self.payload_type = payload_type
+        self.on_digit = on_digit
+        self.detector = DtmfDetector()
+
+    def feed(self, data: bytes) -> None:
+        if len(data) < 2 or data[1] & 0x7F != self.payload_type:
+            return
+        packet = split(data)
+        if packet is None:
+            return
+        try:
+            digit = self.detector.feed(
+                packet.header.timestamp, packet.payload, ssrc=packet.header.ssrc
+            )
+        except DtmfError:
+            return
+        if digit is not None:
+            self.on_digit(digit)
 
 
 class MediaSession:
@@ -192,6 +256,10 @@ class MediaSession:
         self._family = relay.family
         self._endpoints: dict[tuple[Leg, bool], _Endpoint] = {}
         self._stats: MediaStats | None = None
+        self.recording: RecordingFile | None = None
+        self._recorded: RecordingResult | None = None
+        self._streams: dict[Leg, PromptStream] = {}  # the last prompt per leg (SSRC continuity)
+        self._playing: dict[Leg, tuple[asyncio.TimerHandle, OnDone | None]] = {}
 
     def port(self, leg: Leg) -> int:
         """Our RTP port on `leg` (RTCP is this + 1): what that leg's SDP names."""
@@ -245,6 +313,9 @@ class MediaSession:
         """Close the sockets, quarantine the ports, return the final counters."""
         if self._stats is not None:
             return self._stats
+        for leg in list(self._playing):
+            self.stop_playing(leg)
+        self.stop_recording()
         for endpoint in self._endpoints.values():
             if endpoint.transport is not None:
                 endpoint.transport.close()
@@ -255,6 +326,95 @@ class MediaSession:
     async def release(self) -> MediaStats:
         """In-process the counters are final at once."""
         return self.close()
+
+    # -- audio (issue 13) -------------------------------------------------------------
+
+    def start_recording(self, path: str) -> None:
+        """Record both legs' forwarded audio into a stereo WAV at `path` (MediaError if not)."""
+        if self.closed:
+            raise MediaError(f"media: call {self.call_id} is closed")
+        if self.recording is None:
+            self.recording = RecordingFile(path, self.loop.time())
+
+    def stop_recording(self) -> RecordingResult | None:
+        recording, self.recording = self.recording, None
+        if recording is not None:
+            self._recorded = recording.close()
+        return self._recorded
+
+    def recording_result(self) -> RecordingResult | None:
+        return self._recorded if self.recording is None else self.recording.result()
+
+    def advance_recording(self, now: float) -> None:
+        if self.recording is not None:
+            self.recording.advance(now)
+
+    def play(self, leg: Leg, pcm: bytes, payload_type: int, on_done: OnDone | None) -> None:
+        """Send `pcm` to `leg` as paced RTP; `on_done()` once the last packet went out."""
+        if self.closed:
+            raise MediaError(f"media: call {self.call_id} is closed")
+        self.stop_playing(leg)
+        now = self.loop.time()
+        previous = self._streams.get(leg)
+        if previous is not None and previous.payload_type == payload_type:
+            stream = PromptStream.after(previous, pcm, now)
+        else:
+            stream = PromptStream(
+                pcm, payload_type, secrets.randbits(32), secrets.randbits(16),
+                secrets.randbits(32), now,
+            )  # fmt: skip
+        self._streams[leg] = stream
+        self._endpoints[(leg, False)].set_mute(prompting=True)
+        self._schedule(leg, stream, now, on_done)
+
+    def hold(self, on: bool) -> None:
+        """While on, neither leg gets the other's audio (prompts still play)."""
+        for leg in LEGS:
+            self._endpoints[(leg, False)].set_mute(held=on)
+            self._endpoints[(leg, True)].set_mute(held=on)
+
+    def watch_digits(self, leg: Leg, payload_type: int | None, on_digit: OnDigit | None) -> None:
+        endpoint = self._endpoints[(leg, False)]
+        if payload_type is None or on_digit is None:
+            endpoint.digits = None
+        else:
+            endpoint.digits = _DigitWatch(payload_type, on_digit)
+
+    def playing(self, leg: Leg) -> bool:
+        return leg in self._playing
+
+    def stop_playing(self, leg: Leg) -> None:
+        """Cut a prompt short (no `on_done`); the leg hears the other side again."""
+        entry = self._playing.pop(leg, None)
+        if entry is not None:
+            entry[0].cancel()
+        endpoint = self._endpoints.get((leg, False))
+        if endpoint is not None:
+            endpoint.set_mute(prompting=False)
+
+    def _schedule(self, leg: Leg, stream: PromptStream, now: float, on_done: OnDone | None) -> None:
+        deadline = stream.next_deadline()
+        if deadline is None:
+            self._played(leg, on_done)
+            return
+        handle = self.loop.call_at(max(deadline, now), self._send_due, leg, stream, on_done)
+        self._playing[leg] = (handle, on_done)
+
+    def _send_due(self, leg: Leg, stream: PromptStream, on_done: OnDone | None) -> None:
+        endpoint = self._endpoints[(leg, False)]
+        now = self.loop.time()
+        packets = stream.next_packets(now)
+        target, transport = endpoint.latch.target, endpoint.transport
+        if target is not None and transport is not None and not endpoint.paused:
+            for packet in packets:
+                transport.sendto(packet, target)
+        self._schedule(leg, stream, now, on_done)
+
+    def _played(self, leg: Leg, on_done: OnDone | None) -> None:
+        self._playing.pop(leg, None)
+        self._endpoints[(leg, False)].set_mute(prompting=False)
+        if on_done is not None:
+            on_done()
 
     def _address(self, host: str, port: int) -> Address:
         try:
@@ -449,7 +609,10 @@ class MediaRelay:
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         try:
-            self.check_timeouts(loop.time())
+            now = loop.time()
+            for session in self._sessions.values():
+                session.advance_recording(now)
+            self.check_timeouts(now)
         finally:  # a failing on_timeout must not stop the checks of other calls
             if self._sessions:
                 self._ensure_timer(loop)

@@ -41,6 +41,7 @@ from pbx.rtp.media import (
     Leg,
     MediaError,
     MediaStats,
+    NoAudio,
     OnFailure,
     OnTimeout,
 )
@@ -94,8 +95,10 @@ def stats_of(call_id: str, stats: CallStats | None) -> MediaStats:
     return MediaStats(call_id, legs["inbound"], legs["outbound"])
 
 
-class RtpengineSession:
+class RtpengineSession(NoAudio):
     """One call's media in rtpengine; made by `RtpengineEngine.open_session`."""
+
+    engine_name = "the rtpengine engine"
 
     def __init__(self, engine: RtpengineEngine, call_id: str) -> None:
         self._engine = engine

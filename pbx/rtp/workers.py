@@ -93,6 +93,7 @@ from pbx.rtp.media import (
     MediaError,
     MediaSession,
     MediaStats,
+    NoAudio,
     OnFailure,
     OnTimeout,
 )
@@ -121,8 +122,10 @@ def _zero(call_id: str) -> MediaStats:
     return MediaStats(call_id, Counters(), Counters())
 
 
-class WorkerSession:
+class WorkerSession(NoAudio):
     """One call's media session in a worker; made by `WorkerEngine.open_session`."""
+
+    engine_name = "the worker-process relay"
 
     def __init__(self, engine: WorkerEngine, slot: _Slot, call_id: str) -> None:
         self._engine = engine

@@ -15,6 +15,12 @@ counters and the record as last written live in the `Call`
 (`pbx.call.state`). The concurrent-call slot is taken by `_admit` and given
 back in one place, when the call's final record is stored (or the call
 crashed), not after the linger that waits for the last BYE answer.
+
+Audio (issue 13): `PlayPrompt`, `StopPrompt`, `StartRecording`,
+`WatchDigits` and `HoldMedia` go to the media session; its callbacks come
+back through the inbox as `PromptDone` / `DigitReceived`. Recordings are
+`<[recording] dir>/<record id>.wav`; a recording that cannot start or fails
+later is one `recording.failed` log line and a `media_note` in the record.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -37,8 +44,10 @@ from pbx.call.model import (
     Action,
     ArmMedia,
     CloseMedia,
+    DigitReceived,
     Finished,
     FinishRecord,
+    HoldMedia,
     InboundLeg,
     Leg,
     LocalAddress,
@@ -47,11 +56,16 @@ from pbx.call.model import (
     MediaOpened,
     MediaTimedOut,
     OpenMedia,
+    PlayPrompt,
+    PromptDone,
     SendRequest,
     SendResponse,
     SendStateless,
     SetMediaRemote,
     Shutdown,
+    StartRecording,
+    StopPrompt,
+    WatchDigits,
     WriteRecord,
 )
 from pbx.records import CallRecord, Disposition, iso_utc
@@ -102,6 +116,7 @@ class CallContext:
     integrations: Integrations = field(default_factory=Integrations)
     overload: Overload = field(default_factory=Overload)  # admission limits (issue 7)
     metrics: Metrics = field(default_factory=Metrics)
+    recording_dir: Path = Path("data/recordings")  # [recording] dir
 
 
 @dataclass
@@ -393,6 +408,8 @@ class CallRunner:
                     self.call.media.arm()
             case CloseMedia():
                 await self._close_media()
+            case PlayPrompt() | StopPrompt() | StartRecording() | WatchDigits() | HoldMedia():
+                self._audio(action)
             case WriteRecord(record):
                 await self._write(record)
             case FinishRecord(record):
@@ -457,6 +474,47 @@ class CallRunner:
             with contextlib.suppress(MediaError, TimeoutError):
                 call.media_stats = await media.release()
             self.ctx.metrics.media_closed(media, call.media_stats)
+            call.recording = media.recording_result()
+            if call.recording is not None and call.recording.error is not None:
+                self.log.warning("recording.failed", path=call.recording.path,
+                                 error=call.recording.error)  # fmt: skip
+
+    def _audio(
+        self, action: PlayPrompt | StopPrompt | StartRecording | WatchDigits | HoldMedia
+    ) -> None:
+        """Prompts and recording (issue 13): the engine does the work, the call decides."""
+        call = self.call
+        media = call.media if call is not None else None
+        if call is None or media is None or media.closed:
+            return
+        match action:
+            case PlayPrompt(leg, name, pcm, payload_type):
+                done = PromptDone(leg, name)
+                try:
+                    media.play(leg, pcm, payload_type, lambda: self.post(done, self._now()))
+                except MediaError as exc:
+                    self.log.warning("media.play_failed", leg=leg, prompt=name, error=str(exc))
+                    self.post(done, self._now())
+            case StopPrompt(leg):
+                media.stop_playing(leg)
+            case HoldMedia(on):
+                media.hold(on)
+            case StartRecording():
+                path = self.ctx.recording_dir / f"{call.record.id}.wav"
+                try:
+                    media.start_recording(str(path))
+                except MediaError as exc:  # unwritable dir: the call goes on, one line
+                    call.recording_error = str(exc)
+                    self.log.warning("recording.failed", path=str(path), error=str(exc))
+            case WatchDigits(leg, payload_type):
+                if payload_type is None:
+                    media.watch_digits(leg, None, None)
+                    return
+                media.watch_digits(
+                    leg,
+                    payload_type,
+                    lambda digit: self.post(DigitReceived(leg, digit), self._now()),
+                )
 
     async def _write(self, record: CallRecord) -> None:
         assert self.call is not None

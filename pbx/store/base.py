@@ -35,6 +35,12 @@ Removal rules:
   numbers' trunk to None (default trunk).
 - extension used by a destination (`ext:NAME`): ConflictError.
 - removing a number also removes its number-specific blocks.
+- prompt used by a number (disclosure / whisper / voicemail): ConflictError
+  naming `--force` unless `force=True`, which clears those fields (a number
+  whose disclosure is gone is no longer recorded: `record` is cleared too,
+  so nobody is recorded without the consent prompt the admin chose); a
+  source's disclosure likewise (its `record` is cleared too).
+  A number naming a prompt that does not exist is a NotFoundError.
 
 `numbers.lookup(e164)` returns the number even when it or its source is
 disabled; the daemon decides what a disabled number means.
@@ -120,6 +126,10 @@ class Source:
     geo: bool = False
     fallback_number: str | None = None
     enabled: bool = True
+    # Source-level audio default (issue 13): every number of the source is recorded
+    # (after this disclosure unless the number names its own); a number cannot opt out.
+    record: bool = False
+    disclosure: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +151,31 @@ class TrackingNumber:
     location: str | None = None
     area_code: str | None = None
     rr_cursor: int = 0
+    # Audio (issue 13); prompts are named, see `StoredPrompt`. Recording is off by default.
+    record: bool = False
+    disclosure: str | None = None  # played to the caller before bridging; recording after it
+    whisper: str | None = None  # played to the answerer only, before bridging
+    whisper_text: str | None = None  # a `pbx.audio.text` template spoken per call
+    screen: bool = False  # the answerer must press 1 within screen_seconds
+    screen_seconds: int = 5
+    voicemail: str | None = None  # greeting when every destination failed
+    voicemail_seconds: int = 120
+
+
+PROMPT_FIELDS = ("disclosure", "whisper", "voicemail")  # number fields naming a prompt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredPrompt:
+    """An audio prompt as stored: 8 kHz mono 16-bit LE PCM (`pbx.audio.prompt`)."""
+
+    name: str
+    pcm: bytes
+    id: int = 0
+    seconds: float = 0.0
+    origin: str = ""  # "file NAME.wav" or "text"
+    text: str | None = None  # the text it was rendered from
+    created_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,6 +417,19 @@ class NodeRepo(Protocol):
     async def live(self, now: str | None = None) -> dict[str, str]: ...
 
 
+class PromptRepo(Protocol):
+    async def add(self, prompt: StoredPrompt) -> StoredPrompt: ...
+    async def get(self, name_or_id: str | int) -> StoredPrompt | None: ...
+    async def list(self) -> list[StoredPrompt]: ...
+    async def users(self, name: str) -> builtins.list[str]:
+        """The numbers whose disclosure, whisper or voicemail is this prompt."""
+        ...
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        """ConflictError naming --force while a number uses it; force clears those fields."""
+        ...
+
+
 class Store(Protocol):
     """The whole storage interface; use as `async with await open_store(p) as store`."""
 
@@ -413,6 +461,8 @@ class Store(Protocol):
     def audit(self) -> AuditRepo: ...
     @property
     def call_log(self) -> CallLogRepo: ...
+    @property
+    def prompts(self) -> PromptRepo: ...
 
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...

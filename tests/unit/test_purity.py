@@ -16,6 +16,7 @@ EDGES = {
     "pbx.sip.transport",
     "pbx.sip.agent",
     "pbx.rtp.relay",
+    "pbx.rtp.recording",
     "pbx.rtp.rtpengine",
     "pbx.rtp.rtpengine_engine",
     "pbx.rtp.worker",

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from pbx.errors import ConflictError, InputError, NotFoundError
-from pbx.store.base import Destination, RouteInfo, Source, TrackingNumber, Trunk
+from pbx.store.base import PROMPT_FIELDS, Destination, RouteInfo, Source, TrackingNumber, Trunk
 from pbx.store.postgres.cache import PgConfigCache, cached
 from pbx.store.postgres.db import (
     Db,
@@ -117,6 +117,13 @@ class PgNumbers:
         trunk = number.trunk
         trunk_id = None if trunk is None else await self._id_of(tx, "trunks", "trunk", trunk)
         refs = {"source_id": source_id, "trunk_id": trunk_id}
+        for field in PROMPT_FIELDS:
+            name = getattr(number, field)
+            if (
+                name is not None
+                and await tx.value("SELECT 1 FROM prompts WHERE name = $1", name) is None
+            ):
+                raise NotFoundError(f"no prompt named '{name}' (pbx prompts add {name} ...)")
         return [refs[c] if c in refs else getattr(number, c) for c in _NUM_COLS]
 
     async def _dest_ids(self, tx: Tx, number: str, names: Sequence[str]) -> list[int]:

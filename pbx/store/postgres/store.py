@@ -43,7 +43,7 @@ from pbx.store.postgres.cache import PgConfigCache
 from pbx.store.postgres.call_log import PgCallLog
 from pbx.store.postgres.config import PgDestinations, PgSources, PgTrunks
 from pbx.store.postgres.db import Db, Identity, one_line
-from pbx.store.postgres.local import PgBlocks, PgExtensions
+from pbx.store.postgres.local import PgBlocks, PgExtensions, PgPrompts
 from pbx.store.postgres.nodes import PgNodes
 from pbx.store.postgres.numbers import PgNumbers
 from pbx.store.postgres.users import PgAudit, PgTokens, PgUsers
@@ -152,6 +152,7 @@ class PostgresStore:
         self.outbox = PgOutbox(self._db, self._who)
         self.blocks = PgBlocks(self._db, self.cache)
         self.extensions = PgExtensions(self._db)
+        self.prompts = PgPrompts(self._db, self.cache)
         self.nodes = PgNodes(self._db, self._who)  # PostgreSQL only: leases (nodes.py)
         self.users = PgUsers(self._db)
         self.tokens = PgTokens(self._db)

@@ -11,7 +11,7 @@ import builtins
 from dataclasses import replace
 
 from pbx.errors import ConflictError, NotFoundError
-from pbx.store.base import Binding, Block, Extension
+from pbx.store.base import PROMPT_FIELDS, Binding, Block, Extension, StoredPrompt
 from pbx.store.sqlite.cache import ConfigCache, cached
 from pbx.store.sqlite.db import (
     Db,
@@ -170,3 +170,54 @@ class SqliteExtensions(NamedRows[Extension]):
             )
             if not changed:
                 raise NotFoundError(f"extension '{name}' has no binding for {contact}")
+
+
+_PROMPT_USERS = "disclosure = ? OR whisper = ? OR voicemail = ?"
+
+
+class SqlitePrompts(NamedRows[StoredPrompt]):
+    """Prompts with their PCM as a blob (see `pbx.store.base` for removal rules)."""
+
+    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
+        super().__init__(db, "prompts", StoredPrompt, "prompt")
+        self._cache = cache
+
+    async def add(self, prompt: StoredPrompt) -> StoredPrompt:
+        return await self._add(prompt)
+
+    async def get(self, name_or_id: str | int) -> StoredPrompt | None:
+        """Cached (read per call by intake); prompt changes bump the config version."""
+        return await cached(self._cache, ("prompt", name_or_id), lambda: self._read(name_or_id))
+
+    async def list(self) -> builtins.list[StoredPrompt]:
+        return await self._all()
+
+    async def users(self, name: str) -> builtins.list[str]:
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                f"SELECT number FROM numbers WHERE {_PROMPT_USERS} ORDER BY number", (name,) * 3
+            )
+        return [r["number"] for r in rows]
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        async with self._db.write() as tx:
+            prompt = await self._need(tx, name)
+            rows = await tx.all(
+                f"SELECT number FROM numbers WHERE {_PROMPT_USERS} ORDER BY number", (name,) * 3
+            )
+            rows += await tx.all(
+                "SELECT 'source ' || name AS number FROM sources WHERE disclosure = ? "
+                "ORDER BY name", (name,),
+            )  # fmt: skip
+            if rows and not force:
+                used = ", ".join(r["number"] for r in rows)
+                raise ConflictError(
+                    f"prompt '{name}' is used by {used}; remove it there first or use --force"
+                )
+            for field in PROMPT_FIELDS:
+                extra = ", record = 0" if field == "disclosure" else ""
+                await tx.run(f"UPDATE numbers SET {field} = NULL{extra} WHERE {field} = ?", (name,))
+            await tx.run(
+                "UPDATE sources SET disclosure = NULL, record = 0 WHERE disclosure = ?", (name,)
+            )
+            await tx.run("DELETE FROM prompts WHERE id = ?", (prompt.id,))

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from pbx.errors import ConflictError, InputError, NotFoundError
-from pbx.store.base import Destination, RouteInfo, Source, TrackingNumber, Trunk
+from pbx.store.base import PROMPT_FIELDS, Destination, RouteInfo, Source, TrackingNumber, Trunk
 from pbx.store.sqlite.cache import ConfigCache, cached
 from pbx.store.sqlite.db import Db, Tx, build, check_changes, columns_of, insert_sql, update_sql
 from pbx.store.sqlite.named import key_clause
@@ -88,6 +88,13 @@ class SqliteNumbers:
     async def _row_params(self, tx: Tx, number: TrackingNumber) -> dict[str, Any]:
         params = {c: getattr(number, c) for c in _NUM_COLS if c not in ("source_id", "trunk_id")}
         params["source_id"] = await self._id_of(tx, "sources", "source", number.source)
+        for field in PROMPT_FIELDS:
+            name = getattr(number, field)
+            if (
+                name is not None
+                and await tx.one("SELECT 1 FROM prompts WHERE name = ?", (name,)) is None
+            ):
+                raise NotFoundError(f"no prompt named '{name}' (pbx prompts add {name} ...)")
         trunk = number.trunk
         params["trunk_id"] = (
             None if trunk is None else await self._id_of(tx, "trunks", "trunk", trunk)

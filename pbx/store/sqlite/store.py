@@ -33,7 +33,7 @@ from pbx.store.sqlite.cache import ConfigCache, open_cache
 from pbx.store.sqlite.call_log import SqliteCallLog
 from pbx.store.sqlite.config import SqliteDestinations, SqliteSources, SqliteTrunks
 from pbx.store.sqlite.db import Db, Writer
-from pbx.store.sqlite.local import SqliteBlocks, SqliteExtensions
+from pbx.store.sqlite.local import SqliteBlocks, SqliteExtensions, SqlitePrompts
 from pbx.store.sqlite.nodes import SqliteNodes
 from pbx.store.sqlite.numbers import SqliteNumbers
 from pbx.store.sqlite.users import SqliteAudit, SqliteTokens, SqliteUsers
@@ -148,6 +148,7 @@ class SqliteStore:
         self.tokens = SqliteTokens(self._db)
         self.audit = SqliteAudit(self._db)
         self.call_log = SqliteCallLog(self._db)
+        self.prompts = SqlitePrompts(self._db, cache)
         self._closed = False
 
     async def schema_version(self) -> int:
