@@ -60,7 +60,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pbx.sip.auth import AuthError, DigestCredentials, compute_response, parse_authorization
-from pbx.sip.headers import NameAddr, is_star, parse_name_addr, quote_string
+from pbx.sip.headers import (
+    MAX_DELTA,
+    NameAddr,
+    is_star,
+    parse_digits,
+    parse_name_addr,
+    quote_string,
+)
 from pbx.sip.message import Request, Response
 from pbx.sip.peer import Peer
 from pbx.sip.responses import make_response
@@ -416,10 +423,10 @@ def _expires_header(request: Request) -> int | None:
     value = request.headers.get("Expires")
     if value is None:
         return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 10:
+    seconds = parse_digits(value.strip(), MAX_DELTA)  # RFC 3261 §20.19: 0 .. 2**32-1
+    if seconds is None:
         raise _Refused(400, "Bad Request (Expires)", failed=False)
-    return int(value)
+    return seconds
 
 
 def _bindings_after(
