@@ -145,7 +145,9 @@ async def start(settings: Settings) -> Daemon:
     daemon = Daemon(settings, store, agent, relay, manager, metrics=ctx.metrics)
     await _guard(daemon)
     daemon.http = await _start_http(daemon)
-    daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
+    daemon.outbox = OutboxDispatcher(
+        store, settings.outbox, settings.webhooks.secret, ga4=integrations_from(settings)
+    )
     daemon.outbox.start()
     await _register_trunks(daemon, sip_host)
     return daemon

@@ -42,6 +42,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Awaitable, Sequence
@@ -174,7 +175,7 @@ class TrunkOptions:
     host: str | None = None
     transport: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)  # never in a repr
     realm: str | None = None
     register: bool | None = None
     allow: tuple[str, ...] | None = None

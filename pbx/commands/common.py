@@ -4,7 +4,9 @@ Decisions:
 - Bad input raises `AdminError`: one line `Error: ...` on stderr, exit code 2,
   nothing changed (`run_store` turns `pbx.errors.InputError` into it).
 - Output goes to stdout; logs and errors to stderr (see `pbx.logs`).
-- Passwords are never printed: `********` stands for a set password.
+- Passwords are never printed: `********` stands for a set password;
+  internal fields (`INTERNAL`: the round-robin cursor) are not shown.
+- Only `add` commands create the database (`run_store(create=True)`).
 - `--format json` prints a JSON array for listings and an object for `show`;
   `csv` has a header row (cells a spreadsheet would run as formulas are
   defused by `pbx.records`); `table` is aligned text for people.
@@ -34,6 +36,8 @@ T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 FORMATS = ("table", "json", "csv")
 MASK = "********"
+# Store fields that are bookkeeping, not configuration: never listed or shown.
+INTERNAL = frozenset({"rr_cursor", "ha1_md5", "ha1_sha256"})
 
 
 class AdminError(click.ClickException):
@@ -66,12 +70,19 @@ def _state(ctx: click.Context) -> CliState:
     return state
 
 
-def run_store(ctx: click.Context, fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Run `await fn(store)` on the `--db` store; InputError -> `AdminError`."""
+def run_store(
+    ctx: click.Context, fn: Callable[[Store], Awaitable[T]], *, create: bool = False
+) -> T:
+    """Run `await fn(store)` on the `--db` store; InputError -> `AdminError`.
+
+    Only `add` commands pass `create=True`: any other command on a `--db`
+    that does not exist exits 2 with one line and creates nothing (a typo in
+    `--db` must not leave an empty database behind and report "no rows").
+    """
     state = _state(ctx)
 
     async def _go() -> T:
-        async with await open_store(state.db) as store:
+        async with await open_store(state.db, create=create) as store:
             return await fn(store)
 
     try:
@@ -198,6 +209,8 @@ def as_dict(row: object) -> dict[str, Any]:
     assert is_dataclass(row)
     out: dict[str, Any] = {}
     for f in fields(row):
+        if f.name in INTERNAL:
+            continue
         value = getattr(row, f.name)
         if f.name in ("password", "ga_api_secret") and value:
             value = MASK

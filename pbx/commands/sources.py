@@ -130,7 +130,7 @@ _PRESET = "Start from a preset (see 'pbx sources presets')."
 def sources_add(ctx: click.Context, /, name: str | None, preset: str | None, **kw: Any) -> str:
     """Add source NAME (NAME defaults to the preset's name)."""
     opts = _source_opts(kw, region_of(ctx))
-    source = run_store(ctx, lambda s: admin.add_source(s, name, preset, opts))
+    source = run_store(ctx, lambda s: admin.add_source(s, name, preset, opts), create=True)
     return f"source {source.name} added ({'onsite' if source.onsite else 'offsite'})"
 
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
@@ -62,6 +62,8 @@ TrunkTransport = Literal["udp", "tcp"]
 DestinationKind = Literal["number", "sip", "extension"]
 Strategy = Literal["sequential", "simultaneous", "round-robin"]
 OutboxKind = Literal["ga4", "webhook"]
+# Digest algorithms an extension is challenged with (`pbx extensions --digest`).
+DigestChoice = Literal["both", "md5", "sha-256"]
 
 
 class SchemaVersionError(PbxError):
@@ -78,7 +80,7 @@ class Trunk:
     port: int = 5060
     transport: TrunkTransport = "udp"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a secret: never in a repr
     realm: str | None = None
     register: bool = False
     allow: tuple[str, ...] = ()
@@ -114,7 +116,7 @@ class Source:
     cost_per_call_cents: int | None = None
     monthly_budget_cents: int | None = None
     ga_measurement_id: str | None = None
-    ga_api_secret: str | None = None
+    ga_api_secret: str | None = field(default=None, repr=False)
     ga_source: str | None = None
     ga_medium: str | None = None
     ga_campaign: str | None = None
@@ -213,11 +215,12 @@ class Extension:
     """A local SIP account; only digest HA1 hashes are kept, never the password."""
 
     name: str
-    ha1_md5: str
-    ha1_sha256: str
+    ha1_md5: str = field(repr=False)  # HA1 answers any challenge of the realm: a secret
+    ha1_sha256: str = field(repr=False)
     realm: str
     id: int = 0
     max_contacts: int = 1
+    digest: DigestChoice = "both"  # challenges: SHA-256 then MD5, or only one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -447,3 +447,42 @@ def test_digest_client_of_pbx_registers_with_sha256() -> None:
     assert "SHA-256" in headers[0][1]
     out = reg.handle(with_auth(request, headers[0][1]), PHONE, account(), [], NOW)
     assert registered(out)
+
+
+# -- per-extension digest choice (pbx extensions --digest) --------------------------
+
+
+def _offered(response: Response) -> list[str]:
+    return [c.algorithm for c in challenges_in(response.headers.items())]
+
+
+def test_challenges_follow_the_account_digest_choice() -> None:
+    registrar = Registrar(CONFIG, SECRET)
+    for algorithms in (("SHA-256", "MD5"), ("MD5",), ("SHA-256",)):
+        acct = replace(account(), algorithms=algorithms)
+        first = registrar.handle(register(), PHONE, acct, [], NOW)
+        assert first.response.status == 401
+        assert _offered(first.response) == list(algorithms)
+    unknown = registrar.handle(register("nobody"), PHONE, None, [], NOW)
+    assert _offered(unknown.response) == ["SHA-256", "MD5"]  # no probing by challenge
+
+
+def test_md5_only_account_registers_with_md5_and_refuses_sha256() -> None:
+    registrar = Registrar(CONFIG, SECRET)
+    md5_only = replace(account(), algorithms=("MD5",))
+    challenge = registrar.handle(register(), PHONE, md5_only, [], NOW).response
+    answered = answer(challenge, register(), algorithm="MD5")
+    done = registrar.handle(answered, PHONE, md5_only, [], NOW)
+    assert done.response.status == 200
+    both = registrar.handle(register(cseq=2), PHONE, account(), [], NOW).response
+    sha = answer(both, register(cseq=2), algorithm="SHA-256")  # right password, wrong algorithm
+    refused = registrar.handle(sha, PHONE, md5_only, [], NOW)
+    assert refused.response.status == 401
+    assert _offered(refused.response) == ["MD5"]
+    assert refused.changes == ()
+
+
+def test_account_repr_holds_no_hash() -> None:
+    acct = account()
+    assert acct.ha1_md5 not in repr(acct)
+    assert acct.ha1_sha256 not in repr(acct)

@@ -1,0 +1,118 @@
+"""Secrets stay secret (issue 16 point 3): argv, listings, logs, reprs, file modes.
+
+The `ps` check runs the real `pbx` in a subprocess and reads its
+`/proc/PID/cmdline` while it waits for the password on stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pbx.admin.provisioning import TrunkOptions
+from pbx.store.base import Source, Trunk
+from tests.unit.cli_helpers import dump, ok, pbx, run_on_store
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "Tr0ub4dor&3-stdin"
+TIMEOUT = 60
+
+
+def _pbx_process(db: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "--db", str(db), *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_trunk_password_from_stdin_is_never_in_argv_listings_or_logs(tmp_path: Path) -> None:
+    db = tmp_path / "pbx.sqlite3"
+    proc = _pbx_process(db, "trunks", "add", "carrier", "--host", "203.0.113.10",
+                        "--username", "acme", "--password-stdin")  # fmt: skip
+    # Popen returns after exec: this is what `ps` shows for the whole run.
+    argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+    out, err = proc.communicate(PASSWORD + "\n", timeout=TIMEOUT)
+    assert proc.returncode == 0, err
+    assert b"--password-stdin" in argv
+    assert not any(PASSWORD.encode() in arg for arg in argv)
+    assert out == "trunk carrier added (203.0.113.10:5060/udp)\n"
+    trunk = run_on_store(db, lambda s: s.trunks.get("carrier"))
+    assert trunk is not None
+    assert trunk.password == PASSWORD  # stored as given (needed to answer challenges)
+    shown = [ok(db, "trunks", cmd, *name, "--format", fmt)
+             for cmd, name in (("list", ()), ("show", ("carrier",)))
+             for fmt in ("table", "json", "csv")]  # fmt: skip
+    for text in (out, err, *shown):
+        assert PASSWORD not in text
+    assert json.loads(ok(db, "trunks", "show", "carrier", "--format", "json"))["password"] == (
+        "********"
+    )
+    assert PASSWORD not in repr(trunk)
+
+
+def test_trunk_password_file_update_and_the_warning_for_password(tmp_path: Path) -> None:
+    db = tmp_path / "pbx.sqlite3"
+    old = pbx(db, "trunks", "add", "carrier", "--host", "203.0.113.10", "--username", "acme",
+              "--password", "visible-1")  # fmt: skip
+    assert old.exit_code == 0
+    assert "shows the password" in old.stderr
+    assert "visible-1" not in old.stderr
+    secret = tmp_path / "pw"
+    secret.write_text("from-a-file\n")
+    quiet = pbx(db, "trunks", "update", "carrier", "--password-file", str(secret))
+    assert (quiet.exit_code, quiet.stderr) == (0, "")
+    trunk = run_on_store(db, lambda s: s.trunks.get("carrier"))
+    assert trunk is not None
+    assert trunk.password == "from-a-file"
+    before = dump(db)
+    missing = pbx(db, "trunks", "update", "carrier", "--password-file", str(tmp_path / "none"))
+    assert missing.exit_code == 2
+    assert dump(db) == before
+
+
+def test_no_database_is_created_when_the_password_option_is_bad(tmp_path: Path) -> None:
+    db = tmp_path / "pbx.sqlite3"
+    result = pbx(db, "trunks", "add", "carrier", "--host", "203.0.113.10", "--username", "a",
+                 "--password", "x", "--password-stdin", input="y\n")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("--password-file")
+    assert not db.exists()
+
+
+def test_reprs_hold_no_secret() -> None:
+    trunk = Trunk(name="t", host="203.0.113.10", username="u", password="pw-in-repr")
+    source = Source(name="s", ga_measurement_id="G-1", ga_api_secret="ga-in-repr")
+    opts = TrunkOptions(password="opt-in-repr")
+    for value, secret in ((trunk, "pw-in-repr"), (source, "ga-in-repr"), (opts, "opt-in-repr")):
+        assert secret not in repr(value)
+        assert secret not in str(value)
+
+
+def test_database_and_its_wal_and_shm_files_are_owner_only(tmp_path: Path) -> None:
+    db = tmp_path / "sub" / "pbx.sqlite3"
+    old_umask = os.umask(0o022)  # the common default, which would give 0644
+    try:
+        ok(db, "trunks", "add", "carrier", "--host", "203.0.113.10")
+
+        async def write_and_look(store: object) -> list[int]:
+            del store
+            return [
+                stat.S_IMODE(os.stat(p).st_mode)
+                for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm"))
+                if p.exists()
+            ]
+
+        modes = run_on_store(db, write_and_look)  # WAL and SHM exist while it is open
+    finally:
+        os.umask(old_umask)
+    assert len(modes) == 3
+    assert modes == [0o600, 0o600, 0o600]
