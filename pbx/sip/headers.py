@@ -64,7 +64,7 @@ __all__ = [
     "unquote_string",
 ]
 
-_TOKEN_CHARS = r"A-Za-z0-9.!%*_+`'~\-"
+_TOKEN_CHARS = r"A-Za-z0-9.!%*_+`'~\-"  # noqa: S105 - RFC 3261 token characters, not a password
 _TOKEN = re.compile(f"[{_TOKEN_CHARS}]+")
 # A parameter value that needs no quoting: token, or host chars (IPv6 received=).
 _BARE_VALUE = re.compile(rf"[{_TOKEN_CHARS}:\[\]]+")
