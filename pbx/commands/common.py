@@ -139,6 +139,33 @@ format_option = click.option(
 )
 
 
+def listen_options(http_help: str = "HTTP listen address (/health).") -> list[Decorator]:
+    """`--sip HOST:PORT`, `--rtp-ports LOW-HIGH`, `--http HOST:PORT` (serve and doctor)."""
+    return [
+        click.option("--sip", metavar="HOST:PORT", help="SIP listen address (UDP and TCP)."),
+        click.option("--rtp-ports", metavar="LOW-HIGH", help="RTP port range for the relay."),
+        click.option("--http", metavar="HOST:PORT", help=http_help),
+    ]
+
+
+def listen_overrides(sip: str | None, rtp_ports: str | None, http: str | None) -> dict[str, object]:
+    """Settings overrides from the listen options (bad values: `AdminError`)."""
+    from pbx.config import parse_listen, parse_port_range
+
+    overrides: dict[str, object] = {}
+    try:
+        if sip:
+            overrides["sip.host"], overrides["sip.port"] = parse_listen(sip, "--sip")
+        if http:
+            overrides["http.host"], overrides["http.port"] = parse_listen(http, "--http")
+        if rtp_ports:
+            low, high = parse_port_range(rtp_ports, "--rtp-ports")
+            overrides["rtp.port_low"], overrides["rtp.port_high"] = low, high
+    except InputError as exc:
+        raise AdminError(str(exc)) from None
+    return overrides
+
+
 def config_option(help_text: str) -> Decorator:
     """`--config FILE`: the daemon's TOML settings (must exist)."""
     path = click.Path(exists=True, dir_okay=False, path_type=Path)
