@@ -418,7 +418,8 @@ def parse_month(text: str) -> tuple[int, int]:
 
 def _fact(record: CallRecord) -> CallFact:
     caller = record.caller if record.caller.startswith("+") else None  # anonymous callers
-    return CallFact(record.source, record.started_at, caller, record.answered_at is not None)
+    answered = record.answered_at is not None
+    return CallFact(record.source, record.started_at, caller, answered, record.cost_cents)
 
 
 async def roi_rows(store: Store, month: tuple[int, int]) -> list[RoiRow]:

@@ -17,6 +17,11 @@ Decisions:
   once (one plan step holds them all, `pbx.call.targets`); an extension
   with no binding is skipped like an unreachable destination (480 when
   nothing is left), so hunting goes on to the next destination.
+- The record is stamped at intake with the caller's area-code location
+  (`pbx.call.locations`, a table lookup: no geocoder in the daemon) and the
+  cost in force now (the source's per-call cost, `rules.roi.call_cost_cents`),
+  so changing a price later never reprices this call. A refused call
+  (blocked, rejected) carries no cost: nothing was delivered.
 - Unknown numbers and non-trunk sources get no call record (nothing was
   attempted and nobody dialed a tracking number); disabled numbers and
   after-hours rejections get a `rejected` record.
@@ -32,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pbx.attribution.visits import attribute
+from pbx.call.locations import caller_location
 from pbx.call.model import CallSetup, LocalAddress, Target
 from pbx.call.targets import extension_targets, join_steps
 from pbx.errors import InputError
@@ -39,6 +45,7 @@ from pbx.numbers import normalise, region_of
 from pbx.records import CallRecord, Disposition, iso_utc
 from pbx.rules.admission import TrunkAcl, dialed_number, trunk_for_source
 from pbx.rules.blocking import ANONYMOUS, blocked, is_anonymous
+from pbx.rules.roi import SourceCost, call_cost_cents
 from pbx.rules.routing import Reject, Schedule, choose_destinations, plan
 from pbx.sip.auth import Credentials
 from pbx.sip.message import Request
@@ -159,11 +166,13 @@ def _ringing_record(
         caller=caller,
         caller_name=name,
         caller_region=caller_region,
+        caller_location=caller_location(caller),
         tracking_number=route.number.number,
         source=route.source.name,
         tag=route.source.tag,
         trunk=trunk.name,
         disposition=Disposition.RINGING,
+        cost_cents=call_cost_cents(SourceCost(route.source.name, route.source.cost_per_call_cents)),
     )
 
 
@@ -191,6 +200,7 @@ def _rejected(
 ) -> Refusal:
     final = replace(
         record,
+        cost_cents=None,  # refused: never priced
         disposition=disposition,
         sip_status=status,
         sip_reason=reason,

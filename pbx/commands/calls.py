@@ -14,11 +14,11 @@ from typing import Any
 import click
 
 from pbx import records
-from pbx.admin import provisioning as admin
-from pbx.commands import verbs
+from pbx.admin import calls as calls_admin
 from pbx.commands.common import (
     AdminError,
     emit,
+    emit_one,
     format_option,
     number_arg,
     region_of,
@@ -125,7 +125,14 @@ def calls_export(ctx: click.Context, /, fmt: str, **filters: Any) -> None:
         click.echo(records.to_csv(rows), nl=False)
 
 
-@verbs.show_command(calls, click.argument("call_id", metavar="ID"), row=records.to_dict)
-def calls_show(ctx: click.Context, call_id: str) -> CallRecord:
-    """Show every field of call record ID."""
-    return run_store(ctx, lambda s: admin.require(s.calls.get(call_id), f"no call {call_id}"))
+@calls.command("show")
+@click.argument("call_id", metavar="ID")
+@format_option
+@click.pass_context
+def calls_show(ctx: click.Context, call_id: str, fmt: str) -> None:
+    """Show every field of call record ID (or of the one record whose id starts with ID)."""
+    record: CallRecord = run_store(ctx, lambda s: calls_admin.find_call(s, call_id))
+    row = records.to_dict(record)
+    if fmt != "json":  # the same text as in `calls export` CSV: one format per field
+        row["attempts"] = records.attempts_text(record.attempts)
+    emit_one(row, fmt)

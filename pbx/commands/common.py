@@ -7,6 +7,8 @@ Decisions:
 - Passwords are never printed: `********` stands for a set password;
   internal fields (`INTERNAL`: the round-robin cursor) are not shown.
 - Only `add` commands create the database (`run_store(create=True)`).
+- Money is shown as entered, `12.50`, in every format (`money_fields`: a
+  store's `cost_per_call_cents` is printed as `cost_per_call`).
 - `--format json` prints a JSON array for listings and an object for `show`;
   `csv` has a header row (cells a spreadsheet would run as formulas are
   defused by `pbx.records`); `table` is aligned text for people.
@@ -243,6 +245,16 @@ def as_dict(row: object) -> dict[str, Any]:
             value = MASK
         out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def money_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` with each `X_cents` field as `X`, in money as entered (`12.50`): every format."""
+    return {
+        (key.removesuffix("_cents") if key.endswith("_cents") else key): (
+            money(value) if key.endswith("_cents") else value
+        )
+        for key, value in row.items()
+    }
 
 
 def money(cents: int | None) -> str | None:

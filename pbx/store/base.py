@@ -290,6 +290,10 @@ class CallRepo(Protocol):
         """Newest first; `since` compares against `started_at` (ISO strings)."""
         ...
 
+    async def ids_with_prefix(self, prefix: str, limit: int) -> builtins.list[str]:
+        """Up to `limit` record ids starting with `prefix` (letters, digits, `-`, `_`), sorted."""
+        ...
+
     async def mark_interrupted(self, ended_at: str) -> int: ...
     async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
         """Write the final row and queue the outbox items in one transaction."""

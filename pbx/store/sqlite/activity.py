@@ -9,7 +9,9 @@ seconds as last written (the crash time is unknown).
 
 from __future__ import annotations
 
+import builtins
 import json
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
@@ -32,6 +34,7 @@ from pbx.store.sqlite.db import (
 )
 
 _CALL_COLS = list(FIELD_NAMES)
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CALL_UPSERT = (
     insert_sql("calls", _CALL_COLS)
     + " ON CONFLICT (id) DO UPDATE SET "
@@ -109,6 +112,15 @@ class SqliteCalls:
         async with self._db.read() as tx:
             rows = await tx.all(sql, params)
         return [_call_from_row(r) for r in rows]
+
+    async def ids_with_prefix(self, prefix: str, limit: int) -> builtins.list[str]:
+        if not _ID_PREFIX.fullmatch(prefix):
+            return []  # no GLOB metacharacter ever reaches the query
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                "SELECT id FROM calls WHERE id GLOB ? ORDER BY id LIMIT ?", (prefix + "*", limit)
+            )
+        return [str(r["id"]) for r in rows]
 
     async def mark_interrupted(self, ended_at: str) -> int:
         async with self._db.single() as tx:

@@ -4,3 +4,12 @@
 -- first challenge they cannot answer. Existing extensions keep both.
 ALTER TABLE extensions ADD COLUMN digest TEXT NOT NULL DEFAULT 'both'
     CHECK (digest IN ('both', 'md5', 'sha-256'));
+
+-- Calls: each record keeps the cost in force when it came in (written at
+-- intake from now on). Records from before carry none: give them the
+-- source's per-call cost as it is at this upgrade, the best figure there
+-- is, so `pbx report roi` keeps its totals; blocked and rejected calls are
+-- never priced. After this, changing a source's price reprices nothing.
+UPDATE calls SET cost_cents = (
+    SELECT s.cost_per_call_cents FROM sources s WHERE s.name = calls.source
+) WHERE cost_cents IS NULL AND disposition NOT IN ('blocked', 'rejected');
