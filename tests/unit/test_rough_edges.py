@@ -74,7 +74,8 @@ def test_calls_show_takes_a_unique_prefix(tmp_path: Path) -> None:
     assert json.loads(ok(db, "calls", "show", "4f1a0002", "--format", "json"))["id"] == "4f1a0002"
     ambiguous = pbx(db, "calls", "show", "4f1a")
     assert ambiguous.exit_code == 2
-    assert ambiguous.stderr == "Error: 2 calls have ids starting with '4f1a': give more characters\n"
+    expected = "Error: 2 calls have ids starting with '4f1a': give more characters\n"
+    assert ambiguous.stderr == expected
     for missing in ("9", "4f1a*", "%"):
         result = pbx(db, "calls", "show", missing)
         assert result.exit_code == 2
