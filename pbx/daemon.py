@@ -44,6 +44,7 @@ from pbx.logs import setup_logging
 from pbx.records import iso_utc
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
+from pbx.service.checkpoint import MediaCheckpoint
 from pbx.service.metrics import Metrics
 from pbx.service.outbox import OutboxDispatcher
 from pbx.service.overload import Overload, flood_guard, trunk_exemption
@@ -77,10 +78,13 @@ class Daemon:
     outbox: OutboxDispatcher | None = None
     metrics: Metrics | None = None
     guard_task: asyncio.Task[None] | None = None
+    checkpoint: MediaCheckpoint | None = None  # media_at for the crash sweep
 
     async def close(self) -> None:
         if self.guard_task is not None:
             self.guard_task.cancel()
+        if self.checkpoint is not None:
+            await self.checkpoint.close()
         await self.manager.drain(self.settings.timers.drain_timeout)
         if self.outbox is not None:
             await self.outbox.close()  # undelivered items stay queued in the store
@@ -149,6 +153,7 @@ async def start(settings: Settings) -> Daemon:
         store, settings.outbox, settings.webhooks.secret, ga4=integrations_from(settings)
     )
     daemon.outbox.start()
+    daemon.checkpoint = MediaCheckpoint(store, ctx.metrics.live_media).start()
     await _register_trunks(daemon, sip_host)
     return daemon
 

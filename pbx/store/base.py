@@ -294,7 +294,15 @@ class CallRepo(Protocol):
         """Up to `limit` record ids starting with `prefix` (letters, digits, `-`, `_`), sorted."""
         ...
 
-    async def mark_interrupted(self, ended_at: str) -> int: ...
+    async def touch_media(self, call_ids: Sequence[str], at: str) -> None:
+        """Note `at` as the last media time of these live records (`pbx.service.checkpoint`)."""
+        ...
+
+    async def mark_interrupted(self, ended_at: str) -> int:
+        """Mark live records `interrupted` (the crash sweep); an answered one gets the
+        talk time from `answered_at` to its last media checkpoint. Returns the count."""
+        ...
+
     async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
         """Write the final row and queue the outbox items in one transaction."""
         ...

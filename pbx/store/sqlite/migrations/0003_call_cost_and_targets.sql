@@ -13,3 +13,8 @@ ALTER TABLE extensions ADD COLUMN digest TEXT NOT NULL DEFAULT 'both'
 UPDATE calls SET cost_cents = (
     SELECT s.cost_per_call_cents FROM sources s WHERE s.name = calls.source
 ) WHERE cost_cents IS NULL AND disposition NOT IN ('blocked', 'rejected');
+
+-- Calls: when media last flowed on a live call (pbx.service.checkpoint
+-- stamps it every 30 s), so the crash sweep can give an interrupted call
+-- its talk time up to then. Not part of the call record's fields.
+ALTER TABLE calls ADD COLUMN media_at TEXT;
