@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from pbx.admin.provisioning import TrunkOptions
+from pbx.sip.auth import ha1
 from pbx.store.base import Source, Trunk
 from tests.unit.cli_helpers import dump, ok, pbx, run_on_store
 
@@ -116,3 +119,41 @@ def test_database_and_its_wal_and_shm_files_are_owner_only(tmp_path: Path) -> No
         os.umask(old_umask)
     assert len(modes) == 3
     assert modes == [0o600, 0o600, 0o600]
+
+
+def _read_until(fd: int, marker: bytes, seen: bytearray) -> None:
+    """Read the terminal into `seen` until `marker` shows (bounded by TIMEOUT)."""
+    deadline = time.monotonic() + TIMEOUT
+    while marker not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no {marker!r} on the terminal: {bytes(seen)!r}"
+        seen += os.read(fd, 1024)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_extension_password_from_a_hidden_prompt_on_a_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "pbx.sqlite3"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    controller, terminal = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "cli.py"), "--db", str(db), "extensions", "add", "100"],
+        stdin=terminal, stdout=subprocess.PIPE, stderr=terminal, env=env, cwd=ROOT,
+    )  # fmt: skip
+    os.close(terminal)
+    seen = bytearray()
+    try:
+        _read_until(controller, b"Password: ", seen)
+        os.write(controller, b"prompted-pass-1\n")
+        _read_until(controller, b"confirmation: ", seen)
+        os.write(controller, b"prompted-pass-1\n")
+        out, _ = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(controller)
+    assert proc.returncode == 0, bytes(seen)
+    assert out == b"extension 100 added (realm pbx)\n"
+    assert b"prompted-pass-1" not in seen  # hidden: the terminal never echoed it
+    ext = run_on_store(db, lambda s: s.extensions.get("100"))
+    assert ext is not None
+    assert ext.ha1_md5 == ha1("MD5", "100", "pbx", "prompted-pass-1")
