@@ -36,13 +36,25 @@ def _pbx_process(db: Path, *args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def _cmdline(pid: int) -> list[bytes]:
+    """The argv of `pid` as /proc shows it. Popen returns once exec has closed its
+    close-on-exec pipe, a moment before the kernel sets the new argv: until then
+    cmdline reads empty, so read again (bounded) until it is there."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if raw or time.monotonic() > deadline:
+            return raw.split(b"\0")
+        time.sleep(0.005)
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
 def test_trunk_password_from_stdin_is_never_in_argv_listings_or_logs(tmp_path: Path) -> None:
     db = tmp_path / "pbx.sqlite3"
     proc = _pbx_process(db, "trunks", "add", "carrier", "--host", "203.0.113.10",
                         "--username", "acme", "--password-stdin")  # fmt: skip
-    # Popen returns after exec: this is what `ps` shows for the whole run.
-    argv = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+    # What `ps` shows for the whole run (the process then waits on stdin).
+    argv = _cmdline(proc.pid)
     out, err = proc.communicate(PASSWORD + "\n", timeout=TIMEOUT)
     assert proc.returncode == 0, err
     assert b"--password-stdin" in argv
