@@ -345,9 +345,15 @@ def test_readme_quickstart_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     commands, expected = _quickstart()
     output = ""
     for line in commands.replace("\\\n", " ").splitlines():
+        given = None
+        if " | pbx " in line:  # printf '%s\n' SECRET | pbx ... --password-stdin
+            feed, line = line.split(" | ", 1)
+            printf = shlex.split(feed)
+            assert printf[:2] == ["printf", "%s\\n"], feed
+            given = printf[2] + "\n"
         argv = shlex.split(line)
         assert argv[0] == "pbx"
-        result = CliRunner().invoke(cli, argv[1:])
+        result = CliRunner().invoke(cli, argv[1:], input=given)
         assert result.exit_code == 0, (line, result.stderr)
         output = result.stdout
     assert output == expected
