@@ -221,9 +221,9 @@ def _apply_trunk(base: Trunk, opts: TrunkOptions) -> Trunk:
 
 def _check_trunk(trunk: Trunk) -> Trunk:
     if (trunk.username is None) != (trunk.password is None):
-        raise InputError("--username and --password go together")
+        raise InputError("--username and a password go together (give it with --password-stdin)")
     if trunk.register and trunk.username is None:
-        raise InputError("--register needs --username and --password")
+        raise InputError("--register needs --username and a password (--password-stdin)")
     if not trunk.allow and not _is_ip(trunk.host):
         raise InputError(
             f"trunk host {trunk.host} is a name: give the provider's addresses with --allow CIDR"
