@@ -486,3 +486,16 @@ def test_account_repr_holds_no_hash() -> None:
     acct = account()
     assert acct.ha1_md5 not in repr(acct)
     assert acct.ha1_sha256 not in repr(acct)
+
+
+def test_expires_with_leading_zeros_is_its_value_and_too_big_is_400() -> None:
+    registrar = Registrar(CONFIG, SECRET)
+    padded = register(extra=("Expires: 0000120",))
+    done = registrar.handle(answer(challenge(registrar, padded), padded), PHONE, account(), [], NOW)
+    assert done.response.status == 200
+    (change,) = done.changes
+    assert isinstance(change, SetBinding)
+    assert change.expires_at == NOW + 120
+    huge = register(extra=(f"Expires: {2**32}",), cseq=2, call_id="reg-2")
+    out = registrar.handle(answer(challenge(registrar, huge), huge), PHONE, account(), [], NOW)
+    assert out.response.status == 400  # RFC 3261 §20.19: at most 2**32-1
