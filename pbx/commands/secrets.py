@@ -72,7 +72,7 @@ def password_from(kw: dict[str, Any], *, needed: bool) -> str | None:
         click.echo(WARNING, err=True)
         return str(given["password"])
     if given["password_stdin"]:
-        return _first_line(sys.stdin.read())
+        return _first_line(sys.stdin.readline())  # no need to wait for EOF
     if given["password_file"] is not None:
         try:
             return _first_line(Path(given["password_file"]).read_text(encoding="utf-8"))
