@@ -203,7 +203,7 @@ class VisitSettings:
 @dataclass(frozen=True, slots=True)
 class Ga4Settings:
     measurement_id: str = ""  # global GA4 property (a source's own id wins); "" = off
-    api_secret: str = ""
+    api_secret: str = field(default="", repr=False)  # a secret: never in a repr
     base_url: str = "https://www.google-analytics.com"  # Measurement Protocol host
     event_name: str = "phone_call"
 
@@ -211,7 +211,7 @@ class Ga4Settings:
 @dataclass(frozen=True, slots=True)
 class WebhookSettings:
     urls: tuple[str, ...] = ()
-    secret: str = ""  # HMAC-SHA256 key for the X-Pbx-Signature header; "" = unsigned
+    secret: str = field(default="", repr=False)  # HMAC key of X-Pbx-Signature; "" = unsigned
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,7 @@ from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.rtp.workers import WorkerEngine, default_workers
 from pbx.service import recordings
+from pbx.service.checkpoint import MediaCheckpoint
 from pbx.service.metrics import Metrics
 from pbx.service.nodes import NodeKeeper
 from pbx.service.outbox import OutboxDispatcher
@@ -91,12 +92,15 @@ class Daemon:
     guard_task: asyncio.Task[None] | None = None
     keeper: NodeKeeper | None = None
     purge_task: asyncio.Task[None] | None = None  # issue 13: daily recordings purge
+    checkpoint: MediaCheckpoint | None = None  # media_at for the crash sweep
 
     async def close(self) -> None:
         if self.guard_task is not None:
             self.guard_task.cancel()
         if self.purge_task is not None:  # issue 13
             self.purge_task.cancel()
+        if self.checkpoint is not None:
+            await self.checkpoint.close()
         await self.manager.drain(self.settings.timers.drain_timeout)
         await self.manager.records.close()
         if self.keeper is not None:
@@ -226,6 +230,11 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
         recordings.purge_daily(settings.recording.dir, settings.recording.retention_days)
     )
     undo.callback(daemon.purge_task.cancel)
+    daemon.outbox = OutboxDispatcher(
+        store, settings.outbox, settings.webhooks.secret, ga4=integrations_from(settings)
+    )
+    daemon.outbox.start()
+    daemon.checkpoint = MediaCheckpoint(store, ctx.metrics.live_media).start()
     await _register_trunks(daemon, sip_host)
     return daemon
 

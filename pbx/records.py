@@ -13,10 +13,14 @@ Decisions (where the spec is silent):
   (inbound leg) to the callee (outbound leg); `*_out_in` the other way.
 - `to_dict`/`from_dict` are the one mapping between a record and plain
   values; the store and the JSON export both use it.
+- Attempts name both the destination (`target`, its configured name) and
+  what was dialled for it (`dialled`: the number as sent to the trunk, or
+  the Request-URI of a `sip:` or extension contact).
 - Audio: `recording` names a file (not a path) under `[recording] dir`;
   `voicemail` is a final disposition (the caller was answered by pbx).
-- CSV: one row per record, columns in field order; `attempts` is summarised
-  as `STATUS TARGET; ...` (`pending` for no final status yet), so a cell
+- CSV: one row per record, columns in field order; `attempts` is written as
+  `attempts_text`, `STATUS TARGET DIALLED; ...` (`pending` for no final
+  status yet), the one text form every table and CSV uses, so a cell
   starts with a digit, not with a number's `+`. A cell that a spreadsheet would run as a formula
   (starting with `=`, `@`, tab or CR, or `+`/`-` followed by anything but a
   plain number) gets a leading `'` (OWASP "CSV injection"); `+14155550101`
@@ -79,6 +83,7 @@ class Attempt:
     started_at: str | None = None
     ended_at: str | None = None
     reason: str | None = None
+    dialled: str | None = None  # the number or URI actually dialled for `target`
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,8 +191,14 @@ def _csv_cell(value: object) -> str:
     return text
 
 
-def _attempts_summary(attempts: Iterable[Attempt]) -> str:
-    return "; ".join(f"{'pending' if a.status is None else a.status} {a.target}" for a in attempts)
+def attempts_text(attempts: Iterable[Attempt]) -> str:
+    """`STATUS TARGET DIALLED; ...`: the text form of attempts in tables and CSV."""
+    parts = []
+    for a in attempts:
+        status = "pending" if a.status is None else str(a.status)
+        dialled = f" {a.dialled}" if a.dialled and a.dialled != a.target else ""
+        parts.append(f"{status} {a.target}{dialled}")
+    return "; ".join(parts)
 
 
 def to_csv(records: Iterable[CallRecord]) -> str:
@@ -200,7 +211,7 @@ def to_csv(records: Iterable[CallRecord]) -> str:
         for name in FIELD_NAMES:
             value: object = getattr(record, name)
             if name == "attempts":
-                row.append(_csv_cell(_attempts_summary(record.attempts)))
+                row.append(_csv_cell(attempts_text(record.attempts)))
             elif name == "disposition":
                 row.append(record.disposition.value)
             else:
@@ -217,3 +228,4 @@ class CallFact:
     started_at: str  # ISO 8601, e.g. 2026-03-05T14:03:00.000000Z
     caller: str | None  # E.164, None when anonymous
     answered: bool
+    cost_cents: int | None = None  # as written on the record at intake

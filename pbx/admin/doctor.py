@@ -34,7 +34,10 @@ Decisions (the spec is silent):
 - Any SIP response to OPTIONS proves the trunk reachable: 2xx and the usual
   "not for you" answers (401/407/404/405/481/501) are `ok`; 403 is `warn`
   (the provider may not accept this server's address), 5xx/6xx `warn`; no
-  final response within the timeout, or an ICMP refusal, is FAIL.
+  final response within the timeout, or an ICMP refusal, is `warn` too:
+  many providers answer nothing to an address they do not know yet (before
+  the first REGISTER, or until they allow-list it), so silence is worth a
+  look but not a failure. A host that does not resolve is FAIL.
 - A disabled trunk is not contacted (`ok`, "not checked").
 - An RTP address left a wildcard is `warn`: SDP then carries a local address
   chosen by the daemon, wrong behind NAT (`rtp.advertised_address`).
@@ -246,7 +249,7 @@ def _port_finding(check: PortCheck, exc: OSError, daemon_is_running: bool) -> Fi
 
 async def daemon_running(settings: Settings) -> bool:
     """Does a pbx `/health` answer on the configured HTTP address?"""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.http.host, settings.http.host)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.http.host, settings.http.host)  # noqa: S104 - maps a wildcard bind to loopback; binds nothing
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
             reader, writer = await asyncio.open_connection(host, settings.http.port)
@@ -388,7 +391,7 @@ async def check_trunk(trunk: Trunk, wait_s: float, ids: IdSource) -> Finding:
     try:
         status = await ping(trunk, address, wait_s, ids)
     except (OSError, TimeoutError) as exc:
-        return Finding("FAIL", f"{name} cannot be reached: {_why(exc)}")
+        return Finding("warn", f"{name} cannot be reached: {_why(exc)}")
     elapsed = int((time.monotonic() - started) * 1000)
     return _trunk_finding(name, status, wait_s, elapsed)
 
@@ -406,7 +409,7 @@ def _why(exc: BaseException) -> str:
 def _trunk_finding(name: str, status: int | None, timeout: float, elapsed_ms: int) -> Finding:
     if status is None:
         return Finding(
-            "FAIL",
+            "warn",
             f"{name} did not answer OPTIONS within {timeout:g} s: wrong host or port, "
             "a firewall, or the provider ignores this server's address",
         )

@@ -17,22 +17,29 @@ Decisions:
   `--password` in the same command (the old hash cannot be carried over).
 - `max_contacts` is 1-16: the phones (contacts) one extension may have
   registered at once; a call rings all of them.
+- `digest` (`--digest md5|sha-256|both`, default both): the algorithms the
+  registrar challenges this extension with, SHA-256 first (RFC 7616 §3.7).
+  Both HA1 hashes are stored whatever the choice, so changing it later needs
+  no password. Older phones that stop at the first challenge they cannot
+  answer (baresip 1.0, many desk phones) need `md5`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from pbx.errors import InputError, NotFoundError
 from pbx.records import iso_utc
 from pbx.sip.auth import ha1
 from pbx.store import Binding, Extension, Store
+from pbx.store.base import DigestChoice
 
 MAX_CONTACTS = 16
 DEFAULT_REALM = "pbx"
 _NAME = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 _PASSWORD = re.compile(r"[\x20-\x7e]{8,128}")
+DIGESTS: tuple[DigestChoice, ...] = ("both", "md5", "sha-256")
 _REALM = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
 
 
@@ -40,10 +47,18 @@ _REALM = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
 class ExtensionOptions:
     """CLI values; None = not given."""
 
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a secret: never in a repr
     max_contacts: int | None = None
     realm: str | None = None
     rename: str | None = None
+    digest: str | None = None
+
+
+def check_digest(digest: str) -> DigestChoice:
+    for choice in DIGESTS:
+        if digest == choice:
+            return choice
+    raise InputError(f"--digest must be one of {', '.join(DIGESTS)}")
 
 
 def check_extension_name(name: str) -> str:
@@ -80,11 +95,13 @@ def hashed(name: str, realm: str, password: str) -> tuple[str, str]:
 async def add_extension(store: Store, name: str, opts: ExtensionOptions) -> Extension:
     check_extension_name(name)
     if opts.password is None:
-        raise InputError("--password is required")
+        raise InputError("a password is required: --password-stdin, --password-file or a prompt")
     realm = check_realm(opts.realm if opts.realm is not None else DEFAULT_REALM)
     md5, sha256 = hashed(name, realm, check_password(opts.password))
     count = check_max_contacts(opts.max_contacts if opts.max_contacts is not None else 1)
-    ext = Extension(name=name, ha1_md5=md5, ha1_sha256=sha256, realm=realm, max_contacts=count)
+    digest = check_digest(opts.digest if opts.digest is not None else "both")
+    ext = Extension(name=name, ha1_md5=md5, ha1_sha256=sha256, realm=realm, max_contacts=count,
+                    digest=digest)  # fmt: skip
     return await store.extensions.add(ext)
 
 
@@ -97,18 +114,26 @@ async def update_extension(store: Store, name: str, opts: ExtensionOptions) -> E
     new = replace(current, name=new_name, realm=realm)
     if opts.max_contacts is not None:
         new = replace(new, max_contacts=check_max_contacts(opts.max_contacts))
+    if opts.digest is not None:
+        new = replace(new, digest=check_digest(opts.digest))
     if opts.password is not None:
         md5, sha256 = hashed(new_name, realm, check_password(opts.password))
         new = replace(new, ha1_md5=md5, ha1_sha256=sha256)
     elif (new_name, realm) != (current.name, current.realm):
-        raise InputError("changing the name or realm needs --password (the hash includes them)")
+        raise InputError(
+            "changing the name or realm needs the password again, e.g. --password-stdin "
+            "(the hash includes them)"
+        )
     changes = {
         k: getattr(new, k)
-        for k in ("name", "realm", "max_contacts", "ha1_md5", "ha1_sha256")
+        for k in ("name", "realm", "max_contacts", "digest", "ha1_md5", "ha1_sha256")
         if getattr(new, k) != getattr(current, k)
     }
     if not changes:
-        raise InputError("nothing to change: give --password, --max-contacts, --realm or --rename")
+        raise InputError(
+            "nothing to change: give --password-stdin, --max-contacts, --realm, --digest "
+            "or --rename"
+        )
     return await store.extensions.update(name, **changes)
 
 
@@ -118,6 +143,7 @@ def public(ext: Extension, bindings: list[Binding] | None = None) -> dict[str, o
         "name": ext.name,
         "realm": ext.realm,
         "max_contacts": ext.max_contacts,
+        "digest": ext.digest,
     }
     if bindings is not None:
         row["registered"] = len(bindings)

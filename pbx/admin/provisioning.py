@@ -42,6 +42,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Awaitable, Sequence
@@ -175,7 +176,7 @@ class TrunkOptions:
     host: str | None = None
     transport: str | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)  # never in a repr
     realm: str | None = None
     register: bool | None = None
     allow: tuple[str, ...] | None = None
@@ -221,9 +222,9 @@ def _apply_trunk(base: Trunk, opts: TrunkOptions) -> Trunk:
 
 def _check_trunk(trunk: Trunk) -> Trunk:
     if (trunk.username is None) != (trunk.password is None):
-        raise InputError("--username and --password go together")
+        raise InputError("--username and a password go together (give it with --password-stdin)")
     if trunk.register and trunk.username is None:
-        raise InputError("--register needs --username and --password")
+        raise InputError("--register needs --username and a password (--password-stdin)")
     if not trunk.allow and not _is_ip(trunk.host):
         raise InputError(
             f"trunk host {trunk.host} is a name: give the provider's addresses with --allow CIDR"
@@ -424,7 +425,7 @@ def _fact(record: CallRecord) -> CallFact:
     caller = record.caller if record.caller.startswith("+") else None  # anonymous callers
     # A voicemail was answered by pbx, not by anyone at the business: not "answered" here.
     answered = record.answered_at is not None and record.disposition is not Disposition.VOICEMAIL
-    return CallFact(record.source, record.started_at, caller, answered)
+    return CallFact(record.source, record.started_at, caller, answered, record.cost_cents)
 
 
 async def roi_rows(store: Store, month: tuple[int, int]) -> list[RoiRow]:

@@ -10,6 +10,13 @@ GA4 (Measurement Protocol, `POST {base}/mp/collect?measurement_id=&api_secret=`
 with `{"client_id", "timestamp_micros", "events": [{"name", "params"}]}`):
 - property: the source's own measurement id + API secret when both are
   set, else the global `[ga4]` pair, else no event;
+- the API secret is never stored: the outbox item's URL names only the
+  measurement id, and the dispatcher adds `api_secret` when it posts
+  (`ga4_secret_for`: a source with that measurement id and a secret, else
+  the global pair's). So a rotated secret applies to queued events too,
+  and the database, `pbx` listings and logs hold no GA4 secret. Items queued
+  by an older pbx still carry `api_secret` in their URL; they are posted as
+  stored (nothing is rewritten, so nothing queued is lost);
 - params: `source`, `medium`, `campaign` (the visit's utm_* values, else
   the source's GA fields, else for `source` the source's name), `tracking_number`,
   `duration` (talk seconds, whole), `disposition`; unknown values are left
@@ -24,8 +31,11 @@ Webhooks: one item per configured URL, body `{"id", "event", "occurred_at",
 "call": <the record as in `pbx calls export --format json`>}`; `id` is the
 event's id, the same for every URL, so receivers can drop duplicates
 (delivery is at least once). The dispatcher signs the body at send time
-(`X-Pbx-Signature: sha256=<hex HMAC-SHA256(secret, body)>`), so the secret
-is never stored in the outbox.
+(`X-Pbx-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`),
+so the secret is never stored in the outbox, and the time stamp is inside
+what is signed: a receiver refuses a signature older than its replay window
+(docs/admin-guide.md has the check, 5 minutes suggested). `t` is the time of
+this attempt, so a retry is signed afresh.
 
 Decisions: refused calls (403/404/blocked before a record is written by the
 runner) get no webhooks; a record written already final gets `call.started`
@@ -39,9 +49,10 @@ import hashlib
 import hmac
 import json
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from pbx.config import Settings
 from pbx.records import CallRecord, Disposition, to_dict
@@ -125,7 +136,7 @@ def ga4_item(record: CallRecord, source: Source | None, cfg: Integrations) -> Ou
     prop = ga4_property(source, cfg)
     if prop is None:
         return None
-    query = urlencode({"measurement_id": prop[0], "api_secret": prop[1]})
+    query = urlencode({"measurement_id": prop[0]})  # the secret is added at delivery
     body: dict[str, Any] = {
         "client_id": client_id(record),
         "events": [{"name": cfg.ga4_event_name, "params": ga4_params(record, source)}],
@@ -174,9 +185,36 @@ def outbox_for(
     return [*items, ga] if ga is not None else items
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The `X-Pbx-Signature` value: `sha256=` + hex HMAC-SHA256 of the raw body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def ga4_secret_for(measurement_id: str, sources: Iterable[Source], cfg: Integrations) -> str | None:
+    """The API secret to post an event for `measurement_id` with, or None if none is known.
+
+    A source's own pair first (as `ga4_property` chose it), then the global one.
+    """
+    for source in sources:
+        if source.ga_measurement_id == measurement_id and source.ga_api_secret:
+            return source.ga_api_secret
+    if cfg.ga4_measurement_id == measurement_id and cfg.ga4_api_secret:
+        return cfg.ga4_api_secret
+    return None
+
+
+def ga4_measurement_id(url: str) -> tuple[str | None, bool]:
+    """(measurement id, whether the URL already carries an api_secret: a legacy item)."""
+    query = parse_qs(urlsplit(url).query)
+    ids = query.get("measurement_id")
+    return (ids[0] if ids else None), "api_secret" in query
+
+
+def with_api_secret(url: str, secret: str) -> str:
+    """`url` with `api_secret` appended to its query (at delivery, never stored)."""
+    joiner = "&" if urlsplit(url).query else "?"
+    return f"{url}{joiner}{urlencode({'api_secret': secret})}"
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The `X-Pbx-Signature` value: `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`."""
+    signed = str(timestamp).encode() + b"." + body
+    return f"t={timestamp},v1={hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()}"
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pbx.call.model import Action, Branch, SendRequest
+from pbx.call.model import Action, Branch, SendRequest, Target
 from pbx.call.state import CallState
 from pbx.records import Attempt
+from pbx.sip.status import SipParseError
+from pbx.sip.uri import parse_uri
 
 
 def cancel_branch(call: CallState, branch: Branch, now: float) -> list[Action]:
@@ -27,6 +29,18 @@ def cancel_branch(call: CallState, branch: Branch, now: float) -> list[Action]:
     return []
 
 
+def dialled(target: Target) -> str:
+    """What was dialled: the number sent to a trunk, else the Request-URI (sip:, ext:)."""
+    if target.trunk is not None:
+        try:
+            user = parse_uri(target.uri).user
+        except SipParseError:
+            user = None
+        if user:
+            return user
+    return target.uri
+
+
 def attempt_done(
     call: CallState, branch: Branch, status: int | None, reason: str, now: float
 ) -> None:
@@ -41,5 +55,6 @@ def attempt_done(
         started_at=branch.started_at,
         ended_at=call.wall(now),
         reason=reason,
+        dialled=dialled(branch.target),
     )
     call.record = replace(call.record, attempts=(*call.record.attempts, attempt))

@@ -21,6 +21,11 @@ Decisions:
   route; a `--whisper-text` template is rendered per call by espeak-ng in a
   worker thread, bounded by WHISPER_TTS_TIMEOUT (a failure means no
   whisper, never no call).
+- The record is stamped at intake with the caller's area-code location
+  (`pbx.call.locations`, a table lookup: no geocoder in the daemon) and the
+  cost in force now (the source's per-call cost, `rules.roi.call_cost_cents`),
+  so changing a price later never reprices this call. A refused call
+  (blocked, rejected) carries no cost: nothing was delivered.
 - Unknown numbers and non-trunk sources get no call record (nothing was
   attempted and nobody dialed a tracking number); disabled numbers and
   after-hours rejections get a `rejected` record.
@@ -37,6 +42,7 @@ from dataclasses import dataclass, replace
 
 from pbx.attribution.visits import attribute
 from pbx.audio import text, tones, tts
+from pbx.call.locations import caller_location
 from pbx.call.model import AudioPlan, CallSetup, LocalAddress, Target
 from pbx.call.targets import extension_targets, join_steps
 from pbx.errors import InputError
@@ -44,6 +50,7 @@ from pbx.numbers import normalise, region_of
 from pbx.records import CallRecord, Disposition, iso_utc
 from pbx.rules.admission import TrunkAcl, dialed_number, trunk_for_source
 from pbx.rules.blocking import ANONYMOUS, blocked, is_anonymous
+from pbx.rules.roi import SourceCost, call_cost_cents
 from pbx.rules.routing import Reject, Schedule, choose_destinations, plan
 from pbx.sip.auth import Credentials
 from pbx.sip.message import Request
@@ -215,12 +222,14 @@ def _ringing_record(
         caller=caller,
         caller_name=name,
         caller_region=caller_region,
+        caller_location=caller_location(caller),
         tracking_number=route.number.number,
         source=route.source.name,
         tag=route.source.tag,
         trunk=trunk.name,
         disposition=Disposition.RINGING,
         node=node,
+        cost_cents=call_cost_cents(SourceCost(route.source.name, route.source.cost_per_call_cents)),
     )
 
 
@@ -248,6 +257,7 @@ def _rejected(
 ) -> Refusal:
     final = replace(
         record,
+        cost_cents=None,  # refused: never priced
         disposition=disposition,
         sip_status=status,
         sip_reason=reason,

@@ -49,7 +49,7 @@ def _json_row(b: Block) -> dict[str, Any]:
 @verbs.change_command(block, "add", _PATTERN, _SCOPE)
 def block_add(ctx: click.Context, pattern: str, number: str | None) -> str:
     """Block NUMBER-OR-PREFIX: +12125550123, a prefix like +1212, or 'anonymous'."""
-    row = run_store(ctx, lambda s: admin.add_block(s, pattern, number, region_of(ctx)))
+    row = run_store(ctx, lambda s: admin.add_block(s, pattern, number, region_of(ctx)), create=True)
     return f"blocked {row.pattern} for {_scope(row)}"
 
 

@@ -16,12 +16,12 @@ import click
 
 from pbx import records
 from pbx.admin import audio as admin_audio
-from pbx.admin import provisioning as admin
-from pbx.commands import verbs
+from pbx.admin import calls as calls_admin
 from pbx.commands.common import (
     AdminError,
     config_option,
     emit,
+    emit_one,
     format_option,
     number_arg,
     region_of,
@@ -129,12 +129,6 @@ def calls_export(ctx: click.Context, /, fmt: str, **filters: Any) -> None:
         click.echo(records.to_csv(rows), nl=False)
 
 
-@verbs.show_command(calls, click.argument("call_id", metavar="ID"), row=records.to_dict)
-def calls_show(ctx: click.Context, call_id: str) -> CallRecord:
-    """Show every field of call record ID."""
-    return run_store(ctx, lambda s: admin.require(s.calls.get(call_id), f"no call {call_id}"))
-
-
 @calls.command("recording")
 @click.argument("call_id")
 @click.option(
@@ -169,3 +163,14 @@ def calls_recording(
     except OSError as exc:
         raise AdminError(f"cannot write {target}: {exc.strerror or exc}") from None
     click.echo(f"recording of {call_id} written to {target} ({record.recording_seconds:.1f} s)")
+@calls.command("show")
+@click.argument("call_id", metavar="ID")
+@format_option
+@click.pass_context
+def calls_show(ctx: click.Context, call_id: str, fmt: str) -> None:
+    """Show every field of call record ID (or of the one record whose id starts with ID)."""
+    record: CallRecord = run_store(ctx, lambda s: calls_admin.find_call(s, call_id))
+    row = records.to_dict(record)
+    if fmt != "json":  # the same text as in `calls export` CSV: one format per field
+        row["attempts"] = records.attempts_text(record.attempts)
+    emit_one(row, fmt)

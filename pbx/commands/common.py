@@ -4,7 +4,11 @@ Decisions:
 - Bad input raises `AdminError`: one line `Error: ...` on stderr, exit code 2,
   nothing changed (`run_store` turns `pbx.errors.InputError` into it).
 - Output goes to stdout; logs and errors to stderr (see `pbx.logs`).
-- Passwords are never printed: `********` stands for a set password.
+- Passwords are never printed: `********` stands for a set password;
+  internal fields (`INTERNAL`: the round-robin cursor) are not shown.
+- Only `add` commands create the database (`run_store(create=True)`).
+- Money is shown as entered, `12.50`, in every format (`money_fields`: a
+  store's `cost_per_call_cents` is printed as `cost_per_call`).
 - `--format json` prints a JSON array for listings and an object for `show`;
   `csv` has a header row (cells a spreadsheet would run as formulas are
   defused by `pbx.records`); `table` is aligned text for people.
@@ -34,6 +38,8 @@ T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 FORMATS = ("table", "json", "csv")
 MASK = "********"
+# Store fields that are bookkeeping, not configuration: never listed or shown.
+INTERNAL = frozenset({"rr_cursor", "ha1_md5", "ha1_sha256"})
 
 
 class AdminError(click.ClickException):
@@ -66,12 +72,19 @@ def _state(ctx: click.Context) -> CliState:
     return state
 
 
-def run_store(ctx: click.Context, fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Run `await fn(store)` on the `--db` store; InputError -> `AdminError`."""
+def run_store(
+    ctx: click.Context, fn: Callable[[Store], Awaitable[T]], *, create: bool = False
+) -> T:
+    """Run `await fn(store)` on the `--db` store; InputError -> `AdminError`.
+
+    Only `add` commands pass `create=True`: any other command on a `--db`
+    that does not exist exits 2 with one line and creates nothing (a typo in
+    `--db` must not leave an empty database behind and report "no rows").
+    """
     state = _state(ctx)
 
     async def _go() -> T:
-        async with await open_store(state.db) as store:
+        async with await open_store(state.db, create=create) as store:
             result = await fn(store)
             await _audit(ctx, store)
             return result
@@ -149,6 +162,33 @@ format_option = click.option(
 )
 
 
+def listen_options(http_help: str = "HTTP listen address (/health).") -> list[Decorator]:
+    """`--sip HOST:PORT`, `--rtp-ports LOW-HIGH`, `--http HOST:PORT` (serve and doctor)."""
+    return [
+        click.option("--sip", metavar="HOST:PORT", help="SIP listen address (UDP and TCP)."),
+        click.option("--rtp-ports", metavar="LOW-HIGH", help="RTP port range for the relay."),
+        click.option("--http", metavar="HOST:PORT", help=http_help),
+    ]
+
+
+def listen_overrides(sip: str | None, rtp_ports: str | None, http: str | None) -> dict[str, object]:
+    """Settings overrides from the listen options (bad values: `AdminError`)."""
+    from pbx.config import parse_listen, parse_port_range
+
+    overrides: dict[str, object] = {}
+    try:
+        if sip:
+            overrides["sip.host"], overrides["sip.port"] = parse_listen(sip, "--sip")
+        if http:
+            overrides["http.host"], overrides["http.port"] = parse_listen(http, "--http")
+        if rtp_ports:
+            low, high = parse_port_range(rtp_ports, "--rtp-ports")
+            overrides["rtp.port_low"], overrides["rtp.port_high"] = low, high
+    except InputError as exc:
+        raise AdminError(str(exc)) from None
+    return overrides
+
+
 def config_option(help_text: str) -> Decorator:
     """`--config FILE`: the daemon's TOML settings (must exist)."""
     path = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -219,11 +259,23 @@ def as_dict(row: object) -> dict[str, Any]:
     assert is_dataclass(row)
     out: dict[str, Any] = {}
     for f in fields(row):
+        if f.name in INTERNAL:
+            continue
         value = getattr(row, f.name)
         if f.name in ("password", "ga_api_secret") and value:
             value = MASK
         out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def money_fields(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`row` with each `X_cents` field as `X`, in money as entered (`12.50`): every format."""
+    return {
+        (key.removesuffix("_cents") if key.endswith("_cents") else key): (
+            money(value) if key.endswith("_cents") else value
+        )
+        for key, value in row.items()
+    }
 
 
 def money(cents: int | None) -> str | None:

@@ -17,7 +17,9 @@ def destinations() -> None:
 @verbs.change_command(destinations, "add", verbs.NAME, click.argument("target"))
 def destinations_add(ctx: click.Context, name: str, target: str) -> str:
     """Add destination NAME delivering to TARGET: +14155550101, sip:agent@host or ext:NAME."""
-    dest = run_store(ctx, lambda s: admin.add_destination(s, name, target, region_of(ctx)))
+    dest = run_store(
+        ctx, lambda s: admin.add_destination(s, name, target, region_of(ctx)), create=True
+    )
     return f"destination {dest.name} added ({dest.target})"
 
 

@@ -7,7 +7,6 @@ when the command runs.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -15,6 +14,7 @@ import click
 from pbx.admin import extensions as extensions_admin
 from pbx.commands import verbs
 from pbx.commands.common import Decorator, run_store
+from pbx.commands.secrets import password_from, password_options
 
 
 @click.group()
@@ -26,15 +26,17 @@ def extensions() -> None:
     """
 
 
-_COLUMNS = ("name", "realm", "max_contacts", "registered")
+_COLUMNS = ("name", "realm", "max_contacts", "digest", "registered")
 
 
 def _options(*, adding: bool) -> list[Decorator]:
     opts: list[Decorator] = [
+        *password_options("SIP password, 8-128 printable characters (stored only as HA1)."),
         click.option(
-            "--password",
-            required=adding,
-            help="SIP password, 8-128 printable characters (stored only as HA1).",
+            "--digest",
+            type=click.Choice(extensions_admin.DIGESTS),
+            help="Digest algorithms to challenge with (default both, SHA-256 first); "
+            "md5 for phones that give up on SHA-256.",
         ),
         click.option(
             "--max-contacts",
@@ -46,16 +48,20 @@ def _options(*, adding: bool) -> list[Decorator]:
         ),
     ]
     if not adding:
-        opts.append(click.option("--rename", metavar="NEW", help="New name (needs --password)."))
+        opts.append(
+            click.option("--rename", metavar="NEW", help="New name (needs the password again).")
+        )
     return opts
 
 
-def _ext_opts(kw: Mapping[str, Any]) -> extensions_admin.ExtensionOptions:
+def _ext_opts(kw: dict[str, Any], *, adding: bool) -> extensions_admin.ExtensionOptions:
+    """The options as given; the password from stdin, a file or a prompt (`secrets`)."""
     return extensions_admin.ExtensionOptions(
-        password=kw.get("password"),
+        password=password_from(kw, needed=adding),
         max_contacts=kw.get("max_contacts"),
         realm=kw.get("realm"),
         rename=kw.get("rename"),
+        digest=kw.get("digest"),
     )
 
 
@@ -66,7 +72,8 @@ def _now() -> float:
 @verbs.change_command(extensions, "add", verbs.NAME, *_options(adding=True))
 def extensions_add(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Add extension NAME (the user name its phones register with)."""
-    ext = run_store(ctx, lambda s: extensions_admin.add_extension(s, name, _ext_opts(kw)))
+    opts = _ext_opts(kw, adding=True)  # before the store: a bad option creates nothing
+    ext = run_store(ctx, lambda s: extensions_admin.add_extension(s, name, opts), create=True)
     return f"extension {ext.name} added (realm {ext.realm})"
 
 
@@ -87,7 +94,8 @@ def extensions_show(ctx: click.Context, name: str) -> dict[str, object]:
 @verbs.change_command(extensions, "update", verbs.NAME, *_options(adding=False))
 def extensions_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Change extension NAME (only the options given)."""
-    ext = run_store(ctx, lambda s: extensions_admin.update_extension(s, name, _ext_opts(kw)))
+    opts = _ext_opts(kw, adding=False)
+    ext = run_store(ctx, lambda s: extensions_admin.update_extension(s, name, opts))
     return f"extension {ext.name} updated"
 
 

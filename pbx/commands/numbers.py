@@ -145,7 +145,7 @@ def _number_row(number: TrackingNumber) -> dict[str, Any]:
 def numbers_add(ctx: click.Context, /, number: str, **kw: Any) -> str:
     """Add tracking NUMBER (any usual spelling; stored as E.164)."""
     opts = _number_opts(kw)
-    row = run_store(ctx, lambda s: admin.add_number(s, number, opts, region_of(ctx)))
+    row = run_store(ctx, lambda s: admin.add_number(s, number, opts, region_of(ctx)), create=True)
     where = f", {row.location}" if row.location else ""
     return f"number {row.number} added (source {row.source}{where})"
 

@@ -11,15 +11,22 @@ from pathlib import Path
 
 import click
 
-from pbx.commands.common import AdminError, config_option, db_override, fail, one_line
+from pbx.commands.common import (
+    AdminError,
+    config_option,
+    db_override,
+    fail,
+    listen_options,
+    listen_overrides,
+    one_line,
+    with_params,
+)
 from pbx.errors import InputError
 
 
 @click.command()
 @config_option("Daemon settings (TOML), e.g. config/pbx.example.toml.")
-@click.option("--sip", metavar="HOST:PORT", help="SIP listen address (UDP and TCP).")
-@click.option("--rtp-ports", metavar="LOW-HIGH", help="RTP port range for the relay.")
-@click.option("--http", metavar="HOST:PORT", help="Visitor API listen address (swap.js).")
+@with_params(*listen_options())
 @click.option("--admin", metavar="HOST:PORT", help="Dashboard and REST API listen address.")
 @click.option("--node", metavar="NAME", help="This node's name in a cluster (default: host name).")
 @click.pass_context
@@ -34,22 +41,15 @@ def serve(
 ) -> None:
     """Run the call-tracking daemon until SIGTERM (then drain calls and stop)."""
     from pbx import daemon
-    from pbx.config import load_settings, parse_listen, parse_port_range
+    from pbx.config import load_settings, parse_listen
     from pbx.rtp.media import MediaError
 
-    overrides: dict[str, object] = {}
+    overrides = listen_overrides(sip, rtp_ports, http)
     try:
-        if sip:
-            overrides["sip.host"], overrides["sip.port"] = parse_listen(sip, "--sip")
-        if http:
-            overrides["http.host"], overrides["http.port"] = parse_listen(http, "--http")
         if admin:
             overrides["admin.host"], overrides["admin.port"] = parse_listen(admin, "--admin")
         if node is not None:
             overrides["node.id"] = node
-        if rtp_ports:
-            low, high = parse_port_range(rtp_ports, "--rtp-ports")
-            overrides["rtp.port_low"], overrides["rtp.port_high"] = low, high
         settings = load_settings(config_path, os.environ, overrides | db_override(ctx))
     except InputError as exc:
         raise AdminError(str(exc)) from None

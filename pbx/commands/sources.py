@@ -16,6 +16,7 @@ from pbx.commands.common import (
     emit,
     format_option,
     money,
+    money_fields,
     one_line,
     region_of,
     run_store,
@@ -117,8 +118,13 @@ def _source_opts(kw: dict[str, Any], region: str) -> admin.SourceOptions:
     return admin.SourceOptions(**kw)
 
 
+def _source_public(source: Source) -> dict[str, Any]:
+    """Every field, money as entered (`12.50`, not cents), in every format."""
+    return money_fields(as_dict(source))
+
+
 def _source_row(source: Source) -> dict[str, Any]:
-    row = as_dict(source)
+    row = _source_public(source)
     row["type"] = "onsite" if source.onsite else "offsite"
     if source.cost_per_call_cents is not None:
         row["cost"] = f"{money(source.cost_per_call_cents)}/call"
@@ -140,7 +146,7 @@ _PRESET = "Start from a preset (see 'pbx sources presets')."
 def sources_add(ctx: click.Context, /, name: str | None, preset: str | None, **kw: Any) -> str:
     """Add source NAME (NAME defaults to the preset's name)."""
     opts = _source_opts(kw, region_of(ctx))
-    source = run_store(ctx, lambda s: admin.add_source(s, name, preset, opts))
+    source = run_store(ctx, lambda s: admin.add_source(s, name, preset, opts), create=True)
     return f"source {source.name} added ({'onsite' if source.onsite else 'offsite'})"
 
 
@@ -166,7 +172,8 @@ def sources_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
 
 _SOURCES = verbs.Named(sources, "source", lambda s: s.sources)
 _SOURCES.list_command(
-    "List sources (onsite ones in rule order).", _COLUMNS, row=_source_row, json_row=as_dict
-)
-_SOURCES.show_command("Show every field of source NAME.")
+    "List sources (onsite ones in rule order).", _COLUMNS, row=_source_row,
+    json_row=_source_public,
+)  # fmt: skip
+_SOURCES.show_command("Show every field of source NAME.", row=_source_public)
 _SOURCES.remove_command("Remove source NAME (refused while it has numbers).")

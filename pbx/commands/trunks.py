@@ -9,6 +9,7 @@ import click
 from pbx.admin import provisioning as admin
 from pbx.commands import verbs
 from pbx.commands.common import Decorator, run_store
+from pbx.commands.secrets import password_from, password_options
 
 
 @click.group()
@@ -27,7 +28,7 @@ def _options(*, adding: bool) -> list[Decorator]:
             "--transport", type=click.Choice(admin.TRANSPORTS), help="SIP transport (udp)."
         ),
         click.option("--username", help="Digest auth user name ('' clears)."),
-        click.option("--password", help="Digest auth password ('' clears)."),
+        *password_options("Digest auth password ('' clears)."),
         click.option("--realm", help="Only answer challenges from this realm ('' = any)."),
         click.option(
             "--register/--no-register", default=None, help="Keep a REGISTER with the provider."
@@ -55,22 +56,27 @@ def _options(*, adding: bool) -> list[Decorator]:
     return opts
 
 
-def _trunk_opts(kw: dict[str, Any]) -> admin.TrunkOptions:
+def _trunk_opts(kw: dict[str, Any], *, adding: bool) -> admin.TrunkOptions:
+    """The options as given; the password read from stdin, a file or a prompt (`secrets`)."""
     allow = tuple(kw.pop("allow", ())) or None
-    return admin.TrunkOptions(allow=allow, **kw)
+    # A prompt only makes sense on add with a user name: update keeps the old one.
+    password = password_from(kw, needed=adding and bool(kw.get("username")))
+    return admin.TrunkOptions(allow=allow, password=password, **kw)
 
 
 @verbs.change_command(trunks, "add", verbs.NAME, *_options(adding=True))
 def trunks_add(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Add a trunk NAME."""
-    trunk = run_store(ctx, lambda s: admin.add_trunk(s, name, _trunk_opts(kw)))
+    opts = _trunk_opts(kw, adding=True)  # before the store: a bad option creates nothing
+    trunk = run_store(ctx, lambda s: admin.add_trunk(s, name, opts), create=True)
     return f"trunk {trunk.name} added ({trunk.host}:{trunk.port}/{trunk.transport})"
 
 
 @verbs.change_command(trunks, "update", verbs.NAME, *_options(adding=False))
 def trunks_update(ctx: click.Context, /, name: str, **kw: Any) -> str:
     """Change trunk NAME (only the options given)."""
-    trunk = run_store(ctx, lambda s: admin.update_trunk(s, name, _trunk_opts(kw)))
+    opts = _trunk_opts(kw, adding=False)
+    trunk = run_store(ctx, lambda s: admin.update_trunk(s, name, opts))
     return f"trunk {trunk.name} updated"
 
 

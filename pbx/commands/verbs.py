@@ -120,14 +120,14 @@ class Named:
 
         return list_command(self.group, columns, row=row, json_row=json_row, help=help_text)(fetch)
 
-    def show_command(self, help_text: str) -> click.Command:
-        """`pbx GROUP show NAME`: every field of one row."""
+    def show_command(self, help_text: str, row: Row = as_dict) -> click.Command:
+        """`pbx GROUP show NAME`: every field of one row (shaped by `row`)."""
 
         def fetch(ctx: click.Context, name: str) -> Any:
             missing = f"no {self.kind} named '{name}'"
             return run_store(ctx, lambda s: admin.require(self.table(s).get(name), missing))
 
-        return show_command(self.group, NAME, help=help_text)(fetch)
+        return show_command(self.group, NAME, row=row, help=help_text)(fetch)
 
     def remove_command(self, help_text: str, force_help: str | None = None) -> click.Command:
         """`pbx GROUP remove NAME`, with `--force` when `force_help` says what it does."""

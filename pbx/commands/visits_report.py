@@ -9,7 +9,15 @@ import click
 
 from pbx.admin import provisioning as admin
 from pbx.commands import verbs
-from pbx.commands.common import AdminError, as_dict, emit, format_option, money, one_line, run_store
+from pbx.commands.common import (
+    AdminError,
+    as_dict,
+    emit,
+    format_option,
+    money_fields,
+    one_line,
+    run_store,
+)
 from pbx.errors import InputError
 from pbx.rules.roi import RoiRow
 from pbx.store.base import Visit
@@ -42,11 +50,8 @@ def report() -> None:
 
 
 def _roi_row(row: RoiRow) -> dict[str, Any]:
-    return as_dict(row) | {
-        "cost": money(row.cost_cents),
-        "cost_per_call": money(row.cost_per_call_cents),
-        "cost_per_answered": money(row.cost_per_answered_cents),
-    }
+    """Money as entered (`37.50`) in the table, CSV and JSON alike."""
+    return money_fields(as_dict(row))
 
 
 @report.command("roi")
@@ -60,4 +65,5 @@ def report_roi(ctx: click.Context, month: str | None, fmt: str) -> None:
     except InputError as exc:
         raise AdminError(one_line(str(exc))) from None
     rows = run_store(ctx, lambda s: admin.roi_rows(s, when))
-    emit([_roi_row(r) for r in rows], fmt, _ROI_COLUMNS, [as_dict(r) for r in rows])
+    shaped = [_roi_row(r) for r in rows]
+    emit(shaped, fmt, _ROI_COLUMNS, shaped)

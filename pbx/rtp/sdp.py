@@ -56,7 +56,7 @@ MAX_MEDIA = 32
 Direction = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
 DIRECTIONS: frozenset[str] = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 HOLD_DIRECTIONS: frozenset[str] = frozenset({"sendonly", "inactive"})
-UNSPECIFIED: frozenset[str] = frozenset({"0.0.0.0", "::"})
+UNSPECIFIED: frozenset[str] = frozenset({"0.0.0.0", "::"})  # noqa: S104 - the names of unspecified addresses, to recognise them; binds nothing
 # RFC 8839 §5 attributes that carry or steer ICE; dropped (see module docstring).
 ICE_ATTRIBUTES: frozenset[str] = frozenset(
     {

@@ -63,7 +63,7 @@ LIMIT_NUMBER = "max_per_number"
 class Verdict(enum.Enum):
     """What to do with one datagram from an address (see the module docstring)."""
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a verdict name, not a password
     THROTTLE = "throttle"
     BAN = "ban"
     DROP = "drop"

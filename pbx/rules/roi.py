@@ -7,10 +7,15 @@ Decisions (the spec is silent):
 - The month is the UTC calendar month of `CallFact.started_at` (records are
   stamped in UTC by the shell); an ISO 8601 stamp with another offset is
   converted to UTC first, a naive one is taken as UTC.
-- Cost: a per-call cost times the month's calls; otherwise the monthly
-  budget, which counts for the month whether calls happened or not. If a
-  source has both (the CLI forbids it), the per-call cost wins. A source with
-  neither has cost None ("not configured", unlike a free source's 0).
+- Cost: a monthly budget counts for the month whether calls happened or
+  not (a per-call cost wins if a source has both; the CLI forbids it).
+  Otherwise the sum of the costs written on the month's call records
+  (`CallFact.cost_cents`, the price in force when each call came in, set at
+  intake; blocked and rejected calls carry none), so a price change never
+  reprices past calls. A source with a per-call cost and no priced call
+  this month costs 0; a source with neither setting nor priced calls has
+  cost None ("not configured", unlike a free source's 0). Calls counts
+  every call, priced or not.
 - Per-call and per-answered cost are rounded to the nearest cent, halves up;
   a zero count or an unknown cost gives None.
 - `unique_callers` counts distinct caller numbers; anonymous calls (no
@@ -75,12 +80,14 @@ def _per(cost: int | None, count: int) -> int | None:
     return (2 * cost + count) // (2 * count)  # nearest cent, halves up
 
 
-def _cost(setting: SourceCost | None, calls: int) -> int | None:
-    if setting is None:
-        return None
-    if setting.cost_per_call_cents is not None:
-        return setting.cost_per_call_cents * calls
-    return setting.monthly_budget_cents
+def _cost(setting: SourceCost | None, calls: Sequence[CallFact]) -> int | None:
+    per_call = setting is not None and setting.cost_per_call_cents is not None
+    if setting is not None and not per_call and setting.monthly_budget_cents is not None:
+        return setting.monthly_budget_cents
+    priced = [c.cost_cents for c in calls if c.cost_cents is not None]
+    if priced:
+        return sum(priced)
+    return 0 if per_call else None
 
 
 def _first_sources(
@@ -117,7 +124,7 @@ def roi_report(
     for name in sorted(by_source, key=lambda n: (n == UNATTRIBUTED, n)):
         mine = by_source[name]
         answered = sum(1 for c in mine if c.answered)
-        cost = _cost(settings.get(name), len(mine))
+        cost = _cost(settings.get(name), mine)
         rows.append(
             RoiRow(
                 source=name,

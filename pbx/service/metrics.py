@@ -209,6 +209,10 @@ class Metrics:
             return True
         return False
 
+    def live_media(self) -> list[MediaSession]:
+        """The media sessions open now (for `pbx.service.checkpoint`)."""
+        return list(self._media.live.values())
+
     def media_opened(self, session: MediaSession) -> None:
         self._media.live[id(session)] = session
 

@@ -16,8 +16,14 @@ Delivery is therefore at least once: webhook payloads carry an event `id`
 for receivers to drop duplicates.
 
 Webhooks carry `X-Pbx-Event`, `X-Pbx-Delivery` (the outbox id) and, when
-`webhooks.secret` is set, `X-Pbx-Signature: sha256=<hex HMAC-SHA256>` of
-the exact body bytes.
+`webhooks.secret` is set, `X-Pbx-Signature: t=<unix>,v1=<hex HMAC-SHA256>`
+of `"<t>."` + the exact body bytes (`integrations.sign`; `t` is this
+attempt's clock, so receivers can refuse replays).
+
+GA4 items are stored without their API secret; `_target` adds it at post
+time from the sources and `[ga4]` (`integrations.ga4_secret_for`). An item
+whose secret is gone (source removed) fails like an unreachable endpoint.
+The secret is masked out of every error text kept or logged.
 
 Bounded: at most `BATCH` items per look and `CONCURRENCY` posts at once;
 error texts stored are cut to `MAX_ERROR_CHARS`; answers are not read
@@ -31,11 +37,19 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from urllib.parse import quote_plus
 
 import aiohttp
 import structlog
 
-from pbx.attribution.integrations import backoff, sign
+from pbx.attribution.integrations import (
+    Integrations,
+    backoff,
+    ga4_measurement_id,
+    ga4_secret_for,
+    sign,
+    with_api_secret,
+)
 from pbx.config import OutboxSettings
 from pbx.records import iso_utc
 from pbx.store import OutboxItem, Store
@@ -57,10 +71,13 @@ class OutboxDispatcher:
         settings: OutboxSettings,
         webhook_secret: str = "",
         clock: Callable[[], float] = time.time,
+        *,
+        ga4: Integrations | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.secret = webhook_secret
+        self.ga4 = ga4 or Integrations()
         self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -130,20 +147,41 @@ class OutboxDispatcher:
                 headers["X-Pbx-Event"] = str(json.loads(body).get("event", ""))
             headers["X-Pbx-Delivery"] = str(item.id)
             if self.secret:
-                headers["X-Pbx-Signature"] = sign(self.secret, body)
+                headers["X-Pbx-Signature"] = sign(self.secret, body, int(self.clock()))
         return headers
 
+    async def _target(self, item: OutboxItem) -> tuple[str, str | None]:
+        """(URL to post to, the secret in it to mask from errors); raises ValueError if none."""
+        if item.kind != "ga4":
+            return item.target_url, None
+        measurement_id, legacy = ga4_measurement_id(item.target_url)
+        if legacy or measurement_id is None:
+            return item.target_url, None  # queued by an older pbx: posted as stored
+        secret = ga4_secret_for(measurement_id, await self.store.sources.list(), self.ga4)
+        if secret is None:
+            raise ValueError(f"no GA4 API secret for measurement id {measurement_id}")
+        return with_api_secret(item.target_url, secret), secret
+
     async def _post(self, item: OutboxItem) -> str | None:
-        """None on a 2xx answer, else a short error text."""
+        """None on a 2xx answer, else a short error text (with no secret in it)."""
         assert self._session is not None, "start() first"
         body = item.payload.encode()
+        secret: str | None = None
         try:
+            url, secret = await self._target(item)
             async with self._session.post(
-                item.target_url, data=body, headers=self._headers(item, body)
+                url, data=body, headers=self._headers(item, body)
             ) as answer:
                 if 200 <= answer.status < 300:
                     return None
                 text = (await answer.content.read(MAX_ANSWER_BYTES)).decode("utf-8", "replace")
-                return f"HTTP {answer.status}: {text.strip()}"
+                return _masked(f"HTTP {answer.status}: {text.strip()}", secret)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return _masked(f"{type(exc).__name__}: {exc}", secret)
+
+
+def _masked(text: str, secret: str | None) -> str:
+    """`text` with `secret` (and its URL-quoted form) replaced by `***`."""
+    if not secret:
+        return text
+    return text.replace(quote_plus(secret), "***").replace(secret, "***")

@@ -49,6 +49,8 @@ from pbx.sip.agent import SipAgent, TransactionUser
 from pbx.sip.message import Request, Response
 from pbx.sip.peer import Peer
 from pbx.sip.registrar import (
+    ALGORITHMS,
+    DIGEST_CHOICES,
     Account,
     BindingState,
     FailureThrottle,
@@ -85,7 +87,9 @@ def registrar_config(settings: RegistrarSettings) -> RegistrarConfig:
 
 
 def account_of(ext: Extension) -> Account:
-    return Account(ext.name, ext.ha1_md5, ext.ha1_sha256, ext.realm, ext.max_contacts)
+    """The registrar's view of an extension; `digest` picks the challenges (DIGEST_CHOICES)."""
+    algorithms = DIGEST_CHOICES.get(ext.digest, ALGORITHMS)
+    return Account(ext.name, ext.ha1_md5, ext.ha1_sha256, ext.realm, ext.max_contacts, algorithms)
 
 
 def epoch_of(iso: str) -> float:

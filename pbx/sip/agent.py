@@ -31,6 +31,9 @@ Decisions:
   From, To, Call-ID and CSeq were read, answer `status_hint` with the parse
   error as the reason phrase (truncated); drop everything else. CRLF
   keep-alives are ignored.
+- Before the TU: a request that Requires an option tag pbx does not support
+  gets 420 Bad Extension with Unsupported (RFC 3261 §8.2.2.3,
+  `pbx.sip.responses.bad_extension`); the TU never sees it.
 - Defaults when no TU takes a request: OPTIONS -> 200 with Allow, Accept
   (application/sdp), Supported; CANCEL -> 200 and 487 to its INVITE (481 when
   it matches nothing); in-dialog requests (To tag) -> 481; INVITE -> 480;
@@ -68,7 +71,12 @@ from pbx.sip.ids import IdSource, RandomIds
 from pbx.sip.message import Headers, Request, Response, is_keepalive, parse, serialize
 from pbx.sip.peer import Peer
 from pbx.sip.register import RegistrationClient, RegistrationConfig, SendRequest
-from pbx.sip.responses import make_response, response_for_error
+from pbx.sip.responses import (
+    SUPPORTED_EXTENSIONS,
+    bad_extension,
+    make_response,
+    response_for_error,
+)
 from pbx.sip.status import SipParseError, reason_phrase
 from pbx.sip.transaction import (
     MAX_TRANSACTIONS,
@@ -93,7 +101,7 @@ log = structlog.get_logger("pbx.sip.agent")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE"
 ACCEPT = "application/sdp"
-SUPPORTED = ""  # no option tags yet (no 100rel, no timer)
+SUPPORTED = ", ".join(sorted(SUPPORTED_EXTENSIONS))  # none yet: see pbx.sip.responses
 KNOWN_METHODS = frozenset({
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE",
     "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
@@ -289,6 +297,8 @@ class SipAgent:
 
     def _handle(self, event: Event, now: float) -> None:
         if isinstance(event, RequestReceived):
+            if self._refused_extension(event):
+                return
             if not self.user.on_request(event, now):
                 self._default_answer(event)
         elif isinstance(event, CancelReceived):
@@ -345,6 +355,23 @@ class SipAgent:
             if pending.dest == dest and not pending.future.done():
                 del self._pending[key]
                 pending.future.set_result(_synthetic(503, "Service Unavailable (transport)"))
+
+    def _refused_extension(self, event: RequestReceived) -> bool:
+        """420 a request that Requires an option tag pbx lacks (RFC 3261 §8.2.2.3)."""
+        request = event.request
+        if "Require" not in request.headers:  # the fast path: nearly every request
+            return False
+        to_tag = None if _to_tag(request) is not None else self.ids.tag()
+        response = bad_extension(request, to_tag=to_tag)
+        if response is None:
+            return False
+        log.info(
+            "sip.bad_extension",
+            method=request.method,
+            unsupported=response.headers.get("Unsupported"),
+        )
+        self.respond(event.key, response)
+        return True
 
     # --- defaults (no TU took the request) -----------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from pbx.sip.headers import parse_digits
 from pbx.sip.message import MAX_BODY, MAX_MESSAGE, Message, parse
 from pbx.sip.status import SipParseError
 
@@ -92,10 +93,11 @@ class StreamFramer:
         if m is None:
             raise self._fail("Content-Length is mandatory on stream transports", 400)
         text = m.group(1).strip(b" \t")
-        if not (text.isdigit() and len(text) <= 10):
+        if not (text.isdigit() and text.isascii()):
             raise self._fail(f"bad Content-Length {text[:20]!r}", 400)
-        total = end + 4 + int(text)
-        if int(text) > MAX_BODY or total > MAX_MESSAGE:
+        length = parse_digits(text.decode("ascii"), MAX_BODY)  # leading zeros are digits
+        total = end + 4 + (MAX_MESSAGE if length is None else length)
+        if length is None or total > MAX_MESSAGE:
             raise self._fail(f"message of {total} bytes exceeds the limit", 413)
         if len(buf) < total:
             return None

@@ -36,6 +36,9 @@ __all__ = [
     "CREDENTIALS_UNQUOTED",
     "LIST_HEADERS",
     "LIST_KEYS",
+    "MAX_DELTA",
+    "MAX_FORWARDS",
+    "MAX_SEQ",
     "AuthParams",
     "CSeq",
     "ContentType",
@@ -50,6 +53,7 @@ __all__ = [
     "parse_auth",
     "parse_content_type",
     "parse_cseq",
+    "parse_digits",
     "parse_name_addr",
     "parse_params",
     "parse_rack",
@@ -60,7 +64,7 @@ __all__ = [
     "unquote_string",
 ]
 
-_TOKEN_CHARS = r"A-Za-z0-9.!%*_+`'~\-"
+_TOKEN_CHARS = r"A-Za-z0-9.!%*_+`'~\-"  # noqa: S105 - RFC 3261 token characters, not a password
 _TOKEN = re.compile(f"[{_TOKEN_CHARS}]+")
 # A parameter value that needs no quoting: token, or host chars (IPv6 received=).
 _BARE_VALUE = re.compile(rf"[{_TOKEN_CHARS}:\[\]]+")
@@ -70,10 +74,10 @@ _LWS = " \t"
 # RFC 3261 §25.1 Via: sent-protocol LWS sent-by (LWS allowed around "/" and ":").
 _VIA = re.compile(
     rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)"
-    r"[ \t]+(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9_.\-]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?[ \t]*"
+    r"[ \t]+(\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9_.\-]+)(?:[ \t]*:[ \t]*([0-9]+))?[ \t]*"
 )
-_CSEQ = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
-_RACK = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
+_CSEQ = re.compile(rf"[ \t]*([0-9]+)[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
+_RACK = re.compile(rf"[ \t]*([0-9]+)[ \t]+([0-9]+)[ \t]+([{_TOKEN_CHARS}]+)[ \t]*")
 _CONTENT_TYPE = re.compile(rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)[ \t]*")
 _AUTH_PARAM = re.compile(
     rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*=[ \t]*"
@@ -83,6 +87,27 @@ _AUTH_PARAM = re.compile(
 _NEXT_CHALLENGE = re.compile(rf"[ \t]*[{_TOKEN_CHARS}]+[ \t]+[{_TOKEN_CHARS}]+[ \t]*=")
 # RFC 3261 §8.1.1.5: CSeq sequence numbers are below 2**31.
 MAX_SEQ = 2**31 - 1
+# RFC 3261 §20.19 / §20.22: Expires and delta-seconds stop at 2**32-1,
+# Max-Forwards at 255 (also the IP TTL bound of the Via `ttl` parameter).
+MAX_DELTA = 2**32 - 1
+MAX_FORWARDS = 255
+
+
+def parse_digits(text: str, maximum: int) -> int | None:
+    """The value of `1*DIGIT` text (RFC 3261 §25.1), or None if not digits or above `maximum`.
+
+    Leading zeros are digits like any other (`0070` is 70), so the length of
+    the text is not a bound: the value is. ASCII digits only (`str.isdigit`
+    also takes `²`, which `int` refuses), and the zeros are stripped before
+    `int` so a long run of them never meets Python's int-from-str limit.
+    """
+    if not (text and text.isascii() and text.isdigit()):
+        return None
+    significant = text.lstrip("0") or "0"
+    if len(significant) > len(str(maximum)):
+        return None
+    value = int(significant)
+    return value if value <= maximum else None
 
 
 # -- header names ------------------------------------------------------------
@@ -278,7 +303,7 @@ class Via:
     def rport(self) -> int | None:
         """The numeric rport value (RFC 3581 §4), None if absent or valueless."""
         value = self.params.get("rport")
-        return int(value) if value and value.isdigit() and len(value) <= 5 else None
+        return parse_digits(value, 65535) if value else None
 
     @property
     def wants_rport(self) -> bool:
@@ -292,7 +317,7 @@ class Via:
     @property
     def ttl(self) -> int | None:
         value = self.params.get("ttl")
-        return int(value) if value and value.isdigit() and len(value) <= 3 else None
+        return parse_digits(value, MAX_FORWARDS) if value else None
 
     @property
     def sent_by(self) -> str:
@@ -314,8 +339,8 @@ def parse_via(value: str) -> Via:
         host = parse_host_port(host)[0]  # validates the IPv6 literal
     port = None
     if port_text is not None:
-        port = int(port_text)
-        if not 0 < port < 65536:
+        port = parse_digits(port_text, 65535)
+        if not port:
             raise SipParseError(f"Via port out of range: {value[:80]!r}")
     return Via(m.group(3).upper(), host, port, parse_params(value[m.end() :]))
 
@@ -339,7 +364,7 @@ class NameAddr:
     def expires(self) -> int | None:
         """Contact `expires` parameter (RFC 3261 §10.2.1.1), if numeric."""
         value = self.params.get("expires")
-        return int(value) if value and value.isdigit() and len(value) <= 10 else None
+        return parse_digits(value, MAX_DELTA) if value else None
 
     def with_tag(self, tag: str) -> NameAddr:
         return NameAddr(self.display, self.uri, {**self.params, "tag": tag})
@@ -405,18 +430,18 @@ class CSeq:
 
 def parse_cseq(value: str) -> CSeq:
     m = _CSEQ.fullmatch(value)
-    seq = -1 if m is None else int(m.group(1))
-    if not 0 <= seq <= MAX_SEQ or m is None:
+    seq = None if m is None else parse_digits(m.group(1), MAX_SEQ)
+    if seq is None or m is None:
         raise SipParseError(f"bad CSeq: {value[:80]!r}")
     return CSeq(seq, m.group(2))
 
 
 def parse_rseq(value: str) -> int:
     """RSeq (RFC 3262 §7.1): 1 .. 2**31-1."""
-    text = value.strip(_LWS)
-    if not (text.isdigit() and text.isascii() and len(text) <= 10) or not 0 < int(text) <= MAX_SEQ:
+    rseq = parse_digits(value.strip(_LWS), MAX_SEQ)
+    if not rseq:
         raise SipParseError(f"bad RSeq: {value[:80]!r}")
-    return int(text)
+    return rseq
 
 
 @dataclass(slots=True)
@@ -433,9 +458,11 @@ class RAck:
 
 def parse_rack(value: str) -> RAck:
     m = _RACK.fullmatch(value)
-    if m is None or int(m.group(1)) > MAX_SEQ or int(m.group(2)) > MAX_SEQ:
+    rseq = None if m is None else parse_digits(m.group(1), MAX_SEQ)
+    cseq = None if m is None else parse_digits(m.group(2), MAX_SEQ)
+    if m is None or rseq is None or cseq is None:
         raise SipParseError(f"bad RAck: {value[:80]!r}")
-    return RAck(int(m.group(1)), int(m.group(2)), m.group(3))
+    return RAck(rseq, cseq, m.group(3))
 
 
 @dataclass(slots=True)

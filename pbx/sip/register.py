@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from pbx.sip.auth import AuthAttempt, Credentials, DigestClient, challenges_in
-from pbx.sip.headers import SipParseError, parse_name_addr
+from pbx.sip.headers import MAX_DELTA, SipParseError, parse_digits, parse_name_addr
 from pbx.sip.ids import IdSource
 from pbx.sip.message import Headers, Request, Response
 from pbx.sip.peer import Peer
@@ -207,7 +207,7 @@ class RegistrationClient:
 
     def _too_brief(self, response: Response, now: float) -> list[SendRequest]:
         value = response.headers.get("Min-Expires") or ""
-        minimum = int(value) if value.isdigit() and len(value) <= 10 else 0
+        minimum = parse_digits(value.strip(), MAX_DELTA) or 0
         self._interval_retries += 1
         if minimum <= self._asked or self._interval_retries > MAX_INTERVAL_RETRIES:
             return self._fail(now, 423, "bad Min-Expires")
@@ -263,8 +263,8 @@ class RegistrationClient:
                 return contact.expires
         if len(contacts) == 1 and contacts[0].expires is not None:
             return contacts[0].expires  # a NAT-rewritten or reformatted Contact of ours
-        value = response.headers.get("Expires") or ""
-        return int(value) if value.isdigit() and len(value) <= 10 else self._asked
+        seconds = parse_digits((response.headers.get("Expires") or "").strip(), MAX_DELTA)
+        return self._asked if seconds is None else seconds
 
     def _request_uri(self) -> str:
         if self.config.request_uri:

@@ -27,7 +27,12 @@ Decisions (the RFCs leave these open):
   changes nothing. The nc table is bounded (`max_nonces`); a nonce evicted
   from it, or issued before an evicted one, counts as stale.
 - Challenges: one SHA-256 then one MD5 WWW-Authenticate with the same nonce
-  (RFC 8760 §2.4: preferred first). Only `auth` is offered as qop; "-sess"
+  (RFC 8760 §2.4, RFC 7616 §3.7: preferred first), or only the algorithms
+  the account allows (`Account.algorithms`, from `pbx extensions --digest`):
+  many phones (baresip 1.0 among them) take the first challenge, know no
+  SHA-256 and give up, so an extension may be MD5 only. Credentials with an
+  algorithm the account does not allow get a fresh 401. An unknown name is
+  challenged with both (the default). Only `auth` is offered as qop; "-sess"
   algorithms are not accepted (the store keeps HA1, not the password).
 - Unknown extension: a request without credentials is challenged like any
   other (no probing for names); credentials for it get 403.
@@ -60,7 +65,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pbx.sip.auth import AuthError, DigestCredentials, compute_response, parse_authorization
-from pbx.sip.headers import NameAddr, is_star, parse_name_addr, quote_string
+from pbx.sip.headers import (
+    MAX_DELTA,
+    NameAddr,
+    is_star,
+    parse_digits,
+    parse_name_addr,
+    quote_string,
+)
 from pbx.sip.message import Request, Response
 from pbx.sip.peer import Peer
 from pbx.sip.responses import make_response
@@ -74,6 +86,12 @@ MAX_CONTACTS_PER_REQUEST = 16  # Contact values read from one REGISTER (bounded 
 MAX_PATH = 8  # Path values kept per binding (RFC 3327 has no limit; edge proxies use 1-2)
 _ONE_SHOT = 1 << 32  # nc recorded for a nonce used without qop (single use)
 ALGORITHMS = ("SHA-256", "MD5")  # challenge order: preferred first (RFC 8760 §2.4)
+# `pbx extensions --digest` choice -> the algorithms challenged, in order.
+DIGEST_CHOICES: dict[str, tuple[str, ...]] = {
+    "both": ALGORITHMS,
+    "sha-256": ("SHA-256",),
+    "md5": ("MD5",),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +111,16 @@ class Account:
     """An extension as the registrar sees it: name, HA1 hashes, realm, limit."""
 
     name: str
-    ha1_md5: str
-    ha1_sha256: str
+    ha1_md5: str = field(repr=False)
+    ha1_sha256: str = field(repr=False)
     realm: str
     max_contacts: int = 1
+    algorithms: tuple[str, ...] = ALGORITHMS  # challenged, in this order
 
     def ha1(self, algorithm: str) -> str | None:
+        """The HA1 for `algorithm`, or None if the account does not allow it."""
+        if algorithm not in self.algorithms:
+            return None
         return {"MD5": self.ha1_md5, "SHA-256": self.ha1_sha256}.get(algorithm)
 
 
@@ -287,9 +309,15 @@ class Registrar:
         return -CLOCK_SKEW <= now - stamp <= self.config.nonce_ttl
 
     def challenges(
-        self, source: Peer, now: float, realm: str, *, stale: bool = False
+        self,
+        source: Peer,
+        now: float,
+        realm: str,
+        *,
+        stale: bool = False,
+        algorithms: tuple[str, ...] = ALGORITHMS,
     ) -> list[tuple[str, str]]:
-        """WWW-Authenticate headers: SHA-256 then MD5, one nonce (RFC 8760 §2.4)."""
+        """WWW-Authenticate headers, one per algorithm in order, one nonce (RFC 8760 §2.4)."""
         nonce = self.nonce(source, now)
         extra = ", stale=true" if stale else ""
         return [
@@ -298,7 +326,7 @@ class Registrar:
                 f"Digest realm={quote_string(realm)}, nonce={quote_string(nonce)}, "
                 f'algorithm={alg}, qop="auth"{extra}',
             )
-            for alg in ALGORITHMS
+            for alg in algorithms
         ]
 
     # --- the request --------------------------------------------------------------
@@ -341,12 +369,14 @@ class Registrar:
     ) -> None:
         """Return when the request proves the account's password; raise `_Refused` otherwise."""
         realm = account.realm if account is not None else self.config.realm
-        creds = self._credentials(request, source, now, realm)
+        algorithms = account.algorithms if account is not None else ALGORITHMS
+        creds = self._credentials(request, source, now, realm, algorithms)
         if account is None or user != account.name or creds.username != account.name:
             raise _Refused(403, "Forbidden", failed=True)
         key = account.ha1(creds.algorithm)
         if not key or (creds.qop is not None and creds.qop != "auth"):
-            raise _Refused(401, "Unauthorized", self.challenges(source, now, realm), failed=False)
+            challenges = self.challenges(source, now, realm, algorithms=algorithms)
+            raise _Refused(401, "Unauthorized", challenges, failed=False)
         if not _uri_matches(creds.uri, request):
             raise _Refused(400, "Bad Request (digest uri)", failed=True)
         expected = compute_response(
@@ -355,10 +385,10 @@ class Registrar:
         )  # fmt: skip
         if not hmac.compare_digest(expected, creds.response):
             raise _Refused(403, "Forbidden", failed=True)
-        self._check_nonce(creds, source, now)
+        self._check_nonce(creds, source, now, algorithms)
 
     def _credentials(
-        self, request: Request, source: Peer, now: float, realm: str
+        self, request: Request, source: Peer, now: float, realm: str, algorithms: tuple[str, ...]
     ) -> DigestCredentials:
         """The Authorization for `realm`; none -> 401 with challenges (RFC 3261 §22.4)."""
         for value in request.headers.get_all("Authorization", split=False)[:4]:
@@ -368,11 +398,14 @@ class Registrar:
                 raise _Refused(400, "Bad Request (Authorization)", failed=True) from None
             if creds.realm == realm:
                 return creds
-        raise _Refused(401, "Unauthorized", self.challenges(source, now, realm), failed=False)
+        challenges = self.challenges(source, now, realm, algorithms=algorithms)
+        raise _Refused(401, "Unauthorized", challenges, failed=False)
 
-    def _check_nonce(self, creds: DigestCredentials, source: Peer, now: float) -> None:
+    def _check_nonce(
+        self, creds: DigestCredentials, source: Peer, now: float, algorithms: tuple[str, ...]
+    ) -> None:
         """The digest is right: a stale, foreign or replayed nonce asks for a new one."""
-        challenges = self.challenges(source, now, creds.realm, stale=True)
+        challenges = self.challenges(source, now, creds.realm, stale=True, algorithms=algorithms)
         stale = _Refused(401, "Unauthorized", challenges, failed=False)
         if not self.nonce_fresh(creds.nonce, source, now):
             raise stale
@@ -416,10 +449,10 @@ def _expires_header(request: Request) -> int | None:
     value = request.headers.get("Expires")
     if value is None:
         return None
-    value = value.strip()
-    if not value.isdigit() or len(value) > 10:
+    seconds = parse_digits(value.strip(), MAX_DELTA)  # RFC 3261 §20.19: 0 .. 2**32-1
+    if seconds is None:
         raise _Refused(400, "Bad Request (Expires)", failed=False)
-    return int(value)
+    return seconds
 
 
 def _bindings_after(

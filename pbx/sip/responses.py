@@ -2,6 +2,16 @@
 
 The one response builder of the code base: the agent, the transaction layer,
 the registrar and the call controller all build responses here.
+
+Decisions:
+- pbx supports no SIP extension (option tag) yet: `SUPPORTED_EXTENSIONS` is
+  empty, so no 100rel (RFC 3262), no timer (RFC 4028), no replaces. A
+  request that `Require`s any option tag is answered 420 Bad Extension with
+  `Unsupported` listing the tags (RFC 3261 §8.2.2.3), OPTIONS included;
+  ACK and CANCEL never are (they cannot be refused on their own). A
+  B2BUA could relay a tag end to end, but then it would have to honour it on
+  both legs, which pbx does not do. Option tags compare case-sensitively
+  (tokens, RFC 3261 §19.2 gives no case folding).
 """
 
 from __future__ import annotations
@@ -12,7 +22,16 @@ from collections.abc import Iterable
 from pbx.sip.message import Headers, Request, Response
 from pbx.sip.status import HeaderSource, SipParseError, reason_phrase
 
-__all__ = ["make_response", "response_for_error"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "bad_extension",
+    "make_response",
+    "response_for_error",
+    "unsupported_extensions",
+]
+
+# Option tags pbx implements (see Decisions); what OPTIONS answers in Supported.
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 
 # Requests whose 1xx/2xx responses create dialogs and so carry Record-Route
 # back (RFC 3261 §12.1.1; RFC 6665 §4.1.3 SUBSCRIBE/NOTIFY; RFC 3515 REFER).
@@ -91,3 +110,30 @@ def _response_from(
     for name, value in extra:
         out.add(name, value)
     return Response(status, reason if reason is not None else reason_phrase(status), out, body)
+
+
+def unsupported_extensions(
+    request: Request, supported: frozenset[str] = SUPPORTED_EXTENSIONS
+) -> list[str]:
+    """Option tags `request` Requires that are not in `supported`, in order, once each.
+
+    Empty for ACK and CANCEL, which RFC 3261 §8.2.2.3 exempts.
+    """
+    if request.method in ("ACK", "CANCEL"):
+        return []
+    missing: list[str] = []
+    for tag in request.headers.get_all("Require"):
+        tag = tag.strip(" \t")
+        if tag and tag not in supported and tag not in missing:
+            missing.append(tag)
+    return missing
+
+
+def bad_extension(
+    request: Request, supported: frozenset[str] = SUPPORTED_EXTENSIONS, *, to_tag: str | None = None
+) -> Response | None:
+    """The 420 Bad Extension for `request` (RFC 3261 §8.2.2.3), or None if it needs nothing else."""
+    missing = unsupported_extensions(request, supported)
+    if not missing:
+        return None
+    return make_response(request, 420, to_tag=to_tag, headers=[("Unsupported", ", ".join(missing))])

@@ -159,7 +159,7 @@ class Arm:
 class Do(enum.Enum):
     """Effects other than timers."""
 
-    PASS_UP = "pass the message up to the TU"
+    PASS_UP = "pass the message up to the TU"  # noqa: S105 - a transition effect name, not a password
     RETRANSMIT_REQUEST = "send the request again"
     SEND_ACK = "send the ACK for a non-2xx final response (§17.1.1.3)"
     RESEND_ACK = "send that ACK again"

@@ -54,7 +54,7 @@ _SIP = re.compile(
 )
 
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
-_PASSWORD_SAFE = "-_.!~*'()&=+$,"
+_PASSWORD_SAFE = "-_.!~*'()&=+$,"  # noqa: S105 - RFC 3261 password-safe characters, not a password
 _PARAM_SAFE = "-_.!~*'()[]/:&+$"
 _HEADER_SAFE = "-_.!~*'()[]/?:+$"
 

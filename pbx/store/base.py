@@ -67,6 +67,8 @@ TrunkTransport = Literal["udp", "tcp"]
 DestinationKind = Literal["number", "sip", "extension"]
 Strategy = Literal["sequential", "simultaneous", "round-robin"]
 OutboxKind = Literal["ga4", "webhook"]
+# Digest algorithms an extension is challenged with (`pbx extensions --digest`).
+DigestChoice = Literal["both", "md5", "sha-256"]
 
 
 class SchemaVersionError(PbxError):
@@ -83,7 +85,7 @@ class Trunk:
     port: int = 5060
     transport: TrunkTransport = "udp"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a secret: never in a repr
     realm: str | None = None
     register: bool = False
     allow: tuple[str, ...] = ()
@@ -119,7 +121,7 @@ class Source:
     cost_per_call_cents: int | None = None
     monthly_budget_cents: int | None = None
     ga_measurement_id: str | None = None
-    ga_api_secret: str | None = None
+    ga_api_secret: str | None = field(default=None, repr=False)
     ga_source: str | None = None
     ga_medium: str | None = None
     ga_campaign: str | None = None
@@ -247,11 +249,12 @@ class Extension:
     """A local SIP account; only digest HA1 hashes are kept, never the password."""
 
     name: str
-    ha1_md5: str
-    ha1_sha256: str
+    ha1_md5: str = field(repr=False)  # HA1 answers any challenge of the realm: a secret
+    ha1_sha256: str = field(repr=False)
     realm: str
     id: int = 0
     max_contacts: int = 1
+    digest: DigestChoice = "both"  # challenges: SHA-256 then MD5, or only one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,7 +324,19 @@ class CallRepo(Protocol):
         """Newest first; `since` compares against `started_at` (ISO strings)."""
         ...
 
-    async def mark_interrupted(self, ended_at: str) -> int: ...
+    async def ids_with_prefix(self, prefix: str, limit: int) -> builtins.list[str]:
+        """Up to `limit` record ids starting with `prefix` (letters, digits, `-`, `_`), sorted."""
+        ...
+
+    async def touch_media(self, call_ids: Sequence[str], at: str) -> None:
+        """Note `at` as the last media time of these live records (`pbx.service.checkpoint`)."""
+        ...
+
+    async def mark_interrupted(self, ended_at: str) -> int:
+        """Mark live records `interrupted` (the crash sweep); an answered one gets the
+        talk time from `answered_at` to its last media checkpoint. Returns the count."""
+        ...
+
     async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
         """Write the final row and queue the outbox items in one transaction."""
         ...

@@ -19,18 +19,20 @@ from pbx.store.url import parse_store_url
 __all__ = ["open_store", "probe_store", "store_errors"]
 
 
-async def open_store(url: str | Path, *, cache: bool = True) -> Store:
+async def open_store(url: str | Path, *, cache: bool = True, create: bool = True) -> Store:
     """Open (creating or migrating as needed) the store at `url`.
 
     `cache=False` reads provisioning from the database on every lookup
-    (the contract suite runs both ways).
+    (the contract suite runs both ways). `create=False`: a SQLite file that
+    does not exist is an `InputError` and nothing is created (a PostgreSQL
+    database is never created by pbx anyway).
     """
     location = parse_store_url(url)
     if location.kind == "sqlite":
         from pbx.store.sqlite.store import open_sqlite
 
         assert location.path is not None
-        return await open_sqlite(location.path, cache=cache)
+        return await open_sqlite(location.path, cache=cache, create=create)
     from pbx.store.postgres.store import open_postgres
 
     return await open_postgres(location.url, cache=cache)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,9 @@ class Receiver:
     def webhooks(self) -> list[dict[str, Any]]:
         hooks = [(body, h) for path, body, h in self.got if path == "/hook"]
         for body, headers in hooks:
-            assert headers["X-Pbx-Signature"] == sign(SECRET, body)
+            stamp = int(headers["X-Pbx-Signature"].split(",")[0].removeprefix("t="))
+            assert abs(time.time() - stamp) < 300  # signed now, inside a replay window
+            assert headers["X-Pbx-Signature"] == sign(SECRET, body, stamp)
         return [json.loads(body) for body, _ in hooks]
 
     def ga4(self) -> list[tuple[str, dict[str, Any]]]:

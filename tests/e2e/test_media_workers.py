@@ -1,8 +1,9 @@
 """The relay in worker processes, with a real daemon: a worker killed mid-call.
 
-`pbx serve` with `[rtp] workers = 1` starts its relay worker and logs their PIDs (`media.workers`). A worker SIGKILLed while a call
-is up: both legs get BYE, the record says `media_failed`, the worker is
-restarted and the next call relays again.
+`pbx serve` with `[rtp] workers = 1` starts its relay worker and logs its
+PID (`media.workers`). A worker SIGKILLed while a call is up: both legs get
+BYE, the record says `media_failed`, the worker is restarted and the next
+call relays again.
 """
 
 from __future__ import annotations

@@ -30,10 +30,9 @@ host = st.one_of(
     st.ip_addresses(v=6).map(str),
 )
 port = st.none() | st.integers(1, 65535)
-# Any text without CR/LF or surrogates: what a header value may hold.
-line_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40
-)
+# Any text without surrogates or control characters but HT: what a header
+# value may hold (RFC 3261 §25.1 TEXT-UTF8; NUL and friends are a 400).
+line_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")) | st.just("\t"), max_size=40)
 value_text = line_text.map(lambda s: s.strip(" \t"))
 param_name = st.text(string.ascii_lowercase + string.digits + "-", min_size=1, max_size=8)
 

@@ -27,13 +27,17 @@ SEED = (
 )  # fmt: skip
 
 
-def pbx(db: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    """Run `pbx --db DB ARGS...`; stdout and stderr are kept apart."""
-    return CliRunner().invoke(cli, ["--db", str(db), *args], env=env, catch_exceptions=False)
+def pbx(
+    db: Path, *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> Result:
+    """Run `pbx --db DB ARGS...` (`input` on stdin); stdout and stderr are kept apart."""
+    return CliRunner().invoke(
+        cli, ["--db", str(db), *args], env=env, input=input, catch_exceptions=False
+    )
 
 
-def ok(db: Path, *args: str) -> str:
-    result = pbx(db, *args)
+def ok(db: Path, *args: str, input: str | None = None) -> str:
+    result = pbx(db, *args, input=input)
     assert result.exit_code == 0, (args, result.stdout, result.stderr)
     return result.stdout
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from pbx.call.branches import dialled
 from pbx.call.model import (
     ArmMedia,
     CloseMedia,
@@ -158,6 +161,8 @@ def test_2xx_acks_cancels_the_others_and_answers_the_caller() -> None:
         ("dest2", 487),
         ("dest1", 200),
     ]
+    # every attempt names what was dialled, not only the destination's name
+    assert [a.dialled for a in record.attempts] == [target(i).uri for i in (0, 2, 1)]
     assert h.call.state == "answered"
     assert h.call.next_deadline() is None
 
@@ -547,3 +552,9 @@ def test_send_request_actions_name_their_peer() -> None:
     actions = h.ringing()
     for action in of(actions, SendRequest):
         assert action.dest.host in action.request.uri
+
+
+def test_dialled_is_the_number_through_a_trunk_else_the_uri() -> None:
+    direct = target(0)
+    assert dialled(direct) == direct.uri  # sip: destinations and extension contacts
+    assert dialled(replace(direct, trunk="carrier")) == "+14155550150"

@@ -130,8 +130,8 @@ def test_custom_source_is_offsite_unless_onsite(db: Path) -> None:
     ok(db, "sources", "add", "Flyer", "--description", "Spring flyer", "--monthly-budget", "300")
     flyer = _json(db, "sources", "show", "Flyer")
     assert flyer["onsite"] is False
-    assert flyer["monthly_budget_cents"] == 30000
-    assert flyer["cost_per_call_cents"] is None
+    assert flyer["monthly_budget"] == "300.00"
+    assert flyer["cost_per_call"] is None
     assert flyer["description"] == "Spring flyer"
 
     ok(db, "sources", "add", "Partner", "--onsite", "--referrer", r"partner\.example",
@@ -141,21 +141,21 @@ def test_custom_source_is_offsite_unless_onsite(db: Path) -> None:
     assert partner["referrer"] == r"partner\.example"
     assert partner["position"] == 5
     assert partner["last_touch"] is True
-    assert partner["cost_per_call_cents"] == 75
+    assert partner["cost_per_call"] == "0.75"
 
 
 def test_source_update_and_remove(db: Path) -> None:
     ok(db, "sources", "add", "Flyer", "--monthly-budget", "300")
     ok(db, "sources", "update", "Flyer", "--cost-per-call", "2.05", "--tag", "flyer", "--disable")
     flyer = _json(db, "sources", "show", "Flyer")
-    assert (flyer["cost_per_call_cents"], flyer["monthly_budget_cents"]) == (205, None)
+    assert (flyer["cost_per_call"], flyer["monthly_budget"]) == ("2.05", None)
     assert flyer["enabled"] is False
     ok(db, "sources", "update", "Flyer", "--onsite", "--landing", "utm_source=flyer", "--no-cost",
        "--rename", "Flyer QR")  # fmt: skip
     moved = _json(db, "sources", "show", "Flyer QR")
     assert moved["onsite"] is True
     assert moved["landing"] == "utm_source=flyer"
-    assert moved["cost_per_call_cents"] is None
+    assert moved["cost_per_call"] is None
     ok(db, "sources", "update", "Flyer QR", "--offsite", "--landing", "", "--tag", "")
     assert _json(db, "sources", "show", "Flyer QR")["tag"] is None
     ok(db, "sources", "remove", "Flyer QR")
@@ -172,7 +172,7 @@ def test_sources_list_formats(db: Path) -> None:
     assert [r["name"] for r in rows] == ["Radio", "Google Ads"]
     assert rows[1]["type"] == "onsite"
     as_json = _json(db, "sources", "list")
-    assert as_json[0]["cost_per_call_cents"] == 1250
+    assert as_json[0]["cost_per_call"] == "12.50"
 
 
 def test_sources_presets_lists_every_preset(db: Path) -> None:
@@ -261,7 +261,7 @@ def test_calls_list_and_show(db: Path) -> None:
     assert [c["id"] for c in listed] == ["b2", "a1"]
     assert listed[0]["attempts"] == [
         {"target": "+14155550101", "status": 200, "started_at": None, "ended_at": None,
-         "reason": None},
+         "reason": None, "dialled": None},
     ]  # fmt: skip
     assert [c["id"] for c in _json(db, "calls", "list", "--since", "2024-05-15")] == ["b2"]
     assert [c["id"] for c in _json(db, "calls", "list", "--limit", "1")] == ["b2"]
@@ -278,7 +278,8 @@ def test_calls_list_and_show(db: Path) -> None:
     assert shown["disposition"] == "answered"
     text = ok(db, "calls", "show", "a1")
     assert re.search(r"^talk_seconds +42\.0$", text, re.MULTILINE)
-    assert re.search(r"^attempts +target=\+14155550101 status=200$", text, re.MULTILINE)
+    assert re.search(r"^attempts +200 \+14155550101$", text, re.MULTILINE)  # as in CSV
+    assert _json(db, "calls", "show", "a")["id"] == "a1"  # a unique prefix is enough
 
 
 # ---------------------------------------------------------------- global options, help
@@ -344,9 +345,15 @@ def test_readme_quickstart_verbatim(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     commands, expected = _quickstart()
     output = ""
     for line in commands.replace("\\\n", " ").splitlines():
+        given = None
+        if " | pbx " in line:  # printf '%s\n' SECRET | pbx ... --password-stdin
+            feed, line = line.split(" | ", 1)
+            printf = shlex.split(feed)
+            assert printf[:2] == ["printf", "%s\\n"], feed
+            given = printf[2] + "\n"
         argv = shlex.split(line)
         assert argv[0] == "pbx"
-        result = CliRunner().invoke(cli, argv[1:])
+        result = CliRunner().invoke(cli, argv[1:], input=given)
         assert result.exit_code == 0, (line, result.stderr)
         output = result.stdout
     assert output == expected

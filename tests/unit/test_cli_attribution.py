@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,9 @@ async def _fixture_month(store: Store) -> None:
         _call(5, None, "anonymous", "2026-03-06", False),
         _call(6, "Ads", "+12125550104", "2026-04-01", True),  # next month
     ]
-    for record in calls:
-        await store.calls.finish(record)
+    for record in calls:  # as intake writes them: Radio's 12.50 stamped on each record
+        cost = 1250 if record.source == "Radio" else None
+        await store.calls.finish(replace(record, cost_cents=cost))
 
 
 def test_report_roi_fixture_month(tmp_path: Path) -> None:
@@ -115,10 +117,10 @@ def test_report_roi_fixture_month(tmp_path: Path) -> None:
     radio = by["Radio"]
     assert (radio["calls"], radio["answered"], radio["unique_callers"]) == (3, 2, 2)
     assert radio["first_time_callers"] == 1
-    assert (radio["cost_cents"], radio["cost_per_call_cents"]) == (3750, 1250)
-    assert radio["cost_per_answered_cents"] == 1875
+    assert (radio["cost"], radio["cost_per_call"]) == ("37.50", "12.50")
+    assert radio["cost_per_answered"] == "18.75"
     ads = by["Ads"]
-    assert (ads["calls"], ads["first_time_callers"], ads["cost_cents"]) == (1, 1, 10000)
+    assert (ads["calls"], ads["first_time_callers"], ads["cost"]) == (1, 1, "100.00")
     assert by["(unattributed)"]["calls"] == 1
     assert by["(unattributed)"]["unique_callers"] == 0
     table = ok(db, "report", "roi", "--month", "2026-03")
@@ -126,6 +128,9 @@ def test_report_roi_fixture_month(tmp_path: Path) -> None:
     assert "18.75" in table
     csv_text = ok(db, "report", "roi", "--month", "2026-03", "--format", "csv")
     assert csv_text.splitlines()[0].startswith("source,calls,answered")
+    ok(db, "sources", "update", "Radio", "--cost-per-call", "99.00")  # a price change later
+    again = json.loads(ok(db, "report", "roi", "--month", "2026-03", "--format", "json"))
+    assert next(r for r in again if r["source"] == "Radio")["cost"] == "37.50"
 
 
 def test_report_roi_bad_month(tmp_path: Path) -> None:

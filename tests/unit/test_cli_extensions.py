@@ -13,9 +13,28 @@ import pytest
 from pbx.records import iso_utc
 from pbx.sip.auth import ha1
 from pbx.store import Binding, Store
-from tests.unit.cli_helpers import dump, ok, pbx, run_on_store
+from tests.unit import cli_helpers
+from tests.unit.cli_helpers import dump, run_on_store
 
 PASSWORD = "correct-horse-42"
+
+
+def _stdin(args: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """`--password PW` as `--password-stdin` with PW on stdin (the way the guide says)."""
+    if "--password" not in args:
+        return args, None
+    i = args.index("--password")
+    return (*args[:i], "--password-stdin", *args[i + 2 :]), args[i + 1] + "\n"
+
+
+def ok(db: Path, *args: str) -> str:
+    argv, given = _stdin(args)
+    return cli_helpers.ok(db, *argv, input=given)
+
+
+def pbx(db: Path, *args: str) -> cli_helpers.Result:
+    argv, given = _stdin(args)
+    return cli_helpers.pbx(db, *argv, input=given)
 
 
 @pytest.fixture
@@ -51,6 +70,7 @@ def test_add_stores_only_ha1_for_both_algorithms(db: Path) -> None:
         "name": "100",
         "realm": "pbx",
         "max_contacts": 2,
+        "digest": "both",
         "registered": 0,
         "contacts": [],
     }
@@ -79,10 +99,11 @@ def test_list_in_every_format_counts_current_bindings(db: Path) -> None:
         ("bob", "pbx", 0),
     ]
     table = ok(db, "extensions", "list").splitlines()
-    assert table[0].split() == ["name", "realm", "max_contacts", "registered"]
-    assert table[1].split() == ["alice", "office.example", "1", "1"]
+    assert table[0].split() == ["name", "realm", "max_contacts", "digest", "registered"]
+    assert table[1].split() == ["alice", "office.example", "1", "both", "1"]
     parsed = list(csv.DictReader(io.StringIO(ok(db, "extensions", "list", "--format", "csv"))))
-    assert parsed[1] == {"name": "bob", "realm": "pbx", "max_contacts": "1", "registered": "0"}
+    assert parsed[1] == {"name": "bob", "realm": "pbx", "max_contacts": "1", "digest": "both",
+                         "registered": "0"}  # fmt: skip
     shown = _json(db, "extensions", "show", "alice")
     assert shown["contacts"][0]["received"] == "udp:192.0.2.7:5062"
     assert "sip:alice@192.0.2.7:5062" in ok(db, "extensions", "show", "alice")
@@ -95,8 +116,8 @@ def test_update_password_limit_and_rename(db: Path) -> None:
     assert ext is not None
     assert ext.ha1_md5 == ha1("MD5", "alice", "pbx", "another-pass-7")
     assert ext.max_contacts == 3
-    assert "needs --password" in _bad(db, "extensions", "update", "alice", "--rename", "carol")
-    assert "needs --password" in _bad(db, "extensions", "update", "alice", "--realm", "x")
+    assert "needs the password" in _bad(db, "extensions", "update", "alice", "--rename", "carol")
+    assert "needs the password" in _bad(db, "extensions", "update", "alice", "--realm", "x")
     ok(db, "extensions", "update", "alice", "--rename", "carol", "--password", PASSWORD)
     carol = run_on_store(db, lambda s: s.extensions.get("carol"))
     assert carol is not None
@@ -107,7 +128,7 @@ def test_update_password_limit_and_rename(db: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("add", "alice"), "--password"),
+        (("add", "alice"), "--password-stdin"),
         (("add", "alice", "--password", "short"), "8-128"),
         (("add", "al ice", "--password", PASSWORD), "SIP user part"),
         (("add", "al@ce", "--password", PASSWORD), "SIP user part"),
@@ -146,3 +167,34 @@ def test_extension_as_destination_and_removal_rules(db: Path) -> None:
     ok(db, "destinations", "remove", "desk")
     assert ok(db, "extensions", "remove", "alice") == "extension alice removed\n"
     assert _json(db, "extensions", "list") == []
+
+
+def test_digest_choice_is_stored_and_changed_without_the_password(db: Path) -> None:
+    ok(db, "extensions", "add", "desk", "--password", PASSWORD, "--digest", "md5")
+    assert _json(db, "extensions", "show", "desk")["digest"] == "md5"
+    ok(db, "extensions", "update", "desk", "--digest", "sha-256")
+    ext = run_on_store(db, lambda s: s.extensions.get("desk"))
+    assert ext is not None
+    assert ext.digest == "sha-256"
+    assert ext.ha1_md5 == ha1("MD5", "desk", "pbx", PASSWORD)  # both kept: switch back freely
+    assert "--digest" in pbx(db, "extensions", "add", "x1", "--digest", "sha1").stderr
+
+
+def test_password_from_a_file_and_the_old_option_warns(db: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n")
+    ok(db, "extensions", "add", "filed", "--password-file", str(secret))
+    ext = run_on_store(db, lambda s: s.extensions.get("filed"))
+    assert ext is not None
+    assert ext.ha1_md5 == ha1("MD5", "filed", "pbx", PASSWORD)  # the newline is not part of it
+    old = cli_helpers.pbx(db, "extensions", "add", "old", "--password", PASSWORD)
+    assert old.exit_code == 0
+    assert "shows the password" in old.stderr
+    assert PASSWORD not in old.stderr + old.stdout
+    two = cli_helpers.pbx(
+        db, "extensions", "add", "two", "--password", PASSWORD, "--password-file", str(secret)
+    )
+    assert two.exit_code == 2
+    assert "only one of" in two.stderr
+    assert ext.ha1_md5 not in repr(ext)
+    assert ext.ha1_sha256 not in repr(ext)

@@ -302,7 +302,7 @@ def test_numbers_without_destinations_and_unused_destinations(
 # ---------------------------------------------------------------- trunk pings (async API)
 
 
-async def test_trunk_that_does_not_answer_fails() -> None:
+async def test_trunk_that_does_not_answer_is_a_warning() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         port = silent.getsockname()[1]
@@ -311,7 +311,7 @@ async def test_trunk_that_does_not_answer_fails() -> None:
         data = silent.recv(4096)  # the OPTIONS did arrive; nobody answered
     assert parse(data).headers.get("CSeq") == "1 OPTIONS"
     assert finding == doctor.Finding(
-        "FAIL",
+        "warn",
         f"trunk quiet (127.0.0.1:{port}/udp) did not answer OPTIONS within 0.3 s: wrong host "
         "or port, a firewall, or the provider ignores this server's address",
     )
@@ -325,7 +325,7 @@ async def test_refused_unresolvable_and_disabled_trunks() -> None:
         Trunk(name="off", host="127.0.0.1", port=port, enabled=False),
     ]
     found = await doctor.check_trunks(trunks, 0.5, CountingIds("d"))
-    assert found[0].level == "FAIL"
+    assert found[0].level == "warn"  # refused (ICMP): not answering, not a config error
     assert found[0].what.startswith(f"trunk closed (127.0.0.1:{port}/udp)")
     assert found[1].level == "FAIL"
     assert "host no-such-host.invalid does not resolve" in found[1].what
@@ -416,3 +416,23 @@ def test_property_rtp_sample_is_even_pairs_inside_the_range(
     assert all(p % 2 == 0 and low <= p and p + 1 <= high for p in sample)
     if high - low >= 1:
         assert sample[0] == low
+
+
+def test_doctor_takes_the_listen_overrides_of_serve(tmp_path: Path) -> None:
+    setup = _write_config(tmp_path, tmp_path / "pbx.sqlite3")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", setup.sip_port))  # the config's SIP port is busy...
+        code, lines = _doctor(setup)
+        assert code == 1
+        assert any(str(setup.sip_port) in line for line in _lines(lines, "FAIL"))
+        other = _free_port()
+        low, high = _rtp_range()
+        code, lines = _doctor(  # ...but serve would be told another one: check that
+            setup, "--sip", f"127.0.0.1:{other}", "--rtp-ports", f"{low}-{high}",
+            "--http", f"127.0.0.1:{_free_port(socket.SOCK_STREAM)}",
+        )  # fmt: skip
+    assert not any(str(setup.sip_port) in line for line in _lines(lines, "FAIL")), lines
+    assert any(str(other) in line for line in _lines(lines, "ok")), lines
+    bad = pbx(setup.db, "doctor", "--config", str(setup.config), "--sip", "nonsense")
+    assert bad.exit_code == 2
+    assert bad.stderr.count("\n") == 1

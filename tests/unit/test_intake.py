@@ -234,3 +234,29 @@ async def test_trunk_host_name_is_resolved_like_a_sip_host(store: SqliteStore) -
     assert first.uri == "sip:+14155550150@localhost:5060"
     assert first.dest.host in ("127.0.0.1", "::1")
     assert first.dest.port == 5060
+
+
+async def test_record_carries_the_cost_in_force_and_the_caller_area(store: SqliteStore) -> None:
+    await store.sources.update("google", cost_per_call_cents=1250)
+    result = await run(store)
+    assert isinstance(result, CallSetup)
+    assert result.record.cost_cents == 1250
+    assert result.record.caller_location == "New York, NY"  # +1 212, as numbers list says
+    await store.sources.update("google", cost_per_call_cents=9900)
+    assert result.record.cost_cents == 1250  # a value: a later price is a later call's
+
+
+async def test_blocked_and_rejected_records_are_never_priced(store: SqliteStore) -> None:
+    await store.sources.update("google", cost_per_call_cents=1250)
+    await store.blocks.add(Block(pattern=CALLER))
+    blocked = await run(store)
+    assert isinstance(blocked, Refusal)
+    assert blocked.record is not None
+    assert blocked.record.cost_cents is None
+    await store.blocks.remove(CALLER)
+    await store.numbers.update(TRACKING, enabled=False)
+    rejected = await run(store)
+    assert isinstance(rejected, Refusal)
+    assert rejected.record is not None
+    assert rejected.record.disposition is Disposition.REJECTED
+    assert rejected.record.cost_cents is None

@@ -15,10 +15,13 @@ from pbx.attribution.integrations import (
     Integrations,
     backoff,
     client_id,
+    ga4_measurement_id,
+    ga4_secret_for,
     integrations_from,
     outbox_for,
     progress_items,
     sign,
+    with_api_secret,
 )
 from pbx.config import load_settings
 from pbx.records import CallRecord, Disposition
@@ -55,7 +58,7 @@ def _ga(items: list) -> tuple[dict, dict]:  # type: ignore[type-arg]
 def test_call_without_visit_uses_source_ga_fields_and_generated_client_id() -> None:
     items = outbox_for(REC, SRC, CFG, "ev1", NOW)
     body, query = _ga(items)
-    assert query == {"measurement_id": "G-GLOBAL", "api_secret": "globalsecret"}
+    assert query == {"measurement_id": "G-GLOBAL"}  # the secret is added at delivery
     assert items[-1].target_url.startswith("http://127.0.0.1:9/mp/collect?")
     (event,) = body["events"]
     assert event["name"] == "phone_call"
@@ -114,10 +117,22 @@ def test_progress_items_started_answered_once() -> None:
     assert progress_items(ringing, ringing, CFG, "e3", NOW) == []
 
 
-def test_sign_is_hmac_sha256_of_the_raw_body() -> None:
+def test_sign_is_hmac_sha256_of_the_time_stamp_and_the_raw_body() -> None:
     body = b'{"event":"call.ended"}'
-    expected = hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
-    assert sign("k3y", body) == "sha256=" + expected
+    expected = hmac.new(b"k3y", b"1767225600." + body, hashlib.sha256).hexdigest()
+    assert sign("k3y", body, 1767225600) == f"t=1767225600,v1={expected}"
+    assert sign("k3y", body, 1767225601) != sign("k3y", body, 1767225600)
+
+
+def test_ga4_secret_resolution_source_first_then_global() -> None:
+    own = replace(SRC, ga_measurement_id="G-OWN", ga_api_secret="own")
+    assert ga4_secret_for("G-OWN", [SRC, own], CFG) == "own"
+    assert ga4_secret_for("G-GLOBAL", [SRC, own], CFG) == "globalsecret"
+    assert ga4_secret_for("G-OTHER", [SRC, own], CFG) is None
+    url = "https://ga.example/mp/collect?measurement_id=G-OWN"
+    assert ga4_measurement_id(url) == ("G-OWN", False)
+    assert ga4_measurement_id(with_api_secret(url, "a&b")) == ("G-OWN", True)
+    assert with_api_secret(url, "a&b").endswith("&api_secret=a%26b")
 
 
 def test_integrations_from_settings() -> None:

@@ -88,7 +88,8 @@ async def test_fails_twice_then_accepts_delivered_once(tmp_path: Path, receiver:
         path, body, headers = receiver.bodies[0]
         assert path == "/hook"
         assert json.loads(body)["event"] == "call.ended"
-        assert headers["X-Pbx-Signature"] == sign("s3cret", body)
+        stamp = int(headers["X-Pbx-Signature"].split(",")[0].removeprefix("t="))
+        assert headers["X-Pbx-Signature"] == sign("s3cret", body, stamp)
         assert headers["X-Pbx-Event"] == "call.ended"
         assert item.attempts == 3
         assert item.last_error is not None
@@ -119,7 +120,7 @@ async def test_undelivered_items_survive_a_restart(tmp_path: Path, receiver: Rec
     async with await open_store(db) as store:
         await _retarget(store, dead, receiver.url)
         receiver.expected = 2
-        dispatcher = OutboxDispatcher(store, FAST)
+        dispatcher = OutboxDispatcher(store, FAST, ga4=cfg)
         dispatcher.start()
         try:
             await asyncio.wait_for(receiver.accepted.wait(), WAIT)
@@ -156,3 +157,48 @@ async def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
         assert item is not None
         assert item.gave_up
         assert item.attempts == 2
+
+
+async def test_ga4_secret_is_added_at_delivery_and_never_stored(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    cfg = Integrations(ga4_measurement_id="G-1", ga4_api_secret="mp-s3cret",
+                       ga4_base_url=f"{receiver.url}/mp")  # fmt: skip
+    async with await open_store(tmp_path / "db.sqlite3") as store:
+        await store.calls.finish(_record(), outbox_for(_record(), None, cfg, "e", "now"))
+        stored = await store.outbox.get(1)
+        assert stored is not None
+        assert "mp-s3cret" not in stored.target_url
+        assert "mp-s3cret" not in await store.dump()
+        rotated = Integrations(ga4_measurement_id="G-1", ga4_api_secret="rotated")
+        dispatcher = OutboxDispatcher(store, FAST, ga4=rotated)
+        dispatcher.start()
+        try:
+            await asyncio.wait_for(receiver.accepted.wait(), WAIT)
+        finally:
+            await dispatcher.close()
+    ((path, _, _),) = receiver.bodies
+    assert path == "/mp/mp/collect?measurement_id=G-1&api_secret=rotated"
+
+
+async def test_ga4_item_without_a_known_secret_fails_with_no_secret_in_the_error(
+    tmp_path: Path,
+) -> None:
+    settings = OutboxSettings(poll_interval=0.01, backoff_base=0.01, backoff_max=0.01,
+                              max_attempts=1, timeout=1.0)  # fmt: skip
+    cfg = Integrations(ga4_measurement_id="G-9", ga4_api_secret="gone",
+                       ga4_base_url="http://127.0.0.1:9")  # fmt: skip
+    async with await open_store(tmp_path / "db.sqlite3") as store:
+        await store.calls.finish(_record(), outbox_for(_record(), None, cfg, "e", "now"))
+        dispatcher = OutboxDispatcher(store, settings, ga4=Integrations())
+        dispatcher.start()
+        try:
+            for _ in range(500):
+                item = await store.outbox.get(1)
+                if item is not None and item.gave_up:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await dispatcher.close()
+        assert item is not None
+        assert item.last_error == "ValueError: no GA4 API secret for measurement id G-9"

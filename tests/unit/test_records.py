@@ -14,6 +14,7 @@ from pbx.records import (
     Attempt,
     CallRecord,
     Disposition,
+    attempts_text,
     from_dict,
     to_csv,
     to_dict,
@@ -60,6 +61,7 @@ def test_json_rows() -> None:
         "started_at": T0,
         "ended_at": T0,
         "reason": "Busy Here",
+        "dialled": None,
     }
     assert list(back) == list(FIELD_NAMES)
     assert from_dict(back) == r
@@ -81,6 +83,9 @@ def test_csv_header_rows_and_attempts() -> None:
     assert first["caller"] == "+14155550102"  # a plain number keeps its '+'
     assert first["caller_name"] == 'Ann, "the" caller'
     assert first["attempts"] == "486 +14155550101; 200 sip:a@192.0.2.1"
+    named = record(attempts=(Attempt("front-desk", 200, dialled="+14155550150"),))
+    assert attempts_text(named.attempts) == "200 front-desk +14155550150"
+    assert "200 front-desk +14155550150" in to_csv([named])
     assert first["disposition"] == "answered"
     assert first["talk_seconds"] == "12.5"
     assert first["answered_at"] == ""

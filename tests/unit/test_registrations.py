@@ -11,13 +11,13 @@ import pytest
 from pbx.admin.extensions import ExtensionOptions, add_extension
 from pbx.call.model import Target
 from pbx.call.targets import extension_targets, join_steps
-from pbx.service.registrar import RegistrarService
+from pbx.service.registrar import RegistrarService, account_of
 from pbx.sip.agent import NullUser, SipAgent
 from pbx.sip.auth import Credentials, build_authorization, challenges_in
 from pbx.sip.message import Request, Response, parse
 from pbx.sip.peer import Peer
 from pbx.sip.registrar import RegistrarConfig
-from pbx.store import Destination, Trunk
+from pbx.store import Destination, Extension, Trunk
 from pbx.store.connect import open_store
 from pbx.store.sqlite.store import SqliteStore
 
@@ -161,3 +161,13 @@ def test_pbx_never_imports_pyvoip() -> None:
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
     assert len(list((root / "pbx").rglob("*.py"))) > 20  # the scan saw the package
+
+
+def test_account_of_maps_the_digest_choice_to_challenge_order() -> None:
+    def ext(digest: str) -> Extension:
+        return Extension(name="desk", ha1_md5="a" * 32, ha1_sha256="b" * 64, realm="pbx",
+                         digest=digest)  # type: ignore[arg-type]  # fmt: skip
+
+    assert account_of(ext("both")).algorithms == ("SHA-256", "MD5")
+    assert account_of(ext("md5")).algorithms == ("MD5",)
+    assert account_of(ext("sha-256")).algorithms == ("SHA-256",)

@@ -17,17 +17,18 @@ SOURCES = [
     SourceCost("Radio", monthly_budget_cents=30_000),
     SourceCost("Organic"),
 ]
+# Google Ads calls carry the cost intake wrote on their records (12.50 each).
 CALLS = [
-    CallFact("Google Ads", "2026-03-01T00:00:00.000000Z", "+14155550101", True),
-    CallFact("Google Ads", "2026-03-02T10:00:00.000000Z", "+14155550101", False),
-    CallFact("Google Ads", "2026-03-03T10:00:00.000000Z", "+12125550123", True),
+    CallFact("Google Ads", "2026-03-01T00:00:00.000000Z", "+14155550101", True, 1250),
+    CallFact("Google Ads", "2026-03-02T10:00:00.000000Z", "+14155550101", False, 1250),
+    CallFact("Google Ads", "2026-03-03T10:00:00.000000Z", "+12125550123", True, 1250),
     CallFact("Billboard", "2026-03-04T10:00:00.000000Z", "+13125550150", True),
     CallFact("Billboard", "2026-03-05T10:00:00.000000Z", "+14155550101", True),
     CallFact("Billboard", "2026-03-06T10:00:00.000000Z", None, False),
     CallFact("Organic", "2026-03-31T23:59:59.999999Z", "+16175550111", True),
     CallFact(None, "2026-03-10T10:00:00.000000Z", "+12065550122", False),
     CallFact("Google Ads", "2026-02-28T23:59:59.999999Z", "+13105550133", True),  # February
-    CallFact("Google Ads", "2026-04-01T00:30:00+02:00", "+13105550133", True),  # 31 Mar 22:30Z
+    CallFact("Google Ads", "2026-04-01T00:30:00+02:00", "+13105550133", True, 1250),  # 31 Mar
     CallFact("Deleted", "2026-03-15T10:00:00.000000Z", "+17135550144", True),
     CallFact("Google Ads", "2026-04-01T00:00:00.000000Z", "+13105550133", True),  # April
 ]
@@ -56,7 +57,7 @@ def test_budget_counts_in_an_empty_month() -> None:
 
 def test_rounding_is_half_up_and_per_call_wins_over_budget() -> None:
     both = SourceCost("Both", cost_per_call_cents=5, monthly_budget_cents=99_999)
-    calls = [CallFact("Both", "2026-03-01T00:00:00Z", None, i == 0) for i in range(2)]
+    calls = [CallFact("Both", "2026-03-01T00:00:00Z", None, i == 0, 5) for i in range(2)]
     (row,) = roi_report(calls, [both], (2026, 3), set())
     assert row.cost_cents == 10
     assert row.cost_per_call_cents == 5
@@ -70,3 +71,11 @@ def test_call_cost_cents() -> None:
     assert call_cost_cents(SOURCES[0]) == 1250
     assert call_cost_cents(SOURCES[1]) is None
     assert call_cost_cents(None) is None
+
+
+def test_past_calls_keep_their_price_and_refused_calls_are_free() -> None:
+    old = CallFact("Ads", "2026-03-01T10:00:00Z", "+14155550101", True, 1000)  # at 10.00
+    new = CallFact("Ads", "2026-03-20T10:00:00Z", "+14155550102", True, 2500)  # after a raise
+    blocked = CallFact("Ads", "2026-03-21T10:00:00Z", "+14155550103", False)  # intake: no cost
+    (row,) = roi_report([old, new, blocked], [SourceCost("Ads", 9999)], (2026, 3), set())
+    assert (row.calls, row.cost_cents) == (3, 3500)  # not 3 x 99.99: nothing repriced

@@ -101,3 +101,9 @@ def test_some_specific_values() -> None:
     longer = parse(_data("body_longer_than_content_length"))
     assert longer.body.endswith(b"telephone-event/8000\r\n")
     assert parse(_data("binary_body")).body == b"\x00\x01\x02\r\n\r\n\xff"
+
+
+def test_leading_zeros_in_the_corpus() -> None:
+    msg = parse(_data("leading_zeros"))
+    assert (msg.max_forwards, msg.cseq.seq, msg.top_via.port) == (70, 1, 5060)
+    assert msg.contacts[0].expires == 3600

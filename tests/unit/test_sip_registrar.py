@@ -430,7 +430,7 @@ def test_garbage_contact_or_authorization_never_raises(contact: str, auth: str) 
     assert out.response.status in (400, 401, 403)
     try:
         other = register(contacts=(contact or "x",))
-    except Exception:  # the parser refused it first: nothing reaches the registrar
+    except Exception:  # noqa: BLE001 - any parser refusal ends this property case
         return
     signed = answer(challenge(reg, other), other)
     assert reg.handle(signed, PHONE, account(), [], NOW).response.status in (200, 400, 403)
@@ -447,3 +447,55 @@ def test_digest_client_of_pbx_registers_with_sha256() -> None:
     assert "SHA-256" in headers[0][1]
     out = reg.handle(with_auth(request, headers[0][1]), PHONE, account(), [], NOW)
     assert registered(out)
+
+
+# -- per-extension digest choice (pbx extensions --digest) --------------------------
+
+
+def _offered(response: Response) -> list[str]:
+    return [c.algorithm for c in challenges_in(response.headers.items())]
+
+
+def test_challenges_follow_the_account_digest_choice() -> None:
+    registrar = Registrar(CONFIG, SECRET)
+    for algorithms in (("SHA-256", "MD5"), ("MD5",), ("SHA-256",)):
+        acct = replace(account(), algorithms=algorithms)
+        first = registrar.handle(register(), PHONE, acct, [], NOW)
+        assert first.response.status == 401
+        assert _offered(first.response) == list(algorithms)
+    unknown = registrar.handle(register("nobody"), PHONE, None, [], NOW)
+    assert _offered(unknown.response) == ["SHA-256", "MD5"]  # no probing by challenge
+
+
+def test_md5_only_account_registers_with_md5_and_refuses_sha256() -> None:
+    registrar = Registrar(CONFIG, SECRET)
+    md5_only = replace(account(), algorithms=("MD5",))
+    challenge = registrar.handle(register(), PHONE, md5_only, [], NOW).response
+    answered = answer(challenge, register(), algorithm="MD5")
+    done = registrar.handle(answered, PHONE, md5_only, [], NOW)
+    assert done.response.status == 200
+    both = registrar.handle(register(cseq=2), PHONE, account(), [], NOW).response
+    sha = answer(both, register(cseq=2), algorithm="SHA-256")  # right password, wrong algorithm
+    refused = registrar.handle(sha, PHONE, md5_only, [], NOW)
+    assert refused.response.status == 401
+    assert _offered(refused.response) == ["MD5"]
+    assert refused.changes == ()
+
+
+def test_account_repr_holds_no_hash() -> None:
+    acct = account()
+    assert acct.ha1_md5 not in repr(acct)
+    assert acct.ha1_sha256 not in repr(acct)
+
+
+def test_expires_with_leading_zeros_is_its_value_and_too_big_is_400() -> None:
+    registrar = Registrar(CONFIG, SECRET)
+    padded = register(extra=("Expires: 0000120",))
+    done = registrar.handle(answer(challenge(registrar, padded), padded), PHONE, account(), [], NOW)
+    assert done.response.status == 200
+    (change,) = done.changes
+    assert isinstance(change, SetBinding)
+    assert change.expires_at == NOW + 120
+    huge = register(extra=(f"Expires: {2**32}",), cseq=2, call_id="reg-2")
+    out = registrar.handle(answer(challenge(registrar, huge), huge), PHONE, account(), [], NOW)
+    assert out.response.status == 400  # RFC 3261 §20.19: at most 2**32-1

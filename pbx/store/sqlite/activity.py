@@ -3,13 +3,17 @@
 Decisions: a call's attempts are one JSON column (always written and read
 whole with the row). `calls.finish` is an upsert, so a final row lands even
 if the `ringing` insert never did. `mark_interrupted` sets `ended_at` only
-where it is empty, `hangup_by` to 'system' where empty, and leaves the
-seconds as last written (the crash time is unknown).
+where it is empty, `hangup_by` to 'system' where empty, and gives an answered
+call the talk time up to its last media checkpoint (`media_at`, written by
+`touch_media` from `pbx.service.checkpoint`; a column of the table, not a
+field of the record), else leaves the seconds as last written.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
@@ -32,6 +36,21 @@ from pbx.store.sqlite.db import (
 )
 
 _CALL_COLS = list(FIELD_NAMES)
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_TOUCH = 500  # ids per touch_media statement (SQLite's default limit is 999 variables)
+# The crash sweep: an answered call gets the talk time up to its last media
+# checkpoint (`media_at`, at most one interval old), never less than written.
+_SWEEP = """
+UPDATE calls SET disposition = 'interrupted',
+    ended_at = coalesce(ended_at, ?),
+    hangup_by = coalesce(hangup_by, 'system'),
+    talk_seconds = CASE
+        WHEN answered_at IS NOT NULL AND media_at IS NOT NULL AND media_at > answered_at
+        THEN max(talk_seconds,
+                 round((julianday(media_at) - julianday(answered_at)) * 86400.0, 3))
+        ELSE talk_seconds END
+WHERE ended_at IS NULL AND disposition IN ('ringing', 'answered')
+"""
 _CALL_UPSERT = (
     insert_sql("calls", _CALL_COLS)
     + " ON CONFLICT (id) DO UPDATE SET "
@@ -102,7 +121,7 @@ class SqliteCalls:
                 conds.append(cond)
                 params.append(value)
         where = f"WHERE {' AND '.join(conds)}" if conds else ""
-        sql = f"SELECT * FROM calls {where} ORDER BY started_at DESC, id DESC"
+        sql = f"SELECT * FROM calls {where} ORDER BY started_at DESC, id DESC"  # noqa: S608 - `where` is built from fixed clauses; values are bound
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, limit))
@@ -110,14 +129,29 @@ class SqliteCalls:
             rows = await tx.all(sql, params)
         return [_call_from_row(r) for r in rows]
 
+    async def ids_with_prefix(self, prefix: str, limit: int) -> builtins.list[str]:
+        if not _ID_PREFIX.fullmatch(prefix):
+            return []  # no GLOB metacharacter ever reaches the query
+        async with self._db.read() as tx:
+            rows = await tx.all(
+                "SELECT id FROM calls WHERE id GLOB ? ORDER BY id LIMIT ?", (prefix + "*", limit)
+            )
+        return [str(r["id"]) for r in rows]
+
+    async def touch_media(self, call_ids: Sequence[str], at: str) -> None:
+        ids = list(call_ids)[:_MAX_TOUCH]
+        if not ids:
+            return
+        marks = ", ".join("?" for _ in ids)
+        async with self._db.single() as tx:
+            await tx.run(
+                f"UPDATE calls SET media_at = ? WHERE ended_at IS NULL AND id IN ({marks})",  # noqa: S608 - only ? marks are joined in
+                (at, *ids),
+            )
+
     async def mark_interrupted(self, ended_at: str) -> int:
         async with self._db.single() as tx:
-            return await tx.run(
-                "UPDATE calls SET disposition = 'interrupted', "
-                "ended_at = coalesce(ended_at, ?), hangup_by = coalesce(hangup_by, 'system') "
-                "WHERE ended_at IS NULL AND disposition IN ('ringing', 'answered')",
-                (ended_at,),
-            )
+            return await tx.run(_SWEEP, (ended_at,))
 
     async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
         """The final row and its outbox items: one unit of a group commit."""
@@ -182,7 +216,7 @@ class SqliteVisits:
         marks = ", ".join("?" for _ in wanted)
         async with self._db.read() as tx:
             rows = await tx.all(
-                f"SELECT number, max(expires_at) FROM visits WHERE number IN ({marks}) "
+                f"SELECT number, max(expires_at) FROM visits WHERE number IN ({marks}) "  # noqa: S608 - only `?` placeholders are joined in; values are bound
                 "AND fallback = 0 GROUP BY number",
                 wanted,
             )

@@ -42,7 +42,7 @@ def default_allow(host: str) -> tuple[str, ...]:
 
 
 async def numbers_using(tx: Tx, where: str, params: tuple[Any, ...]) -> list[str]:
-    rows = await tx.all(f"SELECT number FROM numbers WHERE {where} ORDER BY number", params)
+    rows = await tx.all(f"SELECT number FROM numbers WHERE {where} ORDER BY number", params)  # noqa: S608 - `where` is a fixed clause; values are bound
     return [r["number"] for r in rows]
 
 
@@ -53,7 +53,7 @@ class SqliteTrunks:
 
     async def _get(self, tx: Tx, name_or_id: str | int) -> Trunk | None:
         where, params = key_clause(name_or_id)
-        row = await tx.one(f"SELECT * FROM trunks WHERE {where}", params)
+        row = await tx.one(f"SELECT * FROM trunks WHERE {where}", params)  # noqa: S608 - `where` is a fixed clause; values are bound
         if row is None:
             return None
         allow = await tx.all(
@@ -120,7 +120,7 @@ class SqliteTrunks:
             if users and not force:
                 raise ConflictError(
                     f"trunk '{name}' is used by {quote_list(users)}; "
-                    "move those numbers to another trunk first, or force to detach them"
+                    "move those numbers to another trunk first, or use --force to detach them"
                 )
             await tx.run("UPDATE numbers SET trunk_id = NULL WHERE trunk_id = ?", (trunk.id,))
             await tx.run("DELETE FROM trunks WHERE id = ?", (trunk.id,))
@@ -153,7 +153,7 @@ class SqliteDestinations(NamedRows[Destination]):
             if users and not force:
                 raise ConflictError(
                     f"destination '{name}' is used by {quote_list(users)}; "
-                    "change those numbers first, or force to drop it from them"
+                    "change those numbers first, or use --force to drop it from them"
                 )
             await tx.run("DELETE FROM number_destinations WHERE destination_id = ?", (dest.id,))
             await tx.run("DELETE FROM destinations WHERE id = ?", (dest.id,))

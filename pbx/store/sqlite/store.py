@@ -10,11 +10,22 @@ database with a newer user_version raises `SchemaVersionError`.
 
 Callers use `pbx.store.open_store(url)`, which calls `open_sqlite` for a
 path or a `sqlite:///` URL.
+
+Decisions:
+- The database file is created mode 0600 (owner only: it holds trunk
+  passwords, extension HA1 hashes, callers' numbers), by `os.open` before
+  SQLite opens it; SQLite's own default would be 0644 less the umask. SQLite
+  creates the `-wal` and `-shm` files with the mode of the database file
+  (its unix VFS copies it), so they are 0600 too; a test checks all three.
+  An existing file's mode is left alone (an admin may have chosen it).
+- `create=False` (read-only CLI commands): a path that does not exist is an
+  `InputError` and nothing is created, not even the parent directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -159,7 +170,9 @@ class SqliteStore:
         async with self._db.read() as tx:
             names = await tx.all(_TABLES)
             tables = {
-                row[0]: [dict(r) for r in await tx.all(f"SELECT * FROM {row[0]}")] for row in names
+                # table names come from sqlite_master, not from input
+                row[0]: [dict(r) for r in await tx.all(f"SELECT * FROM {row[0]}")]  # noqa: S608
+                for row in names
             }
         return neutral_json(tables)
 
@@ -186,8 +199,22 @@ class SqliteStore:
         await self.close()
 
 
-async def open_sqlite(path: str | Path, *, cache: bool = True) -> SqliteStore:
-    """Open (creating if needed) the database at `path` and bring its schema up to date.
+def _prepare_file(path: Path, *, create: bool) -> None:
+    """Refuse a missing file unless `create`; else create it (and its folder), owner-only."""
+    if not create and not path.exists():
+        raise InputError(
+            f"no database at {path} (it is created by `pbx serve` or an `add` command)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+async def open_sqlite(path: str | Path, *, cache: bool = True, create: bool = True) -> SqliteStore:
+    """Open the database at `path` (creating it if `create`) and bring its schema up to date.
 
     `cache=False` reads provisioning from the database every time (see
     `pbx.store.sqlite.cache`; the contract suite runs both ways).
@@ -195,7 +222,7 @@ async def open_sqlite(path: str | Path, *, cache: bool = True) -> SqliteStore:
     if str(path) in ("", ":memory:"):
         raise InputError("the SQLite store needs a file path, not an in-memory database")
     db_path = Path(path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_file(db_path, create=create)  # a few syscalls, once per open
     conn = await aiosqlite.connect(db_path, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
