@@ -47,7 +47,7 @@ from pbx.store.base import ROLES, ApiToken, AuditEntry, Role, Source, Store, Use
 
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
-TOKEN_PREFIX = "pbx_"
+TOKEN_PREFIX = "pbx_"  # noqa: S105 - a token's public prefix, not a secret
 _USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("not a password of anyone")

@@ -528,7 +528,7 @@ class WorkerEngine:
         """Fork/exec the worker of `slot` (a few ms); returns the daemon's end of its socket."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            slot.proc = subprocess.Popen(
+            slot.proc = subprocess.Popen(  # noqa: S603 - our own worker module with argv built from settings
                 self._argv(slot, child.fileno()), pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL, env=_child_env(),
             )  # fmt: skip

@@ -73,6 +73,9 @@ class RecordWriter:
         self.dropped = 0  # writes given up (queue full, progress events)
         self._queue: OrderedDict[str, _Queued] = OrderedDict()
         self._logged_at = -LOG_EVERY
+        # The engine errors of the store in use (its backend is imported by now);
+        # anything else is a bug and propagates to the call's runner.
+        self._errors: tuple[type[BaseException], ...] = (*store_errors(), OSError)
         self._task: asyncio.Task[None] | None = None
 
     # -- state -------------------------------------------------------------------------
@@ -97,7 +100,7 @@ class RecordWriter:
         """The ringing row; False when the store cannot take it (refuse the call)."""
         try:
             await self.store.calls.insert(record)
-        except Exception as exc:
+        except self._errors as exc:
             self._failed(exc)
             return False
         self._recovered()
@@ -109,7 +112,7 @@ class RecordWriter:
             return
         try:
             await self.store.calls.update(record)
-        except Exception as exc:
+        except self._errors as exc:
             self._failed(exc)
             self._hold(record, final=False)
             return
@@ -121,7 +124,7 @@ class RecordWriter:
             return
         try:
             await self.store.calls.finish(record, outbox)
-        except Exception as exc:
+        except self._errors as exc:
             self._failed(exc)
             self._hold(record, final=True, outbox=outbox)
             return
@@ -131,7 +134,7 @@ class RecordWriter:
         """A call.started / call.answered event: best effort while degraded."""
         try:
             await self.store.outbox.add(item)
-        except Exception as exc:
+        except self._errors as exc:
             self._failed(exc)
             self.dropped += 1
 
@@ -168,7 +171,7 @@ class RecordWriter:
                     await self.store.calls.finish(held.record, held.outbox)
                 else:
                     await self.store.calls.update(held.record)
-            except Exception as exc:
+            except self._errors as exc:
                 self._failed(exc)
                 return
             if self._queue.get(call_id) is held:
@@ -177,9 +180,7 @@ class RecordWriter:
 
     # -- health ------------------------------------------------------------------------
 
-    def _failed(self, exc: Exception) -> None:
-        if not isinstance(exc, (*store_errors(), OSError)):
-            raise exc
+    def _failed(self, exc: BaseException) -> None:
         first = self.failed_at is None
         self.failed_at = self.clock()
         self.cause = " ".join(str(exc).split()) or type(exc).__name__

@@ -121,7 +121,7 @@ class SqliteCalls:
                 conds.append(cond)
                 params.append(value)
         where = f"WHERE {' AND '.join(conds)}" if conds else ""
-        sql = f"SELECT * FROM calls {where} ORDER BY started_at DESC, id DESC"  # noqa: S608 - `where` is built from fixed clauses; values are bound
+        sql = f"SELECT * FROM calls {where} ORDER BY started_at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, limit))
@@ -145,7 +145,7 @@ class SqliteCalls:
         marks = ", ".join("?" for _ in ids)
         async with self._db.single() as tx:
             await tx.run(
-                f"UPDATE calls SET media_at = ? WHERE ended_at IS NULL AND id IN ({marks})",  # noqa: S608 - only ? marks are joined in
+                f"UPDATE calls SET media_at = ? WHERE ended_at IS NULL AND id IN ({marks})",
                 (at, *ids),
             )
 
@@ -216,7 +216,7 @@ class SqliteVisits:
         marks = ", ".join("?" for _ in wanted)
         async with self._db.read() as tx:
             rows = await tx.all(
-                f"SELECT number, max(expires_at) FROM visits WHERE number IN ({marks}) "  # noqa: S608 - only `?` placeholders are joined in; values are bound
+                f"SELECT number, max(expires_at) FROM visits WHERE number IN ({marks}) "
                 "AND fallback = 0 GROUP BY number",
                 wanted,
             )

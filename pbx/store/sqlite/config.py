@@ -42,7 +42,7 @@ def default_allow(host: str) -> tuple[str, ...]:
 
 
 async def numbers_using(tx: Tx, where: str, params: tuple[Any, ...]) -> list[str]:
-    rows = await tx.all(f"SELECT number FROM numbers WHERE {where} ORDER BY number", params)  # noqa: S608 - `where` is a fixed clause; values are bound
+    rows = await tx.all(f"SELECT number FROM numbers WHERE {where} ORDER BY number", params)
     return [r["number"] for r in rows]
 
 
@@ -53,7 +53,7 @@ class SqliteTrunks:
 
     async def _get(self, tx: Tx, name_or_id: str | int) -> Trunk | None:
         where, params = key_clause(name_or_id)
-        row = await tx.one(f"SELECT * FROM trunks WHERE {where}", params)  # noqa: S608 - `where` is a fixed clause; values are bound
+        row = await tx.one(f"SELECT * FROM trunks WHERE {where}", params)
         if row is None:
             return None
         allow = await tx.all(

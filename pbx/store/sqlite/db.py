@@ -303,12 +303,12 @@ def columns_of(cls: type, exclude: Iterable[str] = ()) -> list[str]:
 def insert_sql(table: str, cols: Sequence[str]) -> str:
     names = ", ".join(cols)
     marks = ", ".join(f":{c}" for c in cols)
-    return f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 - table and column names come from our dataclasses, values are bound
+    return f"INSERT INTO {table} ({names}) VALUES ({marks})"
 
 
 def update_sql(table: str, cols: Sequence[str], key: str = "id") -> str:
     sets = ", ".join(f"{c} = :{c}" for c in cols)
-    return f"UPDATE {table} SET {sets} WHERE {key} = :{key}"  # noqa: S608 - table and column names come from our dataclasses, values are bound
+    return f"UPDATE {table} SET {sets} WHERE {key} = :{key}"
 
 
 def values_of(obj: object, cols: Iterable[str]) -> dict[str, Any]:

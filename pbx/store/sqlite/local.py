@@ -56,7 +56,7 @@ class SqliteBlocks:
     async def list(self, *, number: str | None = None) -> list[Block]:
         where, params = ("WHERE number = ?", (number,)) if number is not None else ("", ())
         async with self._db.read() as tx:
-            rows = await tx.all(f"SELECT * FROM blocks {where} ORDER BY pattern, number", params)  # noqa: S608 - `where` is a fixed clause; values are bound
+            rows = await tx.all(f"SELECT * FROM blocks {where} ORDER BY pattern, number", params)
         return [build(Block, r) for r in rows]
 
     async def remove(self, pattern: str, number: str | None = None) -> None:

@@ -53,7 +53,7 @@ class NamedRows(Generic[R]):
 
     async def _get(self, tx: Tx, name_or_id: str | int) -> R | None:
         where, params = key_clause(name_or_id)
-        row = await tx.one(f"SELECT * FROM {self._table} WHERE {where}", params)  # noqa: S608 - table name fixed per repository; values are bound
+        row = await tx.one(f"SELECT * FROM {self._table} WHERE {where}", params)
         return None if row is None else build(self._kind, row)
 
     async def _need(self, tx: Tx, name: str) -> R:
@@ -78,7 +78,7 @@ class NamedRows(Generic[R]):
 
     async def _all(self) -> list[R]:
         async with self._db.read() as tx:
-            rows = await tx.all(f"SELECT * FROM {self._table} ORDER BY {self._order}")  # noqa: S608 - table and order fixed per repository
+            rows = await tx.all(f"SELECT * FROM {self._table} ORDER BY {self._order}")
         return [build(self._kind, r) for r in rows]
 
     async def _update(self, name: str, changes: Mapping[str, object]) -> R:

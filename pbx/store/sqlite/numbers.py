@@ -40,7 +40,7 @@ def _lookup_sql() -> str:
         "WHERE trunk_id = n.trunk_id ORDER BY position)) AS t_allow"
     )
     return (
-        f"SELECT {', '.join(cols)} FROM numbers n JOIN sources s ON s.id = n.source_id "  # noqa: S608 - column list is a code constant
+        f"SELECT {', '.join(cols)} FROM numbers n JOIN sources s ON s.id = n.source_id "
         "LEFT JOIN trunks t ON t.id = n.trunk_id WHERE n.number = ?"
     )
 
@@ -79,7 +79,7 @@ class SqliteNumbers:
         return found
 
     async def _id_of(self, tx: Tx, table: str, kind: str, name: str) -> int:
-        row = await tx.one(f"SELECT id FROM {table} WHERE name = ?", (name,))  # noqa: S608 - table is one of two code constants; values are bound
+        row = await tx.one(f"SELECT id FROM {table} WHERE name = ?", (name,))
         if row is None:
             raise NotFoundError(f"no {kind} named '{name}'")
         result: int = row["id"]

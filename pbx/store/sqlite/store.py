@@ -171,7 +171,7 @@ class SqliteStore:
             names = await tx.all(_TABLES)
             tables = {
                 # table names come from sqlite_master, not from input
-                row[0]: [dict(r) for r in await tx.all(f"SELECT * FROM {row[0]}")]  # noqa: S608
+                row[0]: [dict(r) for r in await tx.all(f"SELECT * FROM {row[0]}")]
                 for row in names
             }
         return neutral_json(tables)
