@@ -222,7 +222,9 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     undo.push_async_callback(daemon.http.cleanup)
     undo.push_async_callback(_stop_admin, daemon)
     await _start_admin(daemon)
-    daemon.outbox = OutboxDispatcher(store, settings.outbox, settings.webhooks.secret)
+    daemon.outbox = OutboxDispatcher(
+        store, settings.outbox, settings.webhooks.secret, ga4=integrations_from(settings)
+    )
     daemon.outbox.start()
     undo.push_async_callback(daemon.outbox.close)
     # issue 13: the daily retention sweep of recordings
@@ -230,11 +232,8 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
         recordings.purge_daily(settings.recording.dir, settings.recording.retention_days)
     )
     undo.callback(daemon.purge_task.cancel)
-    daemon.outbox = OutboxDispatcher(
-        store, settings.outbox, settings.webhooks.secret, ga4=integrations_from(settings)
-    )
-    daemon.outbox.start()
     daemon.checkpoint = MediaCheckpoint(store, ctx.metrics.live_media).start()
+    undo.push_async_callback(daemon.checkpoint.close)
     await _register_trunks(daemon, sip_host)
     return daemon
 

@@ -147,7 +147,7 @@ async def test_visit_then_call_is_attributed_and_integrations_delivered(
     assert (record.ga_client_id, record.visitor_ip) == ("111.222", "127.0.0.1")
     await receiver.wait_for(4)  # started, answered, ended, GA4
     events = [h["event"] for h in receiver.webhooks()]
-    assert sorted(events) == ["call.answered", "call.ended", "call.started"]
+    assert sorted(events) == ["call.answered", "call.ended", "call.started"], events
     ended = next(h for h in receiver.webhooks() if h["event"] == "call.ended")
     assert ended["call"]["landing_url"] == LANDING
     ((path, ga),) = receiver.ga4()
