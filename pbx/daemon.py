@@ -204,6 +204,7 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
         recording_dir=settings.recording.dir,  # issue 13
     )
     manager = CallManager(ctx)
+    ctx.metrics.watch_records(lambda: manager.records.queued)
     if ctx.overload.lag is not None:
         lag_monitor = LagMonitor(ctx.overload.lag)
         lag_monitor.start()

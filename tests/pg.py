@@ -79,6 +79,7 @@ class Cluster:
         self.port = port
         self.password = secrets.token_hex(8)  # TCP needs it (scram); the socket is trust
         self._names = itertools.count(1)
+        self._options = ""
 
     @classmethod
     def start(cls, *, durable: bool = False) -> Cluster:
@@ -109,13 +110,22 @@ class Cluster:
             "max_connections=60",
             *([] if durable else _FAST),
         ]
-        options = " ".join(f"-c {s}" for s in settings)
+        self._options = " ".join(f"-c {s}" for s in settings)
+        self.resume()
+        self.psql(f"ALTER ROLE postgres PASSWORD '{self.password}'")
+
+    def resume(self) -> None:
+        """(Re)start the server on its data directory and port; returns once it accepts."""
         log = self.root / "server.log"
         _run(
-            [*owner, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log),
-             "-w", "-t", str(START_TIMEOUT_S), "-o", options, "start"]
+            [*_as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(log),
+             "-w", "-t", str(START_TIMEOUT_S), "-o", self._options, "start"]
         )  # fmt: skip
-        self.psql(f"ALTER ROLE postgres PASSWORD '{self.password}'")
+
+    def pause(self) -> None:
+        """Stop the server (fast: connections are cut), keeping its data for `resume`."""
+        _run([*_as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast",
+              "-w", "stop"])  # fmt: skip
 
     def url(self, db: str = "postgres", *, tcp: bool = False, password: str | None = None) -> str:
         """A libpq-style URL: unix socket by default, TCP on 127.0.0.1 when asked.
@@ -155,8 +165,8 @@ class Cluster:
 
     def stop(self) -> None:
         try:
-            _run([*_as_owner(), str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast",
-                  "-w", "stop"])  # fmt: skip
+            if (self.data / "postmaster.pid").exists():  # not already paused
+                self.pause()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

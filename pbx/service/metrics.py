@@ -150,6 +150,9 @@ class Metrics:
             buckets=SETUP_BUCKETS, registry=r,
         )  # fmt: skip
         self.active = Gauge("pbx_active_calls", "Calls in progress (admitted)", registry=r)
+        self.records_queued = Gauge(
+            "pbx_records_queued", "Record writes waiting for the store to take them", registry=r
+        )
         self.outbox_backlog = Gauge(
             "pbx_outbox_backlog", "Integration deliveries waiting (not delivered, not given up)",
             registry=r,
@@ -173,6 +176,10 @@ class Metrics:
     def watch_active(self, count: Callable[[], int]) -> None:
         """Read active calls from `count()` on every scrape."""
         self.active.set_function(lambda: float(count()))
+
+    def watch_records(self, queued: Callable[[], int]) -> None:
+        """Record writes held while the store refuses them, read on every scrape."""
+        self.records_queued.set_function(lambda: float(queued()))
 
     def watch_flood(self, stats: FloodStats) -> None:
         self._flood.stats = stats

@@ -82,7 +82,12 @@ class RecordWriter:
 
     @property
     def degraded(self) -> bool:
-        return self.failed_at is not None or bool(self._queue)
+        """Writes are queued, or the store refused one less than `cooldown` s ago.
+
+        Past the cooldown with nothing queued the breaker is half-open: the
+        next call tries the store (and a failure degrades again at once).
+        """
+        return bool(self._queue) or not self.gate()
 
     @property
     def queued(self) -> int:
@@ -179,6 +184,15 @@ class RecordWriter:
             self._recovered()
 
     # -- health ------------------------------------------------------------------------
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What a store operation raises when the store itself is in trouble."""
+        return self._errors
+
+    def failed(self, exc: BaseException) -> None:
+        """A store read failed too (e.g. at admission): the same degraded state."""
+        self._failed(exc)
 
     def _failed(self, exc: BaseException) -> None:
         first = self.failed_at is None

@@ -43,6 +43,7 @@ from pbx.call.legs import LegBuilder
 from pbx.call.model import (
     Action,
     ArmMedia,
+    CallSetup,
     CloseMedia,
     DigitReceived,
     Finished,
@@ -353,7 +354,15 @@ class CallRunner:
             self.ctx.node,
         )
         wall = self.ctx.wall_clock()
-        result = await admit(ictx, request, self.first.source, self.started, wall)
+        records = self.manager.records
+        try:
+            result: CallSetup | Refusal = await admit(
+                ictx, request, self.first.source, self.started, wall
+            )
+        except records.errors as exc:  # the store cannot be read: refuse, never crash
+            records.failed(exc)
+            after = self.ctx.overload.retry_after
+            result = Refusal(503, "store unavailable", None, retry_after=after)
         if not isinstance(result, Refusal):
             result = self.ctx.overload.acquire(self, result, iso_utc(wall))
             self.slot = not isinstance(result, Refusal)
@@ -538,7 +547,12 @@ class CallRunner:
     async def _finish(self, record: CallRecord) -> None:
         assert self.call is not None
         record = self.call.completed(record)
-        source = await self.ctx.store.sources.get(record.source) if record.source else None
+        source = None
+        if record.source:
+            try:  # the source's own GA4 property; the final row matters more than that
+                source = await self.ctx.store.sources.get(record.source)
+            except self.manager.records.errors as exc:
+                self.manager.records.failed(exc)
         wall = iso_utc(self.ctx.wall_clock())
         outbox = outbox_for(record, source, self.ctx.integrations, uuid4().hex, wall)
         await self.manager.records.finish(record, outbox)

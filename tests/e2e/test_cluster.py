@@ -34,6 +34,7 @@ from aiohttp import web
 
 from pbx.records import Disposition
 from pbx.store import Destination, Source, Store, TrackingNumber, Trunk
+from tests import pg
 
 from .conftest import SippFactory, free_port, free_udp_range
 from .daemon import DaemonProcess, provision
@@ -313,3 +314,65 @@ async def test_a_second_node_with_a_live_name_refuses_to_start(
     finally:
         await second.stop()
         await first.stop()
+
+
+async def test_a_node_rides_out_postgresql_going_away(tmp_path: Path, sipp: SippFactory) -> None:
+    """PostgreSQL stops while a call is up: the call goes on, new calls get 503, and once
+    the server is back the held final row is written and calls are taken again."""
+    cluster = await asyncio.to_thread(pg.Cluster.start)
+    try:
+        await asyncio.to_thread(cluster.create_template)
+        url = cluster.url(await asyncio.to_thread(cluster.fresh_db))
+        node = DaemonProcess(tmp_path / "node", url, env={"PBX_NODE_ID": "solo"})
+        (tmp_path / "node").mkdir()
+        callee = await sipp.start("b2bua_callee.xml", calls=3, seconds=60)
+        await _setup_direct(url, callee.port)
+        await node.start()
+        keys = {"caller": CALLER, "mport": str(free_udp_range(2))}
+        live = await sipp.start(
+            "b2bua_caller.xml", remote=("127.0.0.1", node.sip_port), keys=keys,
+            extra=["-s", DID[1:], "-d", "5000"], seconds=30,
+        )  # fmt: skip
+        await _logged_line(live, "ANSWER_MEDIA")
+        await asyncio.to_thread(cluster.pause)
+        refused = await sipp.start(
+            "b2bua_caller_fail.xml", remote=("127.0.0.1", node.sip_port), keys=keys,
+            extra=["-s", DID[1:]], seconds=30,
+        )  # fmt: skip
+        assert await _logged_line(refused, "FINAL") == ["503"]  # not taken unrecorded
+        assert await live.wait() == 0  # the call that was up went on and ended
+        await asyncio.to_thread(cluster.resume)
+        await node.wait_health(200, limit=30)
+        rows = await node.records()
+        assert any(r.disposition == Disposition.ANSWERED and r.is_final for r in rows), rows
+        again = await sipp.start(
+            "b2bua_caller.xml", remote=("127.0.0.1", node.sip_port), keys=keys,
+            extra=["-s", DID[1:], "-d", "300"], seconds=30,
+        )  # fmt: skip
+        assert await again.wait() == 0  # taken again without a restart
+        text = node.log_text()
+        assert "store.unwritable" in text
+        assert "call.crashed" not in text  # refused or carried on, never a crashed call
+        await node.stop()
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+async def _setup_direct(url: str, callee_port: int) -> None:
+    async def rows(store: Store) -> None:
+        await store.trunks.add(
+            Trunk(name="carrier", host="127.0.0.1", port=callee_port, allow=("127.0.0.1/32",))
+        )
+        await store.destinations.add(Destination(name="office", target=OFFICE, kind="number"))
+        await store.sources.add(Source(name="Radio", tag="radio"))
+        await store.numbers.add(
+            TrackingNumber(number=DID, source="Radio", destinations=("office",), trunk="carrier")
+        )
+
+    await provision(url, rows)
+
+
+async def _logged_line(run: object, prefix: str, limit: float = 15.0) -> list[str]:
+    from .test_b2bua import _logged
+
+    return await _logged(run, prefix, limit)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ line, the URL's password never shown).
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -215,6 +216,9 @@ class PostgresStore:
 
 async def create_pool(url: str, size: int = POOL_SIZE) -> asyncpg.Pool[asyncpg.Record]:
     """A pool on `url`, or a one-line `PostgresUnavailableError` (password redacted)."""
+    # While the server is away the pool retries its minimum size and logs a
+    # traceback per try; pbx says it once itself (`store.unwritable`).
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)
     try:
         pool = await asyncpg.create_pool(
             url,
