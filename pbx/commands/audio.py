@@ -71,7 +71,7 @@ _PROMPTS.remove_command(
 def prompts_add(ctx: click.Context, /, name: str, file: Path | None, text: str | None) -> str:
     """Add prompt NAME from --file WAV or --text TEXT (stored converted)."""
     source = admin_audio.PromptSource(file=file, text=text)
-    row = run_store(ctx, lambda s: admin_audio.add_prompt(s, name, source))
+    row = run_store(ctx, lambda s: admin_audio.add_prompt(s, name, source), create=True)
     return f"prompt {row.name} added ({row.seconds:.1f} s)"
 
 

@@ -42,7 +42,7 @@ def _token_row(token: ApiToken) -> dict[str, Any]:
 def tokens_add(ctx: click.Context, name: str, role: str) -> None:
     """Add token NAME; prints the token once, as the last line."""
     actor = admin_users.cli_actor()
-    row, token = run_store(ctx, lambda s: admin_users.add_token(s, actor, name, role))
+    row, token = run_store(ctx, lambda s: admin_users.add_token(s, actor, name, role), create=True)
     click.echo(f"token {row.name} added ({row.role}); it is shown only now:")
     click.echo(token)
 

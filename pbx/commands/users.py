@@ -57,7 +57,9 @@ def users_add(ctx: click.Context, name: str, role: str, password_stdin: bool) ->
         raise AdminError(str(exc)) from None
     password = read_password(password_stdin)
     actor = admin_users.cli_actor()
-    user = run_store(ctx, lambda s: admin_users.add_user(s, actor, name, role, password))
+    user = run_store(
+        ctx, lambda s: admin_users.add_user(s, actor, name, role, password), create=True
+    )
     return f"user {user.name} added ({user.role})"
 
 

@@ -56,7 +56,7 @@ def test_bad_prompt_file_is_one_line_exit_2_nothing_stored(
     tmp_path: Path, content: bytes | None, message: str
 ) -> None:
     db = tmp_path / "pbx.db"
-    ok(db, "prompts", "list")
+    run_on_store(db, lambda s: s.prompts.list())  # a store to work on (list never creates one)
     path = tmp_path / "bad.wav"
     if content is None:
         _wav(path, seconds=61, rate=8000, channels=1)
@@ -137,7 +137,7 @@ def _recorded_call(db: Path, folder: Path) -> str:
 def test_calls_recording_writes_the_file_and_repair_fixes_a_crash(tmp_path: Path) -> None:
     db = tmp_path / "pbx.db"
     folder = tmp_path / "rec"
-    ok(db, "prompts", "list")
+    run_on_store(db, lambda s: s.prompts.list())  # a store to work on (list never creates one)
     call_id = _recorded_call(db, folder)
     assert repair_all(folder).repaired == 1
     data = (folder / "c1.wav").read_bytes()

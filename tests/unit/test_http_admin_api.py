@@ -252,7 +252,10 @@ def test_overview_cost_per_call_is_the_roi_rule(
     per_call: int | None, budget: int | None, calls: int
 ) -> None:
     setting = SourceCost("s", per_call, budget)
-    facts = [CallFact("s", "2026-12-01T10:00:00.000000Z", None, False)] * calls
+    # Intake writes the per-call price on each record (budget-funded calls carry none):
+    # while the price has not changed, the overview's rule is ROI's.
+    priced = per_call if budget is None or per_call is not None else None
+    facts = [CallFact("s", "2026-12-01T10:00:00.000000Z", None, False, priced)] * calls
     [row] = [r for r in roi_report(facts, [setting], (2026, 12), set()) if r.source == "s"]
     assert cost_per_call_cents(setting, calls) == row.cost_per_call_cents
 
@@ -329,9 +332,11 @@ async def test_roi_cache_never_serves_a_stale_report(store: Store) -> None:
     second = await views.roi(store, (2026, 11), cache)
     google = {r.source: r.calls for r in second}["google"]
     assert google == {r.source: r.calls for r in first}["google"] + 1
-    await store.sources.update("google", cost_per_call_cents=999)
+    # A cost settings change is seen at once (a budget counts for the month; a new
+    # per-call price only for calls from now on: past records keep theirs).
+    await store.sources.update("google", cost_per_call_cents=None, monthly_budget_cents=99900)
     third = await views.roi(store, (2026, 11), cache)
-    assert {r.source: r.cost_per_call_cents for r in third}["google"] == 999
+    assert {r.source: r.cost_cents for r in third}["google"] == 99900
 
 
 def test_recording_path_stays_inside_the_recordings_dir(tmp_path: Path) -> None:

@@ -199,7 +199,12 @@ def _month_bounds(year: int, month: int) -> tuple[str, str]:
 
 
 def cost_per_call_cents(setting: SourceCost | None, calls: int) -> int | None:
-    """`pbx.rules.roi`'s cost per call for one source and its month's calls."""
+    """`pbx.rules.roi`'s cost per call for one source and its month's calls.
+
+    From the source's settings now: equal to ROI's (which sums the price
+    written on each record at intake) while the price has not changed in the
+    window; after a change the ROI report is the exact figure.
+    """
     if setting is None or calls == 0:
         return None
     if setting.cost_per_call_cents is not None:
