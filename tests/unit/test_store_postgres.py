@@ -40,9 +40,7 @@ from pbx.store import (
 from pbx.store.base import ApiToken, AuditEntry, CallFilter, User
 from pbx.store.connect import open_store
 from pbx.store.dump import neutral_json
-from pbx.store.postgres.activity import PgCalls
 from pbx.store.postgres.call_log import prefix_bound
-from pbx.store.postgres.db import Db, Identity
 from pbx.store.postgres.store import (
     Migration,
     PostgresStore,
@@ -237,15 +235,20 @@ async def test_migration_3_counts_the_calls_already_there(empty_url: str) -> Non
     pool = await create_pool(empty_url, 1)
     try:
         await migrate(pool, load_migrations()[:2])
-        calls = PgCalls(Db(pool), Identity(name="old", token="t"))
-        for i, (started, source) in enumerate(
-            [(T0, "google"), (T1, "google"), (T2, None), (T3, "google"), (T3, "tv")]
-        ):
-            await calls.insert(
-                CallRecord(id=f"o{i}", inbound_call_id=f"in{i}@x", started_at=started,
-                           caller="+14155550102", tracking_number=NUM, source=source,
-                           answered_at=started if i % 2 else None)
-            )  # fmt: skip
+        # Schema 2's columns only: today's record has fields of later migrations.
+        rows = [
+            (f"o{i}", f"in{i}@x", started, "+14155550102", NUM, source,
+             started if i % 2 else None, "answered" if i % 2 else "ringing")
+            for i, (started, source) in enumerate(
+                [(T0, "google"), (T1, "google"), (T2, None), (T3, "google"), (T3, "tv")]
+            )
+        ]  # fmt: skip
+        async with pool.acquire() as conn:
+            await conn.executemany(
+                "INSERT INTO calls (id, inbound_call_id, started_at, caller, tracking_number, "
+                "source, answered_at, disposition) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                rows,
+            )
         await migrate(pool, load_migrations())
     finally:
         await pool.close()
