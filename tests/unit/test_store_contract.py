@@ -415,6 +415,55 @@ async def test_mark_interrupted(store: Store) -> None:
     assert await store.calls.mark_interrupted(T3) == 0
 
 
+async def test_interrupted_call_talks_until_its_last_media(store: Store) -> None:
+    """touch_media stamps live records only; the sweep turns the stamp into talk time."""
+    answered = call("talking", answered_at=T1, disposition=Disposition.ANSWERED)
+    await store.calls.insert(answered)
+    await store.calls.insert(call("ringing"))
+    await store.calls.insert(call("early", answered_at=T2, disposition=Disposition.ANSWERED,
+                                  talk_seconds=2.5))  # fmt: skip
+    await store.calls.insert(call("more", answered_at=T1, disposition=Disposition.ANSWERED,
+                                  talk_seconds=99.0))  # fmt: skip
+    done = call("done", answered_at=T1, ended_at=T2, disposition=Disposition.ANSWERED,
+                talk_seconds=55.0)  # fmt: skip
+    await store.calls.insert(done)
+    await store.calls.touch_media([], T2)  # nothing to stamp: no statement, no error
+    await store.calls.touch_media(["talking", "ringing", "more", "done", "nobody"], T2)
+    await store.calls.touch_media(["early"], T1)  # media before the answer: ignored
+    assert await store.calls.get("done") == done  # a finished record is never stamped
+    assert await store.calls.mark_interrupted(T3) == 4
+    got = {c.id: c for c in await store.calls.list()}
+    assert got["talking"].talk_seconds == 55.0  # T1 -> T2, not to the sweep's T3
+    assert got["ringing"].talk_seconds == 0.0  # never answered: no talk time
+    assert got["early"].talk_seconds == 2.5  # as written
+    assert got["more"].talk_seconds == 99.0  # never less than written
+    assert got["done"] == done
+    assert {c.disposition for i, c in got.items() if i != "done"} == {Disposition.INTERRUPTED}
+
+
+async def test_talk_time_to_media_keeps_milliseconds(store: Store) -> None:
+    """Both backends count to the millisecond (SQLite's julianday() resolution)."""
+    start, media = "2024-05-01T10:00:05.000400Z", "2024-05-01T10:01:05.123600Z"
+    await store.calls.insert(call("ms", answered_at=start, disposition=Disposition.ANSWERED))
+    await store.calls.touch_media(["ms"], media)
+    await store.calls.mark_interrupted(T3)
+    got = await store.calls.get("ms")
+    assert got is not None
+    assert got.talk_seconds == 60.124  # 05.000 -> 65.124: each time rounded to the ms
+
+
+async def test_ids_with_prefix(store: Store) -> None:
+    for cid in ("ab-1", "ab_2", "abX3", "ab%4", "b-ab", "AB-5"):
+        await store.calls.insert(call(cid))
+    assert await store.calls.ids_with_prefix("ab", 10) == ["ab%4", "ab-1", "abX3", "ab_2"]
+    assert await store.calls.ids_with_prefix("ab", 2) == ["ab%4", "ab-1"]
+    assert await store.calls.ids_with_prefix("ab_", 10) == ["ab_2"]  # `_` is no wildcard
+    assert await store.calls.ids_with_prefix("AB", 10) == ["AB-5"]  # case counts
+    assert await store.calls.ids_with_prefix("ab-1", 10) == ["ab-1"]
+    for odd in ("", "ab%", "a*", "a?", "%", "a b", "ab'", "x" * 65):
+        assert await store.calls.ids_with_prefix(odd, 10) == []  # never a pattern
+
+
 async def test_acquiring_a_node_name_sweeps_its_dead_incarnation(store: Store) -> None:
     """The start-up crash sweep, through the node interface every backend has."""
     await store.calls.insert(call("left", node="n1"))
@@ -571,6 +620,24 @@ async def test_blocks(store: Store) -> None:
     await unchanged(store, NotFoundError, store.blocks.remove(CALLER))  # only per-number exists
     await store.blocks.remove(CALLER, NUM)
     assert await store.blocks.list() == []
+
+
+async def test_extension_digest_choice(store: Store) -> None:
+    ha1 = {"ha1_md5": "a" * 32, "ha1_sha256": "b" * 64, "realm": "pbx"}
+    both = await store.extensions.add(Extension(name="desk", **ha1))
+    assert both.digest == "both"  # the default: SHA-256 then MD5
+    old = await store.extensions.add(Extension(name="old", digest="md5", **ha1))
+    assert (await store.extensions.get("old")) == old
+    assert old.digest == "md5"
+    changed = await store.extensions.update("desk", digest="sha-256")
+    assert changed.digest == "sha-256" == (await store.extensions.get(both.id)).digest  # type: ignore[union-attr]
+    assert [e.digest for e in await store.extensions.list()] == ["sha-256", "md5"]
+    await unchanged(store, InputError, store.extensions.update("desk", digest="sha1"))
+    await unchanged(
+        store,
+        InputError,
+        store.extensions.add(Extension(name="x", digest="SHA-256", **ha1)),  # type: ignore[arg-type]
+    )
 
 
 async def test_extensions_and_bindings(store: Store) -> None:

@@ -113,6 +113,34 @@ async def test_sweep_interrupts_an_expired_nodes_calls_once(stores: list[Postgre
     assert await b.nodes.renew("node-b", 30, now=T40) == "2024-05-01T10:01:10.000000Z"
 
 
+async def test_swept_calls_talk_until_their_last_media(stores: list[PostgresStore]) -> None:
+    """Both node sweeps give an answered call the talk time to its last media_at."""
+    a, b, sweeper = stores
+    await a.nodes.acquire_node("node-a", 30, now=T0)
+    await b.nodes.acquire_node("node-b", 30, now=T0)
+    answered = {"answered_at": T10, "disposition": Disposition.ANSWERED}
+    await a.calls.insert(_call("a-talk", **answered))
+    await a.calls.insert(_call("a-quiet", **answered))
+    await b.calls.insert(_call("b-talk", **answered))
+    await a.calls.touch_media(["a-talk", "b-talk"], T20)  # any node's checkpoint may stamp
+    await b.calls.touch_media(["b-talk"], T40)
+    assert await sweeper.nodes.sweep_expired(now=T31) == {"node-a": 2, "node-b": 1}
+    talk = {c.id: c.talk_seconds for c in await sweeper.calls.list()}
+    assert talk == {"a-talk": 10.0, "a-quiet": 0.0, "b-talk": 30.0}
+    await b.nodes.acquire_node("node-b", 30, now=T60)  # a new incarnation
+    await b.calls.insert(_call("b-again", **answered))
+    await b.calls.touch_media(["b-again"], T60)
+    lease = await a.nodes.acquire_node("node-b", 30, now=T90)  # taken over once expired
+    assert lease.interrupted == 1
+    again = await a.calls.get("b-again")
+    assert again is not None
+    assert (again.disposition, again.talk_seconds, again.ended_at) == (
+        Disposition.INTERRUPTED,
+        50.0,  # T10 -> T60
+        T90,
+    )
+
+
 async def _blocked_on_locks(conn: asyncpg.Connection, count: int) -> None:
     """Wait (bounded) until `count` other sessions wait for a lock."""
     for _ in range(500):

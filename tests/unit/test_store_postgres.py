@@ -9,6 +9,7 @@ SQLite (`pbx.store.transfer`).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
 import sqlite3
@@ -40,9 +41,7 @@ from pbx.store import (
 from pbx.store.base import ApiToken, AuditEntry, CallFilter, User
 from pbx.store.connect import open_store
 from pbx.store.dump import neutral_json
-from pbx.store.postgres.activity import PgCalls
 from pbx.store.postgres.call_log import prefix_bound
-from pbx.store.postgres.db import Db, Identity
 from pbx.store.postgres.store import (
     Migration,
     PostgresStore,
@@ -237,15 +236,20 @@ async def test_migration_3_counts_the_calls_already_there(empty_url: str) -> Non
     pool = await create_pool(empty_url, 1)
     try:
         await migrate(pool, load_migrations()[:2])
-        calls = PgCalls(Db(pool), Identity(name="old", token="t"))
-        for i, (started, source) in enumerate(
-            [(T0, "google"), (T1, "google"), (T2, None), (T3, "google"), (T3, "tv")]
-        ):
-            await calls.insert(
-                CallRecord(id=f"o{i}", inbound_call_id=f"in{i}@x", started_at=started,
-                           caller="+14155550102", tracking_number=NUM, source=source,
-                           answered_at=started if i % 2 else None)
-            )  # fmt: skip
+        # Schema 2's columns only: today's record has fields of later migrations.
+        rows = [
+            (f"o{i}", f"in{i}@x", started, "+14155550102", NUM, source,
+             started if i % 2 else None, "answered" if i % 2 else "ringing")
+            for i, (started, source) in enumerate(
+                [(T0, "google"), (T1, "google"), (T2, None), (T3, "google"), (T3, "tv")]
+            )
+        ]  # fmt: skip
+        async with pool.acquire() as conn:
+            await conn.executemany(
+                "INSERT INTO calls (id, inbound_call_id, started_at, caller, tracking_number, "
+                "source, answered_at, disposition) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                rows,
+            )
         await migrate(pool, load_migrations())
     finally:
         await pool.close()
@@ -413,6 +417,105 @@ def test_visit_round_trip(pg_url: str, visit: Visit) -> None:
         assert got == visit
 
 
+async def test_migration_5_prices_old_calls_and_keeps_both_digests(empty_url: str) -> None:
+    """A schema 4 database: old calls get their source's cost (never blocked or rejected
+    ones, never over a cost already kept), extensions keep both digests, no media_at."""
+    pool = await create_pool(empty_url, 1)
+    try:
+        await migrate(pool, load_migrations()[:4])
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO sources (name, cost_per_call_cents) VALUES ('google', 1250), "
+                "('free', NULL);"
+                "INSERT INTO extensions (name, ha1_md5, ha1_sha256, realm) "
+                "VALUES ('desk', 'a', 'b', 'pbx')"
+            )
+            await conn.executemany(
+                "INSERT INTO calls (id, inbound_call_id, started_at, caller, tracking_number, "
+                "source, disposition, cost_cents) VALUES ($1, $1, $2, '+14155550102', $3, $4, "
+                "$5, $6)",
+                [("paid", T0, NUM, "google", "answered", None),
+                 ("kept", T0, NUM, "google", "busy", 300),
+                 ("blocked", T0, NUM, "google", "blocked", None),
+                 ("rejected", T0, NUM, "google", "rejected", None),
+                 ("free", T0, NUM, "free", "no-answer", None),
+                 ("gone", T0, NUM, "deleted", "answered", None),
+                 ("none", T0, NUM, None, "failed", None)],
+            )  # fmt: skip
+        await migrate(pool, load_migrations())
+    finally:
+        await pool.close()
+    async with await open_postgres(empty_url) as store:
+        costs = {c.id: c.cost_cents for c in await store.calls.list()}
+        assert costs == {"paid": 1250, "kept": 300, "blocked": None, "rejected": None,
+                         "free": None, "gone": None, "none": None}  # fmt: skip
+        desk = await store.extensions.get("desk")
+        assert desk is not None
+        assert desk.digest == "both"
+        assert {r["media_at"] for r in json.loads(await store.dump())["calls"]} == {None}
+
+
+_INSTANTS = st.integers(0, 4_102_444_800 * 1_000_000)  # microseconds, 1970..2100
+
+
+def _iso(micros: int) -> str:
+    seconds, frac = divmod(micros, 1_000_000)
+    return f"{dt.datetime.fromtimestamp(seconds, dt.UTC):%Y-%m-%dT%H:%M:%S}.{frac:06d}Z"
+
+
+def _sqlite_talk(answered: str, media: str, talk: float) -> float:
+    """SQLite's sweep arithmetic (pbx/store/sqlite/activity.py), on the same values."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        (got,) = conn.execute(
+            "SELECT CASE WHEN ?2 > ?1 THEN max(?3, "
+            "round((julianday(?2) - julianday(?1)) * 86400.0, 3)) ELSE ?3 END",
+            (answered, media, talk),
+        ).fetchone()
+    finally:
+        conn.close()
+    return float(got)
+
+
+async def _pg_talks(url: str, cases: list[tuple[str, str, float]]) -> list[float]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pbx_talk_to_media(a, m, t) AS s FROM unnest($1::text[], $2::text[], "
+            "$3::float8[]) WITH ORDINALITY AS c(a, m, t, n) ORDER BY n",
+            *(list(col) for col in zip(*cases, strict=True)),
+        )
+    finally:
+        await conn.close()
+    return [float(r["s"]) for r in rows]
+
+
+@_PROPERTY
+@given(
+    cases=st.lists(
+        st.tuples(_INSTANTS, st.integers(-10_000_000, 20_000_000_000), st.sampled_from([0.0, 7.5])),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_talk_time_to_media_is_sqlites(pg_url: str, cases: list[tuple[int, int, float]]) -> None:
+    """PostgreSQL's pbx_talk_to_media gives SQLite's figure for any pair of record times."""
+    texts = [(_iso(a), _iso(max(0, a + d)), talk) for a, d, talk in cases]
+    want = [_sqlite_talk(*case) for case in texts]
+    assert asyncio.run(_pg_talks(pg_url, texts)) == want
+
+
+async def test_talk_time_ignores_times_it_cannot_read(pg_url: str) -> None:
+    """Not the records' form, or not a date: the seconds as written, the sweep goes on."""
+    cases = [
+        ("2024-13-01T00:00:00.000000Z", "2024-14-01T00:00:00.000000Z", 3.0),  # no such month
+        (T0, "now", 4.0),  # PostgreSQL would read it as the current time
+        (T0, "2024-05-01T10:00:09.5", 5.0),  # no zone
+        (T0, T1, 1.0),
+    ]
+    assert await _pg_talks(pg_url, cases) == [3.0, 4.0, 5.0, 5.0]
+
+
 # --- copy from SQLite -----------------------------------------------------------
 
 
@@ -456,7 +559,7 @@ async def _fill(store: Any) -> None:
     record = CallRecord(
         id="c1", inbound_call_id="in@192.0.2.10", started_at=T0, caller="+14155550102",
         tracking_number=NUM, attempts=(Attempt("+14155550101", 486, T0, T1, "Busy"),),
-        ring_seconds=4.5,
+        ring_seconds=4.5, cost_cents=1250,
     )  # fmt: skip
     await store.calls.insert(record)
     final = replace(record, ended_at=T2, disposition=Disposition.BUSY, hangup_by="callee")
@@ -466,6 +569,10 @@ async def _fill(store: Any) -> None:
     moved = replace(record, id="c2", inbound_call_id="in2@192.0.2.10", source="tv")
     await store.calls.insert(moved)
     await store.calls.update(replace(moved, started_at=T3))  # leaves a call_days row at 0
+    await store.calls.touch_media(["c2"], T3)  # calls.media_at: a column, not a record field
+    await store.extensions.add(
+        Extension(name="desk", ha1_md5="c" * 32, ha1_sha256="d" * 64, realm="pbx", digest="md5")
+    )
     await store.users.add(
         User(name="ann", role="admin", password_hash="$argon2id$h", created_at=T0)
     )
@@ -497,6 +604,12 @@ async def test_copy_sqlite_to_postgres(tmp_path: Path, pg_url: str) -> None:
     async with await open_postgres(pg_url) as target:
         copied = await target.dump()
         assert copied == _sqlite_neutral_dump(path)
+        tables = json.loads(copied)
+        assert {r["id"]: r["media_at"] for r in tables["calls"]} == {"c1": None, "c2": T3}
+        assert {r["name"]: r["digest"] for r in tables["extensions"]} == {
+            "alice": "both",
+            "desk": "md5",
+        }
         assert {"day": "2024-05-01", "source": "tv", "calls": 0, "answered": 0} in (
             json.loads(copied)["call_days"]
         )  # copied as it was, not rebuilt from calls

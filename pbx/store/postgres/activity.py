@@ -1,7 +1,11 @@
 """PostgreSQL repositories for activity: call records, visits, the outbox (I/O).
 
 Same decisions as SQLite (attempts as one JSON text column, `finish` an
-upsert, `mark_interrupted` fills only what is empty). Every per-call write
+upsert, `mark_interrupted` fills only what is empty and gives an answered
+call the talk time up to its last media checkpoint, `media_at`, a column of
+the table written by `touch_media`, not a field of the record; the figure
+comes from the SQL function `pbx_talk_to_media` of migration 0005, which
+the node sweep in `nodes.py` uses too). Every per-call write
 is ONE statement, so one round trip and atomic alone: `finish` writes the
 row and its outbox items with one data-modifying CTE (the items travel as
 arrays and are unnested), so either all land or none.
@@ -18,8 +22,10 @@ in PostgreSQL and are left out of `dump()`.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -46,6 +52,16 @@ CLAIM_S = 300.0  # how long an outbox item handed out by due() is reserved for i
 MAX_HELD_QUERY = 1000  # numbers per held_until query, as on SQLite
 
 _CALL_COLS = list(FIELD_NAMES)
+_ID_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as on SQLite
+# What a crash sweep sets on a live call ({ended} = the sweep's time): shared
+# with the node sweep (nodes.py), so both give the same talk time.
+INTERRUPT_SET = (
+    "disposition = 'interrupted', ended_at = coalesce(ended_at, {ended}), "
+    "hangup_by = coalesce(hangup_by, 'system'), "
+    "talk_seconds = pbx_talk_to_media(answered_at, media_at, talk_seconds)"
+)
+LIVE = "ended_at IS NULL AND disposition IN ('ringing', 'answered')"
+_SWEEP = f"UPDATE calls SET {INTERRUPT_SET.format(ended='$1')} WHERE {LIVE}"  # noqa: S608 - code constants only; the time is bound
 _CALL_INSERT = insert_sql("calls", _CALL_COLS, "")  # node: the daemon's ([node] id)
 _CALL_UPSERT = (  # a call keeps the node that inserted it
     _CALL_INSERT
@@ -143,13 +159,28 @@ class PgCalls:
             sql += f" LIMIT ${len(params)}"
         return [_call_from_row(r) for r in await self._db.all(sql, *params)]
 
-    async def mark_interrupted(self, ended_at: str) -> int:
-        return await self._db.run(
-            "UPDATE calls SET disposition = 'interrupted', "
-            "ended_at = coalesce(ended_at, $1), hangup_by = coalesce(hangup_by, 'system') "
-            "WHERE ended_at IS NULL AND disposition IN ('ringing', 'answered')",
-            ended_at,
+    async def ids_with_prefix(self, prefix: str, limit: int) -> builtins.list[str]:
+        if not _ID_PREFIX.fullmatch(prefix):
+            return []  # nothing but letters, digits, `-` and `_` reaches the pattern
+        rows = await self._db.all(
+            "SELECT id FROM calls WHERE id LIKE $1 ESCAPE '\\' ORDER BY id LIMIT $2",
+            prefix.replace("_", "\\_") + "%",  # `_` is LIKE's one-character wildcard
+            max(0, limit),
         )
+        return [str(r["id"]) for r in rows]
+
+    async def touch_media(self, call_ids: Sequence[str], at: str) -> None:
+        """One statement for any number of ids (an array: no placeholder limit here)."""
+        ids = list(dict.fromkeys(call_ids))
+        if ids:
+            await self._db.run(
+                "UPDATE calls SET media_at = $1 WHERE ended_at IS NULL AND id = ANY($2::text[])",
+                at,
+                ids,
+            )
+
+    async def mark_interrupted(self, ended_at: str) -> int:
+        return await self._db.run(_SWEEP, ended_at)
 
     async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
         """The final row and its outbox items: one statement, one transaction."""

@@ -22,27 +22,27 @@ Decisions:
   `LeaseLostError`: the node must stop taking calls and acquire again. A
   late `finish()` of a swept call still writes its real final row.
 - `ended_at` of a swept call is the sweep's `now`, as `mark_interrupted`
-  uses the restart time: the moment of death is unknown.
+  uses the restart time: the moment of death is unknown. Its talk time,
+  as there, runs to its last media checkpoint (`calls.media_at`).
 """
 
 from __future__ import annotations
 
 from pbx.errors import ConflictError
 from pbx.store.base import Lease, LeaseLostError
+from pbx.store.postgres.activity import INTERRUPT_SET, LIVE
 from pbx.store.postgres.db import Db, Identity
 
 _FMT = '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\''
 _AT = "coalesce($1::text::timestamptz, now())"  # $1: an explicit ISO `now`, or NULL
 _NOW = f"to_char({_AT} AT TIME ZONE 'UTC', {_FMT})"
 _EXPIRES = f"to_char(({_AT} + make_interval(secs => $2)) AT TIME ZONE 'UTC', {_FMT})"
-_INTERRUPT = (
-    "UPDATE calls SET disposition = 'interrupted', ended_at = coalesce(ended_at, {now}), "
-    "hangup_by = coalesce(hangup_by, 'system') WHERE node {match} "
-    "AND ended_at IS NULL AND disposition IN ('ringing', 'answered')"
-)
-_SWEEP = (
-    f"WITH dead AS (DELETE FROM nodes WHERE lease_expires_at <= {_NOW} RETURNING name), "
-    f"hit AS ({_INTERRUPT.format(now=_NOW, match='IN (SELECT name FROM dead)')} RETURNING node) "
+# What calls.mark_interrupted sets (talk time to the last media_at included),
+# on one node's live calls.
+_INTERRUPT = f"UPDATE calls SET {INTERRUPT_SET.format(ended=_NOW)} WHERE node {{match}} AND {LIVE}"  # noqa: S608 - code constants only; values are bound
+_SWEEP = (  # one statement: the lease row's deletion is the "exactly once"
+    f"WITH dead AS (DELETE FROM nodes WHERE lease_expires_at <= {_NOW} RETURNING name), "  # noqa: S608 - code constants only; values are bound
+    f"hit AS ({_INTERRUPT.format(match='IN (SELECT name FROM dead)')} RETURNING node) "
     "SELECT d.name::text AS name, (SELECT count(*) FROM hit WHERE hit.node = d.name) AS n "
     "FROM dead d ORDER BY d.name"
 )
@@ -76,7 +76,7 @@ class PgNodes:
                     f"node '{name}' is already running (its lease runs until {until}); "
                     "give this node another name or wait for that lease to expire"
                 )
-            interrupted = await tx.run(_INTERRUPT.format(now=_NOW, match="= $2"), now, name)
+            interrupted = await tx.run(_INTERRUPT.format(match="= $2"), now, name)
         self._who.name = name
         self._who.leased = True
         return Lease(name, str(expires), interrupted)

@@ -1,4 +1,4 @@
--- pbx PostgreSQL schema 3 (issue 13, audio), the same change as SQLite's
+-- pbx PostgreSQL schema 4 (issue 13, audio), the same change as SQLite's
 -- 0003_recording: per-number recording / prompt settings, the prompts table
 -- (converted 8 kHz mono 16-bit PCM as bytea), the call record's recording
 -- fields and the 'voicemail' disposition.
