@@ -61,7 +61,7 @@ INTERRUPT_SET = (
     "talk_seconds = pbx_talk_to_media(answered_at, media_at, talk_seconds)"
 )
 LIVE = "ended_at IS NULL AND disposition IN ('ringing', 'answered')"
-_SWEEP = f"UPDATE calls SET {INTERRUPT_SET.format(ended='$1')} WHERE {LIVE}"  # noqa: S608 - code constants only; the time is bound
+_SWEEP = f"UPDATE calls SET {INTERRUPT_SET.format(ended='$1')} WHERE {LIVE}"
 _CALL_INSERT = insert_sql("calls", _CALL_COLS, "")  # node: the daemon's ([node] id)
 _CALL_UPSERT = (  # a call keeps the node that inserted it
     _CALL_INSERT

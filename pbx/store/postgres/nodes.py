@@ -39,9 +39,9 @@ _NOW = f"to_char({_AT} AT TIME ZONE 'UTC', {_FMT})"
 _EXPIRES = f"to_char(({_AT} + make_interval(secs => $2)) AT TIME ZONE 'UTC', {_FMT})"
 # What calls.mark_interrupted sets (talk time to the last media_at included),
 # on one node's live calls.
-_INTERRUPT = f"UPDATE calls SET {INTERRUPT_SET.format(ended=_NOW)} WHERE node {{match}} AND {LIVE}"  # noqa: S608 - code constants only; values are bound
+_INTERRUPT = f"UPDATE calls SET {INTERRUPT_SET.format(ended=_NOW)} WHERE node {{match}} AND {LIVE}"
 _SWEEP = (  # one statement: the lease row's deletion is the "exactly once"
-    f"WITH dead AS (DELETE FROM nodes WHERE lease_expires_at <= {_NOW} RETURNING name), "  # noqa: S608 - code constants only; values are bound
+    f"WITH dead AS (DELETE FROM nodes WHERE lease_expires_at <= {_NOW} RETURNING name), "
     f"hit AS ({_INTERRUPT.format(match='IN (SELECT name FROM dead)')} RETURNING node) "
     "SELECT d.name::text AS name, (SELECT count(*) FROM hit WHERE hit.node = d.name) AS n "
     "FROM dead d ORDER BY d.name"
