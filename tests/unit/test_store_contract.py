@@ -849,3 +849,15 @@ async def test_per_day_counts_follow_every_write(store: Store) -> None:
     day2 = await store.call_log.per_source_per_day("2024-05-02", "2024-05-02")
     assert {d for d, _, _, _ in day2} == {"2024-05-02"}
     assert None in {s for _, s, _, _ in day2}
+
+
+async def test_touch_media_stamps_more_calls_than_one_statement_takes(store: Store) -> None:
+    """600 live calls (past SQLite's 500 ids per statement) all get their stamp."""
+    ids = [f"live{i:04d}" for i in range(600)]
+    for call_id in ids:
+        await store.calls.insert(call(call_id, answered_at=T1, disposition=Disposition.ANSWERED))
+    await store.calls.touch_media(ids, T2)
+    assert await store.calls.mark_interrupted(T3) == 600
+    last = await store.calls.get(ids[-1])
+    assert last is not None
+    assert last.talk_seconds > 0  # talk time up to the stamp: the last id was stamped too

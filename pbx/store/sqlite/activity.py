@@ -139,15 +139,16 @@ class SqliteCalls:
         return [str(r["id"]) for r in rows]
 
     async def touch_media(self, call_ids: Sequence[str], at: str) -> None:
-        ids = list(call_ids)[:_MAX_TOUCH]
-        if not ids:
-            return
-        marks = ", ".join("?" for _ in ids)
-        async with self._db.single() as tx:
-            await tx.run(
-                f"UPDATE calls SET media_at = ? WHERE ended_at IS NULL AND id IN ({marks})",
-                (at, *ids),
-            )
+        """Stamp every live call of `call_ids`, `_MAX_TOUCH` ids per statement."""
+        ids = list(call_ids)
+        for start in range(0, len(ids), _MAX_TOUCH):
+            chunk = ids[start : start + _MAX_TOUCH]
+            marks = ", ".join("?" for _ in chunk)
+            async with self._db.single() as tx:
+                await tx.run(
+                    f"UPDATE calls SET media_at = ? WHERE ended_at IS NULL AND id IN ({marks})",
+                    (at, *chunk),
+                )
 
     async def mark_interrupted(self, ended_at: str) -> int:
         async with self._db.single() as tx:
