@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.load import (  # noqa: E402
+    DID,
     HOST,
     achieved_rate,
     as_int,
@@ -45,7 +46,6 @@ from tests import pg  # noqa: E402
 from tests.e2e.daemon import DaemonProcess, provision  # noqa: E402
 from tests.e2e.test_cluster import Kamailio  # noqa: E402
 
-DID = "+12125550150"
 OFFICE = "+14155550101"
 
 
