@@ -94,6 +94,8 @@ async def run_nodes(count: int, rates: list[int], seconds: float, cluster: pg.Cl
     callee, callee_port = await start_callee(work, [9], logs=False)
     nodes = [DaemonProcess(work / f"n{i}", url, env={"PBX_NODE_ID": f"n{i}",
                            "PBX_LOG_LEVEL": "warning"}) for i in range(count)]  # fmt: skip
+    for i, node in enumerate(nodes):  # 1,000 calls' worth of RTP ports each, apart
+        node.rtp_low, node.rtp_high = 30000 + 4000 * i, 30000 + 4000 * i + 3999
     front: Kamailio | None = None
     best = 0
     try:
