@@ -167,14 +167,16 @@ class VisitorApi:
         page = VisitInput(page.visitor_id, page.landing_url, page.referrer, page.ga_client_id,
                           page.ip, geo, city)  # fmt: skip
         pick = Pick(None)
-        if source is not None:
-            numbers = await self.store.numbers.list(source=source.name)
-            held = await self.store.visits.held_until([n.number for n in numbers])
-            pick = pick_number(source, numbers, held, now, geo, self.centroids)
-        visit = new_visit(self.new_id(), page, source, pick, now, expires)
+        numbers = await self.store.numbers.list(source=source.name) if source is not None else []
+        async with self.store.visits.pool_guard():  # nodes take turns: no number held twice
+            if source is not None:
+                held = await self.store.visits.held_until([n.number for n in numbers])
+                pick = pick_number(source, numbers, held, now, geo, self.centroids)
+            visit = new_visit(self.new_id(), page, source, pick, now, expires)
+            added = await self.store.visits.add(visit)
         log.info("visit.started", visit=visit.id, source=visit.source, number=visit.number,
                  fallback=visit.fallback)  # fmt: skip
-        return await self.store.visits.add(visit)
+        return added
 
     def _answer(self, visit: Visit, page_numbers: list[str]) -> dict[str, Any]:
         ping = min(self.settings.visits.session_length / 2, 300.0)

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol, Self
@@ -360,6 +361,12 @@ class VisitRepo(Protocol):
         ...
 
     async def latest_for_visitor(self, visitor_id: str) -> Visit | None: ...
+
+    def pool_guard(self) -> AbstractAsyncContextManager[None]:
+        """Held while a new visit picks and holds a pool number (`held_until` then
+        `add`): every store client sharing the database takes turns, so two
+        nodes never hold the same number for two visitors."""
+        ...
 
 
 class OutboxRepo(Protocol):

@@ -22,11 +22,13 @@ in PostgreSQL and are left out of `dump()`.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import datetime as dt
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -48,6 +50,7 @@ from pbx.store.postgres.db import (
     values_of,
 )
 
+POOL_LOCK = 0x7062_7802  # advisory lock key of pool-number picks ("pbx" 2)
 CLAIM_S = 300.0  # how long an outbox item handed out by due() is reserved for its claimer
 MAX_HELD_QUERY = 1000  # numbers per held_until query, as on SQLite
 
@@ -194,6 +197,22 @@ class PgCalls:
 class PgVisits:
     def __init__(self, db: Db) -> None:
         self._db = db
+        self._local = asyncio.Lock()
+
+    @asynccontextmanager
+    async def pool_guard(self) -> AsyncIterator[None]:
+        """A session advisory lock on a connection of its own, held across the pick's
+        round trips (`held_until`, `add`), so visitor APIs on every node take turns.
+
+        Picks of this store queue on a local lock first, so the guard holds at most
+        one pooled connection and the pick's own queries always find another.
+        """
+        async with self._local, self._db.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", POOL_LOCK)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", POOL_LOCK)
 
     async def add(self, visit: Visit) -> Visit:
         sql = insert_sql("visits", _VISIT_COLS, "*").replace(

@@ -11,11 +11,13 @@ field of the record), else leaves the seconds as last written.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -164,6 +166,11 @@ class SqliteCalls:
 class SqliteVisits:
     def __init__(self, db: Db) -> None:
         self._db = db
+        self._pool = asyncio.Lock()
+
+    def pool_guard(self) -> AbstractAsyncContextManager[None]:
+        """One daemon writes a SQLite file: an in-process lock serialises pool picks."""
+        return _locked(self._pool)
 
     async def _need(self, tx: Tx, visit_id: str) -> Visit:
         row = await tx.one("SELECT * FROM visits WHERE id = ?", (visit_id,))
@@ -283,3 +290,9 @@ class SqliteOutbox:
             )
             if not changed:
                 raise NotFoundError(f"no outbox item {item_id}")
+
+
+@asynccontextmanager
+async def _locked(lock: asyncio.Lock) -> AsyncIterator[None]:
+    async with lock:
+        yield
