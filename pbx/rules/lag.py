@@ -11,7 +11,9 @@ short setup time and the daemon never collapses; the carrier sends the
 excess to its backup route.
 
 Decisions: `alpha` 0.3 per sample (samples every 50 ms: ~150 ms to react);
-a single sample over `spike` (default 1 s: a stalled loop) trips at once.
+a single sample over `spike` (default 2 s: a stalled loop) trips at once.
+The default threshold (`calls.max_loop_lag` 0.25 s) was chosen on bench/load.py:
+0.1 s shed calls at 200 CPS that the daemon still answered within 400 ms.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class LagEstimator:
     high: float = 0.1  # seconds of mean lag that mean "overloaded"
     low: float = 0.03  # ... and below which the daemon takes calls again
     alpha: float = 0.3
-    spike: float = 1.0
+    spike: float = 2.0
     mean: float = 0.0
     overloaded: bool = False
     trips: int = 0  # times it went into overload (for the metric)
