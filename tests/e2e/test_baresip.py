@@ -202,3 +202,28 @@ async def test_baresip_gives_up_when_sha256_is_offered_first(
     phone = await start_baresip(phones, tmp_path / "baresip", daemon)
     line = await phone.expect("Function not implemented", "200 OK", limit=15)
     assert "Function not implemented" in line  # the issue's symptom, why --digest exists
+
+
+async def test_a_phone_registered_on_node_a_answers_a_call_arriving_on_node_b(
+    sipp: SippFactory, phones: list[Baresip], tmp_path: Path, pg_url: str
+) -> None:
+    """Bindings live in the shared PostgreSQL store: node b rings what node a registered
+    (issue 15: extension bindings are shared across nodes)."""
+    node_a = DaemonProcess(tmp_path / "a", pg_url, env={"PBX_NODE_ID": "a"})
+    node_b = DaemonProcess(tmp_path / "b", pg_url, env={"PBX_NODE_ID": "b"})
+    for node in (node_a, node_b):
+        node.workdir.mkdir()
+    try:
+        await _setup(node_a, "md5")  # provisions the shared store and starts node a
+        await node_b.start()
+        phone = await start_baresip(phones, tmp_path / "baresip", node_a)
+        await phone.expect("200 OK", limit=15)  # registered through node a
+        caller = await _call(sipp, node_b, "b2bua_caller.xml", hold_ms=1000)  # into node b
+        await _ok(caller)
+        record = _record(await node_b.wait_final_record())
+        assert (record.disposition, record.destination, record.node) == (
+            Disposition.ANSWERED, "front-desk", "b",
+        )  # fmt: skip
+    finally:
+        await node_b.stop()
+        await node_a.stop()
