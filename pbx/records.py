@@ -136,6 +136,9 @@ class CallRecord:
     recording_seconds: float = 0.0
     recording_bytes: int = 0
     media_note: str | None = None
+    # Where the call came from before a front proxy (Kamailio's X-Pbx-Received,
+    # trusted only from a trunk address): the carrier-side HOST:PORT.
+    received_from: str | None = None
 
     @property
     def is_final(self) -> bool:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -211,6 +212,20 @@ def _caller(invite: Request, region: str) -> tuple[str, str | None, str | None]:
     return e164, from_.display, region_of(e164)
 
 
+_RECEIVED = re.compile(r"\[?[0-9A-Fa-f:.]{2,45}\]?:\d{1,5}")
+
+
+def received_from(invite: Request) -> str | None:
+    """The carrier-side address a front proxy passed in X-Pbx-Received (HOST:PORT).
+
+    Only called for INVITEs already admitted from a trunk address (the proxy
+    is that trunk), so the header is the proxy's word; anything that is not
+    an IP:port is ignored rather than stored.
+    """
+    value = (invite.headers.get("X-Pbx-Received") or "").strip()
+    return value if _RECEIVED.fullmatch(value) else None
+
+
 def _ringing_record(
     invite: Request, route: RouteInfo, trunk: Trunk, region: str, wall: float, node: str | None
 ) -> CallRecord:
@@ -230,6 +245,7 @@ def _ringing_record(
         disposition=Disposition.RINGING,
         node=node,
         cost_cents=call_cost_cents(SourceCost(route.source.name, route.source.cost_per_call_cents)),
+        received_from=received_from(invite),
     )
 
 

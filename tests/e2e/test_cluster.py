@@ -269,6 +269,8 @@ async def test_two_nodes_behind_kamailio_survive_a_kill(
         placed = _invite_call_ids([first.workdir, second.workdir])
         assert len(placed) == FIRST + SECOND
         assert sorted(r.inbound_call_id for r in rows) == placed  # exactly one record each
+        # the carrier-side source Kamailio passed (X-Pbx-Received), kept on every record
+        assert all((r.received_from or "").startswith("127.0.0.1:") for r in rows)
         late = [r for r in rows if r.inbound_call_id not in _invite_call_ids([first.workdir])]
         assert len(late) == SECOND
         assert all(r.node == "b" and r.disposition == Disposition.ANSWERED for r in late)

@@ -260,3 +260,24 @@ async def test_blocked_and_rejected_records_are_never_priced(store: SqliteStore)
     assert rejected.record is not None
     assert rejected.record.disposition is Disposition.REJECTED
     assert rejected.record.cost_cents is None
+
+
+def test_received_from_keeps_only_an_address_the_front_proxy_passed() -> None:
+    from pbx.call.intake import received_from
+    from pbx.sip.message import Request, parse
+
+    def invite(extra: str) -> Request:
+        raw = (
+            "INVITE sip:+12125550150@192.0.2.1 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 192.0.2.5;branch=z9hG4bKr\r\nFrom: <sip:a@b>;tag=1\r\n"
+            f"To: <sip:+12125550150@192.0.2.1>\r\nCall-ID: r1\r\nCSeq: 1 INVITE\r\n{extra}"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        message = parse(raw)
+        assert isinstance(message, Request)
+        return message
+
+    assert received_from(invite("X-Pbx-Received: 203.0.113.10:5060\r\n")) == "203.0.113.10:5060"
+    assert received_from(invite("X-Pbx-Received: [2001:db8::1]:5060\r\n")) == "[2001:db8::1]:5060"
+    assert received_from(invite("X-Pbx-Received: <script>\r\n")) is None
+    assert received_from(invite("")) is None
