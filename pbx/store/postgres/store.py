@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
-from dataclasses import dataclass
-from importlib import resources
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +36,7 @@ import asyncpg
 from pbx.errors import InputError
 from pbx.store.base import SchemaVersionError, Store
 from pbx.store.dump import neutral_json
+from pbx.store.migrations import Migration, load_numbered
 from pbx.store.postgres.activity import PgCalls, PgOutbox, PgVisits
 from pbx.store.postgres.cache import PgConfigCache
 from pbx.store.postgres.call_log import PgCallLog
@@ -57,7 +55,6 @@ PRIVATE_TABLES = frozenset({"schema_version", "nodes"})
 PRIVATE_COLUMNS: dict[str, frozenset[str]] = {
     "outbox": frozenset({"claimed_by", "claimed_until"}),
 }
-_MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 _SCHEMA_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version ("
     "version bigint PRIMARY KEY, name text NOT NULL, "
@@ -69,26 +66,9 @@ class PostgresUnavailableError(InputError):
     """The PostgreSQL server could not be reached or refused us (one line, no password)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
 def load_migrations() -> list[Migration]:
-    """The shipped migrations in order; numbering must be 1, 2, 3... without gaps."""
-    folder = resources.files("pbx.store.postgres").joinpath("migrations")
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.fullmatch(entry.name)
-        if match:
-            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
-    found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise RuntimeError(f"migration {migration.name}: expected number {expected:04d}")
-    return found
+    """This backend's shipped migrations in order (`pbx.store.migrations`)."""
+    return load_numbered("pbx.store.postgres")
 
 
 def redact(url: str) -> str:

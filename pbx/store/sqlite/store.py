@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sqlite3
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -39,6 +36,7 @@ import aiosqlite
 from pbx.errors import InputError
 from pbx.store.base import SchemaVersionError, Store
 from pbx.store.dump import neutral_json
+from pbx.store.migrations import Migration, load_numbered
 from pbx.store.sqlite.activity import SqliteCalls, SqliteOutbox, SqliteVisits
 from pbx.store.sqlite.cache import ConfigCache, open_cache
 from pbx.store.sqlite.call_log import SqliteCallLog
@@ -49,7 +47,6 @@ from pbx.store.sqlite.nodes import SqliteNodes
 from pbx.store.sqlite.numbers import SqliteNumbers
 from pbx.store.sqlite.users import SqliteAudit, SqliteTokens, SqliteUsers
 
-_MIGRATION_NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
@@ -59,26 +56,9 @@ _PRAGMAS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
 def load_migrations() -> list[Migration]:
-    """The shipped migrations in order; numbering must be 1, 2, 3... without gaps."""
-    folder = resources.files("pbx.store.sqlite").joinpath("migrations")
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_NAME.fullmatch(entry.name)
-        if match:
-            found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
-    found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise RuntimeError(f"migration {migration.name}: expected number {expected:04d}")
-    return found
+    """This backend's shipped migrations in order (`pbx.store.migrations`)."""
+    return load_numbered("pbx.store.sqlite")
 
 
 async def user_version(conn: aiosqlite.Connection) -> int:
