@@ -322,6 +322,7 @@ async def test_a_node_rides_out_postgresql_going_away(tmp_path: Path, sipp: Sipp
     """PostgreSQL stops while a call is up: the call goes on, new calls get 503, and once
     the server is back the held final row is written and calls are taken again."""
     cluster = await asyncio.to_thread(pg.Cluster.start)
+    node: DaemonProcess | None = None
     try:
         await asyncio.to_thread(cluster.create_template)
         url = cluster.url(await asyncio.to_thread(cluster.fresh_db))
@@ -355,8 +356,9 @@ async def test_a_node_rides_out_postgresql_going_away(tmp_path: Path, sipp: Sipp
         text = node.log_text()
         assert "store.unwritable" in text
         assert "call.crashed" not in text  # refused or carried on, never a crashed call
-        await node.stop()
     finally:
+        if node is not None:
+            await node.stop()  # by its PID, whatever failed above
         await asyncio.to_thread(cluster.stop)
 
 
