@@ -49,11 +49,11 @@ from pbx.store.sqlite.users import SqliteAudit, SqliteTokens, SqliteUsers
 
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
 _PRAGMAS = (
-    "PRAGMA journal_mode = WAL",
-    "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 5000",
+    "PRAGMA foreign_keys = ON",
     "PRAGMA synchronous = NORMAL",
 )
+WAL_TRIES = 50  # x 0.1 s: how long a first open waits for another opener's lock
 
 
 def load_migrations() -> list[Migration]:
@@ -208,6 +208,7 @@ async def open_sqlite(path: str | Path, *, cache: bool = True, create: bool = Tr
         conn.row_factory = sqlite3.Row
         for pragma in _PRAGMAS:
             await conn.execute(pragma)
+        await _wal(conn)
         await migrate(conn, load_migrations())
         config_cache = open_cache(db_path) if cache else None
         writer = await Writer.open(db_path)
@@ -215,6 +216,19 @@ async def open_sqlite(path: str | Path, *, cache: bool = True, create: bool = Tr
         await conn.close()
         raise
     return SqliteStore(Db(conn, writer), db_path, config_cache)
+
+
+async def _wal(conn: aiosqlite.Connection) -> None:
+    """WAL mode; switching needs the file to itself, which SQLite does not wait for
+    (no busy handler), so a new file opened by two processes at once retries."""
+    for attempt in range(WAL_TRIES):
+        try:
+            await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_TRIES - 1:
+                raise
+            await asyncio.sleep(0.1)
 
 
 def _conforms(store: SqliteStore) -> Store:
