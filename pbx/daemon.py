@@ -39,6 +39,7 @@ from aiohttp import web
 from pbx.attribution.integrations import integrations_from
 from pbx.call.model import LocalAddress
 from pbx.config import Settings
+from pbx.errors import InputError
 from pbx.http import metrics as metrics_http
 from pbx.http import visitors
 from pbx.logs import setup_logging
@@ -174,6 +175,7 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     media = _media_address(settings)
     relay = await _media_engine(settings)
     undo.callback(relay.close)
+    await _check_audio(store, relay, settings)
     t = settings.timers
     agent = SipAgent(
         host=settings.sip.host,
@@ -237,6 +239,24 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     undo.push_async_callback(daemon.checkpoint.close)
     await _register_trunks(daemon, sip_host)
     return daemon
+
+
+async def _check_audio(store: Store, engine: MediaEngine, settings: Settings) -> None:
+    """Refuse to start on an engine that cannot play or record while numbers need it."""
+    if engine.plays_audio:
+        return
+    numbers = [n.number for n in await store.numbers.list()
+               if n.record or n.disclosure or n.whisper or n.whisper_text or n.screen
+               or n.voicemail]  # fmt: skip
+    sources = [s.name for s in await store.sources.list() if s.record or s.disclosure]
+    if not numbers and not sources:
+        return
+    which = "rtp.engine = rtpengine" if settings.rtp.engine == "rtpengine" else "rtp.workers > 0"
+    users = ", ".join([*numbers[:3], *sources[:3]])
+    raise InputError(
+        f"{which} cannot play prompts or record calls, but {users} use recording, "
+        "prompts or screening: set rtp.workers = 0 with the builtin engine, or turn those off"
+    )
 
 
 async def _stop_admin(daemon: Daemon) -> None:

@@ -109,6 +109,7 @@ class NoAudio:
     """
 
     engine_name = "this media engine"
+    plays_audio = False  # see `MediaEngine.plays_audio`
 
     def play(self, leg: Leg, pcm: bytes, payload_type: int, on_done: OnDone | None) -> None:
         raise MediaError(f"media: {self.engine_name} cannot play prompts")
@@ -172,6 +173,9 @@ class MediaEngine(Protocol):
     """
 
     advertises: bool
+    # Whether sessions can play prompts and record (`NoAudio` sessions cannot):
+    # the daemon refuses to start on an engine that cannot while numbers need it.
+    plays_audio: bool
     on_timeout: OnTimeout | None
     on_failure: OnFailure | None
 

@@ -478,6 +478,7 @@ def _bind(family: socket.AddressFamily, host: str, port: int, rcvbuf: int) -> so
 class MediaRelay:
     """All media sessions of the daemon, their ports, and the media-timeout check."""
 
+    plays_audio = True  # prompts and recording (pbx.rtp.media)
     advertises = False  # see pbx.rtp.media.MediaEngine
 
     def __init__(

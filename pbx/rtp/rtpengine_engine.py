@@ -214,6 +214,7 @@ def _total(stats: MediaStats) -> int:
 class RtpengineEngine:
     """Every call's media on the listed rtpengine instances (failover in `Rtpengine`)."""
 
+    plays_audio = False  # prompts and recording (pbx.rtp.media)
     advertises = True  # see pbx.rtp.media.MediaEngine
 
     def __init__(

@@ -263,6 +263,7 @@ class WorkerEngine:
     `await engine.start()` before the first `open_session`; `close()` at the end.
     """
 
+    plays_audio = False  # prompts and recording (pbx.rtp.media)
     advertises = False  # see pbx.rtp.media.MediaEngine
 
     def __init__(

@@ -96,3 +96,32 @@ def test_a_failed_start_exits_at_once_and_leaves_no_worker(tmp_path: Path) -> No
         if "pbx.rtp.worker" in text and f"{low}-" in text:
             leftovers.append(text)
     assert leftovers == []
+
+
+async def test_an_engine_without_audio_refuses_to_start_for_recorded_numbers(
+    daemon: DaemonProcess,
+) -> None:
+    """Workers cannot record yet: a recorded number stops `pbx serve` with one line."""
+    from pbx.store import Destination, Source, Store, TrackingNumber, Trunk
+
+    from .daemon import provision
+
+    async def rows(store: Store) -> None:
+        await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", allow=("127.0.0.0/8",)))
+        await store.destinations.add(Destination(name="d0", target=OFFICE, kind="number"))
+        await store.sources.add(Source(name="Radio"))
+        await store.numbers.add(TrackingNumber(number="+12125550150", source="Radio",
+                                               destinations=("d0",), record=True))  # fmt: skip
+
+    await provision(daemon.db, rows)
+    daemon.env["PBX_RTP_WORKERS"] = "1"
+    with pytest.raises(RuntimeError, match="exited early"):
+        await daemon.start()
+    assert daemon.process is not None
+    assert daemon.process.returncode == 1
+    errors = [line for line in daemon.log_text().splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: cannot start: rtp.workers > 0 cannot play prompts or record calls, but "
+        "+12125550150 use recording, prompts or screening: set rtp.workers = 0 with the "
+        "builtin engine, or turn those off"
+    ]
