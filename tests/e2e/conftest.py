@@ -204,22 +204,30 @@ class SippFactory:
         """
         binary = sipp_binary()
         path = Path(scenario) if Path(scenario).is_absolute() else SCENARIOS / scenario
-        port = port or free_port()
-        workdir = self._workdir / f"sipp{len(self.runs)}"
-        workdir.mkdir(parents=True)
-        args = self._args(path, workdir, port, transport, calls, seconds, keys or {}, extra)
-        if remote is not None:
-            args.insert(0, f"{remote[0]}:{remote[1]}")
-        with (workdir / "stdout.log").open("wb") as out:
-            process = await asyncio.create_subprocess_exec(
-                binary, *args, cwd=workdir, stdin=asyncio.subprocess.DEVNULL,
-                stdout=out, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-        run = SippRun(process, port, workdir, seconds, args)
-        self.runs.append(run)
-        if remote is None:  # a UAS: peers may only send once it listens
-            await run.listening("tcp" if transport.startswith("t") else "udp")
-        return run
+        for attempt in range(3):  # a port picked as free can be taken before sipp binds it
+            chosen = port or free_port()
+            workdir = self._workdir / f"sipp{len(self.runs)}"
+            workdir.mkdir(parents=True)
+            args = self._args(path, workdir, chosen, transport, calls, seconds, keys or {}, extra)
+            if remote is not None:
+                args.insert(0, f"{remote[0]}:{remote[1]}")
+            with (workdir / "stdout.log").open("wb") as out:
+                process = await asyncio.create_subprocess_exec(
+                    binary, *args, cwd=workdir, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out, stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+            run = SippRun(process, chosen, workdir, seconds, args)
+            self.runs.append(run)
+            if remote is not None:
+                return run
+            try:  # a UAS: peers may only send once it listens
+                await run.listening("tcp" if transport.startswith("t") else "udp")
+                return run
+            except RuntimeError:
+                taken = "Address already in use" in run._read("errors.log")
+                if not taken or port is not None or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _args(
