@@ -29,22 +29,19 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import TypeVar, cast
 
 from pbx.store.postgres.db import Db
+from pbx.store.versioned import VersionedValues
 
 T = TypeVar("T")
 
-MAX_ENTRIES = 10_000
 _VERSION = "SELECT version FROM config_version WHERE id = 1"
 
 
-class PgConfigCache:
+class PgConfigCache(VersionedValues):
     """Values keyed by what was asked, valid for one `config_version`."""
 
     def __init__(self, db: Db) -> None:
+        super().__init__()
         self._db = db
-        self._version = -1
-        self._values: dict[Hashable, object] = {}
-        self.hits = 0
-        self.misses = 0
 
     def version(self) -> int:
         """The version last read from the database (no I/O)."""
@@ -53,36 +50,11 @@ class PgConfigCache:
     async def refresh(self) -> int:
         """Read the current version; empty the cache if it moved."""
         row = await self._db.one(_VERSION)
-        version = int(row["version"]) if row else -1
-        if version != self._version:
-            self._values.clear()
-            self._version = version
-        return version
+        return self.at(int(row["version"]) if row else -1)
 
     async def get(self, key: Hashable) -> tuple[int, bool, object]:
         """(version, found, value) after refreshing the version (None is a value)."""
-        version = await self.refresh()
-        if key in self._values:
-            self.hits += 1
-            return version, True, self._values[key]
-        self.misses += 1
-        return version, False, None
-
-    def put(self, key: Hashable, value: object, version: int) -> None:
-        """Keep `value` if the version is still the one its fetch started at."""
-        if version != self._version:
-            return
-        if len(self._values) >= MAX_ENTRIES:
-            self._values.clear()
-        self._values[key] = value
-
-    def peek(self, key: Hashable) -> object:
-        return self._values.get(key)
-
-    def replace(self, key: Hashable, value: object) -> None:
-        """Overwrite a cached value (only if present): for changes the version does not count."""
-        if key in self._values:
-            self._values[key] = value
+        return self.lookup(await self.refresh(), key)
 
     def close(self) -> None:
         self._values.clear()

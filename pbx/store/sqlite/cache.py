@@ -36,56 +36,29 @@ from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import TypeVar, cast
 
-T = TypeVar("T")
+from pbx.store.versioned import MAX_ENTRIES, VersionedValues
 
-MAX_ENTRIES = 10_000
+T = TypeVar("T")
+__all__ = ["MAX_ENTRIES", "ConfigCache", "cached", "open_cache"]
+
 _VERSION = "SELECT version FROM config_version WHERE id = 1"
 
 
-class ConfigCache:
+class ConfigCache(VersionedValues):
     """Values keyed by what was asked, valid for one `config_version`."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__()
         self._conn = conn
-        self._version = -1
-        self._values: dict[Hashable, object] = {}
-        self.hits = 0
-        self.misses = 0
 
     def version(self) -> int:
         """Read the current version; empty the cache if it moved."""
         row = self._conn.execute(_VERSION).fetchone()
-        version = int(row[0]) if row else -1
-        if version != self._version:
-            self._values.clear()
-            self._version = version
-        return version
+        return self.at(int(row[0]) if row else -1)
 
     def get(self, key: Hashable) -> tuple[int, bool, object]:
         """(version, found, value) after checking the version (None is a value)."""
-        version = self.version()
-        if key in self._values:
-            self.hits += 1
-            return version, True, self._values[key]
-        self.misses += 1
-        return version, False, None
-
-    def put(self, key: Hashable, value: object, version: int) -> None:
-        """Keep `value` if the version is still the one its fetch started at."""
-        if version != self._version:
-            return
-        if len(self._values) >= MAX_ENTRIES:
-            self._values.clear()
-        self._values[key] = value
-
-    def peek(self, key: Hashable) -> object:
-        """The cached value without a version check (None when absent)."""
-        return self._values.get(key)
-
-    def replace(self, key: Hashable, value: object) -> None:
-        """Overwrite a cached value (only if present): for changes the version does not count."""
-        if key in self._values:
-            self._values[key] = value
+        return self.lookup(self.version(), key)
 
     def close(self) -> None:
         self._conn.close()
