@@ -151,7 +151,9 @@ def ga4_item(record: CallRecord, source: Source | None, cfg: Integrations) -> Ou
 def webhook_items(
     event: str, record: CallRecord, cfg: Integrations, event_id: str, now: str
 ) -> list[OutboxItem]:
-    """One webhook delivery of `event` per configured URL."""
+    """One webhook delivery of `event` per configured URL (no JSON built when there is none)."""
+    if not cfg.webhook_urls:
+        return []
     payload = _json({"id": event_id, "event": event, "occurred_at": now, "call": to_dict(record)})
     return [
         OutboxItem(kind="webhook", payload=payload, target_url=url, created_at=now)

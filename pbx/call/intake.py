@@ -86,7 +86,18 @@ class IntakeContext:
 async def admit(
     ctx: IntakeContext, invite: Request, source: Peer, now: float, wall: float
 ) -> CallSetup | Refusal:
-    """Decide what to do with a new INVITE (DESIGN.md call flow step 2)."""
+    """Decide what to do with a new INVITE (DESIGN.md call flow step 2).
+
+    Every provisioning read of one admission shares one freshness check
+    (`Store.pinned_config`): one version read per call instead of one per read.
+    """
+    with ctx.store.pinned_config():
+        return await _admit(ctx, invite, source, now, wall)
+
+
+async def _admit(
+    ctx: IntakeContext, invite: Request, source: Peer, now: float, wall: float
+) -> CallSetup | Refusal:
     trunks = await ctx.store.trunks.list()
     trunk = _trunk_of(trunks, source.host)
     if trunk is None:

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol, Self
@@ -485,6 +485,10 @@ class Store(Protocol):
     def call_log(self) -> CallLogRepo: ...
     @property
     def prompts(self) -> PromptRepo: ...
+
+    def pinned_config(self) -> AbstractContextManager[None]:
+        """Inside, provisioning reads share one freshness check: one INVITE, one configuration."""
+        ...
 
     async def close(self) -> None: ...
     async def schema_version(self) -> int: ...

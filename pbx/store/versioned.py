@@ -7,21 +7,66 @@ rest - lookup, put, bounds, patching - is the same and lives here.
 Decisions: a value fetched while the version moved is not kept (`put` names
 the version the fetch started at); at most `MAX_ENTRIES` values, then the
 cache empties and refills (a flood of unknown numbers cannot grow it).
+
+Pinning (`pinned()`): the reads one INVITE makes (trunks, number, blocks,
+visit, targets) share one version read instead of one each: inside the
+block the first read asks the database and the rest take that answer. The
+pin lives in a ContextVar, so each call's task has its own and concurrent
+admissions never see each other's. A change committed before the block
+starts is still seen by every read in it ("CLI changes apply to the next
+call"), and one call now routes by one consistent configuration rather than
+by a mixture read across a change. A pinned version older than the one the
+cache already holds never rolls it back (newer values are fine to use).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 MAX_ENTRIES = 10_000
+
+
+class _Pin:
+    __slots__ = ("version",)
+
+    def __init__(self) -> None:
+        self.version: int | None = None
 
 
 class VersionedValues:
     def __init__(self) -> None:
         self._version = -1
         self._values: dict[Hashable, object] = {}
+        self._pin: ContextVar[_Pin | None] = ContextVar(f"config-pin-{id(self)}", default=None)
         self.hits = 0
         self.misses = 0
+        self.version_reads = 0
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Inside: the version is read once, by the first read that needs it."""
+        token = self._pin.set(_Pin())
+        try:
+            yield
+        finally:
+            self._pin.reset(token)
+
+    def pinned_version(self) -> int | None:
+        """The version this context pinned, if it pinned one and read it already."""
+        pin = self._pin.get()
+        if pin is None or pin.version is None:
+            return None
+        return self._version if self._version >= pin.version else self.at(pin.version)
+
+    def read_version(self, version: int) -> int:
+        """A version just read from the database: remember it for the pin, then `at` it."""
+        self.version_reads += 1
+        pin = self._pin.get()
+        if pin is not None:
+            pin.version = version
+        return self.at(version)
 
     def at(self, version: int) -> int:
         """The store is at `version` now: forget every value of an older one."""

@@ -149,3 +149,62 @@ async def test_a_value_fetched_across_a_change_is_not_kept(pair: Pair) -> None:
     pair.cache.version()  # moved on
     pair.cache.put(("trunks",), [], version)  # a fetch that started before the change
     assert [t.name for t in await pair.daemon.trunks.list()] == ["carrier", "late"]
+
+
+async def _admission_reads(d: Any) -> None:
+    """The provisioning reads one INVITE makes."""
+    await d.trunks.list()
+    await d.numbers.lookup(NUM)
+    await d.blocks.matching(CALLER, NUM)
+    await d.sources.get("google")
+
+
+async def test_a_pin_reads_the_version_once(pair: Pair) -> None:
+    d = pair.daemon
+    before = pair.cache.version_reads
+    await _admission_reads(d)
+    unpinned = pair.cache.version_reads - before
+    before = pair.cache.version_reads
+    with d.pinned_config():
+        await _admission_reads(d)
+    assert unpinned == 4
+    assert pair.cache.version_reads - before == 1
+
+
+async def test_a_change_before_the_pin_is_seen_by_every_read_in_it(pair: Pair) -> None:
+    d = pair.daemon
+    await _admission_reads(d)  # warm: everything cached at the old version
+    await pair.cli.trunks.add(Trunk(name="other", host="192.0.2.11"))
+    await pair.cli.numbers.add(TrackingNumber(number=NUM2, source="google", destinations=()))
+    with d.pinned_config():
+        assert [t.name for t in await d.trunks.list()] == ["carrier", "other"]
+        assert (await d.numbers.lookup(NUM2)) is not None
+
+
+async def test_pins_of_concurrent_calls_are_their_own(pair: Pair) -> None:
+    """A task pinned at an old version does not pin another task that starts after a change."""
+    import asyncio
+
+    d = pair.daemon
+    pinned = asyncio.Event()
+    changed = asyncio.Event()
+
+    async def old_call() -> list[str]:
+        with d.pinned_config():
+            await d.numbers.lookup(NUM)  # pins the version before the change
+            pinned.set()
+            await changed.wait()
+            return [t.name for t in await d.trunks.list()]
+
+    async def new_call() -> list[str]:
+        await pinned.wait()
+        await pair.cli.trunks.add(Trunk(name="other", host="192.0.2.11"))
+        with d.pinned_config():
+            names = [t.name for t in await d.trunks.list()]
+        changed.set()
+        return names
+
+    old, new = await asyncio.wait_for(asyncio.gather(old_call(), new_call()), 10)
+    assert new == ["carrier", "other"]
+    # the old call may see the newer list (never an older one than its pin)
+    assert old in (["carrier"], ["carrier", "other"])

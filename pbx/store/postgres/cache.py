@@ -48,9 +48,12 @@ class PgConfigCache(VersionedValues):
         return self._version
 
     async def refresh(self) -> int:
-        """Read the current version; empty the cache if it moved."""
+        """Read the current version (once per pin); empty the cache if it moved."""
+        pinned = self.pinned_version()
+        if pinned is not None:
+            return pinned
         row = await self._db.one(_VERSION)
-        return self.at(int(row["version"]) if row else -1)
+        return self.read_version(int(row["version"]) if row else -1)
 
     async def get(self, key: Hashable) -> tuple[int, bool, object]:
         """(version, found, value) after refreshing the version (None is a value)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -170,6 +171,10 @@ class PostgresStore:
                 rows = await conn.fetch(f'SELECT * FROM "{table}"')
                 out[table] = [{k: v for k, v in r.items() if k not in hidden} for r in rows]
         return neutral_json(out)
+
+    def pinned_config(self) -> AbstractContextManager[None]:
+        """Provisioning reads inside share one `config_version` read (`pbx.store.versioned`)."""
+        return self.cache.pinned() if self.cache is not None else nullcontext()
 
     async def close(self) -> None:
         if self._closed:

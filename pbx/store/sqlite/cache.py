@@ -52,9 +52,12 @@ class ConfigCache(VersionedValues):
         self._conn = conn
 
     def version(self) -> int:
-        """Read the current version; empty the cache if it moved."""
+        """Read the current version (once per pin); empty the cache if it moved."""
+        pinned = self.pinned_version()
+        if pinned is not None:
+            return pinned
         row = self._conn.execute(_VERSION).fetchone()
-        return self.at(int(row[0]) if row else -1)
+        return self.read_version(int(row[0]) if row else -1)
 
     def get(self, key: Hashable) -> tuple[int, bool, object]:
         """(version, found, value) after checking the version (None is a value)."""

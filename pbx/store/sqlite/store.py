@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -155,6 +156,10 @@ class SqliteStore:
                 for row in names
             }
         return neutral_json(tables)
+
+    def pinned_config(self) -> AbstractContextManager[None]:
+        """Provisioning reads inside share one `config_version` read (`pbx.store.versioned`)."""
+        return self.cache.pinned() if self.cache is not None else nullcontext()
 
     async def close(self) -> None:
         if self._closed:
