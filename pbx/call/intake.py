@@ -295,7 +295,7 @@ def _rejected(
 
 
 def _open_destinations(route: RouteInfo, wall: float) -> list[Destination] | Reject:
-    schedule = Schedule.from_json(route.number.hours) if route.number.hours else None
+    schedule = Schedule.parsed(route.number.hours) if route.number.hours else None
     now_utc = dt.datetime.fromtimestamp(wall, tz=dt.UTC)
     return choose_destinations(schedule, route.destinations, route.after_hours, now_utc)
 

@@ -48,6 +48,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -221,6 +222,14 @@ class Schedule:
             _check_interval(interval)
         return cls(zone, intervals, closed)
 
+    @staticmethod
+    def parsed(text: str) -> Schedule:
+        """`from_json`, memoised: a number's hours are parsed once, not per INVITE.
+
+        Keyed by the stored JSON itself, so an edited schedule is a new key;
+        bounded (a Schedule is immutable, so sharing one is safe)."""
+        return _parsed_schedule(text)
+
     def to_text(self) -> str:
         """The compact form `parse_schedule` accepts (one day per clause)."""
         clauses = [
@@ -373,3 +382,8 @@ def choose_destinations(
     if after_hours_list:
         return list(after_hours_list)
     return Reject(NO_ANSWER, "closed: outside business hours")
+
+
+@lru_cache(maxsize=1024)
+def _parsed_schedule(text: str) -> Schedule:
+    return Schedule.from_json(text)

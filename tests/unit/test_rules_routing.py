@@ -199,6 +199,16 @@ def test_json_and_text_round_trip() -> None:
 def test_from_json_rejects_garbage(text: str) -> None:
     with pytest.raises(InputError):
         Schedule.from_json(text)
+    with pytest.raises(InputError):  # the memo does not keep a failure as a value
+        Schedule.parsed(text)
+
+
+def test_parsed_is_parsed_once_per_text() -> None:
+    text = parse_schedule(NY).to_json()
+    first = Schedule.parsed(text)
+    assert first == Schedule.from_json(text)
+    assert Schedule.parsed(text) is first
+    assert Schedule.parsed(parse_schedule(NY + "; sun 22:00-01:30").to_json()) != first
 
 
 @pytest.mark.parametrize(
