@@ -33,6 +33,7 @@ import csv
 import datetime as dt
 import enum
 import io
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -147,6 +148,31 @@ class CallRecord:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
+
+
+def changed_fields(previous: CallRecord, record: CallRecord) -> tuple[str, ...]:
+    """The fields of `record` (same call) whose values differ from `previous`, in field order.
+
+    What a store's update writes instead of every column; never empty (the
+    disposition stands in for "no change", so the row's existence is still checked)."""
+    changed = tuple(
+        name
+        for name in FIELD_NAMES
+        if name != "id" and getattr(previous, name) != getattr(record, name)
+    )
+    return changed or ("disposition",)
+
+
+def column_values(record: CallRecord, cols: Iterable[str]) -> dict[str, Any]:
+    """The stored form of some fields (as `to_dict` gives them, attempts as JSON text)."""
+    out: dict[str, Any] = {c: getattr(record, c) for c in cols}
+    if "disposition" in out:
+        out["disposition"] = record.disposition.value
+    if "attempts" in out:
+        out["attempts"] = json.dumps(
+            [attempt_to_dict(a) for a in record.attempts], separators=(",", ":")
+        )
+    return out
 
 
 def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:

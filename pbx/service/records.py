@@ -111,12 +111,14 @@ class RecordWriter:
         self._recovered()
         return True
 
-    async def update(self, record: CallRecord) -> None:
+    async def update(self, record: CallRecord, previous: CallRecord | None = None) -> None:
+        """`previous` (the row as last written) lets the store write only what changed;
+        a held record is later written whole, so it needs none."""
         if record.id in self._queue:
             self._hold(record, final=False)
             return
         try:
-            await self.store.calls.update(record)
+            await self.store.calls.update(record, previous)
         except self._errors as exc:
             self._failed(exc)
             self._hold(record, final=False)

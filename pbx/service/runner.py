@@ -537,7 +537,7 @@ class CallRunner:
                 self.diverted = self.call.reject(503, self._now(), "store unavailable")
                 return
         else:
-            await records.update(record)
+            await records.update(record, existing)
         self.call.written = record
         wall = iso_utc(self.ctx.wall_clock())
         for item in progress_items(existing, record, self.ctx.integrations, uuid4().hex, wall):

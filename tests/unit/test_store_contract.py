@@ -380,6 +380,27 @@ async def test_call_update(store: Store) -> None:
     await unchanged(store, NotFoundError, store.calls.update(call("ghost")))
 
 
+async def test_call_update_of_changed_fields_only(store: Store) -> None:
+    """Given the row as written, only what changed is written; other columns keep the row's."""
+    ringing = call("c1")
+    await store.calls.insert(ringing)
+    await store.calls.touch_media(["c1"], T2)  # written by another writer meanwhile
+    answered = replace(
+        ringing,
+        answered_at=T1,
+        disposition=Disposition.ANSWERED,
+        destination="sales",
+        attempts=(Attempt(target="sales", status=200, dialled="+14155550101"),),
+    )
+    await store.calls.update(answered, ringing)
+    assert await store.calls.get("c1") == answered
+    rows = json.loads(await store.dump())["calls"]
+    assert [r["media_at"] for r in rows] == [T2]  # not rewritten by the update
+    await store.calls.update(answered, answered)  # nothing changed: still a valid write
+    assert await store.calls.get("c1") == answered
+    await unchanged(store, NotFoundError, store.calls.update(call("ghost"), call("ghost")))
+
+
 async def test_call_list_filters(store: Store) -> None:
     await store.calls.insert(call("a", started_at=T0))
     await store.calls.insert(call("b", started_at=T2, disposition=Disposition.BUSY))

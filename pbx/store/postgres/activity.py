@@ -30,12 +30,21 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 import asyncpg
 
 from pbx.errors import ConflictError, InputError, NotFoundError
-from pbx.records import FIELD_NAMES, CallRecord, Disposition, from_dict, to_dict
+from pbx.records import (
+    FIELD_NAMES,
+    CallRecord,
+    Disposition,
+    changed_fields,
+    column_values,
+    from_dict,
+    to_dict,
+)
 from pbx.store.base import OutboxItem, Visit
 from pbx.store.postgres.db import (
     BAD_VALUE,
@@ -103,6 +112,11 @@ def _call_values(record: CallRecord, who: Identity) -> list[Any]:
     return [params[c] for c in _CALL_COLS]
 
 
+@lru_cache(maxsize=256)
+def _update_of(cols: tuple[str, ...]) -> str:
+    return update_sql("calls", cols)
+
+
 def _call_from_row(row: asyncpg.Record) -> CallRecord:
     data = dict(row.items())
     data["attempts"] = json.loads(data["attempts"] or "[]")
@@ -126,9 +140,17 @@ class PgCalls:
         except BAD_VALUE as exc:
             raise as_input_error(exc) from None
 
-    async def update(self, record: CallRecord) -> None:
-        params = dict(zip(_CALL_COLS, _call_values(record, self._who), strict=True))
-        if not await self._db.run(_CALL_UPDATE, *(params[c] for c in _UPDATE_COLS), record.id):
+    async def update(self, record: CallRecord, previous: CallRecord | None = None) -> None:
+        """One statement; with `previous`, only the changed columns (never `node`)."""
+        if previous is None:
+            params = dict(zip(_CALL_COLS, _call_values(record, self._who), strict=True))
+            sql, args = _CALL_UPDATE, [params[c] for c in _UPDATE_COLS]
+        else:
+            cols = tuple(c for c in changed_fields(previous, record) if c != "node")
+            cols = cols or ("disposition",)
+            values = column_values(record, cols)
+            sql, args = _update_of(cols), [values[c] for c in cols]
+        if not await self._db.run(sql, *args, record.id):
             raise NotFoundError(f"no call record {record.id}")
 
     async def get(self, call_id: str) -> CallRecord | None:

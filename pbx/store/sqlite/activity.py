@@ -19,10 +19,19 @@ import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from pbx.errors import ConflictError, NotFoundError
-from pbx.records import FIELD_NAMES, CallRecord, Disposition, from_dict, to_dict
+from pbx.records import (
+    FIELD_NAMES,
+    CallRecord,
+    Disposition,
+    changed_fields,
+    column_values,
+    from_dict,
+    to_dict,
+)
 from pbx.store.base import OutboxItem, Visit
 from pbx.store.sqlite.db import (
     Db,
@@ -72,6 +81,15 @@ def _call_params(record: CallRecord) -> dict[str, Any]:
     return params
 
 
+@lru_cache(maxsize=256)
+def _update_of(cols: tuple[str, ...]) -> str:
+    return update_sql("calls", cols)
+
+
+def _changed_params(record: CallRecord, cols: tuple[str, ...]) -> dict[str, Any]:
+    return column_values(record, cols) | {"id": record.id}
+
+
 def _call_from_row(row: sqlite3.Row) -> CallRecord:
     data = dict(zip(row.keys(), tuple(row), strict=True))
     data["attempts"] = json.loads(data["attempts"] or "[]")
@@ -91,9 +109,14 @@ class SqliteCalls:
                 raise integrity_error(exc) from None
             raise ConflictError(f"call record {record.id} already exists") from None
 
-    async def update(self, record: CallRecord) -> None:
-        """Group-committed, like `insert`."""
-        [(changed, _)] = await self._db.submit([(_CALL_UPDATE, _call_params(record))])
+    async def update(self, record: CallRecord, previous: CallRecord | None = None) -> None:
+        """Group-committed, like `insert`; with `previous`, only the changed columns."""
+        if previous is None:
+            statement = (_CALL_UPDATE, _call_params(record))
+        else:
+            cols = changed_fields(previous, record)
+            statement = (_update_of(cols), _changed_params(record, cols))
+        [(changed, _)] = await self._db.submit([statement])
         if not changed:
             raise NotFoundError(f"no call record {record.id}")
 
