@@ -172,6 +172,7 @@ class CallSettings:
     retry_after: int = 5  # seconds in the Retry-After of a 503 for a call over a limit
     block_status: int = 603  # answer to a blocked caller (603 Decline; 486 or 403 also common)
     max_loop_lag: float = 0.25  # mean event-loop lag (s) past which new calls get 503; 0 = off
+    max_loop_busy: float = 0.85  # loop thread busy fraction kept by refusing a share; 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,6 +506,8 @@ def _check_misc(s: Settings) -> None:
         _check_positive(f"calls.{name}", getattr(s.calls, name), allow_zero=True)
     _check_positive("calls.retry_after", s.calls.retry_after, allow_zero=True)
     _check_positive("calls.max_loop_lag", s.calls.max_loop_lag, allow_zero=True)
+    if not 0.0 <= s.calls.max_loop_busy < 1.0:
+        raise ConfigError("config: calls.max_loop_busy must be at least 0 and below 1 (0 = off)")
     if not 400 <= s.calls.block_status <= 699:
         raise _bad("calls.block_status", "a final SIP status 400-699", s.calls.block_status)
     if s.store.url:

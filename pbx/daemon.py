@@ -53,7 +53,7 @@ from pbx.service.checkpoint import MediaCheckpoint
 from pbx.service.metrics import Metrics
 from pbx.service.nodes import NodeKeeper
 from pbx.service.outbox import OutboxDispatcher
-from pbx.service.overload import LagMonitor, Overload, flood_guard, trunk_exemption
+from pbx.service.overload import Overload, flood_guard, trunk_exemption
 from pbx.service.registrar import RegistrarService, registrar_config
 from pbx.service.runner import CallContext, CallManager
 from pbx.sip.agent import SipAgent
@@ -207,8 +207,8 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     )
     manager = CallManager(ctx)
     ctx.metrics.watch_records(lambda: manager.records.queued)
-    if ctx.overload.lag is not None:
-        lag_monitor = LagMonitor(ctx.overload.lag)
+    lag_monitor = ctx.overload.monitor()
+    if lag_monitor is not None:
         lag_monitor.start()
         undo.callback(lag_monitor.stop)
     keeper.on_lost = lambda lost: setattr(manager, "lease_lost", lost)

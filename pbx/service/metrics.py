@@ -65,6 +65,7 @@ REASONS = (
     "store_unavailable",  # the store refuses writes: no call without its record
     "overload",  # too many call tasks at once (hard cap before any lookup)
     "loop_lag",  # the event loop runs late: beyond capacity
+    "loop_busy",  # the loop's thread is at its busy target: a share of new calls refused
     "max_cps_per_source",
     "max_concurrent",
     "max_per_trunk",

@@ -31,11 +31,17 @@ Decisions:
   every `LAG_INTERVAL` and `pbx.rules.lag` decides; while the loop is
   overloaded, step 1 refuses new INVITEs (`loop_lag`), whatever the CPS.
   `calls.max_loop_lag` sets the mean lag that counts (0 = off).
+- At capacity, before any lag shows: the same monitor measures the loop
+  thread's busy fraction and `pbx.rules.lag.BusyShedder` refuses the share
+  of new INVITEs (`loop_busy`) that keeps it under `calls.max_loop_busy`
+  (0 = off): at twice the capacity, about half get 503 at once and the rest
+  keep a short setup, instead of every call queueing for seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 
@@ -44,7 +50,7 @@ from pbx.call.model import CallSetup
 from pbx.config import CallSettings, FloodSettings
 from pbx.records import Disposition
 from pbx.rules.admission import TrunkAcl, trunk_for_source
-from pbx.rules.lag import LagEstimator
+from pbx.rules.lag import BusyShedder, LagEstimator
 from pbx.rules.limits import CallLimits, FloodConfig, FloodGuard, RateLimiter
 from pbx.store import Trunk
 
@@ -53,26 +59,36 @@ ADMISSION_SLACK = 64  # call tasks beyond max_concurrent that may be in admissio
 OVERLOAD = "overload"
 CPS = "max_cps_per_source"
 LOOP_LAG = "loop_lag"
+LOOP_BUSY = "loop_busy"
 LAG_INTERVAL = 0.05  # seconds between loop-lag samples
 
 
 class LagMonitor:
-    """Samples how late a timer fires on the running loop; `estimator` decides."""
+    """Samples how late a timer fires on the running loop, and how busy the loop's thread
+    was since the last sample (thread CPU time over wall time); the estimators decide."""
 
-    def __init__(self, estimator: LagEstimator) -> None:
+    def __init__(self, estimator: LagEstimator | None, shedder: BusyShedder | None = None) -> None:
         self.estimator = estimator
+        self.shedder = shedder
         self._handle: asyncio.TimerHandle | None = None
+        self._cpu = 0.0
+        self._wall = 0.0
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._cpu, self._wall = time.thread_time(), loop.time()
         self._schedule(loop, loop.time() + LAG_INTERVAL)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
         self._handle = loop.call_at(due, self._sample, loop, due)
 
     def _sample(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        now = loop.time()
-        self.estimator.feed(now - due, now)
+        now, cpu = loop.time(), time.thread_time()
+        if self.estimator is not None:
+            self.estimator.feed(now - due, now)
+        if self.shedder is not None and now > self._wall:
+            self.shedder.feed((cpu - self._cpu) / (now - self._wall), now)
+        self._cpu, self._wall = cpu, now
         self._schedule(loop, now + LAG_INTERVAL)
 
     def stop(self) -> None:
@@ -92,6 +108,14 @@ class Overload:
         self.max_tasks = min(cap, MAX_CALL_TASKS)
         high = calls.max_loop_lag
         self.lag = LagEstimator(high=high, low=high * 0.3) if high > 0 else None
+        busy = calls.max_loop_busy
+        self.busy = BusyShedder(target=busy) if busy > 0 else None
+
+    def monitor(self) -> LagMonitor | None:
+        """The sampler feeding this daemon's lag and busy estimators (None if both are off)."""
+        if self.lag is None and self.busy is None:
+            return None
+        return LagMonitor(self.lag, self.busy)
 
     @property
     def active(self) -> int:
@@ -104,6 +128,8 @@ class Overload:
             return OVERLOAD
         if self.lag is not None and self.lag.overloaded:
             return LOOP_LAG
+        if self.busy is not None and self.busy.refuse():
+            return LOOP_BUSY
         if not self.cps.allow(host, now):
             return CPS
         return None

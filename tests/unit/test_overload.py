@@ -114,6 +114,40 @@ async def test_a_lagging_loop_sheds_new_calls_until_it_recovers() -> None:
         monitor.stop()
 
 
+async def test_a_busy_loop_refuses_a_share_of_new_calls_until_it_is_idle() -> None:
+    """The gate refuses part of the calls (`loop_busy`) while the loop's thread is saturated."""
+    import asyncio
+    import time as _time
+
+    from pbx.config import CallSettings
+    from pbx.service.overload import Overload
+
+    overload = Overload(CallSettings(max_loop_lag=0, max_loop_busy=0.85))
+    assert overload.busy is not None
+    assert overload.lag is None
+    monitor = overload.monitor()
+    assert monitor is not None
+    monitor.start()
+    try:
+        for _ in range(200):  # bounded: spin the CPU in 10 ms slices, yielding between them
+            if overload.busy.share >= 0.5:
+                break
+            end = _time.thread_time() + 0.01
+            while _time.thread_time() < end:
+                pass
+            await asyncio.sleep(0)
+        verdicts = [overload.gate("192.0.2.1", 0, 0.0) for _ in range(10)]
+        assert "loop_busy" in verdicts
+        assert None in verdicts or overload.busy.share == 1.0
+        for _ in range(100):  # idle: the share drains to 0
+            if overload.busy.share == 0.0:
+                break
+            await asyncio.sleep(0.05)
+        assert [overload.gate("192.0.2.1", 0, 0.0) for _ in range(10)] == [None] * 10
+    finally:
+        monitor.stop()
+
+
 def test_gate_refusals_are_logged_with_source_and_number_but_bounded() -> None:
     """A flood of refused INVITEs costs at most a few log lines a second per reason."""
     import structlog.testing
