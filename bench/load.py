@@ -12,6 +12,12 @@ tracking number; the destination is a sipp UAS that answers at once:
    even though no RTP flows. Per step: offered/achieved CPS, calls ok/failed,
    daemon CPU % and ms of CPU per call, RSS, INVITE->200 latency percentiles
    (sipp's per-call response times, -trace_rtt), load average.
+1b. Overload (`--overload R,...`, off by default): R CPS offered for
+   `--step-seconds` with a caller that takes a 503 as an answer
+   (load_caller_503.xml); prints calls answered and the admitted CPS, the
+   503s the gate gave (rejected_total of loop_busy/loop_lag/overload), what
+   the records say, INVITE->200 of the admitted calls, then a short step at
+   a tenth of R right after, to show the daemon took calls again at once.
 2. RTP test: K concurrent calls (each K in `--concurrent`) set up at
    `--setup-rate`, then both sides of every call send a 172-byte RTP packet
    (12-byte header + 160 bytes of PCMU) every 20 ms for `--rtp-seconds`
@@ -28,6 +34,7 @@ figures; asserts nothing.
     python bench/load.py                       # both phases, default steps
     python bench/load.py --rates 100,300,500 --concurrent 0
     python bench/load.py --rates 0 --concurrent 100,500,1000 --rtp-seconds 20
+    python bench/load.py --rates 150 --overload 300 --concurrent 0    # 2x the clean rate
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ READY_TIMEOUT = 20.0
 DRAIN_TIMEOUT = 30.0  # bounded wait for the daemon to have no calls left
 RTP_HEADER = struct.Struct("!BBHII")
 PAYLOAD = b"\xff" * 160  # 20 ms of PCMU at 8 kHz
+LOAD_REASONS = ("loop_busy", "loop_lag", "overload")  # the gate's refusals for load
 GEN_RCVBUF = 4 * 1024 * 1024  # generous on the generator side: loss should be the daemon's
 
 
@@ -236,6 +244,29 @@ class Daemon:
             result: dict[str, Any] = json.loads(body)
             return result
         return None
+
+    async def refused(self) -> int:
+        """New INVITEs refused at the gate for load (503): rejected_total of the load reasons."""
+        try:
+            reader, writer = await asyncio.open_connection(HOST, self.http_port)
+        except OSError:
+            return -1
+        try:
+            writer.write(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            raw = b""
+            while chunk := await asyncio.wait_for(reader.read(65536), 2.0):
+                raw += chunk
+        except (OSError, TimeoutError):
+            return -1
+        finally:
+            writer.close()
+        total = 0
+        for line in raw.decode(errors="replace").splitlines():
+            if line.startswith("pbx_rejected_total{") and any(
+                f'reason="{r}"' in line for r in LOAD_REASONS
+            ):
+                total += int(float(line.rsplit(" ", 1)[1]))
+        return total
 
     async def wait_idle(self, limit: float = DRAIN_TIMEOUT) -> int:
         """Wait (bounded) until no call is active; returns the calls still active."""
@@ -516,6 +547,76 @@ async def cps_phase(workdir: Path, args: argparse.Namespace) -> None:
     print(f"RESULT highest CPS with 0 failed calls: {best}")
 
 
+# -- phase 1b: beyond capacity ---------------------------------------------------
+
+
+async def overload_step(daemon: Daemon, workdir: Path, rate: int,
+                        args: argparse.Namespace) -> None:  # fmt: skip
+    """Offer `rate` CPS (503 is an expected answer), then check that the daemon recovers."""
+    calls = int(rate * args.step_seconds)
+    sdir = workdir / f"over{rate}"
+    sdir.mkdir(parents=True)
+    inf = write_injection(sdir / "caller.csv", [9])
+    timeout = args.step_seconds + args.hold_ms / 1000 + 30
+    before, records_before = await daemon.refused(), daemon.records()
+    c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+    proc = await start_sipp(
+        sdir, "load_caller_503.xml", free_port(),
+        [f"{HOST}:{daemon.sip_port}", *caller_args(inf, rate, calls, args.hold_ms, timeout)],
+        logs=False,
+    )  # fmt: skip
+    code = await wait_process(proc, timeout + 10)
+    stopped = time.monotonic()
+    left = await daemon.wait_idle()
+    c1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+    refused = await daemon.refused() - before
+    stats, rtts = sipp_stats(sdir), sipp_rtts(sdir)
+    times = [r for _, r in rtts]
+    after = daemon.records()
+    answered = after.get("answered", 0) - records_before.get("answered", 0)
+    other = {k: v - records_before.get(k, 0) for k, v in after.items()
+             if k not in ("answered", "packets_in_out", "packets_out_in")
+             and v != records_before.get(k, 0)}  # fmt: skip
+    print(f"offered {rate} CPS x {args.step_seconds:g} s = {calls} calls (sipp exit {code})")
+    print(f"  answered {len(times)} (admitted {achieved_rate(rtts):.1f} CPS), 503 at the gate "
+          f"{refused}, sipp failed {as_int(stats, 'FailedCall(C)')}, "
+          f"unaccounted {calls - len(times) - max(refused, 0)}")  # fmt: skip
+    print(f"  INVITE->200 of admitted calls p50/p90/p99/max "
+          f"{percentile(times, 0.5):.0f}/{percentile(times, 0.9):.0f}/"
+          f"{percentile(times, 0.99):.0f}/{max(times, default=float('nan')):.0f} ms")  # fmt: skip
+    print(f"  records: {answered} answered, others {other or 'none'}; calls left "
+          f"{left} {time.monotonic() - stopped:.1f} s after the load stopped")  # fmt: skip
+    print(f"  daemon cpu {100.0 * (c1 - c0) / (t1 - t0):.1f} %  load {load_average()}")
+    probe_rate = max(10, rate // 10)
+    saved = args.step_seconds
+    args.step_seconds = 3.0
+    try:
+        probe = await cps_step(daemon, workdir, probe_rate, args)
+    finally:
+        args.step_seconds = saved
+    print(f"  recovery: {probe_rate} CPS for 3 s right after: {probe.ok} ok, {probe.failed} "
+          f"failed, INVITE->200 p99 {percentile(probe.rtt, 0.99):.0f} ms")  # fmt: skip
+
+
+async def overload_phase(workdir: Path, args: argparse.Namespace) -> None:
+    rates = [r for r in args.overload if r > 0]
+    if not rates:
+        return
+    print(f"\n== Overload: {args.step_seconds:g} s at each rate, 503 counted, media anchored ==")
+    pdir = workdir / "overload"
+    pdir.mkdir()
+    callee, callee_port = await start_callee(pdir, [9], logs=False)
+    daemon = Daemon(pdir, callee_port, args.rtp_ports, args.log_level, args.cprofile)
+    try:
+        await daemon.start()
+        for rate in rates:
+            await overload_step(daemon, pdir, rate, args)
+    finally:
+        await daemon.stop()
+        end_process(callee)
+        await wait_process(callee, 5)
+
+
 # -- phase 2: concurrent calls with RTP ------------------------------------------
 
 
@@ -793,6 +894,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rates", type=int_list, default=int_list("50,100,200,300,500,700,1000"),
                    help="CPS steps, comma-separated (0 skips the phase)")  # fmt: skip
     p.add_argument("--step-seconds", type=float, default=10.0)
+    p.add_argument("--overload", type=int_list, default=[],
+                   help="CPS offered beyond capacity, comma-separated (503 expected)")  # fmt: skip
     p.add_argument("--hold-ms", type=int, default=1000)
     p.add_argument("--concurrent", type=int_list, default=int_list("100,300,500,1000"),
                    help="concurrent RTP call steps (0 skips the phase)")  # fmt: skip
@@ -810,6 +913,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace, workdir: Path) -> None:
     await cps_phase(workdir, args)
+    await overload_phase(workdir, args)
     await rtp_phase(workdir, args)
 
 
