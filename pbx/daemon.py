@@ -242,7 +242,11 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
 
 
 async def _check_audio(store: Store, engine: MediaEngine, settings: Settings) -> None:
-    """Refuse to start on an engine that cannot play or record while numbers need it."""
+    """Refuse to start on an engine that cannot play or record while numbers need it.
+
+    Both built-in engines (in-process and worker processes) carry audio; the
+    rtpengine engine does not.
+    """
     if engine.plays_audio:
         return
     numbers = [n.number for n in await store.numbers.list()
@@ -251,11 +255,10 @@ async def _check_audio(store: Store, engine: MediaEngine, settings: Settings) ->
     sources = [s.name for s in await store.sources.list() if s.record or s.disclosure]
     if not numbers and not sources:
         return
-    which = "rtp.engine = rtpengine" if settings.rtp.engine == "rtpengine" else "rtp.workers > 0"
     users = ", ".join([*numbers[:3], *sources[:3]])
     raise InputError(
-        f"{which} cannot play prompts or record calls, but {users} use recording, "
-        "prompts or screening: set rtp.workers = 0 with the builtin engine, or turn those off"
+        f"rtp.engine = {settings.rtp.engine} cannot play prompts or record calls, but {users} "
+        "use recording, prompts or screening: set rtp.engine = builtin, or turn those off"
     )
 
 
