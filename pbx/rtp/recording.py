@@ -93,6 +93,19 @@ class RecordingFile:
             self._file = None
         return self.result()
 
+    def abandon(self) -> None:
+        """Flush what was recorded but leave the header saying 0 bytes, and close: the
+        writer's owner is gone (a media worker whose daemon died), so the start-up sweep
+        repairs the file and names it in its call record, as after a crash."""
+        file = self._file
+        if file is None:
+            return
+        self._append(self.recorder.flush())
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+
     def result(self) -> RecordingResult:
         try:
             size = os.path.getsize(self.path)

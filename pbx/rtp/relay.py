@@ -345,6 +345,11 @@ class MediaSession:
     def recording_result(self) -> RecordingResult | None:
         return self._recorded if self.recording is None else self.recording.result()
 
+    def abandon_recording(self) -> None:
+        """The daemon died (media worker): flush the file, leave its header to the sweep."""
+        if self.recording is not None:
+            self.recording.abandon()
+
     def advance_recording(self, now: float) -> None:
         if self.recording is not None:
             self.recording.advance(now)

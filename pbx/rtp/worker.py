@@ -31,6 +31,11 @@ Decisions:
   then closes us); SIGTERM ends the worker the same way, closing every
   session first, so a recording still being written gets its header fixed
   (the daemon's SIGKILL, `stop_timeout` later, is the backstop).
+- When the stream ends without SIGTERM, the daemon died: a recording in
+  progress is flushed (nothing recorded is lost) but its header is left
+  saying 0 bytes (`RecordingFile.abandon`), exactly like an in-process
+  crash, so the next start-up sweep repairs it and names it in the call
+  record the daemon could not finish.
 - A recording that cannot start (the file cannot be created) is reported
   as `Recorded` with its error; the call goes on. A session closed while
   recording sends its `Recorded` right before `Closed`.
@@ -132,6 +137,7 @@ class Worker(asyncio.Protocol):
         self._hello = False
         self._stats_timer: asyncio.TimerHandle | None = None
         self.prompts = PromptStore()
+        self.stopped = False  # by SIGTERM (the daemon's orderly close), not by its death
         relay.on_timeout = self._timed_out
 
     # -- asyncio.Protocol --------------------------------------------------
@@ -323,6 +329,7 @@ class Worker(asyncio.Protocol):
     def stop(self) -> None:
         """SIGTERM: end like an EOF (every session closed, recordings finished)."""
         log.info("media.worker_stopping", pid=os.getpid(), calls=len(self.sessions))
+        self.stopped = True
         self._finish()
 
     def _finish(self) -> None:
@@ -361,6 +368,9 @@ async def serve(args: argparse.Namespace) -> None:
         await worker.done
     finally:
         runner.cancel()
+        if not worker.stopped:  # the daemon is gone: its records name no file yet
+            for session in worker.sessions.values():
+                session.abandon_recording()
         relay.close()
 
 
