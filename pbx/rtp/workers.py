@@ -15,8 +15,9 @@ Decisions:
   socketpair (the kernel closes it with the process), which needs no child
   watcher. The child's PYTHONPATH starts with the directory holding this
   `pbx` package, so a worker runs the daemon's own code.
-- `default_workers()`: one per core beyond the first (the daemon's), at
-  least 1, counted from the CPU affinity mask (containers pin cores).
+- `pbx.config.default_workers()` (the `[rtp] workers` default): one per
+  core beyond the first (the daemon's), at least 1, counted from the CPU
+  affinity mask (containers pin cores).
 - Ports: `control.split_ports` gives each worker an equal run of even/odd pairs; a
   restarted worker gets the same slice. A new session goes to the running
   worker with the fewest sessions.
@@ -75,6 +76,7 @@ from typing import cast
 import structlog
 
 import pbx
+from pbx.config import default_workers
 from pbx.rtp.control import (
     FROM_WORKER,
     INPUT_OF,
@@ -143,15 +145,6 @@ START_TIMEOUT = 10.0  # interpreter start + imports on a busy box
 RESTART_MIN = 0.1
 RESTART_MAX = 5.0
 QUICK_DEATH = 5.0
-
-
-def default_workers() -> int:
-    """One worker per core beyond the first (the daemon's), at least 1."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
 
 
 def _zero(call_id: str) -> MediaStats:
