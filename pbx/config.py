@@ -580,9 +580,11 @@ def _resolve(s: Settings) -> Settings:
         s,
         sip=dataclasses.replace(s.sip, transports=tuple(t.lower() for t in s.sip.transports)),
         rtp=dataclasses.replace(
-            s.rtp, host=rtp_host, advertised_address=s.rtp.advertised_address or rtp_host,
+            s.rtp,
+            host=rtp_host,
+            advertised_address=s.rtp.advertised_address or rtp_host,
             workers=workers,
-        ),  # fmt: skip
+        ),
         phone=PhoneSettings(s.phone.default_region.upper()),
         log=LogSettings(s.log.format.lower(), s.log.level.lower()),
     )
