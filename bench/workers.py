@@ -15,7 +15,10 @@ share of packets under 20 ms, and CPU % of one core for the generator, the
 daemon process and each worker (utime + stime from /proc/PID/stat over the
 sending window). `--busy 0.5` makes the daemon's loop spend half its time
 in 5 ms pieces of synchronous work (standing in for signalling and the
-store), which is what workers are for. `--direct` adds a baseline run with no relay at all (each
+store), which is what workers are for. `--record` makes every session
+record a stereo WAV (into a temporary directory, removed after the run):
+in-process the daemon's loop writes them, with workers each worker does.
+`--direct` adds a baseline run with no relay at all (each
 socket sends straight to its partner), so the delay the relay *adds* is
 the difference. The delay includes the generator's own scheduling: on a
 2-core box the generator competes with the relay for the cores.
@@ -31,9 +34,11 @@ import contextlib
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import socket
 import struct
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -75,9 +80,11 @@ def cpu_seconds(pid: int) -> float:
 # -- the daemon process ----------------------------------------------------------
 
 
-def daemon_main(conn: Connection, workers: int, low: int, high: int, busy: float) -> None:
+def daemon_main(
+    conn: Connection, workers: int, low: int, high: int, busy: float, record: str | None
+) -> None:
     raise_nofile()
-    uvloop.run(daemon_serve(conn, workers, low, high, busy))
+    uvloop.run(daemon_serve(conn, workers, low, high, busy, record))
 
 
 def keep_busy(loop: asyncio.AbstractEventLoop, share: float) -> None:
@@ -88,7 +95,9 @@ def keep_busy(loop: asyncio.AbstractEventLoop, share: float) -> None:
     loop.call_later(BUSY_CHUNK * (1 - share) / share, keep_busy, loop, share)
 
 
-async def daemon_serve(conn: Connection, workers: int, low: int, high: int, busy: float) -> None:
+async def daemon_serve(
+    conn: Connection, workers: int, low: int, high: int, busy: float, record: str | None
+) -> None:
     loop = asyncio.get_running_loop()
     if busy > 0:
         keep_busy(loop, busy)
@@ -106,6 +115,8 @@ async def daemon_serve(conn: Connection, workers: int, low: int, high: int, busy
         session = await engine.open_session(f"bench-{i}")
         session.set_remote("inbound", HOST, caller_port)
         session.set_remote("outbound", HOST, callee_port)
+        if record is not None:
+            session.start_recording(str(Path(record) / f"bench-{i}.wav"))
         sessions.append(session)
     await asyncio.sleep(SETTLE)
     ports = [(s.address("inbound")[1], s.address("outbound")[1]) for s in sessions]
@@ -213,9 +224,11 @@ def run_once(calls: int, workers: int | None, args: argparse.Namespace) -> dict[
         result["relay"] = {"relayed": result["received"], "dropped": 0}
         return result
     parent, child = mp.get_context("spawn").Pipe()
+    record = tempfile.mkdtemp(prefix="pbx-bench-") if args.record else None
     proc = mp.get_context("spawn").Process(
-        target=daemon_main, args=(child, workers, args.low, args.high, args.busy), daemon=True
-    )
+        target=daemon_main, args=(child, workers, args.low, args.high, args.busy, record),
+        daemon=True,
+    )  # fmt: skip
     proc.start()
     try:
         parent.send([(a.getsockname()[1], b.getsockname()[1]) for a, b in pairs])
@@ -234,6 +247,8 @@ def run_once(calls: int, workers: int | None, args: argparse.Namespace) -> dict[
         if proc.is_alive():
             proc.terminate()
             proc.join(timeout=5)
+        if record is not None:
+            shutil.rmtree(record, ignore_errors=True)
     return result
 
 
@@ -269,6 +284,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=10, help="send groups per ptime")
     parser.add_argument("--ports", default="50000-53999", help="relay RTP port range LOW-HIGH")
     parser.add_argument("--direct", action="store_true", help="add a no-relay baseline run")
+    parser.add_argument("--record", action="store_true", help="every session records a WAV")
     parser.add_argument(
         "--busy", type=float, default=0.0,
         help="share (0..0.9) of the daemon's loop held by fake signalling work, in 5 ms pieces",
@@ -284,7 +300,7 @@ def main() -> None:
     modes += [int(w) for w in args.workers.split(",")]
     print(
         f"duration={args.duration}s ptime={args.ptime * 1000:.0f}ms cores={os.cpu_count()} "
-        f"daemon busy={args.busy:.0%} load average={os.getloadavg()[0]:.1f}"
+        f"daemon busy={args.busy:.0%} record={args.record} load average={os.getloadavg()[0]:.1f}"
     )
     for calls in (int(c) for c in args.calls.split(",")):
         for workers in modes:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -87,7 +88,9 @@ class RtpSettings:
     advertised_address: str = ""  # "" = rtp.host
     engine: str = "builtin"  # builtin (pbx's own relay) | rtpengine (drive rtpengine over ng)
     rtpengine: tuple[str, ...] = ()  # ng control addresses HOST:PORT, in failover order
-    workers: int = 0  # relay processes; 0 = in-process (prompts, recording); -1 = a core each
+    # relay processes: -1 = one per core beyond the first, at least 1 (resolved at load:
+    # `default_workers`); 0 = in the daemon's process; N = N processes
+    workers: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,14 +565,28 @@ def _check_integrations(s: Settings) -> None:
             raise _bad("webhooks.urls", "a list of http(s) URLs", url)
 
 
+def default_workers() -> int:
+    """Media worker processes by default: one per core beyond the first (the daemon's), at
+    least 1, counted from the CPU affinity mask (containers pin cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 def _resolve(s: Settings) -> Settings:
     """Fill derived defaults and normalise case."""
     rtp_host = s.rtp.host or s.sip.host
+    workers = s.rtp.workers if s.rtp.workers >= 0 else default_workers()
     return dataclasses.replace(
         s,
         sip=dataclasses.replace(s.sip, transports=tuple(t.lower() for t in s.sip.transports)),
         rtp=dataclasses.replace(
-            s.rtp, host=rtp_host, advertised_address=s.rtp.advertised_address or rtp_host
+            s.rtp,
+            host=rtp_host,
+            advertised_address=s.rtp.advertised_address or rtp_host,
+            workers=workers,
         ),
         phone=PhoneSettings(s.phone.default_region.upper()),
         log=LogSettings(s.log.format.lower(), s.log.level.lower()),

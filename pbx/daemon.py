@@ -38,7 +38,7 @@ from aiohttp import web
 
 from pbx.attribution.integrations import integrations_from
 from pbx.call.model import LocalAddress
-from pbx.config import Settings
+from pbx.config import Settings, default_workers
 from pbx.errors import InputError
 from pbx.http import metrics as metrics_http
 from pbx.http import visitors
@@ -47,7 +47,7 @@ from pbx.records import to_dict
 from pbx.rtp.media import MediaEngine
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
-from pbx.rtp.workers import WorkerEngine, default_workers
+from pbx.rtp.workers import WorkerEngine
 from pbx.service import recordings
 from pbx.service.checkpoint import MediaCheckpoint
 from pbx.service.metrics import Metrics
@@ -128,7 +128,7 @@ async def _media_engine(settings: Settings) -> MediaEngine:
         log.info("media.rtpengine", instances=list(rtp.rtpengine))
         return anchored
     host = rtp.host or (settings.sip.host if settings.sip.host else "0.0.0.0")
-    workers = rtp.workers if rtp.workers >= 0 else default_workers()
+    workers = rtp.workers if rtp.workers >= 0 else default_workers()  # Settings() not loaded
     if workers == 0:
         allocator = PortPairAllocator(rtp.port_low, rtp.port_high, PORT_QUARANTINE)
         return MediaRelay(allocator, host, media_timeout=settings.timers.media_timeout)
@@ -242,7 +242,11 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
 
 
 async def _check_audio(store: Store, engine: MediaEngine, settings: Settings) -> None:
-    """Refuse to start on an engine that cannot play or record while numbers need it."""
+    """Refuse to start on an engine that cannot play or record while numbers need it.
+
+    Both built-in engines (in-process and worker processes) carry audio; the
+    rtpengine engine does not.
+    """
     if engine.plays_audio:
         return
     numbers = [n.number for n in await store.numbers.list()
@@ -251,11 +255,10 @@ async def _check_audio(store: Store, engine: MediaEngine, settings: Settings) ->
     sources = [s.name for s in await store.sources.list() if s.record or s.disclosure]
     if not numbers and not sources:
         return
-    which = "rtp.engine = rtpengine" if settings.rtp.engine == "rtpengine" else "rtp.workers > 0"
     users = ", ".join([*numbers[:3], *sources[:3]])
     raise InputError(
-        f"{which} cannot play prompts or record calls, but {users} use recording, "
-        "prompts or screening: set rtp.workers = 0 with the builtin engine, or turn those off"
+        f"rtp.engine = {settings.rtp.engine} cannot play prompts or record calls, but {users} "
+        "use recording, prompts or screening: set rtp.engine = builtin, or turn those off"
     )
 
 

@@ -20,9 +20,10 @@ these protocols, so an engine is swappable without touching it:
   (idempotent), `await session.release()` closes and waits, bounded, for
   the engine's final counters (what the call record gets).
 
-Audio (issue 13), which every engine must offer (a worker-process engine
+Audio (issue 13), which every engine must offer (the worker-process engine
 forwards these calls to the worker that owns the session, and its
-`on_done` callback back to the daemon's loop):
+`on_done` / `on_digit` callbacks run on the daemon's loop when the worker
+reports back; `pbx.rtp.control`):
 
 - `session.play(leg, pcm, payload_type, on_done)` sends an 8 kHz mono
   16-bit prompt to `leg` as a paced RTP stream of its own SSRC (PCMU 0 or
@@ -39,8 +40,10 @@ forwards these calls to the worker that owns the session, and its
   digit `leg` sends (telephone-event payload type `pt`) once, for call
   screening; `on_digit=None` stops;
 - `session.stop_recording()` fixes the header and returns the
-  `RecordingResult` (None if nothing was recording); `close()` stops it too
-  and keeps the result for `recording_result()`.
+  `RecordingResult` (None if nothing was recording; in the worker-process
+  engine the result comes later, from the worker); `close()` stops it too
+  and keeps the result for `recording_result()`, which is final once
+  `await release()` returned.
 
 Engines: `pbx.rtp.relay.MediaRelay` (built in, in the daemon's process;
 `[rtp] workers = 0`) and `pbx.rtp.workers.WorkerEngine` (the same relay in
@@ -105,7 +108,7 @@ class NoAudio:
     `play` and `start_recording` raise `MediaError`, so the call side goes on
     without the prompt or the recording and says so in the record (a
     disclosure that cannot play means no recording either); the rest do
-    nothing. Used by the worker-process and rtpengine engines today.
+    nothing. Used by the rtpengine engine.
     """
 
     engine_name = "this media engine"

@@ -20,14 +20,21 @@ Decisions:
   recording for the rest of the call: the call goes on, what was written
   stays (with its zero-size header, which the next start-up sweep fixes),
   and `result().error` carries the reason for the record and one log line.
+- `repair_file` fixes the header of a file whose writer is gone (a crash,
+  a media worker that died): the start-up sweep
+  (`pbx.service.recordings.repair_all`) and the worker-process engine,
+  for a worker that died while recording, use it; `salvaged` is then the
+  `RecordingResult` of what the file holds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import BinaryIO
 
+from pbx.audio import wav
 from pbx.audio.recorder import RATE, Side, StereoRecorder
 from pbx.audio.wav import StereoWavWriter
 from pbx.rtp.media import Leg, MediaError, RecordingResult
@@ -86,6 +93,19 @@ class RecordingFile:
             self._file = None
         return self.result()
 
+    def abandon(self) -> None:
+        """Flush what was recorded but leave the header saying 0 bytes, and close: the
+        writer's owner is gone (a media worker whose daemon died), so the start-up sweep
+        repairs the file and names it in its call record, as after a crash."""
+        file = self._file
+        if file is None:
+            return
+        self._append(self.recorder.flush())
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
+
     def result(self) -> RecordingResult:
         try:
             size = os.path.getsize(self.path)
@@ -107,3 +127,32 @@ class RecordingFile:
         if file is not None:
             with contextlib.suppress(OSError):
                 file.close()
+
+
+def repair_file(path: Path) -> bool:
+    """Fix the header of one recording if it needs it; True if it was changed."""
+    with path.open("r+b") as file:
+        head = file.read(wav.HEADER_SIZE)
+        size = os.fstat(file.fileno()).st_size
+        if not wav.needs_repair(head, size):
+            return False
+        fix = wav.repair(size)
+        if size < wav.HEADER_SIZE:
+            file.seek(0)
+            file.write(fix.header)
+        else:
+            file.truncate(fix.size)
+            file.seek(0)
+            file.write(fix.header)
+    return True
+
+
+def salvaged(path: str, error: str) -> RecordingResult:
+    """Repair `path` (its writer died) and say what it holds, with `error` as the note."""
+    try:
+        repair_file(Path(path))
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return RecordingResult(path, 0.0, 0, f"{error}; {exc.strerror or exc}")
+    frames = max(0, size - wav.HEADER_SIZE) // (wav.RECORDING_CHANNELS * 2)
+    return RecordingResult(path, round(frames / RATE, 3), size, error)

@@ -84,7 +84,7 @@ from pbx.rtp.packet import is_rtcp
 from pbx.rtp.payload import split
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.recording import RecordingFile
-from pbx.rtp.stream import PromptStream
+from pbx.rtp.stream import PromptStream, encode_prompt
 
 Address = tuple[str, int] | tuple[str, int, int, int]
 
@@ -345,6 +345,11 @@ class MediaSession:
     def recording_result(self) -> RecordingResult | None:
         return self._recorded if self.recording is None else self.recording.result()
 
+    def abandon_recording(self) -> None:
+        """The daemon died (media worker): flush the file, leave its header to the sweep."""
+        if self.recording is not None:
+            self.recording.abandon()
+
     def advance_recording(self, now: float) -> None:
         if self.recording is not None:
             self.recording.advance(now)
@@ -353,14 +358,26 @@ class MediaSession:
         """Send `pcm` to `leg` as paced RTP; `on_done()` once the last packet went out."""
         if self.closed:
             raise MediaError(f"media: call {self.call_id} is closed")
+        try:
+            payload = encode_prompt(pcm, payload_type)
+        except ValueError as exc:
+            raise MediaError(f"media: {exc}") from None
+        self.play_encoded(leg, payload, payload_type, on_done)
+
+    def play_encoded(
+        self, leg: Leg, payload: bytes, payload_type: int, on_done: OnDone | None
+    ) -> None:
+        """`play` of a payload already encoded (`pbx.rtp.stream.encode_prompt`)."""
+        if self.closed:
+            raise MediaError(f"media: call {self.call_id} is closed")
         self.stop_playing(leg)
         now = self.loop.time()
         previous = self._streams.get(leg)
         if previous is not None and previous.payload_type == payload_type:
-            stream = PromptStream.after(previous, pcm, now)
+            stream = PromptStream.after(previous, b"", now, payload=payload)
         else:
-            stream = PromptStream(
-                pcm, payload_type, secrets.randbits(32), secrets.randbits(16),
+            stream = PromptStream.encoded(
+                payload, payload_type, secrets.randbits(32), secrets.randbits(16),
                 secrets.randbits(32), now,
             )  # fmt: skip
         self._streams[leg] = stream

@@ -18,6 +18,10 @@ prompt audio is ever dropped (a consent disclosure must be heard whole);
 the timestamps stay +160 per packet because the audio is contiguous; the
 far end sees a delay spike, which is what a stall is.
 
+`encode_prompt` is the G.711 payload of a prompt, padded to whole packets;
+`PromptStream.encoded` plays such a payload as it is (the worker-process
+engine encodes once in the daemon and sends the payload to a worker once).
+
 `choose_codec` picks what to play in from the payload types a call's SDP
 negotiated: PCMU if offered, else PCMA, else None (no prompt: we do not
 transcode to other codecs).
@@ -53,6 +57,14 @@ def choose_codec(offered: Iterable[int]) -> int | None:
     return None
 
 
+def encode_prompt(pcm: bytes, payload_type: int) -> bytes:
+    """`pcm` (8 kHz mono 16-bit) as G.711 `payload_type`, silence-padded to whole packets."""
+    if payload_type not in (g711.PT_PCMU, g711.PT_PCMA):
+        raise ValueError(f"payload type {payload_type} is not PCMU (0) or PCMA (8)")
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+    return g711.encode_samples(payload_type, _pad(samples))
+
+
 def due(start: float, index: int) -> float:
     """When packet `index` of a stream started at `start` should be sent."""
     return start + index * PTIME
@@ -73,25 +85,32 @@ class PromptStream:
     _payload: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.payload_type not in (g711.PT_PCMU, g711.PT_PCMA):
-            raise ValueError(f"payload type {self.payload_type} is not PCMU (0) or PCMA (8)")
-        samples = np.frombuffer(self.pcm[: len(self.pcm) // 2 * 2], dtype="<i2")
-        self._payload = g711.encode_samples(self.payload_type, _pad(samples))
+        self._payload = encode_prompt(self.pcm, self.payload_type)
 
     @classmethod
-    def after(cls, previous: PromptStream, pcm: bytes, start: float) -> PromptStream:
+    def encoded(
+        cls, payload: bytes, payload_type: int, ssrc: int, seq0: int, ts0: int, start: float
+    ) -> PromptStream:
+        """A stream of an `encode_prompt` payload, sent as it is (`pcm` stays empty)."""
+        if len(payload) % SAMPLES_PER_PACKET:
+            raise ValueError(f"payload of {len(payload)} bytes is not whole packets")
+        stream = cls(b"", payload_type, ssrc, seq0, ts0, start)
+        stream._payload = payload
+        return stream
+
+    @classmethod
+    def after(
+        cls, previous: PromptStream, pcm: bytes, start: float, *, payload: bytes | None = None
+    ) -> PromptStream:
         """A second prompt on the same leg: same SSRC, sequence numbers continuing, and
-        timestamps advanced by the real time since `previous` ended (RFC 3550 §5.1)."""
+        timestamps advanced by the real time since `previous` ended (RFC 3550 §5.1).
+        `payload` instead of `pcm`: already encoded (`encode_prompt`)."""
         gap = max(0.0, start - due(previous.start, previous.packet_count))
         ts = previous.ts0 + previous.packet_count * SAMPLES_PER_PACKET + round(gap * 8000)
-        return cls(
-            pcm,
-            previous.payload_type,
-            previous.ssrc,
-            previous.seq0 + previous.packet_count,
-            ts,
-            start,
-        )
+        seq0, pt, ssrc = previous.seq0 + previous.packet_count, previous.payload_type, previous.ssrc
+        if payload is not None:
+            return cls.encoded(payload, pt, ssrc, seq0, ts, start)
+        return cls(pcm, pt, ssrc, seq0, ts, start)
 
     @property
     def packet_count(self) -> int:

@@ -5,7 +5,13 @@
 Started by `pbx.rtp.workers.WorkerEngine` (a subprocess with one end of a
 socketpair passed as `--fd`); it speaks the `pbx.rtp.control` protocol on
 that stream: `Hello` -> `Ready`, then `Open` / `SetRemote` / `Arm` /
-`Close` in, `Opened` / `Failed` / `Closed` / `Stats` / `Timeout` out.
+`Close` in, `Opened` / `Failed` / `Closed` / `Stats` / `Timeout` out; and
+the audio (issue 13): `Prompt` / `Forget` (the prompt cache, a
+`control.PromptStore`), `Play` / `StopPlaying` / `Hold` / `WatchDigits` /
+`StartRecording` / `StopRecording` in, `PlayDone` / `Digit` / `Recorded`
+out. Each is the relay session's own call (`play_encoded`, `hold`,
+`watch_digits`, `start_recording` ...), so pacing, SSRC continuity, muting,
+DTMF detection and the WAV writer are exactly the in-process relay's.
 
 Decisions:
 - Runs uvloop (a dependency; DESIGN.md: ~4x the stock loop's packet rate)
@@ -22,7 +28,19 @@ Decisions:
 - The worker exits by itself when the control stream ends (EOF or error):
   the daemon closed it or died, so no orphan keeps ports bound. SIGINT is
   ignored (a Ctrl-C reaches the whole process group; the daemon drains and
-  then closes us); SIGTERM keeps its default (exit at once).
+  then closes us); SIGTERM ends the worker the same way, closing every
+  session first, so a recording still being written gets its header fixed
+  (the daemon's SIGKILL, `stop_timeout` later, is the backstop).
+- When the stream ends without SIGTERM, the daemon died: a recording in
+  progress is flushed (nothing recorded is lost) but its header is left
+  saying 0 bytes (`RecordingFile.abandon`), exactly like an in-process
+  crash, so the next start-up sweep repairs it and names it in the call
+  record the daemon could not finish.
+- A recording that cannot start (the file cannot be created) is reported
+  as `Recorded` with its error; the call goes on. A session closed while
+  recording sends its `Recorded` right before `Closed`.
+- A `Play` naming a prompt the worker does not hold (a daemon bug) is
+  answered `PlayDone` at once with one log line, so the call goes on.
 - A control stream that is not the protocol is logged once
   (`media.worker_bad_control`) and ends the worker; the daemon sees EOF.
   So does an unexpected exception in the message handler (never a worker
@@ -69,18 +87,30 @@ from pbx.rtp.control import (
     Closed,
     ControlError,
     Decoder,
+    Digit,
     Failed,
+    Forget,
     Hello,
+    Hold,
     Message,
     Open,
     Opened,
+    Play,
+    PlayDone,
+    Prompt,
+    PromptStore,
     Ready,
+    Recorded,
     SetRemote,
+    StartRecording,
     Stats,
+    StopPlaying,
+    StopRecording,
     Timeout,
+    WatchDigits,
     encode,
 )
-from pbx.rtp.media import Counters, MediaError, MediaStats
+from pbx.rtp.media import Counters, MediaError, MediaStats, RecordingResult
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import RCVBUF, MediaRelay, MediaSession
 
@@ -106,6 +136,8 @@ class Worker(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._hello = False
         self._stats_timer: asyncio.TimerHandle | None = None
+        self.prompts = PromptStore()
+        self.stopped = False  # by SIGTERM (the daemon's orderly close), not by its death
         relay.on_timeout = self._timed_out
 
     # -- asyncio.Protocol --------------------------------------------------
@@ -162,6 +194,67 @@ class Worker(asyncio.Protocol):
                 session.arm()
         elif isinstance(msg, Close):
             self._close(msg.call_id)
+        else:
+            self._audio(msg)
+
+    def _audio(self, msg: Message) -> None:
+        if isinstance(msg, Prompt):
+            try:
+                self.prompts.put(msg)
+            except ControlError as exc:
+                log.error("media.worker_bad_control", pid=os.getpid(), error=str(exc))
+                self._finish()
+            return
+        if isinstance(msg, Forget):
+            self.prompts.forget(msg.key)
+            return
+        call_id = getattr(msg, "call_id", None)
+        session = self.sessions.get(call_id) if isinstance(call_id, str) else None
+        if session is not None:  # else closed, or its open failed: the daemon knows
+            self._session_audio(session, msg)
+
+    def _session_audio(self, session: MediaSession, msg: Message) -> None:
+        if isinstance(msg, Play):
+            self._play(session, msg)
+        elif isinstance(msg, StopPlaying):
+            session.stop_playing(msg.leg)
+        elif isinstance(msg, Hold):
+            session.hold(msg.on)
+        elif isinstance(msg, WatchDigits):
+            self._watch(session, msg)
+        elif isinstance(msg, StartRecording):
+            try:
+                session.start_recording(msg.path)
+            except MediaError as exc:
+                self._send(Recorded(msg.call_id, 0, 0, str(exc)))
+        elif isinstance(msg, StopRecording):
+            was = session.recording is not None
+            result = session.stop_recording()
+            if was and result is not None:
+                self._send(_recorded(msg.call_id, result))
+
+    def _play(self, session: MediaSession, msg: Play) -> None:
+        done = PlayDone(msg.call_id, msg.play_id)
+        prompt = self.prompts.get(msg.key)
+        if prompt is None:
+            log.error("media.worker_unknown_prompt", pid=os.getpid(), call_id=msg.call_id,
+                      key=msg.key)  # fmt: skip
+            self._send(done)
+            return
+        payload_type, payload = prompt
+        try:
+            session.play_encoded(msg.leg, payload, payload_type, lambda: self._send(done))
+        except MediaError:
+            self._send(done)
+
+    def _watch(self, session: MediaSession, msg: WatchDigits) -> None:
+        if msg.payload_type is None:
+            session.watch_digits(msg.leg, None, None)
+            return
+        call_id, leg = msg.call_id, msg.leg
+        session.watch_digits(
+            leg, msg.payload_type, lambda digit: self._send(Digit(call_id, leg, digit))
+        )
 
     async def _open(self, call_id: str) -> None:
         try:
@@ -192,7 +285,12 @@ class Worker(asyncio.Protocol):
         if session is None:  # never opened here (open failed): nothing to count
             self._send(Closed(MediaStats(call_id, Counters(), Counters())))
             return
-        self._send(Closed(session.close()))
+        recording = session.recording is not None
+        stats = session.close()
+        result = session.recording_result()
+        if recording and result is not None:
+            self._send(_recorded(call_id, result))
+        self._send(Closed(stats))
 
     def _timed_out(self, call_id: str) -> None:
         if call_id in self.sessions:
@@ -228,6 +326,12 @@ class Worker(asyncio.Protocol):
             log.error("media.worker_handler_failed", pid=os.getpid(), error=repr(task.exception()))
         self._finish()  # a worker that no longer handles messages must not linger
 
+    def stop(self) -> None:
+        """SIGTERM: end like an EOF (every session closed, recordings finished)."""
+        log.info("media.worker_stopping", pid=os.getpid(), calls=len(self.sessions))
+        self.stopped = True
+        self._finish()
+
     def _finish(self) -> None:
         if self._stats_timer is not None:
             self._stats_timer.cancel()
@@ -235,6 +339,10 @@ class Worker(asyncio.Protocol):
             self._transport.close()
         if not self.done.done():
             self.done.set_result(None)
+
+
+def _recorded(call_id: str, result: RecordingResult) -> Recorded:
+    return Recorded(call_id, round(result.seconds * 1000), result.bytes, result.error)
 
 
 def _raise_nofile() -> None:
@@ -253,12 +361,16 @@ async def serve(args: argparse.Namespace) -> None:
     sock.setblocking(False)
     worker = Worker(relay, args.stats_interval)
     await loop.create_unix_connection(lambda: worker, sock=sock)
+    loop.add_signal_handler(signal.SIGTERM, worker.stop)
     runner = asyncio.create_task(worker.run())
     runner.add_done_callback(worker.handler_ended)
     try:
         await worker.done
     finally:
         runner.cancel()
+        if not worker.stopped:  # the daemon is gone: its records name no file yet
+            for session in worker.sessions.values():
+                session.abandon_recording()
         relay.close()
 
 

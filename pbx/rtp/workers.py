@@ -15,8 +15,9 @@ Decisions:
   socketpair (the kernel closes it with the process), which needs no child
   watcher. The child's PYTHONPATH starts with the directory holding this
   `pbx` package, so a worker runs the daemon's own code.
-- `default_workers()`: one per core beyond the first (the daemon's), at
-  least 1, counted from the CPU affinity mask (containers pin cores).
+- `pbx.config.default_workers()` (the `[rtp] workers` default): one per
+  core beyond the first (the daemon's), at least 1, counted from the CPU
+  affinity mask (containers pin cores).
 - Ports: `control.split_ports` gives each worker an equal run of even/odd pairs; a
   restarted worker gets the same slice. A new session goes to the running
   worker with the fewest sessions.
@@ -37,6 +38,20 @@ Decisions:
   worker starts on the same slice: at once, then with a doubling delay
   (`RESTART_MIN`..`RESTART_MAX`) while it keeps dying within `QUICK_DEATH`
   seconds of starting. Meanwhile its share goes to the others.
+- Audio (issue 13, `pbx.rtp.control` says the wire): the session methods
+  send their message and return; `on_done` / `on_digit` run on the
+  daemon's loop when the worker's `PlayDone` / `Digit` arrives. A prompt
+  is encoded and sent to a worker the first time that worker plays it
+  (`control.PromptCache` per worker, emptied when the worker is
+  replaced); later calls send only its key. `start_recording` creates the
+  file here first (so an unwritable directory raises `MediaError` at once,
+  as in-process), the worker then writes it; the result arrives as
+  `Recorded`, before `Closed`, so `recording_result()` after `release()`
+  is the worker's. A worker that dies while recording: its file is
+  repaired here in a thread (`recording.salvaged`: header fixed, a partial
+  frame cut; at most the worker's unflushed 64 KiB buffer is lost) and the
+  result carries `error = "media worker died"`, which the record notes.
+  `release()` waits (bounded) for that repair.
 - Known gap: a restarted worker's port allocator starts empty, so the
   dead calls' ports skip quarantine (late packets could reach a new call).
 - `close()` ends every worker by its PID: SIGTERM, then SIGKILL after
@@ -48,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import os
 import socket
 import subprocess
@@ -60,27 +76,43 @@ from typing import cast
 import structlog
 
 import pbx
+from pbx.config import default_workers
 from pbx.rtp.control import (
     FROM_WORKER,
     INPUT_OF,
     MAX_CALL_ID,
+    MAX_PROMPT,
     VERSION,
     Close,
     Closed,
     ControlError,
     Decoder,
+    Digit,
     Effect,
+    Forget,
     FromWorker,
     Hello,
+    Hold,
     Input,
     Open,
     Opened,
+    Play,
+    PlayDone,
+    Prompt,
+    PromptCache,
     Ready,
+    Recorded,
     SessionState,
     SetRemote,
+    StartRecording,
     Stats,
+    StopPlaying,
+    StopRecording,
     ToWorker,
+    WatchDigits,
     encode,
+    payload_size,
+    prompt_key,
     session_step,
     split_ports,
 )
@@ -93,15 +125,21 @@ from pbx.rtp.media import (
     MediaError,
     MediaSession,
     MediaStats,
-    NoAudio,
+    OnDigit,
+    OnDone,
     OnFailure,
     OnTimeout,
+    RecordingResult,
 )
+from pbx.rtp.recording import salvaged
 from pbx.rtp.relay import RCVBUF
+from pbx.rtp.stream import encode_prompt
 
 log = structlog.get_logger("pbx.rtp.workers")
 
 FAILURE_REASON = "media_failed"
+DIED_WHILE_RECORDING = "media worker died"
+SALVAGE_TIMEOUT = 2.0
 MAX_UNSENT = 8 * 1024 * 1024  # control bytes queued to a worker that does not read
 START_TIMEOUT = 10.0  # interpreter start + imports on a busy box
 RESTART_MIN = 0.1
@@ -109,23 +147,12 @@ RESTART_MAX = 5.0
 QUICK_DEATH = 5.0
 
 
-def default_workers() -> int:
-    """One worker per core beyond the first (the daemon's), at least 1."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
-
-
 def _zero(call_id: str) -> MediaStats:
     return MediaStats(call_id, Counters(), Counters())
 
 
-class WorkerSession(NoAudio):
+class WorkerSession:
     """One call's media session in a worker; made by `WorkerEngine.open_session`."""
-
-    engine_name = "the worker-process relay"
 
     def __init__(self, engine: WorkerEngine, slot: _Slot, call_id: str) -> None:
         self._engine = engine
@@ -140,6 +167,14 @@ class WorkerSession(NoAudio):
         self._opened: asyncio.Future[None] = loop.create_future()
         self._final: asyncio.Future[MediaStats] = loop.create_future()
         self._open_timer: asyncio.TimerHandle | None = None
+        # audio: plays in flight by id, digit watchers, the recording's path and result
+        self._play_ids = itertools.count(1)
+        self._plays: dict[int, tuple[Leg, OnDone | None]] = {}
+        self._digits: dict[Leg, OnDigit] = {}
+        self._recording_path: str | None = None
+        self._recording = False
+        self._recorded: RecordingResult | None = None
+        self._salvage: asyncio.Task[None] | None = None
 
     @property
     def call_id(self) -> str:
@@ -182,9 +217,116 @@ class WorkerSession(NoAudio):
         return self._stats
 
     async def release(self) -> MediaStats:
-        """Close, then the worker's final counters (at most 2 s later)."""
+        """Close, then the worker's final counters (at most 2 s later), and the recording's
+        repair if its worker died (at most `SALVAGE_TIMEOUT` more)."""
         self.close()
-        return await self.final_stats(2.0)
+        stats = await self.final_stats(2.0)
+        if self._salvage is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._salvage), SALVAGE_TIMEOUT)
+        return stats
+
+    # -- audio (issue 13) -----------------------------------------------------
+
+    def play(self, leg: Leg, pcm: bytes, payload_type: int, on_done: OnDone | None) -> None:
+        """Have the worker play `pcm` to `leg`; `on_done()` when its `PlayDone` arrives."""
+        self._check_open()
+        if payload_type not in (0, 8):
+            raise MediaError(f"media: payload type {payload_type} is not PCMU (0) or PCMA (8)")
+        size = payload_size(pcm)
+        if not 0 < size <= MAX_PROMPT:
+            raise MediaError(f"media: a prompt must be 1 sample to {MAX_PROMPT // 8000} s long")
+        self._drop_plays(leg)  # the worker's play replaces the leg's current one
+        key = prompt_key(payload_type, pcm)
+        self._slot.offer(key, payload_type, size, lambda: encode_prompt(pcm, payload_type))
+        play_id = next(self._play_ids)
+        self._plays[play_id] = (leg, on_done)
+        self._slot.send(Play(self._call_id, leg, play_id, key))
+
+    def stop_playing(self, leg: Leg) -> None:
+        """Cut `leg`'s prompt short (no `on_done`)."""
+        self._drop_plays(leg)
+        if self.state is SessionState.OPEN:
+            self._slot.send(StopPlaying(self._call_id, leg))
+
+    def hold(self, on: bool) -> None:
+        if self.state is SessionState.OPEN:
+            self._slot.send(Hold(self._call_id, on))
+
+    def watch_digits(self, leg: Leg, payload_type: int | None, on_digit: OnDigit | None) -> None:
+        if payload_type is None or on_digit is None:
+            self._digits.pop(leg, None)
+            payload_type = None
+        else:
+            self._digits[leg] = on_digit
+        if self.state is SessionState.OPEN:
+            self._slot.send(WatchDigits(self._call_id, leg, payload_type))
+
+    def start_recording(self, path: str) -> None:
+        """Create `path` (MediaError if it cannot be), then have the worker record into it."""
+        self._check_open()
+        if self._recording:
+            return
+        try:
+            with open(path, "wb"):  # the worker truncates it again and writes the header
+                pass
+        except OSError as exc:
+            raise MediaError(f"cannot write {path}: {exc.strerror or exc}") from None
+        self._recording_path, self._recording, self._recorded = path, True, None
+        self._slot.send(StartRecording(self._call_id, path))
+
+    def stop_recording(self) -> RecordingResult | None:
+        """Ask the worker to stop; the result is `recording_result()` once it reported."""
+        if self._recording:
+            self._recording = False
+            if self.state is SessionState.OPEN:
+                self._slot.send(StopRecording(self._call_id))
+        return self._recorded
+
+    def recording_result(self) -> RecordingResult | None:
+        return self._recorded
+
+    def _check_open(self) -> None:
+        if self.state is not SessionState.OPEN:
+            raise MediaError(f"media: call {self._call_id} is {self.state.value}")
+
+    def _drop_plays(self, leg: Leg) -> None:
+        for play_id in [i for i, (on, _) in self._plays.items() if on == leg]:
+            del self._plays[play_id]
+
+    def _report(self, msg: PlayDone | Digit | Recorded) -> None:
+        """A worker's audio report: the callbacks run here, on the daemon's loop."""
+        if isinstance(msg, Recorded):
+            self._recording = False
+            if self._recording_path is not None:
+                self._recorded = RecordingResult(
+                    self._recording_path, msg.millis / 1000, msg.bytes, msg.error
+                )
+            return
+        if self.closed:
+            return  # the call is ending: no prompt or digit matters any more
+        if isinstance(msg, PlayDone):
+            entry = self._plays.pop(msg.play_id, None)
+            if entry is not None and entry[1] is not None:
+                entry[1]()
+        else:
+            on_digit = self._digits.get(msg.leg)
+            if on_digit is not None:
+                on_digit(msg.digit)
+
+    def _start_salvage(self) -> None:
+        """The worker died: make what it wrote playable, and say so in the result."""
+        path = self._recording_path
+        if path is None or self._recorded is not None or self._salvage is not None:
+            return
+        self._recording = False
+
+        async def salvage() -> None:
+            self._recorded = await asyncio.to_thread(salvaged, path, DIED_WHILE_RECORDING)
+            log.warning("recording.salvaged", call_id=self._call_id, path=path,
+                        seconds=self._recorded.seconds)  # fmt: skip
+
+        self._salvage = asyncio.get_running_loop().create_task(salvage())
 
     async def final_stats(self, timeout: float = 2.0) -> MediaStats:  # noqa: ASYNC109 - a bound, not a deadline to cancel
         """The counters of the worker's `Closed` reply (or the last known after `timeout`)."""
@@ -228,6 +370,7 @@ class _Slot:
         self.up = asyncio.Event()  # set from Ready until the worker is lost
         self.stats_batches = 0  # Stats messages received from this slot's workers
         self.on_stuck: Callable[[], None] | None = None
+        self.prompts = PromptCache()  # what this slot's worker holds (emptied on restart)
         self._outbox: list[ToWorker] = []
         self._flush: asyncio.Handle | None = None
 
@@ -247,6 +390,16 @@ class _Slot:
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_soon(self.flush)
 
+    def offer(self, key: str, payload_type: int, size: int, encode: Callable[[], bytes]) -> None:
+        """Send the worker the prompt `key` unless it holds it (forgetting old ones first)."""
+        if self.transport is None:
+            return
+        send, evicted = self.prompts.need(key, size)
+        for old in evicted:
+            self.send(Forget(old))
+        if send:
+            self.send(Prompt(key, payload_type, encode()))
+
     def flush(self) -> None:
         self._flush = None
         batch, self._outbox = self._outbox, []
@@ -263,7 +416,7 @@ class WorkerEngine:
     `await engine.start()` before the first `open_session`; `close()` at the end.
     """
 
-    plays_audio = False  # prompts and recording (pbx.rtp.media)
+    plays_audio = True  # prompts and recording (pbx.rtp.media), done in the workers
     advertises = False  # see pbx.rtp.media.MediaEngine
 
     def __init__(
@@ -414,6 +567,7 @@ class WorkerEngine:
         event: Input,
         reason: str = "",
         stats: MediaStats | None = None,
+        audio: PlayDone | Digit | Recorded | None = None,
     ) -> None:
         """Step `session` through the table and carry out the effects in order.
 
@@ -425,6 +579,11 @@ class WorkerEngine:
             if effect is Effect.UPDATE:
                 if stats is not None:
                     session._stats = stats
+            elif effect is Effect.AUDIO:
+                if audio is not None:
+                    self._audio_report(session, audio)
+            elif effect is Effect.SALVAGE_RECORDING:
+                session._start_salvage()
             else:
                 self._effect(session, effect, reason)
 
@@ -453,6 +612,12 @@ class WorkerEngine:
         elif effect is Effect.REPORT_FAILURE and not session.failed:
             session.failed = True
             self._notify(self.on_failure, session.call_id, FAILURE_REASON)
+
+    def _audio_report(self, session: WorkerSession, msg: PlayDone | Digit | Recorded) -> None:
+        try:
+            session._report(msg)
+        except Exception:  # a failing callback must not break this worker's channel
+            log.exception("media.callback_failed", call_id=session.call_id)
 
     def _notify(self, callback: OnTimeout | OnFailure | None, *args: str) -> None:
         if callback is None:
@@ -499,7 +664,8 @@ class WorkerEngine:
             session.ports = {"inbound": msg.inbound_port, "outbound": msg.outbound_port}
         reason = msg.reason if isinstance(msg, FailedMessage) else ""
         stats = msg.stats if isinstance(msg, Closed) else None
-        self._apply(session, INPUT_OF[type(msg)], reason, stats)
+        audio = msg if isinstance(msg, PlayDone | Digit | Recorded) else None
+        self._apply(session, INPUT_OF[type(msg)], reason, stats, audio)
 
     # -- worker processes ------------------------------------------------------
 
@@ -509,6 +675,7 @@ class WorkerEngine:
         parent = self._spawn(slot)
         slot.generation += 1
         slot.decoder = Decoder(FROM_WORKER)
+        slot.prompts.clear()
         slot.ready = loop.create_future()
         slot.started_at = time.monotonic()
         generation = slot.generation

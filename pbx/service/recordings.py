@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import structlog
 
 from pbx.audio import wav
+from pbx.rtp.recording import repair_file
 from pbx.store import Store
 
 log = structlog.get_logger("pbx.recordings")
@@ -56,24 +56,6 @@ def _recordings(folder: Path) -> list[Path]:
         return sorted(p for p in folder.iterdir() if p.suffix == ".wav" and p.is_file())
     except OSError:  # missing or unusable (prepare() logged it): nothing to sweep
         return []
-
-
-def repair_file(path: Path) -> bool:
-    """Fix the header of one recording if it needs it; True if it was changed."""
-    with path.open("r+b") as file:
-        head = file.read(wav.HEADER_SIZE)
-        size = os.fstat(file.fileno()).st_size
-        if not wav.needs_repair(head, size):
-            return False
-        fix = wav.repair(size)
-        if size < wav.HEADER_SIZE:
-            file.seek(0)
-            file.write(fix.header)
-        else:
-            file.truncate(fix.size)
-            file.seek(0)
-            file.write(fix.header)
-    return True
 
 
 def repair_all(folder: Path) -> SweepResult:

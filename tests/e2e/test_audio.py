@@ -14,6 +14,7 @@ signal at the best offset, and must correlate > 0.9 with it and < 0.3 with the o
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,16 @@ from .daemon import DaemonProcess, provision
 from .test_b2bua import _logged
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=["0", "1"], ids=["in-process", "workers"])
+def media_engine(request: pytest.FixtureRequest, daemon: DaemonProcess) -> str:
+    """Both built-in engines carry audio: the relay in the daemon, and in a worker process."""
+    daemon.env["PBX_RTP_WORKERS"] = request.param
+    return str(request.param)
+
+
+both_engines = pytest.mark.usefixtures("media_engine")
 
 DID = "+12125550100"
 CALLER = "+13125550199"
@@ -164,6 +175,7 @@ async def _call(sipp: SippFactory, daemon: DaemonProcess, caller: Peer, hold_ms:
     )  # fmt: skip
 
 
+@both_engines
 async def test_recorded_call_with_disclosure(sipp: SippFactory, daemon: DaemonProcess) -> None:
     caller = Peer(free_udp_range(2), CALLER_SSRC, _signal(1, SEND_SECONDS))
     callee = Peer(free_udp_range(2), CALLEE_SSRC, _signal(2, SEND_SECONDS))
@@ -224,6 +236,7 @@ async def test_unrecorded_call_has_no_file(sipp: SippFactory, daemon: DaemonProc
     assert set(caller.ssrcs()) == {CALLEE_SSRC}  # no prompt anywhere
 
 
+@both_engines
 async def test_whisper_reaches_only_the_answerer(sipp: SippFactory, daemon: DaemonProcess) -> None:
     caller = Peer(free_udp_range(2), CALLER_SSRC, _signal(1, 2.5))
     callee = Peer(free_udp_range(2), CALLEE_SSRC, _signal(2, 2.5))
@@ -293,6 +306,7 @@ async def _press(port: int, relay: tuple[str, int], ssrc: int) -> None:
         stream.close()
 
 
+@both_engines
 async def test_screening_no_digit_hunts_on_digit_one_bridges(
     sipp: SippFactory, daemon: DaemonProcess
 ) -> None:
@@ -381,9 +395,37 @@ async def test_sipp_pcap_caller_is_recorded_on_the_left(
     assert _best_match(_voiced(right)[:8000], sent) < 0.3
 
 
+def _worker_pids(daemon: DaemonProcess) -> list[int]:
+    for line in daemon.log_text().splitlines():
+        if '"media.workers"' in line:
+            return [int(p) for p in json.loads(line)["pids"]]
+    return []
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` is a live process (an orphan's zombie awaiting init counts as gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != "Z"
+
+
+async def _gone(pids: list[int], limit: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while any(_running(pid) for pid in pids):
+        assert loop.time() < deadline, f"media workers {pids} outlived their daemon"
+        await asyncio.sleep(0.05)
+
+
+@both_engines
 async def test_crash_mid_recording_leaves_a_playable_file(
     sipp: SippFactory, daemon: DaemonProcess
 ) -> None:
+    """A daemon killed mid-call: the file is repaired and named at the next start. With
+    workers, the worker sees its daemon gone, flushes the file and exits (leaving the header
+    to the sweep, like an in-process crash)."""
     caller = Peer(free_udp_range(2), CALLER_SSRC, _signal(1, 3.0))
     callee = Peer(free_udp_range(2), CALLEE_SSRC, _signal(2, 3.0))
     await callee.open()
@@ -396,7 +438,9 @@ async def test_crash_mid_recording_leaves_a_playable_file(
         caller.run((answer_ip, int(answer_port)), 3.0),
         callee.run((offer[0], int(offer[1])), 3.0),
     )
+    workers = _worker_pids(daemon)
     await daemon.stop(signal.SIGKILL)  # mid-call: the header still says 0 bytes
+    await _gone(workers)  # no orphan: a worker ends with its daemon
     files = list((daemon.workdir / "rec").glob("*.wav"))
     assert len(files) == 1
     head = files[0].read_bytes()
@@ -478,6 +522,7 @@ def _callee_pcap_scenario(folder: Path, pcap: Path) -> Path:
 
 
 @pytest.mark.skipif(not PCAP.exists(), reason="sip-tester's g711a.pcap is not installed")
+@both_engines
 async def test_both_sides_played_by_sipp_from_pcaps(
     sipp: SippFactory, daemon: DaemonProcess
 ) -> None:

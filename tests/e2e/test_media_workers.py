@@ -3,7 +3,9 @@
 `pbx serve` with `[rtp] workers = 1` starts its relay worker and logs its
 PID (`media.workers`). A worker SIGKILLed while a call is up: both legs get
 BYE, the record says `media_failed`, the worker is restarted and the next
-call relays again.
+call relays again; a recorded call's file is left playable and the record
+notes why it stops early. (Prompts, whisper, screening and recording through
+the worker engine: tests/e2e/test_audio.py, parametrised over both engines.)
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import pytest
 
 from pbx.records import Disposition
 
-from .conftest import SippFactory
+from .conftest import SippFactory, free_udp_range
 from .daemon import DaemonProcess
-from .test_b2bua import OFFICE, _call, _ok, _setup
+from .test_b2bua import OFFICE, _call, _exchange_rtp, _logged, _ok, _setup
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +74,7 @@ def test_a_failed_start_exits_at_once_and_leaves_no_worker(tmp_path: Path) -> No
     import subprocess
     import sys
 
-    from .conftest import free_port, free_udp_range
+    from .conftest import free_port
 
     low = free_udp_range(8)
     with socket.socket() as taken:
@@ -98,30 +100,47 @@ def test_a_failed_start_exits_at_once_and_leaves_no_worker(tmp_path: Path) -> No
     assert leftovers == []
 
 
-async def test_an_engine_without_audio_refuses_to_start_for_recorded_numbers(
-    daemon: DaemonProcess,
+async def test_a_worker_killed_mid_recording_leaves_a_playable_file_and_a_note(
+    sipp: SippFactory, daemon: DaemonProcess
 ) -> None:
-    """Workers cannot record yet: a recorded number stops `pbx serve` with one line."""
+    """Workers carry audio: a recorded call's worker dies; the call ends media_failed, the
+    file is repaired at once (not at the next start) and named, and the record says why."""
+    from pbx.audio import wav
     from pbx.store import Destination, Source, Store, TrackingNumber, Trunk
 
     from .daemon import provision
+    from .test_b2bua import DID
+
+    callee = await sipp.start("b2bua_callee.xml", extra=["-rtp_echo"], seconds=30)
 
     async def rows(store: Store) -> None:
-        await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", allow=("127.0.0.0/8",)))
+        await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", port=callee.port,
+                                     allow=("127.0.0.0/8",)))  # fmt: skip
         await store.destinations.add(Destination(name="d0", target=OFFICE, kind="number"))
         await store.sources.add(Source(name="Radio"))
-        await store.numbers.add(TrackingNumber(number="+12125550150", source="Radio",
+        await store.numbers.add(TrackingNumber(number=DID, source="Radio", trunk="carrier",
                                                destinations=("d0",), record=True))  # fmt: skip
 
     await provision(daemon.db, rows)
     daemon.env["PBX_RTP_WORKERS"] = "1"
-    with pytest.raises(RuntimeError, match="exited early"):
-        await daemon.start()
-    assert daemon.process is not None
-    assert daemon.process.returncode == 1
-    errors = [line for line in daemon.log_text().splitlines() if line.startswith("Error:")]
-    assert errors == [
-        "Error: cannot start: rtp.workers > 0 cannot play prompts or record calls, but "
-        "+12125550150 use recording, prompts or screening: set rtp.workers = 0 with the "
-        "builtin engine, or turn those off"
-    ]
+    daemon.env["PBX_RECORDING_DIR"] = str(daemon.workdir / "rec")
+    await daemon.start()
+    [worker] = _worker_pids(daemon)
+    media_port = free_udp_range(2)
+    caller = await _call(sipp, daemon, "b2bua_caller_wait_bye.xml", media_port=media_port)
+    answer_ip, answer_port = await _logged(caller, "ANSWER_MEDIA")
+    await _answered(daemon)
+    echoed = await _exchange_rtp(media_port, (answer_ip, int(answer_port)), 150)  # 3 s
+    assert echoed > 100
+    os.kill(worker, signal.SIGKILL)
+    await _ok(caller)  # the caller got our BYE
+    [record] = await daemon.wait_final_record()
+    assert record.sip_reason == "media_failed"
+    assert record.recording == f"{record.id}.wav"
+    assert record.media_note == "recording failed: media worker died"
+    data = (daemon.workdir / "rec" / record.recording).read_bytes()
+    assert not wav.needs_repair(data[:44], len(data))
+    assert record.recording_bytes == len(data)
+    assert record.recording_seconds >= 1.0  # what the worker had flushed (64 KiB = 2 s)
+    assert "recording.salvaged" in daemon.log_text()
+    await _ok(callee)  # the callee got our BYE too

@@ -62,3 +62,33 @@ async def test_a_call_with_media_anchored_by_rtpengine(
     assert record.packets_in_out >= 50  # rtpengine's counters: from the caller
     assert record.packets_out_in >= 50  # and from the callee
     assert "media.rtpengine" in daemon.log_text()
+
+
+async def test_rtpengine_refuses_to_start_for_recorded_numbers(
+    daemon: DaemonProcess, rtpengine: RtpengineProcess
+) -> None:
+    """rtpengine does not play or record for pbx: a recorded number stops `pbx serve`."""
+    from pbx.store import Destination, Source, Store, TrackingNumber, Trunk
+
+    from .daemon import provision
+
+    async def rows(store: Store) -> None:
+        await store.trunks.add(Trunk(name="carrier", host="127.0.0.1", allow=("127.0.0.0/8",)))
+        await store.destinations.add(Destination(name="d0", target=OFFICE, kind="number"))
+        await store.sources.add(Source(name="Radio"))
+        await store.numbers.add(TrackingNumber(number="+12125550150", source="Radio",
+                                               destinations=("d0",), record=True))  # fmt: skip
+
+    await provision(daemon.db, rows)
+    daemon.env["PBX_RTP_ENGINE"] = "rtpengine"
+    daemon.env["PBX_RTP_RTPENGINE"] = f"{rtpengine.ng[0]}:{rtpengine.ng[1]}"
+    with pytest.raises(RuntimeError, match="exited early"):
+        await daemon.start()
+    assert daemon.process is not None
+    assert daemon.process.returncode == 1
+    errors = [line for line in daemon.log_text().splitlines() if line.startswith("Error:")]
+    assert errors == [
+        "Error: cannot start: rtp.engine = rtpengine cannot play prompts or record calls, but "
+        "+12125550150 use recording, prompts or screening: set rtp.engine = builtin, or turn "
+        "those off"
+    ]

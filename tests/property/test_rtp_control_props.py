@@ -18,17 +18,30 @@ from pbx.rtp.control import (
     Closed,
     ControlError,
     Decoder,
+    Digit,
     Failed,
+    Forget,
     Hello,
+    Hold,
     Input,
     Message,
     Open,
     Opened,
+    Play,
+    PlayDone,
+    Prompt,
+    PromptCache,
+    PromptStore,
     Ready,
+    Recorded,
     SessionState,
     SetRemote,
+    StartRecording,
     Stats,
+    StopPlaying,
+    StopRecording,
     Timeout,
+    WatchDigits,
     encode,
     session_step,
     split_ports,
@@ -60,6 +73,25 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Stats, st.lists(media_stats, min_size=1, max_size=300).map(tuple)),
     st.builds(Timeout, call_ids),
 )
+keys = st.text(alphabet="0123456789abcdef:", min_size=1, max_size=64)
+payloads = st.integers(1, 8).flatmap(lambda n: st.binary(min_size=160 * n, max_size=160 * n))
+play_ids = st.integers(0, 2**53)
+audio_messages: st.SearchStrategy[Message] = st.one_of(
+    st.builds(Prompt, keys, st.sampled_from([0, 8]), payloads),
+    st.builds(Forget, keys),
+    st.builds(Play, call_ids, legs, play_ids, keys),
+    st.builds(StopPlaying, call_ids, legs),
+    st.builds(Hold, call_ids, st.booleans()),
+    st.builds(WatchDigits, call_ids, legs, st.none() | st.integers(0, 127)),
+    st.builds(StartRecording, call_ids, st.text(min_size=1, max_size=300).filter(
+        lambda p: "\0" not in p)),
+    st.builds(StopRecording, call_ids),
+    st.builds(PlayDone, call_ids, play_ids),
+    st.builds(Digit, call_ids, legs, st.sampled_from(list("0123456789*#ABCD"))),
+    st.builds(Recorded, call_ids, st.integers(0, 2**53), counter,
+              st.none() | st.text(min_size=1, max_size=200)),
+)  # fmt: skip
+messages = messages | audio_messages
 
 
 def flatten(batch: list[Message]) -> list[Message]:
@@ -172,3 +204,29 @@ def test_port_slices_are_disjoint_even_pairs_covering_the_range(
     assert min(sizes) >= 1
     assert max(sizes) - min(sizes) <= 1
     assert all(lo % 2 == 0 and hi % 2 == 1 for lo, hi in slices)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(1, 40)), max_size=60),
+       st.integers(1, 100))  # fmt: skip
+def test_prompt_cache_stays_in_budget_and_the_worker_holds_what_it_says(
+    plays: list[tuple[int, int]], budget: int
+) -> None:
+    """The daemon's cache and the worker's store, fed the messages it asks for, agree."""
+    cache, store = PromptCache(budget), PromptStore(budget)
+    sizes: dict[str, int] = {}
+    for key_n, size in plays:
+        key = f"0:{key_n}"
+        size = sizes.setdefault(key, size)  # one key, one payload
+        try:
+            send, evicted = cache.need(key, size)
+        except ControlError:
+            assert size > budget
+            continue
+        for old in evicted:
+            store.forget(old)
+        if send:
+            store.put(Prompt(key, 0, bytes(size)))
+        assert store.get(key) is not None  # a Play right behind finds it
+        assert set(store.payloads) == set(cache.held)
+        assert cache.size == store.size == sum(cache.held.values()) <= budget

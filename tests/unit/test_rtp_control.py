@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from pbx.rtp.control import (
     MAX_CALL_ID,
     MAX_FRAME,
     MAX_MESSAGES,
+    MAX_PROMPT,
     MAX_STATS,
     SESSION_TABLE,
     TO_WORKER,
@@ -19,19 +21,34 @@ from pbx.rtp.control import (
     Closed,
     ControlError,
     Decoder,
+    Digit,
     Effect,
     Failed,
+    Forget,
     Hello,
+    Hold,
     Input,
     Message,
     Open,
     Opened,
+    Play,
+    PlayDone,
+    Prompt,
+    PromptCache,
+    PromptStore,
     Ready,
+    Recorded,
     SessionState,
     SetRemote,
+    StartRecording,
     Stats,
+    StopPlaying,
+    StopRecording,
     Timeout,
+    WatchDigits,
     encode,
+    payload_size,
+    prompt_key,
     session_step,
 )
 from pbx.rtp.media import Counters, MediaStats
@@ -280,3 +297,120 @@ def test_every_row_of_the_table_is_reachable_from_opening() -> None:
     for state in (SessionState.OPEN, SessionState.CLOSING, SessionState.CLOSED):
         for event in daemon_inputs:
             assert (state, event) in SESSION_TABLE  # the daemon's own inputs never raise
+
+
+# -- audio (issue 13) ------------------------------------------------------------
+
+
+def test_every_audio_message_round_trips_with_the_documented_wire() -> None:
+    payload = bytes(range(160)) * 2
+    messages: list[Message] = [
+        Prompt("0:9f2c", 0, payload),
+        Forget("0:9f2c"),
+        Play("c1", "inbound", 1, "0:9f2c"),
+        StopPlaying("c1", "inbound"),
+        Hold("c1", True),
+        Hold("c1", False),
+        WatchDigits("c1", "outbound", 101),
+        WatchDigits("c1", "outbound", None),
+        StartRecording("c1", "/var/lib/pbx/recordings/7.wav"),
+        StopRecording("c1"),
+        PlayDone("c1", 1),
+        Digit("c1", "outbound", "#"),
+        Recorded("c1", 12340, 395244, None),
+        Recorded("c1", 0, 0, "No space left on device"),
+    ]
+    wire = encode(messages)
+    assert decode_all(wire) == messages
+    body = json.loads(wire[4:])
+    assert body[0] == ["prompt", "0:9f2c", 0, base64.b64encode(payload).decode()]
+    assert body[4:8] == [
+        ["hold", "c1", 1], ["hold", "c1", 0],
+        ["watch_digits", "c1", "outbound", 101], ["watch_digits", "c1", "outbound", None],
+    ]  # fmt: skip
+    assert body[-2] == ["recorded", "c1", 12340, 395244, None]
+    assert repr(Prompt("k", 0, payload)) == "Prompt(key='k', payload_type=0)"  # no audio in logs
+
+
+def test_the_longest_prompt_fits_one_frame_and_a_longer_one_is_refused() -> None:
+    longest = Prompt("0:k", 8, bytes(MAX_PROMPT))
+    wire = encode([longest, Play("c1", "inbound", 2, "0:k")])
+    assert len(wire) - 4 <= MAX_FRAME
+    assert decode_all(wire, TO_WORKER)[0] == longest
+    with pytest.raises(ControlError, match="at most"):
+        encode([Prompt("0:k", 8, bytes(MAX_PROMPT + 160))])
+
+
+AUDIO_GARBAGE = [
+    frame(b'[["prompt","k",0,"not base64!"]]'),
+    frame(b'[["prompt","k",0,"' + base64.b64encode(bytes(100)) + b'"]]'),  # not whole packets
+    frame(b'[["prompt","k",0,""]]'),
+    frame(b'[["prompt","k",18,"' + base64.b64encode(bytes(160)) + b'"]]'),  # not G.711
+    frame(b'[["prompt","k\\n",0,"' + base64.b64encode(bytes(160)) + b'"]]'),
+    frame(b'[["prompt","' + b"k" * 65 + b'",0,"' + base64.b64encode(bytes(160)) + b'"]]'),
+    frame(b'[["play","c","inbound",-1,"k"]]'),
+    frame(b'[["play","c","inbound",1.5,"k"]]'),
+    frame(b'[["hold","c",true]]'),
+    frame(b'[["hold","c",2]]'),
+    frame(b'[["watch_digits","c","inbound",128]]'),
+    frame(b'[["start_recording","c",""]]'),
+    frame(b'[["start_recording","c","a\\u0000b"]]'),
+    frame(b'[["digit","c","inbound","x"]]'),
+    frame(b'[["digit","c","inbound","11"]]'),
+    frame(b'[["recorded","c",-1,0,null]]'),
+    frame(b'[["recorded","c",0,0,""]]'),
+    frame(b'[["recorded","c",0,0]]'),
+]
+
+
+@pytest.mark.parametrize("data", AUDIO_GARBAGE)
+def test_bad_audio_messages_are_one_control_error(data: bytes) -> None:
+    with pytest.raises(ControlError) as caught:
+        Decoder(BOTH).feed(data)
+    assert "\n" not in str(caught.value)
+
+
+def test_audio_reports_change_no_state_and_are_out_of_place_before_opened() -> None:
+    assert session_step(SessionState.OPEN, Input.AUDIO) == (SessionState.OPEN, (Effect.AUDIO,))
+    assert session_step(SessionState.CLOSING, Input.AUDIO)[0] is SessionState.CLOSING
+    with pytest.raises(ControlError):
+        session_step(SessionState.OPENING, Input.AUDIO)
+
+
+def test_a_dead_worker_salvages_the_recording_of_open_and_closing_sessions_only() -> None:
+    assert run(Input.OPENED, Input.WORKER_DIED)[1][1] is Effect.SALVAGE_RECORDING
+    assert Effect.SALVAGE_RECORDING in run(Input.OPENED, Input.CLOSE, Input.WORKER_DIED)[1]
+    assert Effect.SALVAGE_RECORDING not in run(Input.WORKER_DIED)[1]
+    assert Effect.SALVAGE_RECORDING not in run(Input.OPENED, Input.ENGINE_CLOSED)[1]
+    _, effects = run(Input.OPENED, Input.WORKER_DIED)
+    # the file is being repaired before the call side hears of the failure (and releases)
+    assert effects.index(Effect.SALVAGE_RECORDING) < effects.index(Effect.REPORT_FAILURE)
+
+
+def test_prompt_keys_name_the_codec_and_the_pcm() -> None:
+    pcm = bytes(range(256)) * 4
+    assert prompt_key(0, pcm) != prompt_key(8, pcm)
+    assert prompt_key(0, pcm) == prompt_key(0, bytes(pcm))
+    assert prompt_key(0, pcm).startswith("0:")
+    assert len(prompt_key(0, pcm)) <= 64
+    assert payload_size(bytes(2 * 161)) == 320
+    assert payload_size(bytes(2 * 160)) == 160
+
+
+def test_prompt_cache_evicts_least_recently_played_first() -> None:
+    cache = PromptCache(budget=500)
+    assert cache.need("a", 200) == (True, [])
+    assert cache.need("b", 200) == (True, [])
+    assert cache.need("a", 200) == (False, [])  # a is now the most recent
+    assert cache.need("c", 200) == (True, ["b"])
+    assert list(cache.held) == ["a", "c"]
+    with pytest.raises(ControlError, match="exceeds"):
+        cache.need("huge", 501)
+    store = PromptStore(budget=300)
+    store.put(Prompt("a", 0, bytes(160)))
+    with pytest.raises(ControlError, match="over the worker cache"):
+        store.put(Prompt("b", 0, bytes(160)))
+    store.forget("a")
+    store.put(Prompt("b", 0, bytes(160)))
+    assert store.get("a") is None
+    assert store.get("b") == (0, bytes(160))

@@ -16,6 +16,7 @@ import asyncio_dgram
 import pytest
 from structlog.testing import capture_logs
 
+from pbx.config import default_workers
 from pbx.rtp.control import (
     FROM_WORKER,
     VERSION,
@@ -28,7 +29,7 @@ from pbx.rtp.control import (
 )
 from pbx.rtp.media import MediaError
 from pbx.rtp.packet import build_rtp
-from pbx.rtp.workers import WorkerEngine, WorkerSession, default_workers
+from pbx.rtp.workers import WorkerEngine, WorkerSession
 
 HOST = "127.0.0.1"
 LOW, HIGH = 46000, 46199  # away from test_rtp_relay's range
