@@ -48,8 +48,8 @@ class BusyShedder:
     """The share of new calls to refuse so the loop's thread stays under `target` busy.
 
     `feed(busy, now)` takes the fraction of the last sample interval the event
-    loop's thread spent on the CPU (thread CPU time / wall time: other
-    processes on the box do not count, only this loop's own work). Work
+    loop's thread ran or was runnable waiting for a core (its demand, not
+    the box's load: an idle loop blocked in its poll counts nothing). Work
     queues once that nears 1.0 (the socket buffers fill and INVITE->200
     grows to seconds while the loop lag stays modest), so the shedder aims
     below it: an integral controller moves `share` up while the smoothed

@@ -41,6 +41,8 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
@@ -61,39 +63,63 @@ CPS = "max_cps_per_source"
 LOOP_LAG = "loop_lag"
 LOOP_BUSY = "loop_busy"
 LAG_INTERVAL = 0.05  # seconds between loop-lag samples
+SCHEDSTAT = "/proc/thread-self/schedstat"  # ns running, ns runnable-waiting, timeslices
 
 
 class LagMonitor:
-    """Samples how late a timer fires on the running loop, and how busy the loop's thread
-    was since the last sample (thread CPU time over wall time); the estimators decide."""
+    """Samples how late a timer fires on the running loop, and how much of the time since
+    the last sample the loop's thread wanted the CPU; the estimators decide.
+
+    "Wanted the CPU" is the thread's time running plus its time runnable but
+    waiting for a core (Linux `/proc/thread-self/schedstat`): on a box where
+    other processes take the cores, a saturated loop runs less than it wants,
+    so its CPU time alone would understate the load and never shed. Where
+    schedstat is missing, the thread's CPU time (`time.thread_time`) stands in.
+    """
 
     def __init__(self, estimator: LagEstimator | None, shedder: BusyShedder | None = None) -> None:
         self.estimator = estimator
         self.shedder = shedder
         self._handle: asyncio.TimerHandle | None = None
-        self._cpu = 0.0
+        self._stat: int | None = None
+        self._demand = 0.0
         self._wall = 0.0
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._cpu, self._wall = time.thread_time(), loop.time()
+        try:  # opened on the loop's thread, so thread-self is the loop's thread
+            self._stat = os.open(SCHEDSTAT, os.O_RDONLY)
+        except OSError:
+            self._stat = None
+        self._demand, self._wall = self._demanded(), loop.time()
         self._schedule(loop, loop.time() + LAG_INTERVAL)
+
+    def _demanded(self) -> float:
+        """Seconds the loop's thread ran or waited to run so far."""
+        if self._stat is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                running, waiting = os.pread(self._stat, 128, 0).split()[:2]
+                return (int(running) + int(waiting)) / 1e9
+        return time.thread_time()
 
     def _schedule(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
         self._handle = loop.call_at(due, self._sample, loop, due)
 
     def _sample(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
-        now, cpu = loop.time(), time.thread_time()
+        now, demand = loop.time(), self._demanded()
         if self.estimator is not None:
             self.estimator.feed(now - due, now)
         if self.shedder is not None and now > self._wall:
-            self.shedder.feed((cpu - self._cpu) / (now - self._wall), now)
-        self._cpu, self._wall = cpu, now
+            self.shedder.feed((demand - self._demand) / (now - self._wall), now)
+        self._demand, self._wall = demand, now
         self._schedule(loop, now + LAG_INTERVAL)
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
+        if self._stat is not None:
+            os.close(self._stat)
+            self._stat = None
 
 
 class Overload:
