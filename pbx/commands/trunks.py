@@ -8,7 +8,7 @@ import click
 
 from pbx.admin import provisioning as admin
 from pbx.commands import verbs
-from pbx.commands.common import Decorator, as_dict, run_store
+from pbx.commands.common import AdminError, Decorator, as_dict, run_store
 from pbx.commands.secrets import password_from, password_options
 from pbx.errors import InputError
 
@@ -84,8 +84,11 @@ def _read_ca(path: str | None) -> str | None:
             text = f.read(admin.MAX_CA_BYTES + 1)
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not ASCII PEM text"
-        raise InputError(f"--ca {path}: cannot read ({reason})") from None
-    return admin.check_ca(text, f"--ca {path}")
+        raise AdminError(f"--ca {path}: cannot read ({reason})") from None
+    try:
+        return admin.check_ca(text, f"--ca {path}")
+    except InputError as exc:
+        raise AdminError(str(exc)) from None
 
 
 def _trunk_row(trunk: Any) -> dict[str, Any]:

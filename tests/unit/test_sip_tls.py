@@ -42,7 +42,9 @@ def _server(tmp_path: Path, pem_cert: str, pem_key: str) -> ssl.SSLContext:
     return server_context(str(tmp_path / "s.crt"), str(tmp_path / "s.key"))
 
 
-async def _pair(ctx: ssl.SSLContext) -> tuple[SipTransport, Inbox, SipTransport, Inbox, asyncio.Queue[Peer]]:
+async def _pair(
+    ctx: ssl.SSLContext,
+) -> tuple[SipTransport, Inbox, SipTransport, Inbox, asyncio.Queue[Peer]]:
     s_in, c_in = Inbox(), Inbox()
     failed: asyncio.Queue[Peer] = asyncio.Queue()
     server = SipTransport(s_in, port=0, tls=ctx, tls_port=0)
@@ -71,7 +73,8 @@ async def test_tls_round_trip_verified_and_reused(tmp_path: Path, ca: Authority)
         # A later send without the name (a Peer from a Contact) reuses the connection.
         client.send(MSG1, Peer("tls", "127.0.0.1", server.tls_port))
         assert (await s_in.get()) == (MSG1, source)
-        assert len(client._streams) == 1 and len(server._streams) == 1
+        assert len(client._streams) == 1
+        assert len(server._streams) == 1
     finally:
         await client.close()
         await server.close()
@@ -81,7 +84,11 @@ async def test_tls_round_trip_verified_and_reused(tmp_path: Path, ca: Authority)
     ("name", "use_ca", "reason"),
     [
         ("wrong.example.test", True, "Hostname mismatch"),  # a name the cert does not carry
-        ("trunk.example.test", False, "unable to get local issuer certificate"),  # private CA, no --ca
+        (
+            "trunk.example.test",
+            False,
+            "unable to get local issuer certificate",
+        ),  # private CA, no --ca
     ],
 )
 async def test_tls_verify_failure_is_a_send_error(
@@ -95,7 +102,8 @@ async def test_tls_verify_failure_is_a_send_error(
             client.send(MSG1, dest)
             assert await asyncio.wait_for(failed.get(), 5) == dest
         lines = [e for e in logs if e["event"] == "sip.tls_verify_failed"]
-        assert len(lines) == 1 and reason in lines[0]["error"], logs
+        assert len(lines) == 1, logs
+        assert reason in lines[0]["error"]
         assert lines[0]["server_name"] == name
         assert s_in.queue.empty()
     finally:
@@ -155,7 +163,8 @@ def test_server_context_errors_are_one_line(tmp_path: Path, ca: Authority) -> No
     for (c, k), words in cases.items():
         with pytest.raises(ConfigError) as err:
             server_context(c, k)
-        assert words in str(err.value) and "\n" not in str(err.value)
+        assert words in str(err.value)
+        assert "\n" not in str(err.value)
 
 
 def test_encrypted_key_refused_without_prompt(tmp_path: Path) -> None:
@@ -193,7 +202,9 @@ def test_transport_failure_fails_waiting_client_transactions() -> None:
     other = Peer("tls", "192.0.2.2", 5061)
     assert layer.transport_failed(other) == []
     events = layer.transport_failed(Peer("tls", "192.0.2.1", 5061, "trunk.example.test"))
-    assert isinstance(events[0], ResponseReceived) and events[0].key == key
+    assert isinstance(events[0], ResponseReceived)
+    assert events[0].key == key
     assert events[0].response.status == 503
     assert events[1] == TransactionTerminated(key)
-    assert layer.state_of(key) is None and layer.datagrams_to_send() == []
+    assert layer.state_of(key) is None
+    assert layer.datagrams_to_send() == []

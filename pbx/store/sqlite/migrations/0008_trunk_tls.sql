@@ -30,4 +30,3 @@ ALTER TABLE trunks_new RENAME TO trunks;
 CREATE TRIGGER trunks_insert_version AFTER INSERT ON trunks BEGIN UPDATE config_version SET version = version + 1 WHERE id = 1; END;
 CREATE TRIGGER trunks_update_version AFTER UPDATE ON trunks BEGIN UPDATE config_version SET version = version + 1 WHERE id = 1; END;
 CREATE TRIGGER trunks_delete_version AFTER DELETE ON trunks BEGIN UPDATE config_version SET version = version + 1 WHERE id = 1; END;
-UPDATE config_version SET version = version + 1 WHERE id = 1;
