@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from pbx.errors import ConfigError
+from pbx.sip import transport
 from pbx.sip.message import Headers, Request
 from pbx.sip.peer import Peer
 from pbx.sip.transaction import ResponseReceived, TransactionLayer, TransactionTerminated
@@ -29,6 +33,19 @@ class Inbox:
 
     async def get(self) -> tuple[bytes, Peer]:
         return await asyncio.wait_for(self.queue.get(), 5)
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
+    """The transport's log lines (a fresh logger: another test may have cached the module's)."""
+    before = structlog.get_config()
+    structlog.reset_defaults()  # the CLI tests may have set a level filter
+    try:
+        with capture_logs() as captured:
+            monkeypatch.setattr(transport, "log", structlog.get_logger("pbx.sip.transport"))
+            yield captured
+    finally:
+        structlog.configure(**before)
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +71,17 @@ async def _pair(
     return server, s_in, client, c_in, failed
 
 
-async def test_tls_round_trip_verified_and_reused(tmp_path: Path, ca: Authority) -> None:
+async def test_tls_round_trip_verified_and_reused(
+    tmp_path: Path, ca: Authority, logs: list[MutableMapping[str, Any]]
+) -> None:
     leaf = ca.issue("trunk.example.test")
     server, s_in, client, c_in, _ = await _pair(_server(tmp_path, leaf.cert, leaf.key))
     try:
         assert server.tls_port not in (0, server.port)
         assert server.local("tls") == Peer("tls", "127.0.0.1", server.tls_port)
         dest = Peer("tls", "127.0.0.1", server.tls_port, "trunk.example.test", ca.pem)
-        with capture_logs() as logs:
-            client.send(MSG1, dest)
-            data, source = await s_in.get()
+        client.send(MSG1, dest)
+        data, source = await s_in.get()
         assert data == MSG1
         assert source.transport == "tls"
         assert any(e["event"] == "sip.tls_connected" and e["version"] in ("TLSv1.2", "TLSv1.3")
@@ -92,15 +110,19 @@ async def test_tls_round_trip_verified_and_reused(tmp_path: Path, ca: Authority)
     ],
 )
 async def test_tls_verify_failure_is_a_send_error(
-    tmp_path: Path, ca: Authority, name: str, use_ca: bool, reason: str
+    tmp_path: Path,
+    ca: Authority,
+    name: str,
+    use_ca: bool,
+    reason: str,
+    logs: list[MutableMapping[str, Any]],
 ) -> None:
     leaf = ca.issue("trunk.example.test")
     server, s_in, client, _, failed = await _pair(_server(tmp_path, leaf.cert, leaf.key))
     try:
         dest = Peer("tls", "127.0.0.1", server.tls_port, name, ca.pem if use_ca else "")
-        with capture_logs() as logs:
-            client.send(MSG1, dest)
-            assert await asyncio.wait_for(failed.get(), 5) == dest
+        client.send(MSG1, dest)
+        assert await asyncio.wait_for(failed.get(), 5) == dest
         lines = [e for e in logs if e["event"] == "sip.tls_verify_failed"]
         assert len(lines) == 1, logs
         assert reason in lines[0]["error"]
@@ -111,13 +133,14 @@ async def test_tls_verify_failure_is_a_send_error(
         await server.close()
 
 
-async def test_self_signed_peer_refused(tmp_path: Path) -> None:
+async def test_self_signed_peer_refused(
+    tmp_path: Path, logs: list[MutableMapping[str, Any]]
+) -> None:
     own = self_signed("trunk.example.test")
     server, _, client, _, failed = await _pair(_server(tmp_path, own.cert, own.key))
     try:
-        with capture_logs() as logs:
-            client.send(MSG1, Peer("tls", "127.0.0.1", server.tls_port, "trunk.example.test"))
-            await asyncio.wait_for(failed.get(), 5)
+        client.send(MSG1, Peer("tls", "127.0.0.1", server.tls_port, "trunk.example.test"))
+        await asyncio.wait_for(failed.get(), 5)
         (line,) = [e for e in logs if e["event"] == "sip.tls_verify_failed"]
         assert "self-signed" in line["error"] or "self signed" in line["error"]
     finally:
@@ -126,20 +149,19 @@ async def test_self_signed_peer_refused(tmp_path: Path) -> None:
 
 
 async def test_plain_tcp_on_tls_port_dropped_then_tls_still_works(
-    tmp_path: Path, ca: Authority
+    tmp_path: Path, ca: Authority, logs: list[MutableMapping[str, Any]]
 ) -> None:
     leaf = ca.issue("trunk.example.test")
     server, s_in, client, _, _ = await _pair(_server(tmp_path, leaf.cert, leaf.key))
     try:
-        with capture_logs() as logs:
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.tls_port)
-            writer.write(MSG1)
-            await writer.drain()
-            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing answered
-            writer.close()
-            dest = Peer("tls", "127.0.0.1", server.tls_port, "trunk.example.test", ca.pem)
-            client.send(MSG1, dest)
-            assert (await s_in.get())[0] == MSG1
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.tls_port)
+        writer.write(MSG1)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing answered
+        writer.close()
+        dest = Peer("tls", "127.0.0.1", server.tls_port, "trunk.example.test", ca.pem)
+        client.send(MSG1, dest)
+        assert (await s_in.get())[0] == MSG1
         failures = [e for e in logs if e["event"] == "sip.tls_handshake_failed"]
         assert len(failures) == 1, logs
         assert s_in.queue.empty()
