@@ -24,16 +24,18 @@ Decisions:
 - TLS (RFC 3261 §26.2, RFC 5630) listens on its own port (`tls_port`, 5061
   by default) with the server context from `server_context(cert, key)`
   (TLS 1.2 or later). It is a stream like TCP: the same framer, the same
-  reuse per Peer both ways, the same bounds. An inbound connection is
-  accepted as plain TCP and then upgraded (`loop.start_tls`), so a failed
-  handshake (plain TCP bytes on the TLS port, a client that gives up) is
-  logged once (`sip.tls_handshake_failed`) and the connection closed; the
-  protocol never sees it. Outbound TLS verifies the peer's certificate and
-  name (SNI and check_hostname with `Peer.server_name`, or the address when
-  it has none) against the system CAs or `Peer.ca` (a PEM CA bundle); a
-  failure is one `sip.tls_verify_failed` line naming the reason and counts
-  as a failed connect. A Peer sent to without a server name (a later request
-  in a dialog, whose Peer came back from a Contact) reuses the name and CA
+  reuse per Peer both ways, the same bounds. Connections are accepted by
+  hand (`sock_accept`) and each handshake awaited on its own
+  (`connect_accepted_socket`; uvloop's `start_tls` loses the ClientHello of
+  a server-side upgrade), so a failed handshake (plain TCP bytes on the TLS
+  port, a bad or slow client) is logged once (`sip.tls_handshake_failed`)
+  and the connection closed; the protocol never sees it.
+- Outbound TLS verifies the peer's certificate and name: SNI and
+  check_hostname with `Peer.server_name` (or the address when it has none),
+  against the system CAs or only `Peer.ca` (PEM) when given. A failure is
+  one `sip.tls_verify_failed` line naming the reason and counts as a failed
+  connect. A Peer sent to without a server name (a later request in a
+  dialog, whose Peer came from a Contact or Route) reuses the name and CA
   last used for that address.
 - Idle connections are not timed out (neither TCP nor TLS): a connection
   lives until the peer closes it or `close()`.
@@ -49,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any, cast
@@ -127,21 +130,6 @@ class _Udp(asyncio.DatagramProtocol):
         log.debug("sip.udp_error", error=str(exc))  # ICMP unreachable etc.
 
 
-class _TlsAccept(asyncio.Protocol):
-    """An inbound connection on the TLS port until its handshake is done."""
-
-    def __init__(self, owner: SipTransport) -> None:
-        self._owner = owner
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        raw = cast(asyncio.Transport, transport)
-        raw.pause_reading()  # start_tls takes the bytes from here on
-        self._owner.upgrade(raw, _peer("tls", raw.get_extra_info("peername")))
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
-        pass
-
-
 class _Stream(asyncio.Protocol):
     """One TCP or TLS connection, inbound or outbound."""
 
@@ -150,8 +138,6 @@ class _Stream(asyncio.Protocol):
         self.peer = peer
         self.transport: asyncio.Transport | None = None
         self._framer = StreamFramer()
-        # TLS: the first records can be read before start_tls returns the transport.
-        self._early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport is not an asyncio.Transport subclass: no isinstance check.
@@ -161,16 +147,10 @@ class _Stream(asyncio.Protocol):
         self._owner.log_tls(self.peer, self.transport)
         if not self._owner.adopt(self):
             self.transport.abort()
-            return
-        early, self._early = self._early, []
-        for data in early:
-            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None:
-            self._early.append(data)
-            return
         assert self.peer is not None
+        assert self.transport is not None
         try:
             messages = self._framer.split(data)
         except SipParseError as exc:
@@ -208,7 +188,7 @@ class SipTransport:
         self._want = (port, udp, tcp)
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
-        self._tls_server: asyncio.Server | None = None
+        self._tls_socket: socket.socket | None = None
         self._tls = tls
         self.port = port
         self.tls_port = tls_port
@@ -235,14 +215,40 @@ class SipTransport:
             raise last
         if self._tls is not None:
             try:
-                self._tls_server = await asyncio.get_running_loop().create_server(
-                    lambda: _TlsAccept(self), host=self.host, port=self.tls_port,
-                    reuse_address=True,
-                )  # fmt: skip
+                self._tls_socket = _listen(self.host, self.tls_port)
             except OSError:
                 await self.close()
                 raise
-            self.tls_port = self._tls_server.sockets[0].getsockname()[1]
+            self.tls_port = self._tls_socket.getsockname()[1]
+            self._spawn(self._accept_tls(self._tls_socket, self._tls))
+
+    async def _accept_tls(self, listener: socket.socket, ctx: ssl.SSLContext) -> None:
+        """Accept on the TLS port; each connection's handshake runs in its own task."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, addr = await loop.sock_accept(listener)
+            except OSError as exc:  # EMFILE and the like: the listener itself is fine
+                log.warning("sip.tls_accept_failed", error=str(exc))
+                await asyncio.sleep(0.1)
+                continue
+            peer = _peer("tls", addr)
+            if len(self._streams) >= MAX_CONNECTIONS:
+                log.warning("sip.tcp_limit", peer=str(peer), limit=MAX_CONNECTIONS)
+                sock.close()
+                continue
+            self._spawn(self._handshake(sock, peer, ctx))
+
+    async def _handshake(self, sock: socket.socket, peer: Peer, ctx: ssl.SSLContext) -> None:
+        """The server handshake; a failure is one log line and the connection closed."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(
+                lambda: _Stream(self, peer), sock, ssl=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            log.info("sip.tls_handshake_failed", peer=str(peer), error=_reason(exc))
+            sock.close()
 
     async def _bind(self, port: int, udp: bool, tcp: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -295,31 +301,6 @@ class SipTransport:
             return False
         self._streams[stream.peer] = stream
         return True
-
-    def upgrade(self, raw: asyncio.Transport, peer: Peer) -> None:
-        """Run the server handshake on a new connection to the TLS port (in a task)."""
-        if len(self._streams) >= MAX_CONNECTIONS:
-            log.warning("sip.tcp_limit", peer=str(peer), limit=MAX_CONNECTIONS)
-            raw.abort()
-            return
-        self._spawn(self._handshake(raw, peer))
-
-    async def _handshake(self, raw: asyncio.Transport, peer: Peer) -> None:
-        assert self._tls is not None
-        stream = _Stream(self, peer)
-        loop = asyncio.get_running_loop()
-        try:
-            secure = await loop.start_tls(
-                raw, stream, self._tls, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, RuntimeError) as exc:
-            log.info("sip.tls_handshake_failed", peer=str(peer), error=_reason(exc))
-            raw.abort()
-            return
-        if secure is None:  # the connection went away during the handshake
-            raw.abort()
-            return
-        stream.connection_made(secure)
 
     def log_tls(self, peer: Peer, transport: asyncio.Transport) -> None:
         """One line per established TLS connection: who, which version and cipher."""
@@ -437,14 +418,33 @@ class SipTransport:
             if stream.transport is not None:
                 stream.transport.close()
         self._streams.clear()
-        for server in (self._server, self._tls_server):
-            if server is not None:
-                server.close()
-                await server.wait_closed()
-        self._server = self._tls_server = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._tls_socket is not None:
+            self._tls_socket.close()
+            self._tls_socket = None
         if self._udp is not None:
             self._udp.close()
             self._udp = None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening TCP socket on host:port (0 = any free port)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _reason(exc: BaseException) -> str:
