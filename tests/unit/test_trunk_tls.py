@@ -97,3 +97,22 @@ def test_migration_0008_keeps_trunks_their_allow_lists_and_numbers(tmp_path: Pat
             pass
     finally:
         conn.close()
+
+
+def test_serve_with_a_bad_certificate_exits_2_with_one_line(tmp_path: Path) -> None:
+    leaf = Authority().issue("pbx.test")
+    cert, key = leaf.write(tmp_path, "pbx")
+    other_key = Authority().issue("x.test").write(tmp_path, "other")[1]
+    cases = [
+        (tmp_path / "missing.crt", key, "cannot read (No such file or directory)"),
+        (key, key, "no PEM certificate"),
+        (cert, other_key, "do not load as a certificate and its key"),
+    ]
+    for c, k, words in cases:
+        env = {"PBX_SIP_TRANSPORTS": "udp,tls", "PBX_SIP_TLS_CERT": str(c),
+               "PBX_SIP_TLS_KEY": str(k)}  # fmt: skip
+        result = pbx(tmp_path / "pbx.sqlite3", "serve", "--sip", "127.0.0.1:45999", env=env)
+        assert result.exit_code == 2, result.output
+        assert words in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "pbx.sqlite3").exists()  # refused before anything was opened
