@@ -103,7 +103,8 @@ class LegBuilder:
         headers.add("To", f"<{target.uri}>")
         headers.add("Call-ID", self.ids.call_id())
         headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", f"<{self.contact(transport)}>")
+        sips = target.uri.lower().startswith("sips:")  # RFC 3261 §8.1.1.8
+        headers.add("Contact", f"<{self.contact(transport, sips=sips)}>")
         headers.add("Allow", ALLOW)
         headers.add("User-Agent", USER_AGENT)
         headers.add("Content-Type", SDP)
