@@ -61,6 +61,7 @@ from pbx.sip.auth import Credentials
 from pbx.sip.peer import Peer, Transport
 from pbx.sip.register import RegistrationClient, RegistrationConfig
 from pbx.sip.transaction import TimerConfig
+from pbx.sip.transport import server_context
 from pbx.store import Store, Trunk
 from pbx.store.connect import open_store
 
@@ -177,18 +178,26 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     undo.callback(relay.close)
     await _check_audio(store, relay, settings)
     t = settings.timers
+    tls = None
+    if "tls" in settings.sip.transports:  # a bad cert/key: one ConfigError line, before binding
+        tls = server_context(settings.sip.tls_cert, settings.sip.tls_key)
     agent = SipAgent(
         host=settings.sip.host,
         port=settings.sip.port,
         timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
         udp="udp" in settings.sip.transports,
         tcp="tcp" in settings.sip.transports,
+        tls=tls,
+        tls_port=settings.sip.tls_port,
         max_transactions=settings.sip.max_transactions,
     )
     await agent.start()
     undo.push_async_callback(agent.close)
     sip_host = settings.sip.host if settings.sip.host not in WILDCARDS else media
-    local = {tr: LocalAddress(sip_host, agent.port) for tr in settings.sip.transports}
+    local = {
+        tr: LocalAddress(sip_host, agent.transport.tls_port if tr == "tls" else agent.port)
+        for tr in settings.sip.transports
+    }
     ctx = CallContext(
         agent=agent,
         store=store,
@@ -383,14 +392,16 @@ async def _register_trunks(daemon: Daemon, sip_host: str) -> None:
     daemon.agent.on_registration = exported
     for trunk in await daemon.store.trunks.list():
         if trunk.register and trunk.enabled:
-            client = daemon.agent.register(_registration(trunk, sip_host, daemon.agent.port))
+            client = daemon.agent.register(
+                _registration(trunk, sip_host, daemon.agent.port, daemon.agent.transport.tls_port)
+            )
             names[id(client)] = trunk.name
             exported(client)
             log.info("trunk.registering", trunk=trunk.name, host=trunk.host)
 
 
-def _registration(trunk: Trunk, sip_host: str, port: int) -> RegistrationConfig:
-    transport: Transport = "tcp" if trunk.transport == "tcp" else "udp"
+def _registration(trunk: Trunk, sip_host: str, port: int, tls_port: int) -> RegistrationConfig:
+    transport: Transport = trunk.transport
     creds = None
     if trunk.username and trunk.password:
         creds = Credentials(trunk.username, trunk.password)
@@ -398,8 +409,8 @@ def _registration(trunk: Trunk, sip_host: str, port: int) -> RegistrationConfig:
     domain = trunk.realm or trunk.host
     return RegistrationConfig(
         aor=f"sip:{user}@{domain}",
-        registrar=Peer(transport, trunk.host, trunk.port),
-        local=Peer(transport, sip_host, port),
+        registrar=Peer(transport, trunk.host, trunk.port, server_name=trunk.host, ca=trunk.tls_ca),
+        local=Peer(transport, sip_host, tls_port if transport == "tls" else port),
         credentials=creds,
     )
 
@@ -414,6 +425,7 @@ async def serve(settings: Settings) -> None:
     log.info(
         "pbx.ready",
         sip=f"{settings.sip.host}:{daemon.agent.port}",
+        tls_port=daemon.agent.transport.tls_port if "tls" in settings.sip.transports else None,
         transports=list(settings.sip.transports),
         rtp=f"{settings.rtp.port_low}-{settings.rtp.port_high}",
         http=f"{settings.http.host}:{settings.http.port}",

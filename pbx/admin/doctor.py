@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ from pbx.sip.framing import StreamFramer
 from pbx.sip.ids import IdSource, RandomIds
 from pbx.sip.message import Headers, Message, Request, Response, parse
 from pbx.sip.status import SipParseError
+from pbx.sip.transport import client_context, server_context
 from pbx.store.base import Destination, TrackingNumber, Trunk
 from pbx.store.connect import open_store, probe_store
 
@@ -103,6 +105,7 @@ async def run_doctor(
     current, db_found = await check_database(settings.store.location)
     found += db_found
     found += await check_ports(settings)
+    found += check_tls(settings)
     if current:
         async with await open_store(settings.store.location) as store:
             trunks = await store.trunks.list()
@@ -172,8 +175,11 @@ class PortCheck:
 def planned_ports(settings: Settings) -> list[PortCheck]:
     """The ports the daemon would bind: SIP per transport, HTTP, a sample of RTP pairs."""
     s = settings
-    kinds = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
-    checks = [PortCheck("SIP", s.sip.host, s.sip.port, kinds[t]) for t in s.sip.transports]
+    kinds = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM, "tls": socket.SOCK_STREAM}
+    checks = [
+        PortCheck("SIP", s.sip.host, s.sip.tls_port if t == "tls" else s.sip.port, kinds[t])
+        for t in s.sip.transports
+    ]
     checks.append(PortCheck("HTTP", s.http.host, s.http.port, socket.SOCK_STREAM))
     for rtp in rtp_sample(s.rtp.port_low, s.rtp.port_high, RTP_SAMPLE):
         checks += [PortCheck("RTP", s.rtp.host, p, socket.SOCK_DGRAM) for p in (rtp, rtp + 1)]
@@ -209,8 +215,12 @@ async def check_ports(settings: Settings) -> list[Finding]:
     problems = [(c, err) for c in checks if (err := try_bind(c)) is not None]
     running = any(_in_use(e) for _, e in problems) and await daemon_running(settings)
     s = settings
+    plain = "+".join(t for t in s.sip.transports if t != "tls")
+    sip_free = f"SIP port {s.sip.port} ({plain})" if plain else ""
+    if "tls" in s.sip.transports:
+        sip_free += f"{' and ' if plain else 'SIP '}TLS port {s.sip.tls_port}"
     free = {
-        "SIP": f"SIP port {s.sip.port} ({'+'.join(s.sip.transports)}) on {s.sip.host} is free",
+        "SIP": f"{sip_free} on {s.sip.host} {'are' if ' and ' in sip_free else 'is'} free",
         "HTTP": f"HTTP port {s.http.port} on {s.http.host} is free",
         "RTP": f"RTP ports {s.rtp.port_low}-{s.rtp.port_high} on {s.rtp.host}: "
         f"{len(rtp_sample(s.rtp.port_low, s.rtp.port_high, RTP_SAMPLE))} sampled pairs are free",
@@ -220,6 +230,17 @@ async def check_ports(settings: Settings) -> list[Finding]:
         bad = [_port_finding(c, e, running) for c, e in problems if c.label == label]
         found += bad or [Finding("ok", ok_text)]
     return found
+
+
+def check_tls(settings: Settings) -> list[Finding]:
+    """The TLS certificate and key load (what `pbx serve` checks first)."""
+    if "tls" not in settings.sip.transports:
+        return []
+    try:
+        server_context(settings.sip.tls_cert, settings.sip.tls_key)
+    except InputError as exc:
+        return [Finding("FAIL", str(exc))]
+    return [Finding("ok", f"TLS certificate {settings.sip.tls_cert} and its key load")]
 
 
 def _in_use(exc: OSError) -> bool:
@@ -319,7 +340,7 @@ def _answer(msg: Message, request: Request) -> int | None:
 
 
 async def _resolve(trunk: Trunk, wait_s: float) -> str:
-    kind = socket.SOCK_STREAM if trunk.transport == "tcp" else socket.SOCK_DGRAM
+    kind = socket.SOCK_DGRAM if trunk.transport == "udp" else socket.SOCK_STREAM
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(wait_s):
         infos = await loop.getaddrinfo(trunk.host, trunk.port, type=kind)
@@ -355,11 +376,28 @@ def _parse_answer(data: bytes, request: Request) -> int | None:
 
 async def ping_tcp(trunk: Trunk, address: str, wait_s: float, ids: IdSource) -> int | None:
     """Send one OPTIONS over a new TCP connection (RFC 3261 §18.3 framing)."""
+    return await _ping_stream(trunk, address, wait_s, ids, tls=False)
+
+
+async def ping_tls(trunk: Trunk, address: str, wait_s: float, ids: IdSource) -> int | None:
+    """OPTIONS over TLS, verifying the trunk's certificate and name as calls do (its --ca)."""
+    return await _ping_stream(trunk, address, wait_s, ids, tls=True)
+
+
+async def _ping_stream(
+    trunk: Trunk, address: str, wait_s: float, ids: IdSource, *, tls: bool
+) -> int | None:
     async with asyncio.timeout(wait_s):
-        reader, writer = await asyncio.open_connection(address, trunk.port)
+        if tls:
+            reader, writer = await asyncio.open_connection(
+                address, trunk.port, ssl=client_context(trunk.tls_ca),
+                server_hostname=trunk.host.strip("[]"),
+            )  # fmt: skip
+        else:
+            reader, writer = await asyncio.open_connection(address, trunk.port)
     try:
         local = writer.get_extra_info("sockname")
-        request = options_request(trunk, (local[0], local[1]), ids, "TCP")
+        request = options_request(trunk, (local[0], local[1]), ids, "TLS" if tls else "TCP")
         writer.write(bytes(request))
         framer = StreamFramer()
         async with asyncio.timeout(wait_s):
@@ -386,10 +424,14 @@ async def check_trunk(trunk: Trunk, wait_s: float, ids: IdSource) -> Finding:
         address = await _resolve(trunk, wait_s)
     except (OSError, TimeoutError) as exc:
         return Finding("FAIL", f"{name}: host {trunk.host} does not resolve ({_why(exc)})")
-    ping: Pinger = ping_tcp if trunk.transport == "tcp" else ping_udp
+    ping: Pinger = {"tcp": ping_tcp, "tls": ping_tls}.get(trunk.transport, ping_udp)
     started = time.monotonic()
     try:
         status = await ping(trunk, address, wait_s, ids)
+    except ssl.SSLCertVerificationError as exc:  # every call out through it would fail too
+        why = exc.verify_message or str(exc)
+        return Finding("FAIL", f"{name}: its TLS certificate is refused ({why}); calls to it "
+                       "fail with 503 (a private CA: pbx trunks update --ca FILE)")  # fmt: skip
     except (OSError, TimeoutError) as exc:
         return Finding("warn", f"{name} cannot be reached: {_why(exc)}")
     elapsed = int((time.monotonic() - started) * 1000)

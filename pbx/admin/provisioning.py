@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import ssl
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal, InvalidOperation
@@ -82,7 +83,8 @@ MAX_POSITION = 10_000
 MAX_ALLOW = 64
 MAX_DESTINATIONS = 32
 STRATEGIES: tuple[Strategy, ...] = ("sequential", "simultaneous", "round-robin")
-TRANSPORTS: tuple[TrunkTransport, ...] = ("udp", "tcp")
+TRANSPORTS: tuple[TrunkTransport, ...] = ("udp", "tcp", "tls")
+MAX_CA_BYTES = 256 * 1024  # a CA bundle, not a trust store dump
 DEFAULT_RING_TIMEOUT = 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MONEY = re.compile(r"^\d{1,7}(\.\d{1,2})?$")
@@ -184,6 +186,20 @@ class TrunkOptions:
     strip_plus: bool | None = None
     enabled: bool | None = None
     rename: str | None = None
+    tls_ca: str | None = None  # PEM text of --ca FILE; "" clears
+
+
+def check_ca(pem: str, origin: str = "--ca") -> str:
+    """PEM CA certificate(s) a TLS client can trust (`InputError` otherwise); "" stays ""."""
+    if not pem:
+        return ""
+    if len(pem) > MAX_CA_BYTES or "-----BEGIN CERTIFICATE-----" not in pem:
+        raise InputError(f"{origin}: not a PEM CA certificate (-----BEGIN CERTIFICATE-----)")
+    try:
+        ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise InputError(f"{origin}: the certificate does not load ({exc})") from None
+    return pem
 
 
 def _trunk_text_changes(opts: TrunkOptions) -> dict[str, Any]:
@@ -206,11 +222,14 @@ def _apply_trunk(base: Trunk, opts: TrunkOptions) -> Trunk:
     changes = _trunk_text_changes(opts)
     if opts.host is not None:
         host, port = parse_host(opts.host)
-        changes |= {"host": host, "port": port or 5060}
+        tls = (opts.transport or base.transport) == "tls"
+        changes |= {"host": host, "port": port or (5061 if tls else 5060)}  # RFC 3261 §19.1.2
     if opts.transport is not None:
         if opts.transport not in TRANSPORTS:
-            raise InputError(f"--transport must be udp or tcp (got {opts.transport!r})")
+            raise InputError(f"--transport must be udp, tcp or tls (got {opts.transport!r})")
         changes["transport"] = opts.transport
+    if opts.tls_ca is not None:
+        changes["tls_ca"] = check_ca(opts.tls_ca)
     if opts.allow is not None:
         if len(opts.allow) > MAX_ALLOW:
             raise InputError(f"at most {MAX_ALLOW} --allow networks")
@@ -225,6 +244,8 @@ def _check_trunk(trunk: Trunk) -> Trunk:
         raise InputError("--username and a password go together (give it with --password-stdin)")
     if trunk.register and trunk.username is None:
         raise InputError("--register needs --username and a password (--password-stdin)")
+    if trunk.tls_ca and trunk.transport != "tls":
+        raise InputError("--ca is for --transport tls (clear it with --ca '')")
     if not trunk.allow and not _is_ip(trunk.host):
         raise InputError(
             f"trunk host {trunk.host} is a name: give the provider's addresses with --allow CIDR"

@@ -47,7 +47,7 @@ WHISPER = "whisper"
 GREETING = "greeting"
 BEEP = "beep"
 NO_CODEC = "no prompt: the call offers neither PCMU nor PCMA"
-SRTP_NOTE = "not recorded: SRTP (RTP/SAVP) call"
+SRTP_NOTE = "not recorded, no prompts: SRTP (RTP/SAVP) call, relayed encrypted"
 
 
 _TELEPHONE_EVENT = re.compile(rb"a=rtpmap:(\d{1,3}) telephone-event/8000", re.IGNORECASE)
@@ -67,7 +67,8 @@ def payload_types(sdp: SessionDescription | None) -> list[int]:
 
 
 def is_srtp(sdp: SessionDescription | None) -> bool:
-    return sdp is not None and bool(sdp.media) and "SAVP" in sdp.media[0].proto.upper()
+    """The offer's audio is SRTP: relayed as it is, never played into nor recorded."""
+    return sdp is not None and sdp.is_srtp
 
 
 def note(call: CallState, text: str) -> None:
@@ -141,10 +142,10 @@ def can_take_voicemail(call: CallState) -> bool:
     plan = call.setup.audio
     if plan.voicemail is None or call.state != "routing" or call.inbound.answered:
         return False
-    return (
-        not is_srtp(call.inbound.offer)
-        and choose_codec(payload_types(call.inbound.offer)) is not None
-    )
+    if is_srtp(call.inbound.offer):
+        note(call, SRTP_NOTE)
+        return False
+    return choose_codec(payload_types(call.inbound.offer)) is not None
 
 
 def voicemail_answered(call: CallState, now: float) -> list[Action]:

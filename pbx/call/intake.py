@@ -55,7 +55,7 @@ from pbx.rules.roi import SourceCost, call_cost_cents
 from pbx.rules.routing import Reject, Schedule, choose_destinations, plan
 from pbx.sip.auth import Credentials
 from pbx.sip.message import Request
-from pbx.sip.peer import Peer
+from pbx.sip.peer import Peer, as_transport
 from pbx.sip.status import SipParseError
 from pbx.sip.uri import parse_uri
 from pbx.store import Block, Destination, RouteInfo, Store, Trunk
@@ -317,11 +317,13 @@ async def _trunk_target(dest: Destination, trunk: Trunk) -> Target | None:
     digits = dest.target[1:] if trunk.strip_plus else dest.target
     user = f"{trunk.prefix}{digits}"
     host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
-    params = ";transport=tcp" if trunk.transport == "tcp" else ""
+    params = f";transport={trunk.transport}" if trunk.transport != "udp" else ""
     uri = f"sip:{user}@{host}:{trunk.port}{params}"
     peer = await _peer(trunk.host, trunk.port, trunk.transport)
     if peer is None:
         return None
+    if peer.transport == "tls":  # verify the certificate against the trunk's name (SNI)
+        peer = replace(peer, server_name=trunk.host.strip("[]"), ca=trunk.tls_ca)
     creds = None
     if trunk.username and trunk.password:
         creds = Credentials(trunk.username, trunk.password)
@@ -333,20 +335,26 @@ async def _sip_target(dest: Destination) -> Target | None:
         uri = parse_uri(dest.target)
     except SipParseError:
         return None
-    transport = (uri.params.get("transport") or "udp").lower()
-    peer = await _peer(uri.host, uri.port or 5060, transport)
+    sips = uri.scheme == "sips"  # RFC 5630: TLS to the host the URI names
+    transport = as_transport(uri.params.get("transport"), "tls" if sips else "udp")
+    if transport is None or (sips and transport != "tls"):
+        return None
+    peer = await _peer(uri.host, uri.port or (5061 if transport == "tls" else 5060), transport)
+    if peer is not None and peer.transport == "tls":
+        peer = replace(peer, server_name=uri.host.strip("[]"))
     return None if peer is None else Target(dest.name, dest.target, peer)
 
 
 async def _peer(host: str, port: int, transport: str) -> Peer | None:
     """Where to send: an IP literal as is, a host name resolved (one lookup per call)."""
-    if transport not in ("udp", "tcp"):
+    kind = as_transport(transport)
+    if kind is None:
         return None
     bare = host.strip("[]")
     address = _literal(bare) or await _resolve(bare)
     if address is None:
         return None
-    return Peer("tcp" if transport == "tcp" else "udp", address, port)
+    return Peer(kind, address, port)
 
 
 def _literal(host: str) -> str | None:

@@ -63,10 +63,21 @@ class LegBuilder:
     def _address(self, transport: str) -> LocalAddress:
         return self.local.get(transport) or next(iter(self.local.values()))
 
-    def contact(self, transport: str) -> SipUri:
+    def contact(self, transport: str, *, sips: bool = False) -> SipUri:
+        """Our Contact on `transport`: `;transport=tcp|tls`, or a sips: URI when `sips`.
+
+        RFC 3261 §12.1.1 / RFC 5630 §3.1.3: a dialog set up by a request whose
+        Request-URI is a sips: URI gets a sips: Contact (TLS on every hop).
+        """
         addr = self._address(transport)
-        params: dict[str, str | None] = {"transport": "tcp"} if transport == "tcp" else {}
+        if sips:
+            return SipUri("sips", "pbx", None, addr.host, addr.port, {})
+        params: dict[str, str | None] = {"transport": transport} if transport != "udp" else {}
         return SipUri("sip", "pbx", None, addr.host, addr.port, params)
+
+    def _caller_contact(self, inbound: InboundLeg) -> SipUri:
+        sips = inbound.invite.uri.lower().startswith("sips:")
+        return self.contact(inbound.source.transport, sips=sips)
 
     def _via(self, transport: str) -> str:
         addr = self._address(transport)
@@ -92,7 +103,8 @@ class LegBuilder:
         headers.add("To", f"<{target.uri}>")
         headers.add("Call-ID", self.ids.call_id())
         headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", f"<{self.contact(transport)}>")
+        sips = target.uri.lower().startswith("sips:")  # RFC 3261 §8.1.1.8
+        headers.add("Contact", f"<{self.contact(transport, sips=sips)}>")
         headers.add("Allow", ALLOW)
         headers.add("User-Agent", USER_AGENT)
         headers.add("Content-Type", SDP)
@@ -160,7 +172,7 @@ class LegBuilder:
         """A response to the caller's INVITE, with our To tag and Contact."""
         extra: list[tuple[str, str]] = []
         if 100 < status < 300:
-            extra.append(("Contact", f"<{self.contact(inbound.source.transport)}>"))
+            extra.append(("Contact", f"<{self._caller_contact(inbound)}>"))
             extra.append(("Allow", ALLOW))
         extra.append(("User-Agent", USER_AGENT))
         if body:
@@ -170,7 +182,7 @@ class LegBuilder:
         )
 
     def uas_dialog(self, inbound: InboundLeg) -> Dialog:
-        contact = self.contact(inbound.source.transport)
+        contact = self._caller_contact(inbound)
         return Dialog.from_uas_request(inbound.invite, inbound.to_tag, contact)
 
     def bye_caller(self, inbound: InboundLeg) -> Request:
@@ -193,7 +205,7 @@ class LegBuilder:
         """The other leg's final answer to a relayed in-dialog request, for its sender."""
         extra: list[tuple[str, str]] = []
         if 200 <= response.status < 300 and original.method in ("INVITE", "UPDATE"):
-            extra.append(("Contact", f"<{self.contact(inbound.source.transport)}>"))
+            extra.append(("Contact", f"<{self._caller_contact(inbound)}>"))
         ctype = response.headers.get("Content-Type")
         if body and ctype:
             extra.append(("Content-Type", ctype))

@@ -19,7 +19,7 @@ from typing import TypeVar
 from pbx.call.model import Target
 from pbx.records import iso_utc
 from pbx.sip.headers import parse_name_addr
-from pbx.sip.peer import Peer
+from pbx.sip.peer import Peer, as_transport
 from pbx.sip.registrar import decode_received
 from pbx.sip.status import SipParseError
 from pbx.sip.uri import parse_uri
@@ -70,5 +70,5 @@ def _path_peer(hop: str, flow: Peer) -> Peer | None:
     host = uri.host.strip("[]")
     if not host or not all(c in "0123456789abcdefABCDEF.:" for c in host):
         return None
-    transport = "tcp" if uri.transport == "tcp" else flow.transport
+    transport = as_transport(uri.transport, flow.transport) or flow.transport
     return Peer(transport, host, uri.port or 5060)

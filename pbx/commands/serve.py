@@ -43,6 +43,7 @@ def serve(
     from pbx import daemon
     from pbx.config import load_settings, parse_listen
     from pbx.rtp.media import MediaError
+    from pbx.sip.transport import server_context
 
     overrides = listen_overrides(sip, rtp_ports, http)
     try:
@@ -51,6 +52,8 @@ def serve(
         if node is not None:
             overrides["node.id"] = node
         settings = load_settings(config_path, os.environ, overrides | db_override(ctx))
+        if "tls" in settings.sip.transports:  # an unreadable or bad cert/key is a bad setting
+            server_context(settings.sip.tls_cert, settings.sip.tls_key)
     except InputError as exc:
         raise AdminError(str(exc)) from None
     try:

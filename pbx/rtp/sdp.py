@@ -30,6 +30,11 @@ Decisions where the specs are silent:
   them would steer an ICE-capable peer around (or into a failed check of)
   the relay. `a=rtcp-mux`, `a=crypto` (SDES-SRTP, relayed opaque), codecs,
   directions, `b=` and all unknown lines pass through.
+- SRTP passthrough (RFC 3711, SDES keys RFC 4568): a stream whose proto is
+  `RTP/SAVP`, `RTP/SAVPF` (or DTLS-SRTP's `UDP/TLS/RTP/SAVP[F]`) keeps its
+  proto, `a=crypto` and `a=fingerprint`/`a=setup` lines byte for byte; the
+  relay forwards the packets unread (it never decrypts, so it cannot play
+  into or record such a call: `is_srtp` lets the call side know).
 - `endpoints()` gives None for a stream that must not be sent to: port 0, no
   `c=`, an unspecified address, or a host name (pure code resolves nothing
   and the relay must not block on DNS; latching finds the peer instead).
@@ -152,6 +157,11 @@ class SessionDescription:
         return [_endpoint(m) for m in self.media]
 
     @property
+    def is_srtp(self) -> bool:
+        """The first stream (the one the relay anchors) is SRTP: its audio is not readable."""
+        return bool(self.media) and is_secure_proto(self.media[0].proto)
+
+    @property
     def on_hold(self) -> bool:
         """True if every stream still in use is on hold (and there is one)."""
         active = [m for m in self.media if not m.rejected]
@@ -183,6 +193,11 @@ class OriginState:
         if at is None:
             return [body[0], origin, *body[1:]]
         return [*body[:at], origin, *body[at + 1 :]]
+
+
+def is_secure_proto(proto: str) -> bool:
+    """RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVP(F): SRTP profiles (RFC 3711, 5124, 5764)."""
+    return proto.upper().rsplit("/", 1)[-1] in ("SAVP", "SAVPF")
 
 
 def parse_sdp(data: bytes) -> SessionDescription:

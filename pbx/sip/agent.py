@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -165,14 +166,16 @@ class SipAgent:
         timers: TimerConfig | None = None,
         udp: bool = True,
         tcp: bool = True,
+        tls: ssl.SSLContext | None = None,
+        tls_port: int = 5061,
         max_transactions: int = MAX_TRANSACTIONS,
     ) -> None:
         self.user: TransactionUser = user or NullUser()
         self.ids: IdSource = ids or RandomIds()
         self.layer = TransactionLayer(timers, max_transactions=max_transactions)
         self.transport = SipTransport(
-            self._on_datagram, host=host, port=port, udp=udp, tcp=tcp,
-            on_send_error=self._on_send_error,
+            self._on_datagram, host=host, port=port, udp=udp, tcp=tcp, tls=tls,
+            tls_port=tls_port, on_send_error=self._on_send_error,
         )  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -350,7 +353,14 @@ class SipAgent:
             self.user.on_stray_response(event, now)
 
     def _on_send_error(self, dest: Peer) -> None:
-        """TCP connect failed: pending requests to `dest` fail now as 503 (§8.1.3.1)."""
+        """A TCP/TLS connect failed: requests to `dest` fail now as 503 (§8.1.3.1).
+
+        Client transactions still waiting for a first response get a
+        synthetic 503 (the call hunts on, as for an unreachable trunk).
+        """
+        now = self.now()
+        self._dispatch(self.layer.transport_failed(dest), now)
+        self._flush()
         for key, pending in list(self._pending.items()):
             if pending.dest == dest and not pending.future.done():
                 del self._pending[key]

@@ -191,7 +191,7 @@ def decode_received(text: str) -> tuple[Peer, tuple[str, ...]]:
     """(where the REGISTER came from, Path values); raises ValueError on bad text."""
     flow, _, path_text = text.partition("|")
     transport, _, rest = flow.partition(":")
-    if transport not in ("udp", "tcp"):
+    if transport not in ("udp", "tcp", "tls"):
         raise ValueError(f"bad transport in {text!r}")
     try:
         host, port = parse_host_port(rest)

@@ -391,6 +391,22 @@ class TransactionLayer:
         """Queue a message outside any transaction: ACK for 2xx, stateless response."""
         self._out.append(Outgoing(message, dest))
 
+    def transport_failed(self, dest: Peer) -> list[Event]:
+        """The transport could not reach `dest` (RFC 3261 §8.1.3.1, §17.1.4).
+
+        Every client transaction to `dest` that has had no response yet ends
+        with a synthetic 503 passed up as its response, then terminates.
+        """
+        events: list[Event] = []
+        for txn in list(self._txns.values()):
+            if txn.key.server or txn.peer != dest or txn.state not in (State.CALLING, State.TRYING):
+                continue
+            response = make_response(txn.request, 503, "Service Unavailable (transport)")
+            events.append(ResponseReceived(response, txn.key))
+            self._remove(txn)
+            events.append(TransactionTerminated(txn.key))
+        return events
+
     # -- peer input ----------------------------------------------------------------
 
     def receive(self, msg: Message, source: Peer, now: float) -> list[Event]:

@@ -64,7 +64,7 @@ from typing import Literal, Protocol, Self
 from pbx.errors import ConflictError, PbxError
 from pbx.records import CallFact, CallRecord, Disposition
 
-TrunkTransport = Literal["udp", "tcp"]
+TrunkTransport = Literal["udp", "tcp", "tls"]
 DestinationKind = Literal["number", "sip", "extension"]
 Strategy = Literal["sequential", "simultaneous", "round-robin"]
 OutboxKind = Literal["ga4", "webhook"]
@@ -93,6 +93,9 @@ class Trunk:
     strip_plus: bool = False
     prefix: str = ""
     enabled: bool = True
+    # PEM of the private CA(s) a TLS trunk's certificate must chain to; "" = the system's CAs.
+    # Stored as contents, not a path: every node of a cluster reads the same store.
+    tls_ca: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sqlite3
@@ -436,3 +437,48 @@ def test_doctor_takes_the_listen_overrides_of_serve(tmp_path: Path) -> None:
     bad = pbx(setup.db, "doctor", "--config", str(setup.config), "--sip", "nonsense")
     assert bad.exit_code == 2
     assert bad.stderr.count("\n") == 1
+
+
+async def _tls_sip_server(
+    tmp_path: Path, cert_pem: str, key_pem: str
+) -> tuple[asyncio.Server, int]:
+    import ssl
+
+    (tmp_path / "t.crt").write_text(cert_pem)
+    (tmp_path / "t.key").write_text(key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "t.crt", tmp_path / "t.key")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            msg = parse(await reader.readuntil(b"\r\n\r\n"))
+            assert isinstance(msg, Request)
+            assert (msg.headers.get("Via") or "").startswith("SIP/2.0/TLS ")
+            writer.write(bytes(make_response(msg, 200, to_tag="tls")))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_tls_trunk_is_pinged_over_tls_and_a_refused_certificate_fails(
+    tmp_path: Path,
+) -> None:
+    from tests.tls_support import Authority, self_signed
+
+    ca = Authority()
+    leaf = ca.issue("sip.example.test")
+    server, port = await _tls_sip_server(tmp_path, leaf.cert, leaf.key)
+    async with server:
+        good = Trunk(name="tls", host="127.0.0.1", port=port, transport="tls", tls_ca=ca.pem)
+        (finding,) = await doctor.check_trunks([good], 2.0, CountingIds("s"))
+        assert finding.level == "ok", finding
+        assert "answers OPTIONS with 200" in finding.what
+    own = self_signed("127.0.0.1")
+    server, port = await _tls_sip_server(tmp_path, own.cert, own.key)
+    async with server:
+        bad = Trunk(name="tls", host="127.0.0.1", port=port, transport="tls")
+        (finding,) = await doctor.check_trunks([bad], 2.0, CountingIds("s"))
+    assert finding.level == "FAIL"
+    assert "certificate is refused (self-signed certificate)" in finding.what

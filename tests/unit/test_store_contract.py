@@ -155,8 +155,20 @@ async def test_trunk_duplicate_is_conflict(store: Store) -> None:
 
 
 async def test_trunk_bad_transport_is_input_error(store: Store) -> None:
-    bad = Trunk(name="x", host="192.0.2.10", transport="tls")  # type: ignore[arg-type]
+    bad = Trunk(name="x", host="192.0.2.10", transport="sctp")  # type: ignore[arg-type]
     await unchanged(store, InputError, store.trunks.add(bad))
+
+
+async def test_trunk_tls_with_ca_round_trips(store: Store) -> None:
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    added = await store.trunks.add(
+        Trunk(name="secure", host="192.0.2.10", port=5061, transport="tls", tls_ca=pem)
+    )
+    assert (added.transport, added.tls_ca) == ("tls", pem)
+    assert "BEGIN" not in repr(added)  # long, and not worth a repr
+    updated = await store.trunks.update("secure", tls_ca="", transport="tcp")
+    assert (updated.transport, updated.tls_ca) == ("tcp", "")
+    assert (await store.trunks.list())[0] == updated
 
 
 async def test_trunk_update(store: Store) -> None:

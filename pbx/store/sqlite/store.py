@@ -90,22 +90,43 @@ def _too_new(current: int, latest: int) -> SchemaVersionError:
     )
 
 
+FOREIGN_KEYS_OFF = "-- pbx: foreign_keys off"  # a migration's first line: it rebuilds a table
+
+
 async def _apply(conn: aiosqlite.Connection, migration: Migration) -> None:
     """One migration and its user_version in one transaction.
 
     The version is re-read after BEGIN IMMEDIATE: another process (or
     connection) opening the same new file may have applied it meanwhile.
+    A migration whose first line is FOREIGN_KEYS_OFF rebuilds a table
+    (SQLite cannot change a CHECK in place): foreign keys are off around its
+    transaction, so dropping the old table neither cascades nor refuses, and
+    `PRAGMA foreign_key_check` must find nothing before COMMIT.
     """
-    await conn.execute("BEGIN IMMEDIATE")
+    keys_off = migration.sql.startswith(FOREIGN_KEYS_OFF)
+    if keys_off:
+        await conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction
     try:
-        if await user_version(conn) < migration.version:
-            for statement in split_statements(migration.sql):
-                await conn.execute(statement)
-            await conn.execute(f"PRAGMA user_version = {migration.version:d}")
-    except BaseException:
-        await asyncio.shield(conn.execute("ROLLBACK"))
-        raise
-    await conn.execute("COMMIT")
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            if await user_version(conn) < migration.version:
+                for statement in split_statements(migration.sql):
+                    await conn.execute(statement)
+                if keys_off:
+                    async with conn.execute("PRAGMA foreign_key_check") as cur:
+                        broken = await cur.fetchall()
+                    if broken:
+                        raise RuntimeError(
+                            f"migration {migration.name}: foreign keys broken: {list(broken)[:3]}"
+                        )
+                await conn.execute(f"PRAGMA user_version = {migration.version:d}")
+        except BaseException:
+            await asyncio.shield(conn.execute("ROLLBACK"))
+            raise
+        await conn.execute("COMMIT")
+    finally:
+        if keys_off:
+            await conn.execute("PRAGMA foreign_keys = ON")
 
 
 async def migrate(conn: aiosqlite.Connection, migrations: list[Migration]) -> int:
