@@ -216,10 +216,6 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     )
     manager = CallManager(ctx)
     ctx.metrics.watch_records(lambda: manager.records.queued)
-    lag_monitor = ctx.overload.monitor()
-    if lag_monitor is not None:
-        lag_monitor.start()
-        undo.callback(lag_monitor.stop)
     keeper.on_lost = lambda lost: setattr(manager, "lease_lost", lost)
     agent.user = RegistrarService(  # REGISTER for local extensions; the rest to `manager`
         agent, store, manager, registrar_config(settings.registrar)
@@ -247,6 +243,11 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     daemon.checkpoint = MediaCheckpoint(store, ctx.metrics.live_media).start()
     undo.push_async_callback(daemon.checkpoint.close)
     await _register_trunks(daemon, sip_host)
+    # last: start-up's own work (apps, workers, registrations) is not load to shed calls for
+    lag_monitor = ctx.overload.monitor()
+    if lag_monitor is not None:
+        lag_monitor.start()
+        undo.callback(lag_monitor.stop)
     return daemon
 
 

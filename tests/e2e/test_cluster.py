@@ -242,7 +242,9 @@ async def test_two_nodes_behind_kamailio_survive_a_kill(
 
         await _wait("the first calls answered", all_answered, 20)
         by_node = Counter(r.node for r in await a.records())
-        assert set(by_node) == {"a", "b"}, by_node  # spread over both nodes
+        why = [ln for ln in a.log_text().splitlines() if "refused" in ln or "warning" in ln]
+        why += [ln for ln in front.log().splitlines() if "failed" in ln or "WARN" in ln]
+        assert set(by_node) == {"a", "b"}, (by_node, why[:5])  # spread over both nodes
         await a.stop(signal.SIGKILL)
 
         async def swept() -> bool:
