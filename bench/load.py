@@ -40,6 +40,7 @@ figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import contextlib
 import json
@@ -78,6 +79,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT = 20.0
 DRAIN_TIMEOUT = 30.0  # bounded wait for the daemon to have no calls left
 RTP_HEADER = struct.Struct("!BBHII")
+STAMP = struct.Struct("!q")  # the generator's send time (monotonic ns) at the payload's start
 PAYLOAD = b"\xff" * 160  # 20 ms of PCMU at 8 kHz
 LOAD_REASONS = ("loop_busy", "loop_lag", "overload")  # the gate's refusals for load
 GEN_RCVBUF = 4 * 1024 * 1024  # generous on the generator side: loss should be the daemon's
@@ -111,6 +113,15 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process, from /proc (seconds)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (the daemon's media workers)."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
 
 def rss_mb(pid: int) -> float:
@@ -652,6 +663,7 @@ def generate(
     side = {s.fileno(): i % 2 for i, s in enumerate(socks)}  # 0: caller side, 1: callee side
     by_fd = {s.fileno(): s for s in socks}
     received = [0, 0]
+    delays = array.array("q")  # ns from the send to the receive of each packet back
     ep = select.epoll()
     for sock in socks:
         ep.register(sock.fileno(), select.EPOLLIN)
@@ -665,7 +677,7 @@ def generate(
         while n < ticks and now >= start + n * ptime / slices:
             seq, group = divmod(n, slices)
             packet = RTP_HEADER.pack(0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, 0x5EED)
-            packet += PAYLOAD
+            packet += STAMP.pack(time.monotonic_ns()) + PAYLOAD[STAMP.size :]
             for sock in groups[group]:
                 with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
                     sock.send(packet)
@@ -679,7 +691,7 @@ def generate(
             break
         wake = start + n * ptime / slices if n < ticks else start + seconds + 1.0
         for fd, _ in ep.poll(max(0.0, wake - time.monotonic())):
-            received[side[fd]] += _drain(by_fd[fd])
+            received[side[fd]] += _drain(by_fd[fd], delays)
     ep.close()
     for sock in socks:
         sock.close()
@@ -689,15 +701,31 @@ def generate(
         "callee_received": received[1],
         "send_time": send_time,
         "generator_cpu_pct": round(100.0 * gen_cpu / (send_time or 1.0), 1),
+        "delay_ms": delay_figures(delays),
     }
 
 
-def _drain(sock: socket.socket) -> int:
-    count = 0
+def delay_figures(delays: array.array[int]) -> dict[str, float]:
+    """Percentiles (ms) of the one-way time through the relay, and the share under 20 ms."""
+    if not delays:
+        return {}
+    ordered = sorted(delays)
+    at = {q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+          for q in (0.5, 0.99, 0.999)}  # fmt: skip
+    under = sum(1 for d in ordered if d < 20_000_000) / len(ordered)
+    return {"p50": round(at[0.5], 2), "p99": round(at[0.99], 2), "p99.9": round(at[0.999], 2),
+            "under_20ms_pct": round(100.0 * under, 3)}  # fmt: skip
+
+
+def _drain(sock: socket.socket, delays: array.array[int]) -> int:
+    """Read what is queued; one clock read per wake-up (the generator must stay cheap)."""
+    count, now = 0, time.monotonic_ns()
     with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
         while True:
-            sock.recv(2048)
+            data = sock.recv(2048)
             count += 1
+            if len(data) >= RTP_HEADER.size + STAMP.size:
+                delays.append(now - STAMP.unpack_from(data, RTP_HEADER.size)[0])
     return count
 
 
@@ -839,8 +867,11 @@ async def rtp_media(
     assert await pipe_recv(gen, 30) == "start"
     c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
     s0 = [cpu_seconds(p.pid) for p in (caller, callee)]
+    w0 = {pid: cpu_seconds(pid) for pid in children(daemon.pid)}
     assert await pipe_recv(gen, 3 * 60 + 60) == "stop"
     c1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+    workers = [round(100.0 * (cpu_seconds(pid) - c) / (t1 - t0), 1)
+               for pid, c in w0.items() if pid in children(daemon.pid)]  # fmt: skip
     sipps = zip((caller, callee), s0, strict=True)
     sipp_cpu = [100.0 * (cpu_seconds(p.pid) - c) / (t1 - t0) for p, c in sipps]
     result = await pipe_recv(gen, 30)
@@ -848,7 +879,8 @@ async def rtp_media(
     step.caller_received = result["caller_received"]
     step.callee_received = result["callee_received"]
     step.send_time = result["send_time"]
-    step.extra = {"generator_cpu_pct": result["generator_cpu_pct"],
+    step.extra = {"delay_ms": result["delay_ms"], "worker_cpu_pct": workers,
+                  "generator_cpu_pct": result["generator_cpu_pct"],
                   "sipp_cpu_pct": [round(x, 1) for x in sipp_cpu]}  # fmt: skip
     step.cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
     step.rss = rss_mb(daemon.pid)
