@@ -285,7 +285,7 @@ async def _start_http(daemon: Daemon) -> web.AppRunner:
     app[STATUS_ALLOW] = [ipaddress.ip_network(c, strict=False)
                          for c in daemon.settings.http.status_allow]  # fmt: skip
     app.router.add_get("/health", _health(daemon))
-    visitors.add_routes(app, daemon.store, daemon.settings)
+    visitors.add_routes(app, daemon.store, daemon.settings, daemon.metrics)
     if daemon.settings.metrics.enabled and daemon.metrics is not None:
         metrics_http.add_routes(app, daemon.metrics, daemon.store)
     runner = web.AppRunner(app, access_log=None)

@@ -7,17 +7,21 @@ where it is empty, `hangup_by` to 'system' where empty, and gives an answered
 call the talk time up to its last media checkpoint (`media_at`, written by
 `touch_media` from `pbx.service.checkpoint`; a column of the table, not a
 field of the record), else leaves the seconds as last written.
+
+Pool holds (`visits.add_holding`): ONE `INSERT ... SELECT` that takes the
+first candidate (in the caller's order, `json_each` of a JSON array) that no
+unexpired non-fallback visit holds; SQLite runs one writing statement at a
+time on the file, so the check and the insert are atomic across every
+connection and process, and nothing is locked between the caller's reads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -64,6 +68,13 @@ _VISIT_COLS = ["id", *columns_of(Visit)]
 _OUTBOX_COLS = columns_of(OutboxItem)
 _OUTBOX_INSERT = insert_sql("outbox", _OUTBOX_COLS)
 MAX_HELD_QUERY = 1000  # numbers per held_until query (SQLite's default variable limit is 32766)
+_VISIT_HOLD = (
+    f"INSERT INTO visits ({', '.join(_VISIT_COLS)}) SELECT "
+    + ", ".join("c.value" if c == "number" else f":{c}" for c in _VISIT_COLS)
+    + " FROM json_each(:candidates) AS c WHERE NOT EXISTS (SELECT 1 FROM visits AS v"
+    " WHERE v.number = c.value AND v.expires_at > :now AND v.fallback = 0)"
+    " ORDER BY c.key LIMIT 1 RETURNING *"
+)
 
 
 def _call_params(record: CallRecord) -> dict[str, Any]:
@@ -166,11 +177,6 @@ class SqliteCalls:
 class SqliteVisits:
     def __init__(self, db: Db) -> None:
         self._db = db
-        self._pool = asyncio.Lock()
-
-    def pool_guard(self) -> AbstractAsyncContextManager[None]:
-        """One daemon writes a SQLite file: an in-process lock serialises pool picks."""
-        return _locked(self._pool)
 
     async def _need(self, tx: Tx, visit_id: str) -> Visit:
         row = await tx.one("SELECT * FROM visits WHERE id = ?", (visit_id,))
@@ -184,6 +190,22 @@ class SqliteVisits:
                 raise ConflictError(f"visit {visit.id} already exists")
             await tx.insert(insert_sql("visits", _VISIT_COLS), values_of(visit, _VISIT_COLS))
             return await self._need(tx, visit.id)
+
+    async def add_holding(self, visit: Visit, candidates: Sequence[str], now: str) -> Visit | None:
+        """One statement: hold the first free candidate (see the module docstring)."""
+        wanted = list(dict.fromkeys(candidates))[:MAX_HELD_QUERY]
+        if not wanted:
+            return None
+        params = values_of(replace(visit, fallback=False), _VISIT_COLS)
+        params |= {"candidates": json.dumps(wanted), "now": now}
+        try:
+            async with self._db.single() as tx:
+                row = await tx.one(_VISIT_HOLD, params)
+        except ConflictError as exc:
+            if "visits.id" not in str(exc):
+                raise
+            raise ConflictError(f"visit {visit.id} already exists") from None
+        return None if row is None else build(Visit, row)
 
     async def get(self, visit_id: str) -> Visit | None:
         async with self._db.read() as tx:
@@ -290,9 +312,3 @@ class SqliteOutbox:
             )
             if not changed:
                 raise NotFoundError(f"no outbox item {item_id}")
-
-
-@asynccontextmanager
-async def _locked(lock: asyncio.Lock) -> AsyncIterator[None]:
-    async with lock:
-        yield
