@@ -215,7 +215,7 @@ class VisitorApi:
         if report is not None:
             log.warning("pool.exhausted", source=source.name, pool_size=pool,
                         raced=free > 0, fallback_number=source.fallback_number,
-                        more_since_last=report.held_back,
+                        not_logged_before=report.held_back,
                         action="visits show the fallback number (or the page's own) "
                                "until a hold expires; add numbers to the pool")  # fmt: skip
 
