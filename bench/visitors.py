@@ -254,7 +254,16 @@ async def main(args: argparse.Namespace) -> None:
                 raise RuntimeError("the flood process did not start")
             parent.recv()
             await asyncio.sleep(0.5)  # the flood reaches its rate before the calls start
+            spy = None
+            if args.py_spy:  # sample the daemon during the flooded run (collapsed stacks)
+                spy = await asyncio.create_subprocess_exec(
+                    "py-spy", "record", "-p", str(daemon.pid), "-d", str(int(args.seconds)),
+                    "-r", "200", "-f", "raw", "-o", args.py_spy,
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
             flooded = await call_run(daemon, workdir, "with flood", args)
+            if spy is not None:
+                await wait_process(spy, 15)
             got = await asyncio.get_running_loop().run_in_executor(None, parent.poll, 30.0)
             result: dict[str, Any] = parent.recv() if got else {}
             print("         run    ok failed achieved rtt_p50 rtt_p99 rtt_max  cpu%  load(1/5/15)")
@@ -288,6 +297,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="length of each call run")
     p.add_argument("--rps", type=float, default=500.0, help="visitor requests per second")
     p.add_argument("--pool", type=int, default=50, help="numbers in the onsite source's pool")
+    p.add_argument("--py-spy", metavar="FILE", help="py-spy the daemon under the flood")
     p.add_argument("--rtp-ports", default="42000-43999", help="the daemon's RTP range")
     return p.parse_args()
 

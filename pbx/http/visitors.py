@@ -90,6 +90,7 @@ EXHAUSTED_LOG_EVERY = 60.0  # seconds between `pool.exhausted` lines of one sour
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _GA_CLIENT_ID = re.compile(r"^\d{1,20}\.\d{1,20}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class BadRequest(Exception):
@@ -235,18 +236,21 @@ class VisitorApi:
 
     # -- handlers --------------------------------------------------------------------
 
-    def check_rate(self, request: web.Request) -> None:
-        """Every visitor API request counts against its address (pings and preflights too)."""
-        if not self.requests.allow(self.client_ip(request) or "", self.clock()):
+    def check_rate(self, request: web.Request) -> str | None:
+        """Every visitor API request counts against its address (pings and preflights too);
+        returns the address."""
+        ip = self.client_ip(request)
+        if not self.requests.allow(ip or "", self.clock()):
             raise BadRequest("too many requests from this address", 429)
+        return ip
 
     async def post_visit(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin")
-        self.check_rate(request)
+        ip = self.check_rate(request)
         self.check_origin(origin)
         body = await _read_json(request)
         checked = check_visit_body(body, self.settings.phone.default_region)
-        answer = await self.visit(checked, self.client_ip(request))
+        answer = await self.visit(checked, ip)
         return web.json_response(answer, headers=self.cors_headers(origin))
 
     async def preflight(self, request: web.Request) -> web.Response:
@@ -286,9 +290,14 @@ class VisitorApi:
 # -- pure helpers ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _networks(trusted: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in trusted)
+
+
 def client_ip(remote: str | None, forwarded: str | None, trusted: tuple[str, ...]) -> str | None:
     """The visitor's address: the peer, or X-Forwarded-For's right-most untrusted hop."""
-    nets = [ipaddress.ip_network(c, strict=False) for c in trusted]
+    nets = _networks(trusted)
 
     def is_trusted(address: str) -> bool:
         try:
@@ -354,20 +363,29 @@ def _page_numbers(raw: object, region: str) -> list[str]:
         raise BadRequest(f"numbers must be a list of at most {MAX_PAGE_NUMBERS} phone numbers")
     out: list[str] = []
     for item in raw:
-        try:
-            out.append(normalise(item, region) if isinstance(item, str) else "")
-        except InputError:
-            out.append("")
+        out.append(_normalised(item, region) if isinstance(item, str) else "")
         if not out[-1]:
             raise BadRequest(f"numbers: {str(item)[:40]!r} is not a valid phone number")
     return list(dict.fromkeys(out))
 
 
+# Every page view sends the site's own numbers and gets a pool number back: the same
+# few strings again and again, so their phonenumbers parses are remembered (bounded).
+@functools.lru_cache(maxsize=4096)
+def _normalised(item: str, region: str) -> str:
+    try:
+        return normalise(item, region)
+    except InputError:
+        return ""
+
+
+@functools.lru_cache(maxsize=4096)
 def _national(e164: str) -> str:
     number = phonenumbers.parse(e164)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
+@functools.lru_cache(maxsize=4096)
 def _digits(e164: str) -> str:
     return phonenumbers.national_significant_number(phonenumbers.parse(e164))
 

@@ -10,6 +10,7 @@ so each is one round trip and one snapshot. The round-robin cursor is one
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -168,6 +169,12 @@ class PgNumbers:
             return await self._get(tx, number_or_id)
 
     async def list(self, *, source: str | None = None) -> list[TrackingNumber]:
+        """One source's numbers are cached (its pool, read per new website visit)."""
+        if source is None:
+            return await self._list(None)
+        return list(await cached(self._cache, ("numbers", source), lambda: self._list(source)))
+
+    async def _list(self, source: str | None) -> builtins.list[TrackingNumber]:
         if source is None:
             rows = await self._db.all(f"{_SELECT} ORDER BY n.number")
         else:
@@ -212,6 +219,10 @@ class PgNumbers:
         if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
             patched = replace(route.number, rr_cursor=rr_cursor)
             self._cache.replace(("lookup", number), replace(route, number=patched))
+            pool = self._cache.peek(("numbers", patched.source))
+            if isinstance(pool, list):  # the source's cached list shows the cursor too
+                fresh = [replace(n, rr_cursor=rr_cursor) if n.number == number else n for n in pool]
+                self._cache.replace(("numbers", patched.source), fresh)
 
     async def lookup(self, e164: str) -> RouteInfo | None:
         """The route of one INVITE (cached: read per INVITE)."""

@@ -68,6 +68,7 @@ _VISIT_COLS = ["id", *columns_of(Visit)]
 _OUTBOX_COLS = columns_of(OutboxItem)
 _OUTBOX_INSERT = insert_sql("outbox", _OUTBOX_COLS)
 MAX_HELD_QUERY = 1000  # numbers per held_until query (SQLite's default variable limit is 32766)
+_VISIT_INSERT = insert_sql("visits", _VISIT_COLS) + " RETURNING *"
 _VISIT_HOLD = (
     f"INSERT INTO visits ({', '.join(_VISIT_COLS)}) SELECT "
     + ", ".join("c.value" if c == "number" else f":{c}" for c in _VISIT_COLS)
@@ -185,11 +186,16 @@ class SqliteVisits:
         return build(Visit, row)
 
     async def add(self, visit: Visit) -> Visit:
-        async with self._db.write() as tx:
-            if await tx.one("SELECT 1 FROM visits WHERE id = ?", (visit.id,)) is not None:
-                raise ConflictError(f"visit {visit.id} already exists")
-            await tx.insert(insert_sql("visits", _VISIT_COLS), values_of(visit, _VISIT_COLS))
-            return await self._need(tx, visit.id)
+        """One statement (a page view: one thread hop)."""
+        try:
+            async with self._db.single() as tx:
+                row = await tx.one(_VISIT_INSERT, values_of(visit, _VISIT_COLS))
+        except ConflictError as exc:
+            if "visits.id" not in str(exc):
+                raise
+            raise ConflictError(f"visit {visit.id} already exists") from None
+        assert row is not None  # an INSERT ... RETURNING returns its row
+        return build(Visit, row)
 
     async def add_holding(self, visit: Visit, candidates: Sequence[str], now: str) -> Visit | None:
         """One statement: hold the first free candidate (see the module docstring)."""
@@ -223,12 +229,21 @@ class SqliteVisits:
         return [build(Visit, r) for r in rows]
 
     async def update(self, visit_id: str, /, **changes: object) -> Visit:
+        """One statement setting only the changed columns (a ping: one thread hop)."""
         check_changes("visit", Visit, changes)
-        async with self._db.write() as tx:
-            current = await self._need(tx, visit_id)
-            new = replace(current, **changes)  # type: ignore[arg-type]
-            await tx.run(update_sql("visits", _VISIT_COLS[1:]), values_of(new, _VISIT_COLS))
-            return await self._need(tx, visit_id)
+        if not changes:
+            found = await self.get(visit_id)
+            if found is None:
+                raise NotFoundError(f"no visit {visit_id}")
+            return found
+        cols = sorted(changes)
+        sets = ", ".join(f"{c} = :{c}" for c in cols)
+        async with self._db.single() as tx:
+            row = await tx.one(f"UPDATE visits SET {sets} WHERE id = :id RETURNING *",
+                               {"id": visit_id, **changes})  # fmt: skip
+        if row is None:
+            raise NotFoundError(f"no visit {visit_id}")
+        return build(Visit, row)
 
     async def active(self, number: str, now: str) -> Visit | None:
         async with self._db.read() as tx:

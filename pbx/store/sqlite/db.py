@@ -42,6 +42,7 @@ import aiosqlite
 from pbx.errors import ConflictError, InputError
 
 T = TypeVar("T")
+_BOOL_FIELDS: dict[type, frozenset[str]] = {}
 Params = Sequence[Any] | Mapping[str, Any]
 Statement = tuple[str, Params]
 Done = tuple[int, int | None]  # (rowcount, lastrowid) of one statement
@@ -269,8 +270,13 @@ class Tx:
 
 
 def bool_fields(cls: type) -> frozenset[str]:
-    """Names of a dataclass's `bool` fields (stored as 0/1)."""
-    return frozenset(f.name for f in fields(cls) if f.type in ("bool", bool))
+    """Names of a dataclass's `bool` fields (stored as 0/1); computed once per class."""
+    known = _BOOL_FIELDS.get(cls)
+    if known is None:
+        known = _BOOL_FIELDS[cls] = frozenset(
+            f.name for f in fields(cls) if f.type in ("bool", bool)
+        )
+    return known
 
 
 def build(cls: type[T], row: Mapping[str, Any] | sqlite3.Row, **override: Any) -> T:

@@ -7,6 +7,7 @@ references by id, shown by name in `TrackingNumber`.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -131,6 +132,12 @@ class SqliteNumbers:
             return await self._get(tx, number_or_id)
 
     async def list(self, *, source: str | None = None) -> list[TrackingNumber]:
+        """One source's numbers are cached (its pool, read per new website visit)."""
+        if source is None:
+            return await self._list(None)
+        return list(await cached(self._cache, ("numbers", source), lambda: self._list(source)))
+
+    async def _list(self, source: str | None) -> builtins.list[TrackingNumber]:
         where, params = ("WHERE s.name = ?", (source,)) if source is not None else ("", ())
         async with self._db.read() as tx:
             rows = await tx.all(f"{_SELECT} {where} ORDER BY n.number", params)
@@ -179,6 +186,10 @@ class SqliteNumbers:
         if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
             patched = replace(route.number, rr_cursor=rr_cursor)
             self._cache.replace(("lookup", number), replace(route, number=patched))
+            pool = self._cache.peek(("numbers", patched.source))
+            if isinstance(pool, list):  # the source's cached list shows the cursor too
+                fresh = [replace(n, rr_cursor=rr_cursor) if n.number == number else n for n in pool]
+                self._cache.replace(("numbers", patched.source), fresh)
 
     async def lookup(self, e164: str) -> RouteInfo | None:
         """The route of one INVITE (cached: read per INVITE)."""
