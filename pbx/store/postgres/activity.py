@@ -84,6 +84,13 @@ _OUTBOX_COLS = columns_of(OutboxItem)
 _OUTBOX_TYPES = {"attempts": "bigint", "gave_up": "boolean"}
 
 
+# Per number, its latest hold: one step down the (number, expires_at) index, however
+# many visits the number had before.
+_HELD_UNTIL = (
+    "SELECT c.number, (SELECT v.expires_at FROM visits AS v WHERE v.number = c.number"
+    " AND NOT v.fallback ORDER BY v.expires_at DESC LIMIT 1) AS until"
+    " FROM unnest($1::text[]) AS c(number)"
+)
 _HOLD_PARAMS = [c for c in _VISIT_COLS if c != "number"]  # the number comes from the pick
 _VISIT_HOLD = (
     f"INSERT INTO visits ({', '.join(_VISIT_COLS)}) SELECT "
@@ -286,12 +293,8 @@ class PgVisits:
         wanted = list(dict.fromkeys(numbers))[:MAX_HELD_QUERY]
         if not wanted:
             return {}
-        rows = await self._db.all(
-            "SELECT number, max(expires_at) AS until FROM visits "
-            "WHERE number = ANY($1::text[]) AND NOT fallback GROUP BY number",
-            wanted,
-        )
-        return {str(r["number"]): str(r["until"]) for r in rows}
+        rows = await self._db.all(_HELD_UNTIL, wanted)
+        return {str(r["number"]): str(r["until"]) for r in rows if r["until"] is not None}
 
     async def latest_for_visitor(self, visitor_id: str) -> Visit | None:
         row = await self._db.one(
