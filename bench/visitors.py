@@ -4,7 +4,8 @@ One real `pbx serve` (uvloop, temporary SQLite file, provisioned like
 `bench/load.py` plus an onsite source "Web" with a pool of `--pool`
 numbers and a fallback number). The same sipp call load (`--cps` calls per
 second for `--seconds`, 1 s hold, media anchored, no RTP) runs twice on the
-same daemon:
+same daemon, `--rounds` times alternating (the box may be shared: pairs run
+back to back):
 
 1. alone;
 2. while a flood process (uvloop + aiohttp, its own process) sends
@@ -24,7 +25,7 @@ over the call window), statuses and visitor-request p50/p99. Everything
 stays on 127.0.0.1, is bounded in count and time, and every process is
 ended by its PID. Asserts nothing.
 
-    python bench/visitors.py                     # 50 CPS x 10 s, 500 req/s
+    python bench/visitors.py                     # 50 CPS x 10 s, 500 req/s, 2 rounds
     python bench/visitors.py --cps 80 --rps 1000
 """
 
@@ -229,6 +230,53 @@ async def metric(daemon: Daemon, name: str) -> str:
     return "; ".join(lines) or f"{name}: none"
 
 
+async def flooded_run(
+    daemon: Daemon, workdir: Path, name: str, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The call load while the flood process runs; (call run, flood result)."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    flood_seconds = args.seconds + 4.0  # covers the call window (and the hold) with margin
+    flood = ctx.Process(target=_flood_main, args=(child, daemon.http_port, args.rps,
+                                                  flood_seconds), daemon=True)  # fmt: skip
+    flood.start()
+    try:
+        ready = await asyncio.get_running_loop().run_in_executor(None, parent.poll, 20.0)
+        if not ready:
+            raise RuntimeError("the flood process did not start")
+        parent.recv()
+        await asyncio.sleep(0.5)  # the flood reaches its rate before the calls start
+        spy = None
+        if args.py_spy:  # sample the daemon during the flooded run (collapsed stacks)
+            spy = await asyncio.create_subprocess_exec(
+                "py-spy", "record", "-p", str(daemon.pid), "-d", str(int(args.seconds)),
+                "-r", "200", "-f", "raw", "-o", args.py_spy,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+        run = await call_run(daemon, workdir, name, args)
+        if spy is not None:
+            await wait_process(spy, 15)
+        got = await asyncio.get_running_loop().run_in_executor(None, parent.poll, 30.0)
+        result: dict[str, Any] = parent.recv() if got else {}
+    finally:
+        if flood.is_alive() and flood.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(flood.pid, 9)
+        flood.join(5)
+    done = [d for d in result.get("done_at", []) if 0.5 <= d <= 0.5 + run["window"]]
+    result["rate"] = len(done) / max(1e-9, run["window"])
+    return run, result
+
+
+def _flood_line(result: dict[str, Any], rps: float) -> str:
+    lat = result.get("latencies", [])
+    return (f"  flood: {result.get('rate', 0):.1f} req/s answered during the call window "
+            f"({rps:g} offered), {len(lat)} answers in {result.get('wall', 0):.1f} s, "
+            f"skipped {result.get('skipped', 0)}, request p50/p99 "
+            f"{percentile(lat, 0.5):.1f}/{percentile(lat, 0.99):.1f} ms; "
+            f"{dict(sorted(result.get('statuses', {}).items()))}")  # fmt: skip
+
+
 async def main(args: argparse.Namespace) -> None:
     raise_nofile()
     print(machine())
@@ -238,54 +286,32 @@ async def main(args: argparse.Namespace) -> None:
         callee, callee_port = await start_callee(workdir, [9], logs=False)
         daemon = VisitorDaemon(workdir, callee_port, args.rtp_ports, "info")
         daemon.pool = args.pool
-        flood: Any = None
         try:
             await daemon.start()
             print(f"daemon pid={daemon.pid}; calls: {args.cps} CPS x {args.seconds:g} s, "
-                  f"hold {HOLD_MS} ms; flood: {args.rps:g} req/s, pool {args.pool}")  # fmt: skip
-            alone = await call_run(daemon, workdir, "alone", args)
-            ctx = mp.get_context("spawn")
-            parent, child = ctx.Pipe()
-            flood_seconds = args.seconds + 4.0  # covers the call window (and the hold) with margin
-            flood = ctx.Process(target=_flood_main, args=(child, daemon.http_port, args.rps,
-                                                          flood_seconds), daemon=True)  # fmt: skip
-            flood.start()
-            if not parent.poll(20.0):
-                raise RuntimeError("the flood process did not start")
-            parent.recv()
-            await asyncio.sleep(0.5)  # the flood reaches its rate before the calls start
-            spy = None
-            if args.py_spy:  # sample the daemon during the flooded run (collapsed stacks)
-                spy = await asyncio.create_subprocess_exec(
-                    "py-spy", "record", "-p", str(daemon.pid), "-d", str(int(args.seconds)),
-                    "-r", "200", "-f", "raw", "-o", args.py_spy,
-                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-                )  # fmt: skip
-            flooded = await call_run(daemon, workdir, "with flood", args)
-            if spy is not None:
-                await wait_process(spy, 15)
-            got = await asyncio.get_running_loop().run_in_executor(None, parent.poll, 30.0)
-            result: dict[str, Any] = parent.recv() if got else {}
+                  f"hold {HOLD_MS} ms; flood: {args.rps:g} req/s, pool {args.pool}; "
+                  f"{args.rounds} round(s), alone and flooded alternating")  # fmt: skip
             print("         run    ok failed achieved rtt_p50 rtt_p99 rtt_max  cpu%  load(1/5/15)")
-            print(_line(alone))
-            print(_line(flooded))
-            done = [d for d in result.get("done_at", []) if 0.5 <= d <= 0.5 + flooded["window"]]
-            lat = result.get("latencies", [])
-            print(f"flood: {len(done) / max(1e-9, flooded['window']):.1f} req/s answered during "
-                  f"the call window ({args.rps:g} offered), {len(lat)} answers in "
-                  f"{result.get('wall', 0):.1f} s, skipped {result.get('skipped', 0)}, "
-                  f"request p50/p99 {percentile(lat, 0.5):.1f}/"
-                  f"{percentile(lat, 0.99):.1f} ms")  # fmt: skip
-            print(f"flood statuses: {dict(sorted(result.get('statuses', {}).items()))}")
+            pooled: dict[str, list[float]] = {"alone": [], "with flood": []}
+            rates: list[float] = []
+            for n in range(args.rounds):
+                alone = await call_run(daemon, workdir, f"alone{n}", args)
+                print(_line(alone), flush=True)
+                flooded, result = await flooded_run(daemon, workdir, f"flood{n}", args)
+                print(_line(flooded), flush=True)
+                print(_flood_line(result, args.rps), flush=True)
+                pooled["alone"] += alone["rtt"]
+                pooled["with flood"] += flooded["rtt"]
+                rates.append(result["rate"])
+            for name, rtt in pooled.items():
+                print(f"RESULT {name}: INVITE->200 p50 {percentile(rtt, 0.5):.0f} ms, "
+                      f"p99 {percentile(rtt, 0.99):.0f} ms over {len(rtt)} calls")  # fmt: skip
+            print(f"RESULT flood answered {min(rates):.0f}-{max(rates):.0f} req/s")
             print(await metric(daemon, "pbx_pool_exhausted_total"))
             exhausted = (workdir / "daemon.log").read_text(errors="replace").count("pool.exhausted")
             print(f"pool.exhausted log lines: {exhausted}; daemon warnings/errors logged: "
                   f"{daemon.log_problems()}")  # fmt: skip
         finally:
-            if flood is not None and flood.is_alive() and flood.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(flood.pid, 9)
-                flood.join(5)
             await daemon.stop()
             end_process(callee)
             await wait_process(callee, 5)
@@ -297,6 +323,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=10.0, help="length of each call run")
     p.add_argument("--rps", type=float, default=500.0, help="visitor requests per second")
     p.add_argument("--pool", type=int, default=50, help="numbers in the onsite source's pool")
+    p.add_argument("--rounds", type=int, default=2, help="alone/flooded pairs, alternating")
     p.add_argument("--py-spy", metavar="FILE", help="py-spy the daemon under the flood")
     p.add_argument("--rtp-ports", default="42000-43999", help="the daemon's RTP range")
     return p.parse_args()
