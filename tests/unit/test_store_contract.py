@@ -343,12 +343,16 @@ async def test_lookup_without_trunk_and_disabled(store: Store) -> None:
 
 async def test_round_robin_cursor(store: Store) -> None:
     await seed(store)
+    [listed] = [n for n in await store.numbers.list(source="google") if n.number == NUM]
+    assert listed.rr_cursor == 0  # (a cached backend now holds the source's list)
     assert [await store.numbers.advance_cursor(NUM) for _ in range(3)] == [0, 1, 2]
     got = await asyncio.gather(*(store.numbers.advance_cursor(NUM) for _ in range(20)))
     assert sorted(got) == list(range(3, 23))
     number = await store.numbers.get(NUM)
     assert number is not None
     assert number.rr_cursor == 23
+    [listed] = [n for n in await store.numbers.list(source="google") if n.number == NUM]
+    assert listed.rr_cursor == 23  # the cached list follows the cursor too
     await unchanged(store, NotFoundError, store.numbers.advance_cursor(NUM2))
 
 

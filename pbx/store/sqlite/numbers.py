@@ -169,27 +169,31 @@ class SqliteNumbers:
         async with self._db.single() as tx:
             row = await tx.one(
                 "UPDATE numbers SET rr_cursor = rr_cursor + 1 WHERE number = ? "
-                "RETURNING rr_cursor - 1 AS cursor",
+                "RETURNING rr_cursor - 1 AS cursor, "
+                "(SELECT name FROM sources WHERE sources.id = numbers.source_id) AS source",
                 (number,),
             )
             if row is None:
                 raise NotFoundError(f"no tracking number {number}")
             cursor: int = row["cursor"]
-        self._patch_cursor(number, cursor + 1)
+            source: str = row["source"]
+        self._patch_cursor(number, cursor + 1, source)
         return cursor
 
-    def _patch_cursor(self, number: str, rr_cursor: int) -> None:
-        """Keep a cached route's cursor current (the cursor does not bump the version)."""
+    def _patch_cursor(self, number: str, rr_cursor: int, source: str) -> None:
+        """Keep the cached route's and the source's cached list's cursor current (the
+        cursor does not bump the version)."""
         if self._cache is None:
             return
         route = self._cache.peek(("lookup", number))
         if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
             patched = replace(route.number, rr_cursor=rr_cursor)
             self._cache.replace(("lookup", number), replace(route, number=patched))
-            pool = self._cache.peek(("numbers", patched.source))
-            if isinstance(pool, list):  # the source's cached list shows the cursor too
-                fresh = [replace(n, rr_cursor=rr_cursor) if n.number == number else n for n in pool]
-                self._cache.replace(("numbers", patched.source), fresh)
+        pool = self._cache.peek(("numbers", source))
+        if isinstance(pool, list):
+            fresh = [replace(n, rr_cursor=rr_cursor) if n.number == number
+                     and n.rr_cursor < rr_cursor else n for n in pool]  # fmt: skip
+            self._cache.replace(("numbers", source), fresh)
 
     async def lookup(self, e164: str) -> RouteInfo | None:
         """The route of one INVITE (cached: read per INVITE)."""
