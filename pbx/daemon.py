@@ -89,6 +89,7 @@ class Daemon:
     http: web.AppRunner | None = None
     admin: web.AppRunner | None = None  # dashboard + REST API, its own listener
     admin_store: Store | None = None  # the admin app's own store (see pbx.http.admin)
+    visitor_store: Store | None = None  # the visitor API's own store (see pbx.http.visitors)
     outbox: OutboxDispatcher | None = None
     metrics: Metrics | None = None
     guard_task: asyncio.Task[None] | None = None
@@ -110,8 +111,7 @@ class Daemon:
         if self.outbox is not None:
             await self.outbox.close()  # undelivered items stay queued in the store
         await _stop_admin(self)
-        if self.http is not None:
-            await self.http.cleanup()
+        await _stop_http(self)
         await self.agent.close()
         self.relay.close()
         await self.store.close()
@@ -226,8 +226,8 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     await _guard(daemon)
     if daemon.guard_task is not None:
         undo.callback(daemon.guard_task.cancel)
+    undo.push_async_callback(_stop_http, daemon)
     daemon.http = await _start_http(daemon)
-    undo.push_async_callback(daemon.http.cleanup)
     undo.push_async_callback(_stop_admin, daemon)
     await _start_admin(daemon)
     daemon.outbox = OutboxDispatcher(
@@ -272,6 +272,15 @@ async def _check_audio(store: Store, engine: MediaEngine, settings: Settings) ->
     )
 
 
+async def _stop_http(daemon: Daemon) -> None:
+    if daemon.http is not None:
+        await daemon.http.cleanup()
+        daemon.http = None
+    if daemon.visitor_store is not None:
+        await daemon.visitor_store.close()
+        daemon.visitor_store = None
+
+
 async def _stop_admin(daemon: Daemon) -> None:
     if daemon.admin is not None:
         await daemon.admin.cleanup()
@@ -298,7 +307,10 @@ async def _start_http(daemon: Daemon) -> web.AppRunner:
     app[STATUS_ALLOW] = [ipaddress.ip_network(c, strict=False)
                          for c in daemon.settings.http.status_allow]  # fmt: skip
     app.router.add_get("/health", _health(daemon))
-    visitors.add_routes(app, daemon.store, daemon.settings)
+    # The visitor API has a store of its own (connection, writer, lock): a flood of
+    # page views never queues in front of the call path's record writes.
+    daemon.visitor_store = await open_store(daemon.settings.store.location)
+    visitors.add_routes(app, daemon.visitor_store, daemon.settings, daemon.metrics)
     if daemon.settings.metrics.enabled and daemon.metrics is not None:
         metrics_http.add_routes(app, daemon.metrics, daemon.store)
     runner = web.AppRunner(app, access_log=None)

@@ -22,6 +22,11 @@ Decisions (the spec is silent):
 - GeoContact (`source.geo`): among the pool's free numbers the nearest to
   the visitor (`rules.geo.nearest_number`); otherwise the least recently
   used free number (`rules.pools`).
+- `pool_candidates` ranks the free numbers (the `GEO_RANKED` nearest first
+  for GeoContact, then least recently used); the shell hands the list to
+  the store, which holds the first one still free (`visits.add_holding`).
+  An empty list, or none of it still free, is an exhausted pool: the visit
+  gets `exhausted_pick` (the source's fallback number, or none).
 - `attribute` ignores fallback visits (they hold no number exclusively) and
   leaves source and tag as the number's: the visit held that number because
   of that source. It fills visit id, landing URL, referrer, UTM, gclid, GA
@@ -36,7 +41,7 @@ from dataclasses import dataclass, replace
 from pbx.records import CallRecord
 from pbx.rules import sources as rules
 from pbx.rules.geo import AreaCodeCentroids, GeoPoint, NumberGeo, nearest_number
-from pbx.rules.pools import Pick, PoolNumber, choose, pool_of
+from pbx.rules.pools import Pick, PoolNumber, pool_of, ranked
 from pbx.store.base import Source, TrackingNumber, Visit
 
 
@@ -102,19 +107,22 @@ def decide(
     return Decision(row, expire_visit=active)
 
 
-def pick_number(
+GEO_RANKED = 5  # GeoContact: this many nearest first, then the pool's LRU order
+
+
+def pool_candidates(
     source: Source,
     numbers: Sequence[TrackingNumber],
     held_until: Mapping[str, str],
     now: str,
     visitor: GeoPoint | None,
     centroids: AreaCodeCentroids | None,
-) -> Pick:
-    """The number a new visit of `source` holds (pool, GeoContact, fallback)."""
+) -> list[str]:
+    """The free pool numbers of `source` a new visit should try to hold, best first."""
     usable = [n for n in numbers if n.enabled and n.source == source.name]
     pool = pool_of([n.number for n in usable], held_until)
     if not source.geo or visitor is None:
-        return choose(pool, now, source.fallback_number)
+        return [p.e164 for p in ranked(pool, now)]
     geo = {n.number: n for n in usable}
 
     def nearest(free: Sequence[PoolNumber]) -> PoolNumber:
@@ -125,7 +133,25 @@ def pick_number(
         best = nearest_number(candidates, visitor, centroids)
         return next((p for p in free if best is not None and p.e164 == best.e164), free[0])
 
-    return choose(pool, now, source.fallback_number, prefer=nearest)
+    return [p.e164 for p in ranked(pool, now, nearest, GEO_RANKED)]
+
+
+def exhausted_pick(source: Source) -> Pick:
+    """What a visit shows when its source's pool has no free number."""
+    return Pick(source.fallback_number, fallback=True)
+
+
+def pick_number(
+    source: Source,
+    numbers: Sequence[TrackingNumber],
+    held_until: Mapping[str, str],
+    now: str,
+    visitor: GeoPoint | None,
+    centroids: AreaCodeCentroids | None,
+) -> Pick:
+    """The number a new visit of `source` holds if no concurrent visit takes it first."""
+    best = pool_candidates(source, numbers, held_until, now, visitor, centroids)
+    return Pick(best[0]) if best else exhausted_pick(source)
 
 
 def new_visit(

@@ -20,8 +20,19 @@ refused with 403 so foreign pages cannot drain a number pool; requests
 without `Origin` (same-site tools, curl) are served.
 
 Decisions:
-- Visit decisions and pool allocation run under one `asyncio.Lock`: the
-  daemon is one process, so this makes "exclusive hold" exact.
+- No lock across store round trips: the handler reads the visitor's latest
+  visit and the pool's holds, ranks the free numbers
+  (`attribution.visits.pool_candidates`) and lets the store hold the first
+  still free in one atomic step (`store.visits.add_holding`), so concurrent
+  visits overlap and two live visits never hold one number, on one node or
+  many. Two requests of one visitor at the same instant (two tabs) may so
+  start two visits; each holds its own number, and the later one is what
+  the next ping continues.
+- A visit that finds its pool exhausted (no free number, or every candidate
+  taken meanwhile) gets the fallback; it is counted in
+  `pbx_pool_exhausted_total{source}` and logged as `pool.exhausted` at most
+  once per minute per source (`EXHAUSTED_LOG_EVERY`, `rules.limits.OncePer`),
+  the line saying how many more visits it found so since the last one.
 - `visitor_id`: 8-64 of `[A-Za-z0-9_-]`; missing or null -> a new one.
 - URLs: at most 2048 characters (`rules.sources.MAX_URL_CHARS`), else 400.
 - New visits per client IP are limited to `visits.max_new_per_ip` per
@@ -31,7 +42,6 @@ Decisions:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import ipaddress
@@ -51,15 +61,23 @@ import phonenumbers
 import structlog
 from aiohttp import web
 
-from pbx.attribution.visits import VisitInput, decide, new_visit, pick_number
+from pbx.attribution.visits import (
+    VisitInput,
+    decide,
+    exhausted_pick,
+    new_visit,
+    pool_candidates,
+)
 from pbx.config import Settings
 from pbx.errors import InputError
 from pbx.numbers import normalise
 from pbx.records import iso_utc
 from pbx.rules.geo import AreaCodeCentroids, GeoPoint, parse_area_codes
+from pbx.rules.limits import OncePer
 from pbx.rules.pools import Pick
 from pbx.rules.sources import MAX_URL_CHARS
-from pbx.store import Store, Visit
+from pbx.service.metrics import Metrics
+from pbx.store import Source, Store, Visit
 
 log = structlog.get_logger("pbx.http")
 
@@ -68,9 +86,11 @@ SHIPPED_AREA_CODES = Path(__file__).resolve().parents[2] / "data" / "area_codes.
 MAX_BODY = 16 * 1024  # a visit request is a few URLs
 MAX_PAGE_NUMBERS = 10
 MAX_TRACKED_IPS = 10_000
+EXHAUSTED_LOG_EVERY = 60.0  # seconds between `pool.exhausted` lines of one source
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _GA_CLIENT_ID = re.compile(r"^\d{1,20}\.\d{1,20}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class BadRequest(Exception):
@@ -114,9 +134,11 @@ class VisitorApi:
     centroids: AreaCodeCentroids | None = None
     clock: Callable[[], float] = time.time
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     limit: NewVisitLimit = field(default_factory=lambda: NewVisitLimit(0, 1.0))
     requests: NewVisitLimit = field(default_factory=lambda: NewVisitLimit(0, 60.0))
+    metrics: Metrics | None = None
+    monotonic: Callable[[], float] = time.monotonic
+    exhausted_log: OncePer = field(default_factory=lambda: OncePer(EXHAUSTED_LOG_EVERY))
 
     # -- request reading -----------------------------------------------------------
 
@@ -142,18 +164,17 @@ class VisitorApi:
         visitor_id = body.get("visitor_id") or self.new_id()
         page = VisitInput(visitor_id, body["landing_url"], body.get("referrer"),
                           body.get("ga_client_id"), ip)  # fmt: skip
-        async with self.lock:
-            sources = await self.store.sources.list()
-            latest = await self.store.visits.latest_for_visitor(visitor_id)
-            d = decide(sources, self.settings.visits.default_source, latest, page, now)
-            if d.continue_visit is not None:
-                row = await self._continue(d.continue_visit, page, now, expires)
-            else:
-                if not self.limit.allow(ip or "", wall):
-                    raise BadRequest("too many new visits from this address", 429)
-                if d.expire_visit is not None:
-                    await self.store.visits.update(d.expire_visit.id, expires_at=now)
-                row = await self._start(page, d.source, now, expires)
+        sources = await self.store.sources.list()
+        latest = await self.store.visits.latest_for_visitor(visitor_id)
+        d = decide(sources, self.settings.visits.default_source, latest, page, now)
+        if d.continue_visit is not None:
+            row = await self._continue(d.continue_visit, page, now, expires)
+        else:
+            if not self.limit.allow(ip or "", wall):
+                raise BadRequest("too many new visits from this address", 429)
+            if d.expire_visit is not None:
+                await self.store.visits.update(d.expire_visit.id, expires_at=now)
+            row = await self._start(page, d.source, now, expires)
         return self._answer(row, body.get("numbers") or [])
 
     async def _continue(self, visit: Visit, page: VisitInput, now: str, expires: str) -> Visit:
@@ -162,21 +183,42 @@ class VisitorApi:
             changes["ga_client_id"] = page.ga_client_id
         return await self.store.visits.update(visit.id, **changes)
 
-    async def _start(self, page: VisitInput, source: Any, now: str, expires: str) -> Visit:
+    async def _start(self, page: VisitInput, source: Source | None, now: str,
+                     expires: str) -> Visit:  # fmt: skip
         geo, city = self.locate(page.ip)
         page = VisitInput(page.visitor_id, page.landing_url, page.referrer, page.ga_client_id,
                           page.ip, geo, city)  # fmt: skip
-        pick = Pick(None)
-        numbers = await self.store.numbers.list(source=source.name) if source is not None else []
-        async with self.store.visits.pool_guard():  # nodes take turns: no number held twice
-            if source is not None:
-                held = await self.store.visits.held_until([n.number for n in numbers])
-                pick = pick_number(source, numbers, held, now, geo, self.centroids)
-            visit = new_visit(self.new_id(), page, source, pick, now, expires)
-            added = await self.store.visits.add(visit)
-        log.info("visit.started", visit=visit.id, source=visit.source, number=visit.number,
-                 fallback=visit.fallback)  # fmt: skip
+        visit_id = self.new_id()
+        added: Visit | None = None
+        if source is None:
+            added = await self.store.visits.add(new_visit(visit_id, page, None, Pick(None),
+                                                          now, expires))  # fmt: skip
+        else:
+            numbers = await self.store.numbers.list(source=source.name)
+            held = await self.store.visits.held_until([n.number for n in numbers])
+            ranked = pool_candidates(source, numbers, held, now, geo, self.centroids)
+            if ranked:  # the store holds the first still free: no lock between the reads and this
+                visit = new_visit(visit_id, page, source, Pick(ranked[0]), now, expires)
+                added = await self.store.visits.add_holding(visit, ranked, now)
+            if added is None:
+                self._exhausted(source, free=len(ranked), pool=len(numbers))
+                visit = new_visit(visit_id, page, source, exhausted_pick(source), now, expires)
+                added = await self.store.visits.add(visit)
+        log.info("visit.started", visit=added.id, source=added.source, number=added.number,
+                 fallback=added.fallback)  # fmt: skip
         return added
+
+    def _exhausted(self, source: Source, *, free: int, pool: int) -> None:
+        """Count the exhausted pool; log it at most once per minute per source."""
+        if self.metrics is not None:
+            self.metrics.pool_exhausted_for(source.name)
+        report = self.exhausted_log.report(source.name, self.monotonic())
+        if report is not None:
+            log.warning("pool.exhausted", source=source.name, pool_size=pool,
+                        raced=free > 0, fallback_number=source.fallback_number,
+                        not_logged_before=report.held_back,
+                        action="visits show the fallback number (or the page's own) "
+                               "until a hold expires; add numbers to the pool")  # fmt: skip
 
     def _answer(self, visit: Visit, page_numbers: list[str]) -> dict[str, Any]:
         ping = min(self.settings.visits.session_length / 2, 300.0)
@@ -194,18 +236,21 @@ class VisitorApi:
 
     # -- handlers --------------------------------------------------------------------
 
-    def check_rate(self, request: web.Request) -> None:
-        """Every visitor API request counts against its address (pings and preflights too)."""
-        if not self.requests.allow(self.client_ip(request) or "", self.clock()):
+    def check_rate(self, request: web.Request) -> str | None:
+        """Every visitor API request counts against its address (pings and preflights too);
+        returns the address."""
+        ip = self.client_ip(request)
+        if not self.requests.allow(ip or "", self.clock()):
             raise BadRequest("too many requests from this address", 429)
+        return ip
 
     async def post_visit(self, request: web.Request) -> web.Response:
         origin = request.headers.get("Origin")
-        self.check_rate(request)
+        ip = self.check_rate(request)
         self.check_origin(origin)
         body = await _read_json(request)
         checked = check_visit_body(body, self.settings.phone.default_region)
-        answer = await self.visit(checked, self.client_ip(request))
+        answer = await self.visit(checked, ip)
         return web.json_response(answer, headers=self.cors_headers(origin))
 
     async def preflight(self, request: web.Request) -> web.Response:
@@ -245,9 +290,14 @@ class VisitorApi:
 # -- pure helpers ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
+def _networks(trusted: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in trusted)
+
+
 def client_ip(remote: str | None, forwarded: str | None, trusted: tuple[str, ...]) -> str | None:
     """The visitor's address: the peer, or X-Forwarded-For's right-most untrusted hop."""
-    nets = [ipaddress.ip_network(c, strict=False) for c in trusted]
+    nets = _networks(trusted)
 
     def is_trusted(address: str) -> bool:
         try:
@@ -313,20 +363,29 @@ def _page_numbers(raw: object, region: str) -> list[str]:
         raise BadRequest(f"numbers must be a list of at most {MAX_PAGE_NUMBERS} phone numbers")
     out: list[str] = []
     for item in raw:
-        try:
-            out.append(normalise(item, region) if isinstance(item, str) else "")
-        except InputError:
-            out.append("")
+        out.append(_normalised(item, region) if isinstance(item, str) else "")
         if not out[-1]:
             raise BadRequest(f"numbers: {str(item)[:40]!r} is not a valid phone number")
     return list(dict.fromkeys(out))
 
 
+# Every page view sends the site's own numbers and gets a pool number back: the same
+# few strings again and again, so their phonenumbers parses are remembered (bounded).
+@functools.lru_cache(maxsize=4096)
+def _normalised(item: str, region: str) -> str:
+    try:
+        return normalise(item, region)
+    except InputError:
+        return ""
+
+
+@functools.lru_cache(maxsize=4096)
 def _national(e164: str) -> str:
     number = phonenumbers.parse(e164)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
+@functools.lru_cache(maxsize=4096)
 def _digits(e164: str) -> str:
     return phonenumbers.national_significant_number(phonenumbers.parse(e164))
 
@@ -391,7 +450,7 @@ def _centroids(settings: Settings) -> AreaCodeCentroids | None:
         return None
 
 
-def build_api(store: Store, settings: Settings) -> VisitorApi:
+def build_api(store: Store, settings: Settings, metrics: Metrics | None = None) -> VisitorApi:
     """The API with its GeoIP reader (if configured) and area-code centroids."""
     reader = None
     if settings.visits.geoip_db:
@@ -402,12 +461,14 @@ def build_api(store: Store, settings: Settings) -> VisitorApi:
     limit = NewVisitLimit(settings.visits.max_new_per_ip, settings.visits.session_length)
     requests = NewVisitLimit(settings.visits.max_requests_per_minute, 60.0)
     return VisitorApi(store, settings, reader, _centroids(settings), limit=limit,
-                      requests=requests)  # fmt: skip
+                      requests=requests, metrics=metrics)  # fmt: skip
 
 
-def add_routes(app: web.Application, store: Store, settings: Settings) -> VisitorApi:
+def add_routes(
+    app: web.Application, store: Store, settings: Settings, metrics: Metrics | None = None
+) -> VisitorApi:
     """Register `/swap.js` and `/v1/visits` on the daemon's app (before it starts)."""
-    api = build_api(store, settings)
+    api = build_api(store, settings, metrics)
     app.middlewares.append(json_errors)
     app.router.add_get("/swap.js", api.swap_js)
     app.router.add_post("/v1/visits", api.post_visit)

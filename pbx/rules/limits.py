@@ -10,6 +10,10 @@ bounded whatever the input:
   `acquire(token, trunk, number)` takes a slot in all three or names the
   limit that refused (`LIMIT_GLOBAL`, `LIMIT_TRUNK`, `LIMIT_NUMBER`);
   `release(token)` gives it back (idempotent).
+- `OncePer(interval)`: at most one log line per key per `interval`
+  seconds; `report(key, now)` says whether to write one now and how many
+  occurrences were held back since the last (a pool that runs out on every
+  page view costs one line a minute, not one per visit).
 - `FloodGuard`: a per-address token bucket over every datagram (any
   method), checked before parsing. `check(host, now)` returns a `Verdict`:
   `PASS`, `THROTTLE` (over the rate: answer 503 without a transaction),
@@ -126,6 +130,45 @@ class RateLimiter:
         else:
             self._buckets.move_to_end(key)
         return bucket.take(self.rate, self.burst, now)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Write a line now; `held_back` occurrences were kept quiet since the last one."""
+
+    held_back: int
+
+
+class OncePer:
+    """One report per key per `interval` seconds; keys LRU-bounded to `max_keys`.
+
+    The first occurrence of a key reports at once; the next ones within
+    `interval` of the last report are counted and told in the next report.
+    A forgotten key (over `max_keys`) reports again at its next occurrence.
+    """
+
+    def __init__(self, interval: float, max_keys: int = MAX_KEYS) -> None:
+        if interval < 0 or max_keys < 1:
+            raise ValueError(f"interval >= 0 and max_keys >= 1 (got {interval}, {max_keys})")
+        self.interval = interval
+        self.max_keys = max_keys
+        self._last: OrderedDict[Hashable, list[float]] = OrderedDict()  # key -> [at, held back]
+
+    def report(self, key: Hashable, now: float) -> Report | None:
+        """A `Report` if a line is due for `key` at `now`, else None (counted)."""
+        seen = self._last.get(key)
+        if seen is None:
+            self._last[key] = [now, 0]
+            if len(self._last) > self.max_keys:
+                self._last.popitem(last=False)
+            return Report(0)
+        self._last.move_to_end(key)
+        if now - seen[0] >= self.interval:
+            held = int(seen[1])
+            seen[0], seen[1] = now, 0
+            return Report(held)
+        seen[1] += 1
+        return None
 
 
 class CallLimits:

@@ -22,6 +22,13 @@ Decisions (the spec is silent):
 - A pool of one number is still a pool: one visit at a time holds it.
 - `prefer`, when given, picks among the free numbers (GeoContact); it gets
   them in LRU order and must return one of them.
+- The store holds the number, not this module: `ranked` gives the free
+  numbers in the order a new visit should try them (the `preferred` first
+  picks of `prefer`, then the rest least recently used first), and the
+  store's `visits.add_holding` takes the first that is still free when the
+  visit is written, in one atomic step. A visit that loses a number to a
+  concurrent one so gets the next best, and the visitor API holds no lock
+  while it reads the pool.
 """
 
 from __future__ import annotations
@@ -68,17 +75,35 @@ def free_numbers(pool: Sequence[PoolNumber], now: str) -> list[PoolNumber]:
     return sorted(free, key=lambda n: (n.held_until is not None, n.held_until or "", n.position))
 
 
+def ranked(
+    pool: Sequence[PoolNumber],
+    now: str,
+    prefer: Callable[[Sequence[PoolNumber]], PoolNumber] | None = None,
+    preferred: int = 1,
+) -> list[PoolNumber]:
+    """The free numbers at `now`, best first: up to `preferred` successive picks of
+    `prefer` (each among what is left), then the rest least recently used first."""
+    rest = free_numbers(pool, now)
+    if prefer is None:
+        return rest
+    head: list[PoolNumber] = []
+    for _ in range(min(preferred, len(rest))):
+        chosen = prefer(rest)
+        if chosen not in rest:
+            chosen = rest[0]  # a `prefer` bug must not break exclusivity
+        head.append(chosen)
+        rest = [n for n in rest if n.e164 != chosen.e164]
+    return head + rest
+
+
 def choose(
     pool: Sequence[PoolNumber],
     now: str,
     fallback_number: str | None,
     prefer: Callable[[Sequence[PoolNumber]], PoolNumber] | None = None,
 ) -> Pick:
-    """The number a new visit holds at `now`; see the module docstring."""
-    free = free_numbers(pool, now)
-    if not free:
+    """The number a new visit holds at `now` if nothing else takes one first."""
+    best = ranked(pool, now, prefer)
+    if not best:
         return Pick(fallback_number, fallback=True)
-    chosen = prefer(free) if prefer is not None else free[0]
-    if chosen not in free:
-        chosen = free[0]  # a `prefer` bug must not break exclusivity
-    return Pick(chosen.e164)
+    return Pick(best[0].e164)

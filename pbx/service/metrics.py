@@ -35,6 +35,10 @@ Families (all prefixed `pbx_`):
   bounded vocabulary (`REASONS`): limits, flood guard and intake refusals.
 - `flood_throttled_total`, `flood_dropped_total`, `flood_bans_total`: the
   flood guard's counters (read from its `FloodStats` on scrape).
+- `pool_exhausted_total{source}`: new website visits that found their
+  source's number pool exhausted and got the fallback number (the visitor
+  API, `pbx.http.visitors`). Sources are provisioned names, so the label
+  is bounded; a source appears at its first exhausted visit.
 """
 
 from __future__ import annotations
@@ -162,6 +166,10 @@ class Metrics:
             "pbx_trunk_registered", "1 while the trunk's registration is bound", ["trunk"],
             registry=r,
         )  # fmt: skip
+        self.pool_exhausted = Counter(
+            "pbx_pool_exhausted", "New visits that found their source's pool exhausted",
+            ["source"], registry=r,
+        )  # fmt: skip
         self._media = _Media()
         self._flood = _Flood()
         r.register(self._media)
@@ -187,6 +195,11 @@ class Metrics:
 
     def registration(self, trunk: str, registered: bool) -> None:
         self.trunk_registered.labels(trunk).set(1.0 if registered else 0.0)
+
+    # --- visitor API ---------------------------------------------------------------------
+
+    def pool_exhausted_for(self, source: str) -> None:
+        self.pool_exhausted.labels(source).inc()
 
     # --- call path (runner) -------------------------------------------------------------
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol, Self
@@ -368,10 +368,16 @@ class VisitRepo(Protocol):
 
     async def latest_for_visitor(self, visitor_id: str) -> Visit | None: ...
 
-    def pool_guard(self) -> AbstractAsyncContextManager[None]:
-        """Held while a new visit picks and holds a pool number (`held_until` then
-        `add`): every store client sharing the database takes turns, so two
-        nodes never hold the same number for two visitors."""
+    async def add_holding(self, visit: Visit, candidates: Sequence[str], now: str) -> Visit | None:
+        """Add `visit` holding the first of `candidates` that no non-fallback visit holds
+        at `now` (`expires_at > now`), in one atomic step; the stored row has that number.
+
+        None, adding nothing, when every candidate is held (the pool is exhausted
+        for this visit). Atomic across every store client of the database: two
+        concurrent calls (on one node or on several) never hold one number for
+        two visits, and nothing is locked between the caller's reads and this.
+        A duplicate `visit.id` is a `ConflictError`.
+        """
         ...
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,10 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 
 from pbx.config import Settings, load_settings
 from pbx.http.visitors import VisitorApi, add_routes, client_ip
+from pbx.service.metrics import Metrics
 from pbx.store import Destination, Source, Store, TrackingNumber
 from pbx.store.connect import open_store
 
@@ -286,3 +290,112 @@ async def test_a_body_that_arrives_slowly_is_read_whole(client: Client) -> None:
     status = await asyncio.wait_for(reader.readline(), 5.0)
     writer.close()
     assert status.startswith(b"HTTP/1.1 200"), status
+
+
+class Overlap:
+    """Counts the store awaits in flight at once across the API's requests."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+
+    def wrap(self, target: Any) -> Any:
+        meter = self
+
+        class Proxy:
+            def __getattr__(self, name: str) -> Any:
+                attr = getattr(target, name)
+                if name in ("sources", "visits", "numbers"):
+                    return meter.wrap(attr)
+                if not inspect.iscoroutinefunction(attr):
+                    return attr
+
+                async def counted(*args: Any, **kwargs: Any) -> Any:
+                    meter.now += 1
+                    meter.most = max(meter.most, meter.now)
+                    try:
+                        return await attr(*args, **kwargs)
+                    finally:
+                        meter.now -= 1
+
+                return counted
+
+        return Proxy()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_fifty_concurrent_visits_share_no_number_and_hold_no_lock(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """50 new visits at once against a pool of 10: ten numbers, each shown to one live
+    visit; forty fallbacks, counted in /metrics and logged once; the visits' store
+    awaits overlap (no lock held across them)."""
+    where = request.getfixturevalue("pg_url") if backend == "postgres" else tmp_path / "db.sqlite3"
+    store = await open_store(where)
+    pool = [f"+1212555{n:04d}" for n in range(200, 210)]
+    metrics = Metrics()
+    runner: web.AppRunner | None = None
+    try:
+        await _provision(store)
+        await store.sources.add(Source(name="Big", onsite=True, landing="big=1", position=0,
+                                       fallback_number=FALLBACK))  # fmt: skip
+        for number in pool:
+            await store.numbers.add(TrackingNumber(number=number, source="Big",
+                                                   destinations=("office",)))  # fmt: skip
+        app = web.Application()
+        settings = _settings(PBX_VISITS_MAX_NEW_PER_IP="0", PBX_VISITS_MAX_REQUESTS_PER_MINUTE="0")
+        api = add_routes(app, store, settings, metrics)
+        overlap = Overlap()
+        api.store = overlap.wrap(store)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with aiohttp.ClientSession() as session:
+
+            async def one(n: int) -> dict[str, Any]:
+                body = {"landing_url": f"https://www.example.com/?big=1&n={n}"}
+                async with session.post(f"{base}/v1/visits", json=body) as r:
+                    assert r.status == 200
+                    answer: dict[str, Any] = await r.json()
+                    return answer
+
+            with structlog.testing.capture_logs() as logs:
+                answers = await asyncio.gather(*(one(n) for n in range(50)))
+        held = [a["number"] for a in answers if not a["fallback"]]
+        assert sorted(held) == pool  # each number to one visit
+        assert [a["number"] for a in answers if a["fallback"]] == [FALLBACK] * 40
+        now = "2026-03-05T10:00:01.000000Z"
+        for number in pool:  # the store agrees: one live visit per number
+            live = [v for v in await store.visits.list() if v.number == number
+                    and not v.fallback and v.expires_at > now]  # fmt: skip
+            assert len(live) == 1
+        assert overlap.most > 1, "the visits' store awaits never overlapped: a lock?"
+        lines = [e for e in logs if e["event"] == "pool.exhausted"]
+        assert len(lines) == 1
+        assert (lines[0]["source"], lines[0]["pool_size"]) == ("Big", 10)
+        assert lines[0]["fallback_number"] == FALLBACK
+        assert 'pbx_pool_exhausted_total{source="Big"} 40.0' in metrics.render().decode()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await store.close()
+
+
+async def test_exhausted_pool_logs_again_a_minute_later(make_client: Callable[..., Any]) -> None:
+    client: Client = await make_client()
+    ticks = [100.0]
+    client.api.monotonic = lambda: ticks[0]
+    metrics = Metrics()
+    client.api.metrics = metrics
+    for n in range(2):  # A and B
+        await client.visit(landing_url=f"https://www.example.com/?gclid={n}")
+    with structlog.testing.capture_logs() as logs:
+        for n, tick in enumerate((100.0, 130.0, 159.0, 160.0, 170.0)):
+            ticks[0] = tick
+            answer = await client.visit(landing_url=f"https://www.example.com/?gclid=x{n}")
+            assert (answer["number"], answer["fallback"]) == (FALLBACK, True)
+    lines = [e for e in logs if e["event"] == "pool.exhausted"]
+    assert [line["not_logged_before"] for line in lines] == [0, 2]
+    assert lines[0]["log_level"] == "warning"
+    assert 'pbx_pool_exhausted_total{source="Ads"} 5.0' in metrics.render().decode()

@@ -12,7 +12,9 @@ from pbx.rules.limits import (
     CallLimits,
     FloodConfig,
     FloodGuard,
+    OncePer,
     RateLimiter,
+    Report,
     Verdict,
 )
 
@@ -208,3 +210,38 @@ def test_flood_config_rejects_nonsense() -> None:
         FloodConfig(window=0.0)
     with pytest.raises(ValueError, match="rate"):
         FloodConfig(rate=-5.0)
+
+
+# --- OncePer: one log line per key per interval ------------------------------------------
+
+
+def test_once_per_minute_per_key_counts_what_it_held_back() -> None:
+    quiet = OncePer(60.0)
+    assert quiet.report("Ads", 1000.0) == Report(0)  # the first occurrence is told at once
+    assert quiet.report("TV", 1000.5) == Report(0)  # another key has its own minute
+    assert [quiet.report("Ads", 1000.0 + t) for t in (1, 30, 59.9)] == [None, None, None]
+    assert quiet.report("Ads", 1060.0) == Report(3)  # a minute after the last line: 3 held back
+    assert quiet.report("Ads", 1061.0) is None
+    assert quiet.report("Ads", 1200.0) == Report(1)
+    assert quiet.report("Ads", 1300.0) == Report(0)  # nothing happened in between
+    assert quiet.report("TV", 1010.0) is None
+
+
+def test_once_per_a_clock_that_steps_back_stays_quiet_until_the_interval() -> None:
+    quiet = OncePer(60.0)
+    assert quiet.report("Ads", 500.0) == Report(0)
+    assert quiet.report("Ads", 400.0) is None
+    assert quiet.report("Ads", 560.0) == Report(1)
+
+
+def test_once_per_forgets_the_oldest_key_beyond_max_keys() -> None:
+    quiet = OncePer(60.0, max_keys=2)
+    assert quiet.report("a", 0.0) == Report(0)
+    assert quiet.report("b", 1.0) == Report(0)
+    assert quiet.report("a", 2.0) is None  # a is now the most recent
+    assert quiet.report("c", 3.0) == Report(0)  # b is forgotten
+    assert quiet.report("b", 4.0) == Report(0)  # and a, then the oldest, goes
+    assert quiet.report("a", 5.0) == Report(0)
+    assert quiet.report("a", 6.0) is None
+    with pytest.raises(ValueError, match="interval"):
+        OncePer(-1.0)

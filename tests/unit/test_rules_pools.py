@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pbx.rules.pools import Pick, PoolNumber, choose, free_numbers, is_free, pool_of
+from pbx.rules.pools import Pick, PoolNumber, choose, free_numbers, is_free, pool_of, ranked
 
 T0 = "2026-03-05T10:00:00.000000Z"
 T1 = "2026-03-05T10:10:00.000000Z"
@@ -40,6 +40,16 @@ def test_exhausted_pool_shows_fallback_marked() -> None:
     pool = pool_of([A, B], {A: T2, B: T3})
     assert choose(pool, T1, FALLBACK) == Pick(FALLBACK, fallback=True)
     assert choose(pool, T1, None) == Pick(None, fallback=True)
+
+
+def test_ranked_is_every_free_number_best_first() -> None:
+    pool = pool_of([A, B, C, FALLBACK], {A: T3, B: T1})
+    assert [n.e164 for n in ranked(pool, T2)] == [C, FALLBACK, B]  # never held, then LRU
+    last = lambda free: free[-1]  # noqa: E731 - a tiny prefer
+    assert [n.e164 for n in ranked(pool, T2, last)] == [B, C, FALLBACK]
+    assert [n.e164 for n in ranked(pool, T2, last, preferred=2)] == [B, FALLBACK, C]
+    assert [n.e164 for n in ranked(pool, T2, last, preferred=9)] == [B, FALLBACK, C]
+    assert ranked(pool_of([A], {A: T3}), T2, last) == []
 
 
 def test_prefer_picks_among_free_only() -> None:

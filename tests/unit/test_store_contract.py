@@ -355,12 +355,16 @@ async def test_lookup_without_trunk_and_disabled(store: Store) -> None:
 
 async def test_round_robin_cursor(store: Store) -> None:
     await seed(store)
+    [listed] = [n for n in await store.numbers.list(source="google") if n.number == NUM]
+    assert listed.rr_cursor == 0  # (a cached backend now holds the source's list)
     assert [await store.numbers.advance_cursor(NUM) for _ in range(3)] == [0, 1, 2]
     got = await asyncio.gather(*(store.numbers.advance_cursor(NUM) for _ in range(20)))
     assert sorted(got) == list(range(3, 23))
     number = await store.numbers.get(NUM)
     assert number is not None
     assert number.rr_cursor == 23
+    [listed] = [n for n in await store.numbers.list(source="google") if n.number == NUM]
+    assert listed.rr_cursor == 23  # the cached list follows the cursor too
     await unchanged(store, NotFoundError, store.numbers.advance_cursor(NUM2))
 
 
@@ -596,6 +600,50 @@ async def test_visits_fallback_holds_nothing_and_held_until(store: Store) -> Non
     assert await store.visits.active(NUM2, T0) is None
     assert await store.visits.held_until([NUM, NUM2, "+14155550101"]) == {NUM: T2}
     assert await store.visits.held_until([]) == {}
+
+
+async def test_add_holding_takes_the_first_free_candidate(store: Store) -> None:
+    free = "+14155550101"
+    await store.visits.add(visit("held", expires_at=T2))  # NUM held until T2
+    await store.visits.add(visit("fb", visitor_id="v-2", number=NUM2, expires_at=T3,
+                                 fallback=True))  # fmt: skip  # a fallback visit holds nothing
+    got = await store.visits.add_holding(visit("h1", visitor_id="v-3", number=None),
+                                         [NUM, NUM2, free], T1)  # fmt: skip
+    assert got is not None
+    assert (got.id, got.number, got.fallback) == ("h1", NUM2, False)
+    assert await store.visits.get("h1") == got
+    got = await store.visits.add_holding(visit("h2", visitor_id="v-4"), [NUM, NUM2, free], T1)
+    assert got is not None
+    assert got.number == free
+    before = await store.dump()
+    assert await store.visits.add_holding(visit("h3"), [NUM, NUM2, free], T1) is None
+    assert await store.visits.add_holding(visit("h4"), [], T1) is None
+    assert await store.dump() == before  # an exhausted pool adds nothing
+    got = await store.visits.add_holding(visit("h5"), [NUM, NUM2], T2)  # NUM's hold ended at T2
+    assert got is not None
+    assert got.number == NUM
+    await unchanged(store, ConflictError, store.visits.add_holding(visit("h5"), ["+1"], T1))
+
+
+async def test_concurrent_holds_never_share_a_number(store: Store) -> None:
+    """50 visits at once ask for a pool of 10: ten get one number each, forty get None,
+    and each call runs on its own (no lock between the callers' reads and the hold)."""
+    pool = [f"+1212555{n:04d}" for n in range(100, 110)]
+    held = await store.visits.held_until(pool)  # every caller read the same free pool
+    ranked = [n for n in pool if n not in held]
+
+    async def hold(n: int) -> Visit | None:
+        return await store.visits.add_holding(visit(f"c{n}", visitor_id=f"visitor{n}",
+                                                    number=None), ranked, T1)  # fmt: skip
+
+    got = await asyncio.gather(*(hold(n) for n in range(50)))
+    numbers = [v.number for v in got if v is not None]
+    assert sorted(numbers) == pool  # every number once
+    assert len([v for v in got if v is None]) == 40
+    for number in pool:
+        active = await store.visits.active(number, T1)
+        assert active is not None
+        assert active.number == number
 
 
 # --- outbox ---------------------------------------------------------------------

@@ -18,17 +18,23 @@ sees it again (asking twice returns the same items, as on SQLite), and
 `mark_delivered` / `mark_failed` release the claim. A node that dies while
 holding items only delays them by `CLAIM_S`. The claim columns exist only
 in PostgreSQL and are left out of `dump()`.
+
+Pool holds (`visits.add_holding`, several nodes share one pool): one short
+transaction takes the cluster-wide transaction advisory lock `POOL_LOCK`,
+then ONE `INSERT ... SELECT` holds the first candidate (in the caller's
+order) that no unexpired non-fallback visit holds. Under READ COMMITTED the
+insert's snapshot is taken after the lock is granted, so it sees every hold
+committed before; the lock ends with the transaction (two statements and
+the COMMIT, inside the database), never across the visitor API's reads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import datetime as dt
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -85,6 +91,26 @@ _CALL_UPDATE = update_sql("calls", _UPDATE_COLS)
 _VISIT_COLS = ["id", *columns_of(Visit)]
 _OUTBOX_COLS = columns_of(OutboxItem)
 _OUTBOX_TYPES = {"attempts": "bigint", "gave_up": "boolean"}
+
+
+# Per number, its latest hold: one step down the (number, expires_at) index, however
+# many visits the number had before.
+_HELD_UNTIL = (
+    "SELECT c.number, (SELECT v.expires_at FROM visits AS v WHERE v.number = c.number"
+    " AND NOT v.fallback ORDER BY v.expires_at DESC LIMIT 1) AS until"
+    " FROM unnest($1::text[]) AS c(number)"
+)
+_HOLD_PARAMS = [c for c in _VISIT_COLS if c != "number"]  # the number comes from the pick
+_VISIT_HOLD = (
+    f"INSERT INTO visits ({', '.join(_VISIT_COLS)}) SELECT "
+    + ", ".join(
+        "c.number" if c == "number" else f"${_HOLD_PARAMS.index(c) + 1}" for c in _VISIT_COLS
+    )
+    + f" FROM unnest(${len(_HOLD_PARAMS) + 1}::text[]) WITH ORDINALITY AS c(number, rank)"
+    " WHERE NOT EXISTS (SELECT 1 FROM visits AS v WHERE v.number = c.number"
+    f" AND v.expires_at > ${len(_HOLD_PARAMS) + 2} AND NOT v.fallback)"
+    " ORDER BY c.rank LIMIT 1 RETURNING *"
+)
 
 
 def _outbox_from_arrays(first: int) -> str:
@@ -219,22 +245,22 @@ class PgCalls:
 class PgVisits:
     def __init__(self, db: Db) -> None:
         self._db = db
-        self._local = asyncio.Lock()
 
-    @asynccontextmanager
-    async def pool_guard(self) -> AsyncIterator[None]:
-        """A session advisory lock on a connection of its own, held across the pick's
-        round trips (`held_until`, `add`), so visitor APIs on every node take turns.
-
-        Picks of this store queue on a local lock first, so the guard holds at most
-        one pooled connection and the pick's own queries always find another.
-        """
-        async with self._local, self._db.pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", POOL_LOCK)
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", POOL_LOCK)
+    async def add_holding(self, visit: Visit, candidates: Sequence[str], now: str) -> Visit | None:
+        """Hold the first free candidate under `POOL_LOCK` (see the module docstring)."""
+        wanted = list(dict.fromkeys(candidates))[:MAX_HELD_QUERY]
+        if not wanted:
+            return None
+        values = values_of(replace(visit, fallback=False), _HOLD_PARAMS)
+        try:
+            async with self._db.write(provisioning=False) as tx:
+                await tx.run("SELECT pg_advisory_xact_lock($1)", POOL_LOCK)
+                row = await tx.one(_VISIT_HOLD, *values, wanted, now)
+        except ConflictError as exc:
+            if not str(exc).startswith("already exists: visits"):
+                raise
+            raise ConflictError(f"visit {visit.id} already exists") from None
+        return None if row is None else build(Visit, row)
 
     async def add(self, visit: Visit) -> Visit:
         sql = insert_sql("visits", _VISIT_COLS, "*").replace(
@@ -289,12 +315,8 @@ class PgVisits:
         wanted = list(dict.fromkeys(numbers))[:MAX_HELD_QUERY]
         if not wanted:
             return {}
-        rows = await self._db.all(
-            "SELECT number, max(expires_at) AS until FROM visits "
-            "WHERE number = ANY($1::text[]) AND NOT fallback GROUP BY number",
-            wanted,
-        )
-        return {str(r["number"]): str(r["until"]) for r in rows}
+        rows = await self._db.all(_HELD_UNTIL, wanted)
+        return {str(r["number"]): str(r["until"]) for r in rows if r["until"] is not None}
 
     async def latest_for_visitor(self, visitor_id: str) -> Visit | None:
         row = await self._db.one(

@@ -235,7 +235,8 @@ class PgSources(NamedRows[Source]):
         return await cached(self._cache, ("source", name_or_id), lambda: self._read(name_or_id))
 
     async def list(self) -> list[Source]:
-        return await self._all()
+        """Every source (cached: read per visitor API request)."""
+        return list(await cached(self._cache, ("sources",), self._all))
 
     async def update(self, name: str, /, **changes: object) -> Source:
         return await self._update(name, changes)

@@ -35,6 +35,7 @@ import asyncpg
 from pbx.errors import ConflictError, InputError
 
 T = TypeVar("T")
+_BOOL_FIELDS: dict[type, frozenset[str]] = {}
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -167,7 +168,13 @@ class Db:
 
 
 def bool_fields(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in fields(cls) if f.type in ("bool", bool))
+    """Names of a dataclass's `bool` fields; computed once per class."""
+    known = _BOOL_FIELDS.get(cls)
+    if known is None:
+        known = _BOOL_FIELDS[cls] = frozenset(
+            f.name for f in fields(cls) if f.type in ("bool", bool)
+        )
+    return known
 
 
 def build(cls: type[T], row: Mapping[str, Any] | asyncpg.Record, **override: Any) -> T:

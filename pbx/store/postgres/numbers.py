@@ -10,6 +10,7 @@ so each is one round trip and one snapshot. The round-robin cursor is one
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -168,6 +169,12 @@ class PgNumbers:
             return await self._get(tx, number_or_id)
 
     async def list(self, *, source: str | None = None) -> list[TrackingNumber]:
+        """One source's numbers are cached (its pool, read per new website visit)."""
+        if source is None:
+            return await self._list(None)
+        return list(await cached(self._cache, ("numbers", source), lambda: self._list(source)))
+
+    async def _list(self, source: str | None) -> builtins.list[TrackingNumber]:
         if source is None:
             rows = await self._db.all(f"{_SELECT} ORDER BY n.number")
         else:
@@ -195,23 +202,30 @@ class PgNumbers:
     async def advance_cursor(self, number: str) -> int:
         cursor = await self._db.one(
             "UPDATE numbers SET rr_cursor = rr_cursor + 1 WHERE number = $1 "
-            "RETURNING rr_cursor - 1 AS cursor",
+            "RETURNING rr_cursor - 1 AS cursor, "
+            "(SELECT name FROM sources WHERE sources.id = numbers.source_id) AS source",
             number,
         )
         if cursor is None:
             raise NotFoundError(f"no tracking number {number}")
         value: int = cursor["cursor"]
-        self._patch_cursor(number, value + 1)
+        self._patch_cursor(number, value + 1, str(cursor["source"]))
         return value
 
-    def _patch_cursor(self, number: str, rr_cursor: int) -> None:
-        """Keep a cached route's cursor current (the cursor does not bump the version)."""
+    def _patch_cursor(self, number: str, rr_cursor: int, source: str) -> None:
+        """Keep the cached route's and the source's cached list's cursor current (the
+        cursor does not bump the version)."""
         if self._cache is None:
             return
         route = self._cache.peek(("lookup", number))
         if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
             patched = replace(route.number, rr_cursor=rr_cursor)
             self._cache.replace(("lookup", number), replace(route, number=patched))
+        pool = self._cache.peek(("numbers", source))
+        if isinstance(pool, list):
+            fresh = [replace(n, rr_cursor=rr_cursor) if n.number == number
+                     and n.rr_cursor < rr_cursor else n for n in pool]  # fmt: skip
+            self._cache.replace(("numbers", source), fresh)
 
     async def lookup(self, e164: str) -> RouteInfo | None:
         """The route of one INVITE (cached: read per INVITE)."""

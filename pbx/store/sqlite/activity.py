@@ -7,17 +7,21 @@ where it is empty, `hangup_by` to 'system' where empty, and gives an answered
 call the talk time up to its last media checkpoint (`media_at`, written by
 `touch_media` from `pbx.service.checkpoint`; a column of the table, not a
 field of the record), else leaves the seconds as last written.
+
+Pool holds (`visits.add_holding`): ONE `INSERT ... SELECT` that takes the
+first candidate (in the caller's order, `json_each` of a JSON array) that no
+unexpired non-fallback visit holds; SQLite runs one writing statement at a
+time on the file, so the check and the insert are atomic across every
+connection and process, and nothing is locked between the caller's reads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import json
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -73,6 +77,20 @@ _VISIT_COLS = ["id", *columns_of(Visit)]
 _OUTBOX_COLS = columns_of(OutboxItem)
 _OUTBOX_INSERT = insert_sql("outbox", _OUTBOX_COLS)
 MAX_HELD_QUERY = 1000  # numbers per held_until query (SQLite's default variable limit is 32766)
+# Per number, its latest hold: one step down the (number, expires_at) index, however
+# many visits the number had before (a synchronous read must not scan history).
+_HELD_UNTIL = (
+    "SELECT c.value, (SELECT v.expires_at FROM visits AS v WHERE v.number = c.value"
+    " AND v.fallback = 0 ORDER BY v.expires_at DESC LIMIT 1) FROM json_each(?) AS c"
+)
+_VISIT_INSERT = insert_sql("visits", _VISIT_COLS) + " RETURNING *"
+_VISIT_HOLD = (
+    f"INSERT INTO visits ({', '.join(_VISIT_COLS)}) SELECT "
+    + ", ".join("c.value" if c == "number" else f":{c}" for c in _VISIT_COLS)
+    + " FROM json_each(:candidates) AS c WHERE NOT EXISTS (SELECT 1 FROM visits AS v"
+    " WHERE v.number = c.value AND v.expires_at > :now AND v.fallback = 0)"
+    " ORDER BY c.key LIMIT 1 RETURNING *"
+)
 
 
 def _call_params(record: CallRecord) -> dict[str, Any]:
@@ -189,11 +207,6 @@ class SqliteCalls:
 class SqliteVisits:
     def __init__(self, db: Db) -> None:
         self._db = db
-        self._pool = asyncio.Lock()
-
-    def pool_guard(self) -> AbstractAsyncContextManager[None]:
-        """One daemon writes a SQLite file: an in-process lock serialises pool picks."""
-        return _locked(self._pool)
 
     async def _need(self, tx: Tx, visit_id: str) -> Visit:
         row = await tx.one("SELECT * FROM visits WHERE id = ?", (visit_id,))
@@ -202,11 +215,32 @@ class SqliteVisits:
         return build(Visit, row)
 
     async def add(self, visit: Visit) -> Visit:
-        async with self._db.write() as tx:
-            if await tx.one("SELECT 1 FROM visits WHERE id = ?", (visit.id,)) is not None:
-                raise ConflictError(f"visit {visit.id} already exists")
-            await tx.insert(insert_sql("visits", _VISIT_COLS), values_of(visit, _VISIT_COLS))
-            return await self._need(tx, visit.id)
+        """One statement (a page view: one thread hop)."""
+        try:
+            async with self._db.single() as tx:
+                row = await tx.one(_VISIT_INSERT, values_of(visit, _VISIT_COLS))
+        except ConflictError as exc:
+            if "visits.id" not in str(exc):
+                raise
+            raise ConflictError(f"visit {visit.id} already exists") from None
+        assert row is not None  # an INSERT ... RETURNING returns its row
+        return build(Visit, row)
+
+    async def add_holding(self, visit: Visit, candidates: Sequence[str], now: str) -> Visit | None:
+        """One statement: hold the first free candidate (see the module docstring)."""
+        wanted = list(dict.fromkeys(candidates))[:MAX_HELD_QUERY]
+        if not wanted:
+            return None
+        params = values_of(replace(visit, fallback=False), _VISIT_COLS)
+        params |= {"candidates": json.dumps(wanted), "now": now}
+        try:
+            async with self._db.single() as tx:
+                row = await tx.one(_VISIT_HOLD, params)
+        except ConflictError as exc:
+            if "visits.id" not in str(exc):
+                raise
+            raise ConflictError(f"visit {visit.id} already exists") from None
+        return None if row is None else build(Visit, row)
 
     async def get(self, visit_id: str) -> Visit | None:
         async with self._db.read() as tx:
@@ -224,43 +258,50 @@ class SqliteVisits:
         return [build(Visit, r) for r in rows]
 
     async def update(self, visit_id: str, /, **changes: object) -> Visit:
+        """One statement setting only the changed columns (a ping: one thread hop)."""
         check_changes("visit", Visit, changes)
-        async with self._db.write() as tx:
-            current = await self._need(tx, visit_id)
-            new = replace(current, **changes)  # type: ignore[arg-type]
-            await tx.run(update_sql("visits", _VISIT_COLS[1:]), values_of(new, _VISIT_COLS))
-            return await self._need(tx, visit_id)
+        if not changes:
+            found = await self.get(visit_id)
+            if found is None:
+                raise NotFoundError(f"no visit {visit_id}")
+            return found
+        cols = sorted(changes)
+        sets = ", ".join(f"{c} = :{c}" for c in cols)
+        async with self._db.single() as tx:
+            row = await tx.one(f"UPDATE visits SET {sets} WHERE id = :id RETURNING *",
+                               {"id": visit_id, **changes})  # fmt: skip
+        if row is None:
+            raise NotFoundError(f"no visit {visit_id}")
+        return build(Visit, row)
+
+    async def _hot(self, sql: str, params: Sequence[object]) -> builtins.list[sqlite3.Row]:
+        """An indexed SELECT of the per-request paths: on the hot reader when there is one."""
+        if self._db.reader is not None:
+            return self._db.reader.all(sql, params)
+        async with self._db.read() as tx:
+            return await tx.all(sql, params)
 
     async def active(self, number: str, now: str) -> Visit | None:
-        async with self._db.read() as tx:
-            row = await tx.one(
-                "SELECT * FROM visits WHERE number = ? AND expires_at > ? AND fallback = 0 "
-                "ORDER BY last_seen_at DESC, id DESC LIMIT 1",
-                (number, now),
-            )
-        return None if row is None else build(Visit, row)
+        rows = await self._hot(
+            "SELECT * FROM visits WHERE number = ? AND expires_at > ? AND fallback = 0 "
+            "ORDER BY last_seen_at DESC, id DESC LIMIT 1",
+            (number, now),
+        )
+        return build(Visit, rows[0]) if rows else None
 
     async def held_until(self, numbers: Sequence[str]) -> dict[str, str]:
         wanted = list(dict.fromkeys(numbers))[:MAX_HELD_QUERY]
         if not wanted:
             return {}
-        marks = ", ".join("?" for _ in wanted)
-        async with self._db.read() as tx:
-            rows = await tx.all(
-                f"SELECT number, max(expires_at) FROM visits WHERE number IN ({marks}) "
-                "AND fallback = 0 GROUP BY number",
-                wanted,
-            )
-        return {str(r[0]): str(r[1]) for r in rows}
+        rows = await self._hot(_HELD_UNTIL, (json.dumps(wanted),))
+        return {str(r[0]): str(r[1]) for r in rows if r[1] is not None}
 
     async def latest_for_visitor(self, visitor_id: str) -> Visit | None:
-        async with self._db.read() as tx:
-            row = await tx.one(
-                "SELECT * FROM visits WHERE visitor_id = ? "
-                "ORDER BY last_seen_at DESC, id DESC LIMIT 1",
-                (visitor_id,),
-            )
-        return None if row is None else build(Visit, row)
+        rows = await self._hot(
+            "SELECT * FROM visits WHERE visitor_id = ? ORDER BY last_seen_at DESC, id DESC LIMIT 1",
+            (visitor_id,),
+        )
+        return build(Visit, rows[0]) if rows else None
 
 
 class SqliteOutbox:
@@ -313,9 +354,3 @@ class SqliteOutbox:
             )
             if not changed:
                 raise NotFoundError(f"no outbox item {item_id}")
-
-
-@asynccontextmanager
-async def _locked(lock: asyncio.Lock) -> AsyncIterator[None]:
-    async with lock:
-        yield

@@ -24,6 +24,13 @@ lives on one thread of its own (public APIs only: no aiosqlite internals).
 Both connections are used under the same lock, so the store still has one
 writer at a time; WAL lets the aiosqlite connection read what it committed.
 So the store needs a file: `:memory:` is refused at open.
+
+Hot reads (`Reader`): a third, read-only `sqlite3` connection answers the
+one-row indexed lookups of the per-request paths (a website visit, the
+visit holding a called number) synchronously on the event loop, without the
+lock or a thread hop (~20 us instead of ~300 us of CPU). It sees only
+committed rows, and a WAL reader never waits for a writer, so it never
+blocks on the lock holders; it is used for single SELECT statements only.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import aiosqlite
 from pbx.errors import ConflictError, InputError
 
 T = TypeVar("T")
+_BOOL_FIELDS: dict[type, frozenset[str]] = {}
 Params = Sequence[Any] | Mapping[str, Any]
 Statement = tuple[str, Params]
 Done = tuple[int, int | None]  # (rowcount, lastrowid) of one statement
@@ -122,12 +130,35 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class Reader:
+    """A read-only plain `sqlite3` connection used synchronously (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                     check_same_thread=False)  # fmt: skip
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA busy_timeout = 1000")
+
+    def one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return list(self._conn.execute(sql, params).fetchall())
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class Db:
     """The connections of a store and the lock that serialises their use."""
 
-    def __init__(self, conn: aiosqlite.Connection, writer: Writer) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, writer: Writer, reader: Reader | None = None
+    ) -> None:
         self.conn = conn
         self.writer = writer
+        self.reader = reader
         self.lock = asyncio.Lock()
         self._queued: list[Queued] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -269,8 +300,13 @@ class Tx:
 
 
 def bool_fields(cls: type) -> frozenset[str]:
-    """Names of a dataclass's `bool` fields (stored as 0/1)."""
-    return frozenset(f.name for f in fields(cls) if f.type in ("bool", bool))
+    """Names of a dataclass's `bool` fields (stored as 0/1); computed once per class."""
+    known = _BOOL_FIELDS.get(cls)
+    if known is None:
+        known = _BOOL_FIELDS[cls] = frozenset(
+            f.name for f in fields(cls) if f.type in ("bool", bool)
+        )
+    return known
 
 
 def build(cls: type[T], row: Mapping[str, Any] | sqlite3.Row, **override: Any) -> T:

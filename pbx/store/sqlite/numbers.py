@@ -7,6 +7,7 @@ references by id, shown by name in `TrackingNumber`.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -131,6 +132,12 @@ class SqliteNumbers:
             return await self._get(tx, number_or_id)
 
     async def list(self, *, source: str | None = None) -> list[TrackingNumber]:
+        """One source's numbers are cached (its pool, read per new website visit)."""
+        if source is None:
+            return await self._list(None)
+        return list(await cached(self._cache, ("numbers", source), lambda: self._list(source)))
+
+    async def _list(self, source: str | None) -> builtins.list[TrackingNumber]:
         where, params = ("WHERE s.name = ?", (source,)) if source is not None else ("", ())
         async with self._db.read() as tx:
             rows = await tx.all(f"{_SELECT} {where} ORDER BY n.number", params)
@@ -162,23 +169,31 @@ class SqliteNumbers:
         async with self._db.single() as tx:
             row = await tx.one(
                 "UPDATE numbers SET rr_cursor = rr_cursor + 1 WHERE number = ? "
-                "RETURNING rr_cursor - 1 AS cursor",
+                "RETURNING rr_cursor - 1 AS cursor, "
+                "(SELECT name FROM sources WHERE sources.id = numbers.source_id) AS source",
                 (number,),
             )
             if row is None:
                 raise NotFoundError(f"no tracking number {number}")
             cursor: int = row["cursor"]
-        self._patch_cursor(number, cursor + 1)
+            source: str = row["source"]
+        self._patch_cursor(number, cursor + 1, source)
         return cursor
 
-    def _patch_cursor(self, number: str, rr_cursor: int) -> None:
-        """Keep a cached route's cursor current (the cursor does not bump the version)."""
+    def _patch_cursor(self, number: str, rr_cursor: int, source: str) -> None:
+        """Keep the cached route's and the source's cached list's cursor current (the
+        cursor does not bump the version)."""
         if self._cache is None:
             return
         route = self._cache.peek(("lookup", number))
         if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
             patched = replace(route.number, rr_cursor=rr_cursor)
             self._cache.replace(("lookup", number), replace(route, number=patched))
+        pool = self._cache.peek(("numbers", source))
+        if isinstance(pool, list):
+            fresh = [replace(n, rr_cursor=rr_cursor) if n.number == number
+                     and n.rr_cursor < rr_cursor else n for n in pool]  # fmt: skip
+            self._cache.replace(("numbers", source), fresh)
 
     async def lookup(self, e164: str) -> RouteInfo | None:
         """The route of one INVITE (cached: read per INVITE)."""

@@ -42,7 +42,7 @@ from pbx.store.sqlite.activity import SqliteCalls, SqliteOutbox, SqliteVisits
 from pbx.store.sqlite.cache import ConfigCache, open_cache
 from pbx.store.sqlite.call_log import SqliteCallLog
 from pbx.store.sqlite.config import SqliteDestinations, SqliteSources, SqliteTrunks
-from pbx.store.sqlite.db import Db, Writer
+from pbx.store.sqlite.db import Db, Reader, Writer
 from pbx.store.sqlite.local import SqliteBlocks, SqliteExtensions, SqlitePrompts
 from pbx.store.sqlite.nodes import SqliteNodes
 from pbx.store.sqlite.numbers import SqliteNumbers
@@ -189,6 +189,8 @@ class SqliteStore:
         await self._db.drain()
         if self.cache is not None:
             self.cache.close()
+        if self._db.reader is not None:
+            self._db.reader.close()
         async with self._db.lock:
             await self._db.conn.close()
             await self._db.writer.close()
@@ -238,10 +240,11 @@ async def open_sqlite(path: str | Path, *, cache: bool = True, create: bool = Tr
         await migrate(conn, load_migrations())
         config_cache = open_cache(db_path) if cache else None
         writer = await Writer.open(db_path)
+        reader = Reader(db_path)  # after the migrations: the schema is in place
     except BaseException:
         await conn.close()
         raise
-    return SqliteStore(Db(conn, writer), db_path, config_cache)
+    return SqliteStore(Db(conn, writer, reader), db_path, config_cache)
 
 
 async def _wal(conn: aiosqlite.Connection) -> None:
