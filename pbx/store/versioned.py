@@ -21,18 +21,30 @@ cache already holds never rolls it back (newer values are fine to use).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Hashable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 
 MAX_ENTRIES = 10_000
 
 
 class _Pin:
-    __slots__ = ("version",)
+    """One context's pinned version; also the context manager that sets and resets it
+    (a plain class: a generator-based context manager costs a generator per call)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("token", "var", "version")
+
+    def __init__(self, var: ContextVar[_Pin | None]) -> None:
         self.version: int | None = None
+        self.var = var
+        self.token: Token[_Pin | None] | None = None
+
+    def __enter__(self) -> None:
+        self.token = self.var.set(self)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            self.var.reset(self.token)
 
 
 class VersionedValues:
@@ -44,14 +56,9 @@ class VersionedValues:
         self.misses = 0
         self.version_reads = 0
 
-    @contextmanager
-    def pinned(self) -> Iterator[None]:
+    def pinned(self) -> AbstractContextManager[None]:
         """Inside: the version is read once, by the first read that needs it."""
-        token = self._pin.set(_Pin())
-        try:
-            yield
-        finally:
-            self._pin.reset(token)
+        return _Pin(self._pin)
 
     def pinned_version(self) -> int | None:
         """The version this context pinned, if it pinned one and read it already."""
