@@ -52,14 +52,10 @@ Decisions where the specs are silent:
   side's audio to it (`muted`). Prompt packets are not counted as relayed.
 - Binding: a pair someone else holds is released into quarantine and the
   next pair tried, up to `BIND_ATTEMPTS` pairs; then `MediaError`.
-- No recvmmsg/sendmmsg (issue 12 asked to look): batching pays where one
-  socket holds many datagrams per wake-up. Here every leg has its own
-  socket carrying one packet per 20 ms, and the loop wakes every few
-  milliseconds, so a wake-up finds about one datagram per ready socket:
-  a batch of one, plus ctypes marshalling that costs more than the plain
-  `recvfrom` uvloop does in C. The gain DESIGN.md quotes (~290k packets/s
-  per core) was measured on a single busy socket. The cores are used
-  instead by running the relay in worker processes (`pbx.rtp.workers`).
+- No recvmmsg/sendmmsg: each leg's socket holds about one datagram per
+  wake-up at 50 packets/s, so batching per socket saves little; the
+  reasoning is in `pbx.rtp.worker`'s docstring. Cores are used by running
+  this relay in worker processes instead.
 """
 
 from __future__ import annotations

@@ -19,16 +19,12 @@ a failure under CI). Marked `slow`: it runs ~30 s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import shutil
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncio_dgram
 import pytest
 from aiohttp import web
 
@@ -38,6 +34,7 @@ from tests import pg
 
 from .conftest import SippFactory, free_port, free_udp_range
 from .daemon import DaemonProcess, provision
+from .kamailio_proc import KamailioProcess, kamailio_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -49,86 +46,24 @@ LEASE = 3.0  # seconds: renewed every second, a dead node swept within ~4 s
 FIRST, SECOND = 6, 4  # calls before and after the kill
 
 
-def _kamailio() -> str:
-    path = shutil.which("kamailio") or "/usr/sbin/kamailio"
-    if not Path(path).exists():
-        if os.environ.get("CI"):
-            pytest.fail("kamailio is not installed but CI is set (apt-get install kamailio)")
-        pytest.skip("kamailio is not installed (apt-get install kamailio)")
-    return path
-
-
-class Kamailio:
-    """One Kamailio child process (foreground), ended by its PID."""
+class Kamailio(KamailioProcess):
+    """The cluster's front proxy (config/kamailio/kamailio.cfg) over the nodes' SIP ports."""
 
     def __init__(self, workdir: Path, port: int, nodes: list[int], trunk_port: int) -> None:
-        self.workdir = workdir
+        super().__init__(workdir, port)
         self.port = port
         self.dispatcher = workdir / "dispatcher.list"
         self.dispatcher.write_text("".join(f"1 sip:127.0.0.1:{n}\n" for n in nodes))
         self.trunk_port = trunk_port
-        self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
-        args = [
-            "-f", str(CONFIG), "-DD", "-E", "-n", "2",
-            "-A", f"LISTEN=udp:127.0.0.1:{self.port}",
-            "-A", f'TRUNK="sip:127.0.0.1:{self.trunk_port}"',
-            "-A", f'DISPATCHER_LIST="{self.dispatcher}"',
-            "-A", "CHILDREN=2",
-            "-P", str(self.workdir / "kamailio.pid"),
-            "-Y", str(self.workdir),
-        ]  # fmt: skip
-        with (self.workdir / "kamailio.log").open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                _kamailio(), *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
-            )
-        await self._ready()
-
-    async def _ready(self, limit: float = 10.0) -> None:
-        """Bounded: OPTIONS to Kamailio until it answers 200 itself."""
-        stream = await asyncio_dgram.bind(("127.0.0.1", 0))  # unconnected: no ICMP errors
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        try:
-            for attempt in range(100):
-                if loop.time() > deadline or self._exited():
-                    break
-                await stream.send(_options(self.port, attempt), ("127.0.0.1", self.port))
-                with contextlib.suppress(TimeoutError):
-                    data, _ = await asyncio.wait_for(stream.recv(), 0.2)
-                    if data.startswith(b"SIP/2.0 200"):
-                        return
-        finally:
-            stream.close()
-        raise RuntimeError(f"kamailio not ready:\n{self.log()[-3000:]}")
-
-    def _exited(self) -> bool:
-        return self.process is not None and self.process.returncode is not None
-
-    def log(self) -> str:
-        path = self.workdir / "kamailio.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-
-
-def _options(port: int, n: int) -> bytes:
-    return (
-        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe{n};rport\r\n"
-        "From: <sip:probe@127.0.0.1>;tag=probe\r\nTo: <sip:127.0.0.1>\r\n"
-        f"Call-ID: probe-{n}@127.0.0.1\r\nCSeq: {n + 1} OPTIONS\r\nMax-Forwards: 70\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
+    async def start(self) -> None:  # type: ignore[override]
+        defines = {
+            "LISTEN": f"udp:127.0.0.1:{self.port}",
+            "TRUNK": f'"sip:127.0.0.1:{self.trunk_port}"',
+            "DISPATCHER_LIST": f'"{self.dispatcher}"',
+            "CHILDREN": "2",
+        }
+        await super().start(CONFIG, defines, extra=["-n", "2"])
 
 
 class Hooks:
@@ -219,7 +154,7 @@ def _invite_call_ids(run_dirs: list[Path]) -> list[str]:
 async def test_two_nodes_behind_kamailio_survive_a_kill(
     tmp_path: Path, pg_url: str, sipp: SippFactory, hooks: Hooks
 ) -> None:
-    _kamailio()
+    kamailio_binary()
     front_port = free_port()
     phone = await sipp.start("b2bua_callee.xml", calls=FIRST + SECOND, seconds=60)
     await _provision(pg_url, front_port)

@@ -21,12 +21,10 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncio_dgram
 import pytest
 
 from pbx.records import Disposition
@@ -37,8 +35,8 @@ from tests.tls_support import Authority, self_signed
 
 from .conftest import SippFactory, free_port
 from .daemon import DaemonProcess, provision
+from .kamailio_proc import KamailioProcess, kamailio_binary
 from .test_b2bua import _caller_keys, _ok, _record
-from .test_cluster import _kamailio, _options
 
 pytestmark = pytest.mark.e2e
 
@@ -87,12 +85,12 @@ def _events(daemon: DaemonProcess, name: str) -> list[dict[str, object]]:
 # --- Kamailio, the real TLS peer ----------------------------------------------------------
 
 
-class TlsProxy:
+class TlsProxy(KamailioProcess):
     """One Kamailio process with a UDP and a TLS listener, ended by its PID."""
 
     def __init__(self, workdir: Path, ca: Authority, pbx_tls: int, phone: int) -> None:
-        self.workdir = workdir
         self.udp, self.tls = free_port(), free_port()
+        super().__init__(workdir, self.udp)
         cert, key = ca.issue("kamailio.test").write(workdir, "kamailio")
         (workdir / "ca.crt").write_text(ca.pem)
         self.defines = {
@@ -103,59 +101,16 @@ class TlsProxy:
             "PBX": f'"sip:127.0.0.1:{pbx_tls};transport=tls"',
             "PHONE": f'"sip:127.0.0.1:{phone}"',
         }  # fmt: skip
-        self.process: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
-        args = ["-f", str(CONFIG), "-DD", "-E", "-P", str(self.workdir / "kamailio.pid"),
-                "-Y", str(self.workdir)]  # fmt: skip
-        for name, value in self.defines.items():
-            args += ["-A", f"{name}={value}"]
-        with (self.workdir / "kamailio.log").open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                _kamailio(), *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log
-            )
-        await self._ready()
-
-    async def _ready(self, limit: float = 10.0) -> None:
-        stream = await asyncio_dgram.bind(("127.0.0.1", 0))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        try:
-            for attempt in range(100):
-                if loop.time() > deadline or self._exited():
-                    break
-                await stream.send(_options(self.udp, attempt), ("127.0.0.1", self.udp))
-                with contextlib.suppress(TimeoutError):
-                    data, _ = await asyncio.wait_for(stream.recv(), 0.2)
-                    if data.startswith(b"SIP/2.0 200"):
-                        return
-        finally:
-            stream.close()
-        raise RuntimeError(f"kamailio not ready:\n{self.log()[-3000:]}")
-
-    def _exited(self) -> bool:
-        return self.process is not None and self.process.returncode is not None
-
-    def log(self) -> str:
-        path = self.workdir / "kamailio.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
+    async def start(self) -> None:  # type: ignore[override]
+        await super().start(CONFIG, self.defines)
 
 
 async def test_call_over_tls_both_ways_through_kamailio(
     tmp_path: Path, sipp: SippFactory, daemon: DaemonProcess, ca: Authority
 ) -> None:
     _need_tls_module()
-    _kamailio()
+    kamailio_binary()
     pbx_tls = _tls_env(daemon, tmp_path, ca)
     phone = await sipp.start("b2bua_callee.xml", seconds=20)
     proxy_dir = tmp_path / "kamailio"
