@@ -175,7 +175,7 @@ class CallSettings:
     retry_after: int = 5  # seconds in the Retry-After of a 503 for a call over a limit
     block_status: int = 603  # answer to a blocked caller (603 Decline; 486 or 403 also common)
     max_loop_lag: float = 0.25  # mean event-loop lag (s) past which new calls get 503; 0 = off
-    max_loop_busy: float = 0.85  # loop thread busy fraction kept by refusing a share; 0 = off
+    max_loop_busy: float = 0.9  # loop thread busy fraction kept by refusing a share; 0 = off
 
 
 @dataclass(frozen=True, slots=True)

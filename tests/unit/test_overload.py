@@ -177,3 +177,20 @@ def test_gate_refusals_are_logged_with_source_and_number_but_bounded() -> None:
     assert lines[0]["source"] == "203.0.113.10"
     assert lines[0]["dialled"] == "+12125550150"
     assert lines[-1]["not_logged_before"] == 8
+
+
+def test_the_collector_is_tuned_for_short_rare_full_passes() -> None:
+    """Start-up objects frozen out of every pass; full passes 10x rarer (call setup p99)."""
+    import gc
+
+    from pbx.daemon import FULL_COLLECTION_EVERY, tune_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_EVERY)
+        assert before[2] < FULL_COLLECTION_EVERY
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
