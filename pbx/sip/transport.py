@@ -68,6 +68,7 @@ MAX_CONNECTIONS = 1024  # open TCP connections, inbound + outbound
 MAX_PENDING = 256 * 1024  # bytes queued for a TCP connection still connecting
 CONNECT_TIMEOUT = 5.0  # seconds; a transaction's Timer B/F is 32 s anyway
 HANDSHAKE_TIMEOUT = 10.0  # seconds an inbound TLS client has to finish its handshake
+MAX_HANDSHAKES = 256  # inbound TLS handshakes in progress at once (a connect flood is bounded)
 _BIND_TRIES = 8
 _TLS_NAMES = 4096  # addresses whose TLS name and CA are remembered
 
@@ -197,6 +198,7 @@ class SipTransport:
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[str, ssl.SSLContext] = {}  # CA PEM ("" = system) -> context
         self._tls_names: dict[Peer, Peer] = {}  # address -> the Peer naming its TLS identity
+        self._handshakes = 0  # inbound TLS handshakes in progress
 
     async def start(self) -> None:
         """Bind the sockets; afterwards `.port` (and `.tls_port`) are the bound ports."""
@@ -233,10 +235,12 @@ class SipTransport:
                 await asyncio.sleep(0.1)
                 continue
             peer = _peer("tls", addr)
-            if len(self._streams) >= MAX_CONNECTIONS:
-                log.warning("sip.tcp_limit", peer=str(peer), limit=MAX_CONNECTIONS)
+            if len(self._streams) >= MAX_CONNECTIONS or self._handshakes >= MAX_HANDSHAKES:
+                log.warning("sip.tcp_limit", peer=str(peer), limit=MAX_CONNECTIONS,
+                            handshakes=self._handshakes)  # fmt: skip
                 sock.close()
                 continue
+            self._handshakes += 1
             self._spawn(self._handshake(sock, peer, ctx))
 
     async def _handshake(self, sock: socket.socket, peer: Peer, ctx: ssl.SSLContext) -> None:
@@ -249,6 +253,8 @@ class SipTransport:
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             log.info("sip.tls_handshake_failed", peer=str(peer), error=_reason(exc))
             sock.close()
+        finally:
+            self._handshakes -= 1
 
     async def _bind(self, port: int, udp: bool, tcp: bool) -> None:
         loop = asyncio.get_running_loop()

@@ -230,3 +230,38 @@ def test_transport_failure_fails_waiting_client_transactions() -> None:
     assert events[1] == TransactionTerminated(key)
     assert layer.state_of(key) is None
     assert layer.datagrams_to_send() == []
+
+
+async def test_silent_connections_cannot_hold_more_than_the_handshake_bound(
+    tmp_path: Path, ca: Authority, monkeypatch: pytest.MonkeyPatch,
+    logs: list[MutableMapping[str, Any]],
+) -> None:
+    """Connections that never send a ClientHello are bounded; past it they are closed at once."""
+    monkeypatch.setattr(transport, "MAX_HANDSHAKES", 3)
+    leaf = ca.issue("trunk.example.test")
+    server, _, client, _, _ = await _pair(_server(tmp_path, leaf.cert, leaf.key))
+    silent = []
+    try:
+        for _ in range(3):  # hold every handshake slot without a byte
+            silent.append(await asyncio.open_connection("127.0.0.1", server.tls_port))
+
+        for _ in range(500):  # bounded: until the server has accepted all three
+            if server._handshakes == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert server._handshakes == 3
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.tls_port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # over the bound: closed
+        writer.close()
+        assert any(e["event"] == "sip.tcp_limit" for e in logs)
+        for _, w in silent:  # the slots free up when the silent clients leave
+            w.close()
+
+        for _ in range(500):  # bounded
+            if server._handshakes == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert server._handshakes == 0
+    finally:
+        await client.close()
+        await server.close()
