@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import ipaddress
 import signal
 import socket
@@ -49,6 +48,7 @@ from pbx.rtp.media import MediaEngine
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.rtp.workers import WorkerEngine
+from pbx.runtime import tune_collector
 from pbx.service import recordings
 from pbx.service.checkpoint import MediaCheckpoint
 from pbx.service.metrics import Metrics
@@ -76,25 +76,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PORT_QUARANTINE = 5.0  # seconds a released RTP pair rests before reuse (late packets)
 EXEMPT_REFRESH = 15.0  # seconds between re-reads of trunk addresses for the flood guard
 WILDCARDS = ("0.0.0.0", "::", "")
-FULL_COLLECTION_EVERY = 100  # gen-1 collections per full one (CPython's default: 10)
-
-
-def tune_collector() -> None:
-    """Keep the cyclic garbage collector's full passes short and rare (call setup p99).
-
-    Measured at 150 CPS (bench/load.py): full (gen-2) collections paused the
-    loop for up to 146 ms and found nothing to free - calls release their
-    objects by reference counting - and INVITE->200 p99 was 132 ms. Two
-    changes, p99 12 ms after: everything start-up built (modules,
-    phonenumbers metadata, apps, settings) lives as long as the daemon, so
-    `gc.freeze()` moves it out of every later pass; and a full pass runs
-    after `FULL_COLLECTION_EVERY` gen-1 passes instead of 10, so the pause
-    that walks every live transaction comes ten times less often. Young
-    generations are collected as before (cycles are still freed).
-    """
-    gc.freeze()
-    gen0, gen1, _ = gc.get_threshold()
-    gc.set_threshold(gen0, gen1, FULL_COLLECTION_EVERY)
 
 
 @dataclass

@@ -113,6 +113,7 @@ from pbx.rtp.control import (
 from pbx.rtp.media import Counters, MediaError, MediaStats, RecordingResult
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import RCVBUF, MediaRelay, MediaSession
+from pbx.runtime import tune_collector
 
 MAX_UNSENT = 1024 * 1024  # bytes waiting in the control transport before stats are skipped
 READ_SIZE = 256 * 1024
@@ -362,6 +363,7 @@ async def serve(args: argparse.Namespace) -> None:
     worker = Worker(relay, args.stats_interval)
     await loop.create_unix_connection(lambda: worker, sock=sock)
     loop.add_signal_handler(signal.SIGTERM, worker.stop)
+    tune_collector()  # start-up done: keep full collections out of the packet path
     runner = asyncio.create_task(worker.run())
     runner.add_done_callback(worker.handler_ended)
     try:

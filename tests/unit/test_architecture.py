@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pbx", "pbx.errors"),
     ("pbx.numbers", "pbx.records"),
     ("pbx.store", "pbx.store.base", "pbx.store.url", "pbx.store.probe"),
-    ("pbx.config", "pbx.logs"),
+    ("pbx.config", "pbx.logs", "pbx.runtime"),
     ("pbx.rules",),
     ("pbx.sip", "pbx.rtp", "pbx.audio"),
     (

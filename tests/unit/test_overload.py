@@ -183,7 +183,7 @@ def test_the_collector_is_tuned_for_short_rare_full_passes() -> None:
     """Start-up objects frozen out of every pass; full passes 10x rarer (call setup p99)."""
     import gc
 
-    from pbx.daemon import FULL_COLLECTION_EVERY, tune_collector
+    from pbx.runtime import FULL_COLLECTION_EVERY, tune_collector
 
     before = gc.get_threshold()
     try:
