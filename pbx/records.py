@@ -34,6 +34,7 @@ import datetime as dt
 import enum
 import io
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -43,9 +44,29 @@ HangupBy = Literal["caller", "callee", "system"]
 
 
 def iso_utc(epoch: float) -> str:
-    """Wall-clock epoch seconds as the records' UTC ISO 8601 form (`...ffffffZ`)."""
-    stamp = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Wall-clock epoch seconds as the records' UTC ISO 8601 form (`...ffffffZ`).
+
+    Same value as `datetime.fromtimestamp(epoch, UTC).strftime(...)`: the
+    microseconds are rounded half-even as datetime does, and the formatted
+    second is kept (a call stamps several times a second; strftime is the
+    cost).
+    """
+    frac, whole = math.modf(epoch)
+    micro = round(frac * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    second = int(whole)
+    if second != _second[0]:
+        stamp = dt.datetime.fromtimestamp(second, tz=dt.UTC)
+        _second[:] = [second, stamp.strftime("%Y-%m-%dT%H:%M:%S.")]
+    return f"{_second[1]}{micro:06d}Z"
+
+
+_second: list[Any] = [None, ""]  # the last second iso_utc formatted, and its text
 
 
 class Disposition(enum.StrEnum):

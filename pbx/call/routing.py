@@ -411,7 +411,8 @@ def _bridge(call: CallState, branch: Branch, response: Response, now: float) -> 
     for other in call.branches:
         if other is not branch:
             actions += cancel_branch(call, other, now)
-    media, body = _answer_sdp(call, response)
+    answer = _parsed(response.body)  # once: for the relay and for the audio
+    media, body = _answer_sdp(call, answer)
     ok = call.builder.to_caller(call.inbound, 200, body=body)
     call.inbound.dialog = call.builder.uas_dialog(call.inbound)
     call.inbound.answered = True
@@ -427,7 +428,7 @@ def _bridge(call: CallState, branch: Branch, response: Response, now: float) -> 
         ring_seconds=round(now - call.setup.started, 3),
     )
     ready: list[Action] = [SendResponse(call.inbound.key, ok), ArmMedia()]
-    started = audio.on_bridged(call, _parsed(response.body))
+    started = audio.on_bridged(call, answer)
     prompts = [a for a in started if isinstance(a, PlayPrompt)]
     rest = [a for a in started if not isinstance(a, PlayPrompt)]
     if prompts:
@@ -446,14 +447,10 @@ def _parsed(body: bytes) -> SessionDescription | None:
         return None
 
 
-def _answer_sdp(call: CallState, response: Response) -> tuple[list[Action], bytes]:
+def _answer_sdp(call: CallState, sdp: SessionDescription | None) -> tuple[list[Action], bytes]:
     """The callee's answer anchored at the relay's inbound side, and where its RTP goes."""
     assert call.relay is not None
-    if not response.body:
-        return [], b""
-    try:
-        sdp = parse_sdp(response.body)
-    except SdpError:
+    if sdp is None:  # no body, or not SDP we can read
         return [], b""
     endpoint = media_endpoint(sdp)
     media: list[Action] = [] if endpoint is None else [SetMediaRemote("outbound", *endpoint)]

@@ -393,9 +393,10 @@ def encode(messages: Iterable[Message]) -> bytes:
     parts: list[bytes] = []
     size = 2  # the brackets of the batch list
     for msg in _split(messages):
-        part = json.dumps(_wire(msg), separators=(",", ":")).encode("ascii")
+        wire = _wire(msg)
+        part = _COMPACT.encode(wire).encode("ascii")
         if not isinstance(msg, Stats):  # a Stats batch only repeats ids already checked
-            _message(json.loads(part), TO_WORKER | FROM_WORKER)  # same checks as the reader
+            _check(wire, part)
         if parts and (size + len(part) + 1 > MAX_FRAME or len(parts) == MAX_MESSAGES):
             frames.append(_frame(parts))
             parts, size = [], 2
@@ -404,6 +405,19 @@ def encode(messages: Iterable[Message]) -> bytes:
     if parts:
         frames.append(_frame(parts))
     return b"".join(frames)
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
+_ANY = TO_WORKER | FROM_WORKER
+
+
+def _check(wire: list[Any], part: bytes) -> None:
+    """The reader's checks, on the list as built (plain lists, str, int: what JSON
+    gives back); only if that refuses it, on the JSON text, whose verdict counts."""
+    try:
+        _message(wire, _ANY)
+    except ControlError:
+        _message(json.loads(part), _ANY)  # same checks as the reader
 
 
 def _frame(parts: list[bytes]) -> bytes:

@@ -69,7 +69,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field, replace
 
-from pbx.sip.headers import CSeq, Via, parse_via
+from pbx.sip.headers import CSeq, Via
 from pbx.sip.ids import MAGIC_COOKIE
 from pbx.sip.message import Headers, Message, Request, Response
 from pbx.sip.peer import Peer
@@ -237,10 +237,9 @@ class _Parsed:
 def _parse(msg: Message) -> _Parsed | str:
     """Top Via, CSeq and dialog reference, or the reason they are unusable."""
     try:
-        vias = msg.headers.get_all("Via")
-        if not vias:
+        if "Via" not in msg.headers:
             return "no Via"
-        via = parse_via(vias[0])
+        via = msg.top_via  # parsed once per message (cached by the message, see `parse`)
         cseq = msg.cseq
         from_tag = msg.from_.tag or ""
         call_id = msg.call_id

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +18,7 @@ from pbx.records import (
     Disposition,
     attempts_text,
     from_dict,
+    iso_utc,
     to_csv,
     to_dict,
     to_json_rows,
@@ -161,3 +164,20 @@ def test_dict_round_trip(
     rows = list(csv.reader(io.StringIO(to_csv([r]))))
     assert len(rows) == 2
     assert len(rows[1]) == len(FIELD_NAMES)
+
+
+@pytest.mark.parametrize(
+    "epoch",
+    [0.0, 1.0, 0.9999995, 0.9999994999, 1.0000005, 1.0000015, 1_700_000_000.9999996,
+     1_700_000_000.0000005, 1_700_000_000.123456, 4_000_000_000.5, -0.5, -1.0000005],
+)  # fmt: skip
+def test_iso_utc_is_datetimes_form_with_its_rounding(epoch: float) -> None:
+    want = dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert iso_utc(epoch) == want
+    assert iso_utc(epoch + 86_400) != want  # the kept second is not reused for another
+
+
+@given(st.floats(min_value=0, max_value=4e9))
+def test_iso_utc_matches_datetime_anywhere(epoch: float) -> None:
+    want = dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert iso_utc(epoch) == want

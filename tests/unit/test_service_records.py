@@ -45,8 +45,7 @@ async def _limit(store: SqliteStore, full: bool) -> None:
         limit = int(rows[0][0]) if full else 1_000_000_000
         pragma = f"PRAGMA max_page_count = {limit}"
         await db.conn.execute_fetchall(pragma)  # fetched: no statement left holding a snapshot
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(db.writer._pool, db.writer._conn.execute, pragma)
+        await db.writer.call(db.writer._conn.execute, pragma)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.records import CallRecord
 from pbx.store import Destination, SchemaVersionError, Trunk
 from pbx.store.connect import open_store
-from pbx.store.sqlite.db import integrity_error
+from pbx.store.sqlite.db import Writer, integrity_error
 from pbx.store.sqlite.store import (
     Migration,
     SqliteStore,
@@ -264,3 +264,19 @@ async def test_close_waits_for_queued_writes(tmp_path: Path) -> None:
     await pending
     async with await open_store(path) as again:
         assert await again.calls.get("late") is not None
+
+
+async def test_writer_thread_runs_jobs_in_order_and_answers_each_waiter(tmp_path: Path) -> None:
+    writer = await Writer.open(tmp_path / "w.sqlite3")
+    try:
+        ran: list[int] = []
+        abandoned = writer.call(ran.append, 1)
+        abandoned.cancel()  # the waiter gave up: the job still runs, in its turn
+        assert await writer.call(lambda: len(ran)) == 1
+        with pytest.raises(sqlite3.OperationalError):  # the job's error reaches its waiter
+            await writer.call(writer._conn.execute, "SELEC 1")
+        done = await writer.run([[("CREATE TABLE t (x)", ())], [("INSERT INTO t VALUES (1)", ())]])
+        assert [d[0][0] for d in done] == [-1, 1]  # type: ignore[index]
+    finally:
+        await writer.close()
+    assert not writer._thread.is_alive()

@@ -36,9 +36,11 @@ blocks on the lock holders; it is used for single SELECT statements only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -58,7 +60,7 @@ Queued = tuple[Sequence[Statement], "asyncio.Future[list[Done]]"]
 
 
 def run_batch(conn: sqlite3.Connection, units: Sequence[Sequence[Statement]]) -> list[object]:
-    """On aiosqlite's thread: every unit in one transaction, each under a savepoint.
+    """On the writer's thread: every unit in one transaction, each under a savepoint.
 
     Returns, per unit, its statements' `Done` list or the `sqlite3.Error` that
     undid it. Raises (after ROLLBACK) when the transaction itself fails.
@@ -96,31 +98,100 @@ WRITER_PRAGMAS = (
 
 
 class Writer:
-    """A plain `sqlite3` connection on a thread of its own, for group commits."""
+    """A plain `sqlite3` connection on a thread of its own, for group commits.
 
-    def __init__(self, pool: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
-        self._pool = pool
+    The thread takes jobs from a queue and answers through the loop's
+    `call_soon_threadsafe`: one hop costs the event loop ~37 us of CPU
+    instead of ~60 us through `run_in_executor` (no concurrent Future, lock
+    and future chaining per hop; three hops a call). A job whose waiter was
+    cancelled still runs, as with an executor. The thread is a daemon so a
+    Writer left unclosed never holds the interpreter at exit (SQLite rolls
+    an unfinished transaction back; `close` runs what was queued first).
+    """
+
+    def __init__(
+        self, jobs: queue.SimpleQueue[_Job | None], thread: threading.Thread,
+        conn: sqlite3.Connection,
+    ) -> None:  # fmt: skip
+        self._jobs = jobs
+        self._thread = thread
         self._conn = conn
 
     @classmethod
     async def open(cls, path: Path) -> Writer:
         """Connect on the writer's own thread (never blocking the event loop)."""
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbx-store-writer")
+        jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        thread = threading.Thread(target=_serve, args=(jobs,), name="pbx-store-writer", daemon=True)
+        thread.start()
         try:
-            conn = await asyncio.get_running_loop().run_in_executor(pool, _connect_writer, path)
+            conn = await _hop(jobs, _connect_writer, path)
         except BaseException:
-            pool.shutdown(wait=False)
+            jobs.put(None)
             raise
-        return cls(pool, conn)
+        return cls(jobs, thread, conn)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """`fn(*args)` on the writer's thread, after what was queued before; await it."""
+        return _hop(self._jobs, fn, *args)
 
     async def run(self, units: list[Sequence[Statement]]) -> list[object]:
         """`run_batch` on the writer's thread (one hop)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, run_batch, self._conn, units)
+        return await self.call(run_batch, self._conn, units)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._conn.close)
-        self._pool.shutdown()
+        try:
+            await self.call(self._conn.close)
+        finally:
+            self._jobs.put(None)
+            self._thread.join()
+
+
+_Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+def _hop(
+    jobs: queue.SimpleQueue[_Job | None], fn: Callable[..., T], *args: Any
+) -> asyncio.Future[T]:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    jobs.put((fn, args, loop, future))
+    return future
+
+
+def _serve(jobs: queue.SimpleQueue[_Job | None]) -> None:
+    """The writer thread: run each job in order until the None that closes it."""
+    while (job := jobs.get()) is not None:
+        fn, args, loop, future = job
+        del job
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter, as an executor does
+            _answer(loop, _fail, future, exc)
+            del exc
+        else:
+            _answer(loop, _resolve, future, result)
+            del result
+        del fn, args, loop, future
+
+
+def _answer(
+    loop: asyncio.AbstractEventLoop,
+    how: Callable[[asyncio.Future[Any], Any], None],
+    future: asyncio.Future[Any],
+    value: Any,
+) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(how, future, value)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
