@@ -144,6 +144,10 @@ class Latch:
 class _Endpoint(asyncio.DatagramProtocol):
     """One socket of one leg; forwards to the same-kind socket of the other leg."""
 
+    # slots: every attribute below is read per packet (asyncio's protocols have none)
+    __slots__ = ("counters", "digits", "held", "latch", "leg", "muted", "paused", "peer",
+                 "prompting", "rtcp", "session", "transport")  # fmt: skip
+
     def __init__(self, session: MediaSession, leg: Leg, rtcp: bool, relatch_after: float) -> None:
         self.session = session
         self.leg = leg
@@ -182,7 +186,8 @@ class _Endpoint(asyncio.DatagramProtocol):
             recording.feed(self.leg, data, now)
         if self.digits is not None:
             self.digits.feed(data)
-        target = peer.latch.target
+        latch = peer.latch
+        target = latch.latched if latch.latched is not None else latch.expected
         transport = peer.transport
         if target is None or transport is None or peer.paused or peer.muted:
             counters.dropped += 1
