@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,28 +47,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import (
     CPS_HEADER,
     HOST,
-    CpsStep,
     Daemon,
-    achieved_rate,
-    as_int,
     auto_range,
-    caller_args,
+    cps_step,
     cpu_seconds,
     end_process,
     free_port,
     free_udp_pair,
     int_list,
-    load_average,
     machine,
     raise_nofile,
     rss_mb,
     sipp_binary,
-    sipp_rtts,
-    sipp_stats,
     start_callee,
-    start_sipp,
     wait_process,
-    write_injection,
 )
 
 READY_TIMEOUT = 20.0
@@ -96,7 +88,6 @@ class Sippy:
     sip_port: int = 0
     process: asyncio.subprocess.Process | None = None
     relay: asyncio.subprocess.Process | None = None
-    extra_pids: list[int] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -180,60 +171,7 @@ def _options(target_port: int, own_port: int) -> bytes:
     ).encode()
 
 
-@dataclass
-class Pbx:
-    """`pbx serve` as bench/load.py runs it (its Daemon), with the CPU interface of Sippy."""
-
-    daemon: Daemon
-
-    @property
-    def pid(self) -> int:
-        return self.daemon.pid
-
-    @property
-    def sip_port(self) -> int:
-        return self.daemon.sip_port
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.daemon.pid)
-
-    async def start(self) -> None:
-        await self.daemon.start()
-
-    async def wait_idle(self) -> int:
-        return await self.daemon.wait_idle()
-
-    async def stop(self) -> None:
-        await self.daemon.stop()
-
-
-System = Sippy | Pbx
-
-
-async def step(system: System, workdir: Path, rate: int, args: argparse.Namespace) -> CpsStep:
-    calls = int(rate * args.step_seconds)
-    sdir = workdir / f"cps{rate}"
-    sdir.mkdir(parents=True)
-    inf = write_injection(sdir / "caller.csv", [CALLER_MEDIA_PORT])
-    timeout = args.step_seconds + args.hold_ms / 1000 + 30
-    c0, t0 = system.cpu(), time.monotonic()
-    proc = await start_sipp(
-        sdir, "load_caller.xml", free_port(),
-        [f"{HOST}:{system.sip_port}", *caller_args(inf, rate, calls, args.hold_ms, timeout)],
-        logs=False,
-    )  # fmt: skip
-    code = await wait_process(proc, timeout + 10)
-    await system.wait_idle()
-    c1, t1 = system.cpu(), time.monotonic()
-    stats, rtts = sipp_stats(sdir), sipp_rtts(sdir)
-    ok = as_int(stats, "SuccessfulCall(C)")
-    failed = as_int(stats, "FailedCall(C)")
-    return CpsStep(
-        rate=rate, offered=calls, ok=ok, failed=failed + max(0, calls - ok - failed),
-        achieved=achieved_rate(rtts), cpu_pct=100.0 * (c1 - c0) / (t1 - t0),
-        cpu_ms_per_call=1000.0 * (c1 - c0) / max(1, calls), rss=rss_mb(system.pid),
-        rtt=[r for _, r in rtts], load=load_average(), exit_code=code,
-    )  # fmt: skip
+System = Sippy | Daemon
 
 
 async def run_system(name: str, make: str, workdir: Path, args: argparse.Namespace) -> int:
@@ -244,7 +182,7 @@ async def run_system(name: str, make: str, workdir: Path, args: argparse.Namespa
     callee, callee_port = await start_callee(wdir, [free_udp_pair()], logs=True)
     system: System
     if make == "pbx":
-        system = Pbx(Daemon(wdir, callee_port, args.rtp_ports, args.log_level))
+        system = Daemon(wdir, callee_port, args.rtp_ports, args.log_level)
     else:
         system = Sippy(wdir / "sippy", callee_port, args.rtpproxy)
     best = 0
@@ -253,7 +191,7 @@ async def run_system(name: str, make: str, workdir: Path, args: argparse.Namespa
         print(f"\n-- {name}: pid={system.pid} rss={rss_mb(system.pid):.1f} MB --")
         print(CPS_HEADER)
         for rate in args.rates:
-            result = await step(system, wdir, rate, args)
+            result = await cps_step(system, wdir, rate, args, media_port=CALLER_MEDIA_PORT)
             print(result.line(), flush=True)
             if result.failed or result.exit_code != 0 or not result.kept_rate():
                 why = "failed calls" if result.failed or result.exit_code else "rate not kept"

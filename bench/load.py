@@ -62,7 +62,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -195,6 +195,9 @@ class Daemon:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
 
     async def start(self) -> None:
         await self._provision()
@@ -491,13 +494,30 @@ def achieved_rate(rtts: Sequence[tuple[float, float]]) -> float:
     return (len(dates) - 1) / span if span > 0 else 0.0
 
 
-async def cps_step(daemon: Daemon, workdir: Path, rate: int, args: argparse.Namespace) -> CpsStep:
-    calls = int(rate * args.step_seconds)
+class Target(Protocol):
+    """A B2BUA under test: `pbx serve` (Daemon) or a peer (bench/compare.py's Sippy)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def sip_port(self) -> int: ...
+    def cpu(self) -> float: ...
+    async def wait_idle(self) -> int: ...
+
+
+async def cps_step(
+    daemon: Target, workdir: Path, rate: int, args: argparse.Namespace,
+    *, seconds: float | None = None, media_port: int = 9,
+) -> CpsStep:  # fmt: skip
+    """One step of `rate` CPS for `seconds` (default `--step-seconds`); no RTP flows,
+    so the caller's SDP port (`media_port`) is only what the B2BUA is offered."""
+    seconds = args.step_seconds if seconds is None else seconds
+    calls = int(rate * seconds)
     sdir = workdir / f"cps{rate}"
     sdir.mkdir(parents=True)
-    inf = write_injection(sdir / "caller.csv", [9])  # no RTP flows: any port will do
-    timeout = args.step_seconds + args.hold_ms / 1000 + 30
-    c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
+    inf = write_injection(sdir / "caller.csv", [media_port])
+    timeout = seconds + args.hold_ms / 1000 + 30
+    c0, t0 = daemon.cpu(), time.monotonic()
     proc = await start_sipp(
         sdir, "load_caller.xml", free_port(),
         [f"{HOST}:{daemon.sip_port}", *caller_args(inf, rate, calls, args.hold_ms, timeout)],
@@ -505,7 +525,7 @@ async def cps_step(daemon: Daemon, workdir: Path, rate: int, args: argparse.Name
     )  # fmt: skip
     code = await wait_process(proc, timeout + 10)
     await daemon.wait_idle()
-    c1, t1 = cpu_seconds(daemon.pid), time.monotonic()
+    c1, t1 = daemon.cpu(), time.monotonic()
     stats, rtts = sipp_stats(sdir), sipp_rtts(sdir)
     ok = as_int(stats, "SuccessfulCall(C)")
     return CpsStep(
@@ -599,12 +619,7 @@ async def overload_step(daemon: Daemon, workdir: Path, rate: int,
           f"{left} {time.monotonic() - stopped:.1f} s after the load stopped")  # fmt: skip
     print(f"  daemon cpu {100.0 * (c1 - c0) / (t1 - t0):.1f} %  load {load_average()}")
     probe_rate = max(10, rate // 10)
-    saved = args.step_seconds
-    args.step_seconds = 3.0
-    try:
-        probe = await cps_step(daemon, workdir, probe_rate, args)
-    finally:
-        args.step_seconds = saved
+    probe = await cps_step(daemon, workdir, probe_rate, args, seconds=3.0)
     print(f"  recovery: {probe_rate} CPS for 3 s right after: {probe.ok} ok, {probe.failed} "
           f"failed, INVITE->200 p99 {percentile(probe.rtt, 0.99):.0f} ms")  # fmt: skip
 
