@@ -120,6 +120,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, NoReturn
 
 from pbx.errors import PbxError
@@ -685,10 +686,17 @@ def split_ports(low: int, high: int, count: int) -> list[tuple[int, int]]:
 
 # -- prompts held by a worker ----------------------------------------------------
 
+PROMPT_KEYS = 32  # prompts whose key is remembered (each entry keeps its PCM alive)
 
+
+@lru_cache(maxsize=PROMPT_KEYS)
 def prompt_key(payload_type: int, pcm: bytes) -> str:
     """The name of a prompt on the wire: the payload type it plays as and a digest of its
-    PCM (so the daemon encodes a prompt only for a worker that does not hold it yet)."""
+    PCM (so the daemon encodes a prompt only for a worker that does not hold it yet).
+
+    Memoised: a number's prompt is the same bytes object call after call (the
+    provisioning cache hands it out), and a bytes object keeps its own hash, so
+    a repeat costs a lookup instead of a digest of the whole PCM (1.3 ms for 60 s)."""
     return f"{payload_type}:{hashlib.blake2b(pcm, digest_size=16).hexdigest()}"
 
 
