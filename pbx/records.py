@@ -171,15 +171,18 @@ class CallRecord:
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(CallRecord))
 
 
-def changed_fields(previous: CallRecord, record: CallRecord) -> tuple[str, ...]:
-    """The fields of `record` (same call) whose values differ from `previous`, in field order.
+def changed_fields(
+    previous: CallRecord, record: CallRecord, keep: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The fields of `record` (same call) whose values differ from `previous`, in field order,
+    leaving out `id` and the fields in `keep` (columns the store never rewrites).
 
     What a store's update writes instead of every column; never empty (the
     disposition stands in for "no change", so the row's existence is still checked)."""
     changed = tuple(
         name
         for name in FIELD_NAMES
-        if name != "id" and getattr(previous, name) != getattr(record, name)
+        if name != "id" and name not in keep and getattr(previous, name) != getattr(record, name)
     )
     return changed or ("disposition",)
 

@@ -172,8 +172,7 @@ class PgCalls:
             params = dict(zip(_CALL_COLS, _call_values(record, self._who), strict=True))
             sql, args = _CALL_UPDATE, [params[c] for c in _UPDATE_COLS]
         else:
-            cols = tuple(c for c in changed_fields(previous, record) if c != "node")
-            cols = cols or ("disposition",)
+            cols = changed_fields(previous, record, keep=("node",))
             values = column_values(record, cols)
             sql, args = _update_of(cols), [values[c] for c in cols]
         if not await self._db.run(sql, *args, record.id):
