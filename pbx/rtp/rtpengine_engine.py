@@ -11,7 +11,8 @@ A session is one rtpengine call (call-id = the record id) with two tags,
   `address(leg)` is rtpengine's (host, port) facing that leg;
 - `set_remote(leg, host, port)`: the leg's real address (from its SDP) is
   given to rtpengine as a new offer/answer pair with both legs' current
-  addresses (a re-INVITE in rtpengine's terms; it keeps its ports);
+  addresses (a re-INVITE in rtpengine's terms; it keeps its ports: every
+  offer and answer carries the ng flag `port latching`);
 - counters come from `query` (every `poll` seconds while armed, for
   `snapshot()`, /metrics and the media timeout) and the final ones from
   `delete` (`release()`); per leg: what rtpengine received from that tag;
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -45,13 +47,17 @@ from pbx.rtp.media import (
     OnFailure,
     OnTimeout,
 )
-from pbx.rtp.ng import CallStats
+from pbx.rtp.ng import B2BUA, CallStats
 from pbx.rtp.rtpengine import Rtpengine, RtpengineError
 from pbx.rtp.sdp import SdpError, parse_sdp
 
 log = structlog.get_logger("pbx.media")
 
 TAGS: dict[Leg, str] = {"inbound": "pbx-in", "outbound": "pbx-out"}
+# ng "port latching": keep rtpengine's local ports when a leg's address changes. Without
+# it the first real address (replacing the placeholder) moved the ports after pbx had
+# already put the old ones in the SDP it sent.
+ANCHOR = dataclasses.replace(B2BUA, flags=(*B2BUA.flags, "port latching"))
 DISCARD = 9  # RFC 863: where media goes until a leg's real address is known
 
 
@@ -128,11 +134,12 @@ class RtpengineSession(NoAudio):
         inbound, outbound = self._remote["inbound"], self._remote["outbound"]
         try:
             out_sdp = await client.offer(
-                self._id, TAGS["inbound"], placeholder_sdp(*inbound, version)
+                self._id, TAGS["inbound"], placeholder_sdp(*inbound, version), ANCHOR
             )
             in_sdp = await client.answer(
-                self._id, TAGS["inbound"], TAGS["outbound"], placeholder_sdp(*outbound, version)
-            )
+                self._id, TAGS["inbound"], TAGS["outbound"],
+                placeholder_sdp(*outbound, version), ANCHOR,
+            )  # fmt: skip
         except RtpengineError as exc:
             raise MediaError(f"media: {exc}") from None
         self._local = {"outbound": media_of(out_sdp), "inbound": media_of(in_sdp)}

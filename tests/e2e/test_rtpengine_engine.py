@@ -62,6 +62,9 @@ async def test_a_call_with_media_anchored_by_rtpengine(
     assert record.packets_in_out >= 50  # rtpengine's counters: from the caller
     assert record.packets_out_in >= 50  # and from the callee
     assert "media.rtpengine" in daemon.log_text()
+    # rtpengine kept its ports when each leg's real address replaced the placeholder
+    # ("port latching"): the SDP both sides were sent stayed true
+    assert "media.rtpengine_moved" not in daemon.log_text()
 
 
 async def test_rtpengine_refuses_to_start_for_recorded_numbers(
