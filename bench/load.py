@@ -124,6 +124,10 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -183,6 +187,7 @@ class Daemon:
     rtp_ports: str
     log_level: str
     cprofile: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # e.g. PBX_RTP_ENGINE, PBX_RTP_WORKERS
     sip_port: int = 0
     http_port: int = 0
     process: asyncio.subprocess.Process | None = None
@@ -214,7 +219,7 @@ class Daemon:
         env = {
             **os.environ, "PBX_DB": str(self.db), "PBX_LOG_FORMAT": "json",
             "PBX_LOG_LEVEL": self.log_level, "PBX_TIMERS_DRAIN_TIMEOUT": "1",
-            "PBX_TIMERS_MEDIA_TIMEOUT": "120",
+            "PBX_TIMERS_MEDIA_TIMEOUT": "120", **self.env,
         }  # fmt: skip
         with (self.workdir / "daemon.log").open("ab") as out:
             self.process = await asyncio.create_subprocess_exec(
@@ -809,9 +814,34 @@ async def relay_ports(
     return found
 
 
+def rtp_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    return int(low), int(high)
+
+
+def media_env(args: argparse.Namespace, engine: Any) -> dict[str, str]:
+    """The daemon's `[rtp]` settings for this run (engine, workers)."""
+    env = {} if args.workers is None else {"PBX_RTP_WORKERS": str(args.workers)}
+    if engine is not None:
+        env |= {"PBX_RTP_ENGINE": "rtpengine",
+                "PBX_RTP_RTPENGINE": f"{engine.ng[0]}:{engine.ng[1]}"}  # fmt: skip
+    return env
+
+
+def start_engine(sdir: Path, args: argparse.Namespace) -> Any:
+    """A private userspace rtpengine for `--engine rtpengine` (None for the built-in relay)."""
+    if args.engine != "rtpengine":
+        return None
+    from tests.e2e.rtpengine_proc import start_rtpengine
+
+    return start_rtpengine(sdir, free_port(), rtp_range(args.rtp_ports),
+                           threads=args.rtpengine_threads)  # fmt: skip
+
+
 async def rtp_step(workdir: Path, calls: int, args: argparse.Namespace) -> RtpStep:
     sdir = workdir / f"rtp{calls}"
     sdir.mkdir(parents=True)
+    engine = start_engine(sdir, args)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     gen = ctx.Process(target=generator_main, args=(child, calls, args.ptime, args.rtp_seconds))
@@ -821,9 +851,11 @@ async def rtp_step(workdir: Path, calls: int, args: argparse.Namespace) -> RtpSt
     try:
         ports: list[int] = await pipe_recv(parent, 30)
         callee, callee_port = await start_callee(sdir, ports[1::2], logs=True)
-        daemon = Daemon(sdir, callee_port, args.rtp_ports, args.log_level, args.cprofile)
+        daemon = Daemon(sdir, callee_port, args.rtp_ports, args.log_level, args.cprofile,
+                        media_env(args, engine))  # fmt: skip
         await daemon.start()
-        return await rtp_run(sdir, daemon, parent, ports, calls, args, callee)
+        media = [engine.proc.pid] if engine is not None else children(daemon.pid)
+        return await rtp_run(sdir, daemon, parent, ports, calls, args, callee, media)
     finally:
         with contextlib.suppress(OSError):
             parent.send(None)  # a generator still waiting for targets ends
@@ -836,11 +868,13 @@ async def rtp_step(workdir: Path, calls: int, args: argparse.Namespace) -> RtpSt
             gen.kill()  # by its PID, via the Process handle
         if callee is not None:
             await wait_process(callee, 5)
+        if engine is not None:
+            engine.stop()
 
 
 async def rtp_run(
     sdir: Path, daemon: Daemon, gen: Connection, ports: list[int], calls: int,
-    args: argparse.Namespace, callee: Any,
+    args: argparse.Namespace, callee: Any, media: list[int],
 ) -> RtpStep:  # fmt: skip
     setup = calls / args.setup_rate
     hold_ms = int(1000 * (setup + args.rtp_seconds + 15))
@@ -852,7 +886,7 @@ async def rtp_run(
         logs=True,
     )  # fmt: skip
     try:
-        step = await rtp_media(sdir, daemon, gen, ports, calls, setup, caller, callee)
+        step = await rtp_media(sdir, daemon, gen, ports, calls, setup, caller, callee, media)
         code = await wait_process(caller, timeout + 10)
         left = await daemon.wait_idle()
         rec = daemon.records()
@@ -866,8 +900,9 @@ async def rtp_run(
 
 async def rtp_media(
     sdir: Path, daemon: Daemon, gen: Connection, ports: list[int], calls: int,
-    setup: float, caller: Any, callee: Any,
+    setup: float, caller: Any, callee: Any, media: list[int],
 ) -> RtpStep:  # fmt: skip
+    """The generator's window; `media` are the relaying processes (workers or rtpengine)."""
     step = RtpStep(calls)
     deadline = time.monotonic() + setup + 30
     inbound = await relay_ports(sdir / "caller" / "logs.log", "ANSWER_MEDIA", calls, deadline,
@@ -882,11 +917,11 @@ async def rtp_media(
     assert await pipe_recv(gen, 30) == "start"
     c0, t0 = cpu_seconds(daemon.pid), time.monotonic()
     s0 = [cpu_seconds(p.pid) for p in (caller, callee)]
-    w0 = {pid: cpu_seconds(pid) for pid in children(daemon.pid)}
+    w0 = {pid: cpu_seconds(pid) for pid in media}
     assert await pipe_recv(gen, 3 * 60 + 60) == "stop"
     c1, t1 = cpu_seconds(daemon.pid), time.monotonic()
     workers = [round(100.0 * (cpu_seconds(pid) - c) / (t1 - t0), 1)
-               for pid, c in w0.items() if pid in children(daemon.pid)]  # fmt: skip
+               for pid, c in w0.items() if alive(pid)]  # fmt: skip
     sipps = zip((caller, callee), s0, strict=True)
     sipp_cpu = [100.0 * (cpu_seconds(p.pid) - c) / (t1 - t0) for p, c in sipps]
     result = await pipe_recv(gen, 30)
@@ -952,6 +987,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-loss", type=float, default=0.1, help="RTP loss %% that ends the steps")
     p.add_argument("--rtp-ports", default=auto_range(), help="daemon RTP range (4 ports/call)")
     p.add_argument("--log-level", default="info", help="daemon log level (PBX_LOG_LEVEL)")
+    p.add_argument("--engine", choices=("builtin", "rtpengine"), default="builtin",
+                   help="media engine of the RTP phase (rtpengine: a private userspace one)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="PBX_RTP_WORKERS for the daemon (default: its own default)")
+    p.add_argument("--rtpengine-threads", type=int, default=2,
+                   help="rtpengine --num-threads/--media-num-threads with --engine rtpengine")
     p.add_argument("--cprofile", action="store_true",
                    help="daemon under cProfile (daemon.prof in the work dir)")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, CSVs)")

@@ -86,7 +86,8 @@ async def relay_serve(conn: Connection, low: int, high: int, loop_name: str) -> 
     stats = relay.close()
     relayed = sum(s.inbound.packets + s.outbound.packets for s in stats)
     dropped = sum(s.inbound.dropped + s.outbound.dropped for s in stats)
-    conn.send({"cpu": cpu, "wall": t1 - t0, "relayed": relayed, "dropped": dropped})
+    conn.send({"cpu": cpu, "wall": t1 - t0, "relayed": relayed, "dropped": dropped,
+               "user": r1.ru_utime - r0.ru_utime, "sys": r1.ru_stime - r0.ru_stime})
 
 
 # -- generator (this process) --------------------------------------------------
@@ -242,7 +243,9 @@ def report(
     print(
         f"relay: {relay['relayed'] / relay['wall']:.0f} packets/s, "
         f"CPU {100.0 * relay['cpu'] / relay['wall']:.1f}% of one core over {relay['wall']:.1f}s, "
-        f"{per_packet:.1f} us CPU per relayed packet (~{1e6 / per_packet:.0f} packets/s per core)"
+        f"{per_packet:.1f} us CPU per relayed packet (~{1e6 / per_packet:.0f} packets/s per core; "
+        f"user {1e6 * relay['user'] / max(relay['relayed'], 1):.1f} us, "
+        f"kernel {1e6 * relay['sys'] / max(relay['relayed'], 1):.1f} us)"
     )
     print(
         f"latency through relay (incl. generator delays): p50={percentile(lat, 0.5):.2f}ms "

@@ -14,7 +14,8 @@ and rtpengine(1):
       --listen-ng=127.0.0.1:PORT  -n: the ng control socket (UDP)
       --port-min=LOW --port-max=HIGH   -m/-M: a small private RTP/RTCP port range
       --delete-delay=0            -d: forget a deleted call at once (default 30 s)
-      --num-threads=1 --media-num-threads=1   small on a shared 2-core box
+      --num-threads=1 --media-num-threads=1   small on a shared 2-core box (bench/load.py
+                                  passes more with --rtpengine-threads)
       --pidfile=PATH              -p: where it writes its PID (we still end it by Popen's PID)
 
 No root, kernel module or iptables chain is needed in this mode.
@@ -41,7 +42,9 @@ def rtpengine_binary() -> str | None:
     )
 
 
-def command_line(binary: str, ng: Address, ports: tuple[int, int], pidfile: Path) -> list[str]:
+def command_line(
+    binary: str, ng: Address, ports: tuple[int, int], pidfile: Path, threads: int = 1
+) -> list[str]:
     return [
         binary,
         "--config-file=none",
@@ -55,8 +58,8 @@ def command_line(binary: str, ng: Address, ports: tuple[int, int], pidfile: Path
         f"--port-min={ports[0]}",
         f"--port-max={ports[1]}",
         "--delete-delay=0",
-        "--num-threads=1",
-        "--media-num-threads=1",
+        f"--num-threads={threads}",
+        f"--media-num-threads={threads}",
         f"--pidfile={pidfile}",
     ]
 
@@ -88,14 +91,15 @@ class RtpengineProcess:
 
 
 def start_rtpengine(
-    workdir: Path, ng_port: int, ports: tuple[int, int], *, host: str = "127.0.0.1"
+    workdir: Path, ng_port: int, ports: tuple[int, int], *, host: str = "127.0.0.1",
+    threads: int = 1,
 ) -> RtpengineProcess:
     """Start rtpengine and wait for an ng pong; RuntimeError (with its log) if it never comes."""
     binary = rtpengine_binary()
     if binary is None:
         raise RuntimeError("rtpengine is not installed (apt-get install rtpengine-daemon)")
     log_path = workdir / "rtpengine.log"
-    argv = command_line(binary, (host, ng_port), ports, workdir / "rtpengine.pid")
+    argv = command_line(binary, (host, ng_port), ports, workdir / "rtpengine.pid", threads)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     engine = RtpengineProcess(proc, (host, ng_port), ports, log_path, argv)
