@@ -78,6 +78,9 @@ class SipSettings:
     tls_port: int = 5061  # SIP over TLS (when "tls" is in transports)
     tls_cert: str = ""  # PEM certificate chain file
     tls_key: str = ""  # PEM private key file
+    # seconds without a byte either way before a TCP/TLS connection is closed (0 = never);
+    # pbx.sip.idle: above RFC 5626's 95-120 s keep-alives and every transaction timer
+    tcp_idle_timeout: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +445,8 @@ def _check_listen(s: Settings) -> None:
     _check_port("sip.port", s.sip.port)
     if s.sip.max_transactions < 100:
         raise _bad("sip.max_transactions", "at least 100", s.sip.max_transactions)
+    if not 0 <= s.sip.tcp_idle_timeout <= 86_400:
+        raise _bad("sip.tcp_idle_timeout", "0 (never) to 86400 seconds", s.sip.tcp_idle_timeout)
     _check_port("http.port", s.http.port)
     if not s.sip.transports or len(set(s.sip.transports)) != len(s.sip.transports):
         raise _bad("sip.transports", "a non-empty list without repeats", list(s.sip.transports))

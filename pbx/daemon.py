@@ -191,6 +191,7 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
         tls=tls,
         tls_port=settings.sip.tls_port,
         max_transactions=settings.sip.max_transactions,
+        tcp_idle_timeout=settings.sip.tcp_idle_timeout,
     )
     await agent.start()
     undo.push_async_callback(agent.close)

@@ -68,6 +68,7 @@ import structlog
 from pbx.rules.limits import FloodGuard, Verdict
 from pbx.sip.auth import DigestClient, challenges_in
 from pbx.sip.headers import parse_via
+from pbx.sip.idle import DEFAULT_IDLE_TIMEOUT
 from pbx.sip.ids import IdSource, RandomIds
 from pbx.sip.message import Headers, Request, Response, is_keepalive, parse, serialize
 from pbx.sip.peer import Peer
@@ -169,13 +170,14 @@ class SipAgent:
         tls: ssl.SSLContext | None = None,
         tls_port: int = 5061,
         max_transactions: int = MAX_TRANSACTIONS,
+        tcp_idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self.user: TransactionUser = user or NullUser()
         self.ids: IdSource = ids or RandomIds()
         self.layer = TransactionLayer(timers, max_transactions=max_transactions)
         self.transport = SipTransport(
             self._on_datagram, host=host, port=port, udp=udp, tcp=tcp, tls=tls,
-            tls_port=tls_port, on_send_error=self._on_send_error,
+            tls_port=tls_port, on_send_error=self._on_send_error, idle_timeout=tcp_idle_timeout,
         )  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None

@@ -37,8 +37,11 @@ Decisions:
   connect. A Peer sent to without a server name (a later request in a
   dialog, whose Peer came from a Contact or Route) reuses the name and CA
   last used for that address.
-- Idle connections are not timed out (neither TCP nor TLS): a connection
-  lives until the peer closes it or `close()`.
+- Connections that do nothing are closed (`pbx.sip.idle`): an inbound one
+  that delivers no complete message within 32 s ("silent"), and any with
+  no byte either way for `idle_timeout` seconds (`[sip] tcp_idle_timeout`,
+  300 s, 0 = never). A sweep every 5 s closes them (FIN, not RST) and logs
+  one `sip.tcp_closed_idle` line per sweep that closed any, with counts.
 - Bounds: MAX_MESSAGE 64 KiB per message (UDP's own limit; h11 uses 16 KiB
   for headers), MAX_CONNECTIONS TCP connections (new inbound ones beyond it
   are closed at once), MAX_PENDING bytes queued per connecting peer.
@@ -60,6 +63,7 @@ import structlog
 
 from pbx.errors import ConfigError
 from pbx.sip.framing import StreamFramer
+from pbx.sip.idle import DEFAULT_IDLE_TIMEOUT, SILENT_TIMEOUT, SWEEP_INTERVAL, Activity, verdict
 from pbx.sip.message import MAX_MESSAGE
 from pbx.sip.peer import Peer, Transport
 from pbx.sip.status import SipParseError
@@ -134,11 +138,12 @@ class _Udp(asyncio.DatagramProtocol):
 class _Stream(asyncio.Protocol):
     """One TCP or TLS connection, inbound or outbound."""
 
-    def __init__(self, owner: SipTransport, peer: Peer | None = None) -> None:
+    def __init__(self, owner: SipTransport, peer: Peer | None = None, *, inbound: bool) -> None:
         self._owner = owner
         self.peer = peer
         self.transport: asyncio.Transport | None = None
         self._framer = StreamFramer()
+        self.activity = Activity(asyncio.get_running_loop().time(), inbound=inbound)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport is not an asyncio.Transport subclass: no isinstance check.
@@ -158,6 +163,7 @@ class _Stream(asyncio.Protocol):
             log.info("sip.stream_framing_error", peer=str(self.peer), error=str(exc))
             self.transport.abort()
             return
+        self.activity.saw_bytes(asyncio.get_running_loop().time(), len(messages))
         while self._framer.pings:
             self._framer.pings -= 1
             self.transport.write(b"\r\n")
@@ -182,6 +188,9 @@ class SipTransport:
         tls: ssl.SSLContext | None = None,
         tls_port: int = 5061,
         on_send_error: OnSendError | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        silent_timeout: float = SILENT_TIMEOUT,
+        sweep_interval: float = SWEEP_INTERVAL,
     ) -> None:
         self._on_datagram = on_datagram
         self._on_send_error = on_send_error
@@ -199,6 +208,8 @@ class SipTransport:
         self._clients: dict[str, ssl.SSLContext] = {}  # CA PEM ("" = system) -> context
         self._tls_names: dict[Peer, Peer] = {}  # address -> the Peer naming its TLS identity
         self._handshakes = 0  # inbound TLS handshakes in progress
+        self._idle = (idle_timeout, silent_timeout, sweep_interval)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Bind the sockets; afterwards `.port` (and `.tls_port`) are the bound ports."""
@@ -223,6 +234,26 @@ class SipTransport:
                 raise
             self.tls_port = self._tls_socket.getsockname()[1]
             self._spawn(self._accept_tls(self._tls_socket, self._tls))
+        self._schedule_sweep()
+
+    # --- idle connections (pbx.sip.idle) --------------------------------------------
+
+    def _schedule_sweep(self) -> None:
+        self._sweeper = asyncio.get_running_loop().call_later(self._idle[2], self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections `pbx.sip.idle.verdict` condemns; one line with the counts."""
+        idle_timeout, silent_timeout, _ = self._idle
+        now = asyncio.get_running_loop().time()
+        closed = {"silent": 0, "idle": 0}
+        for stream in list(self._streams.values()):
+            why = verdict(stream.activity, now, idle_timeout, silent_timeout)
+            if why is not None and stream.transport is not None:
+                closed[why] += 1
+                stream.transport.close()
+        if closed["silent"] or closed["idle"]:
+            log.info("sip.tcp_closed_idle", **closed, connections=len(self._streams))
+        self._schedule_sweep()
 
     async def _accept_tls(self, listener: socket.socket, ctx: ssl.SSLContext) -> None:
         """Accept on the TLS port; each connection's handshake runs in its own task."""
@@ -248,8 +279,9 @@ class SipTransport:
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(
-                lambda: _Stream(self, peer), sock, ssl=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
-            )
+                lambda: _Stream(self, peer, inbound=True), sock, ssl=ctx,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+            )  # fmt: skip
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             log.info("sip.tls_handshake_failed", peer=str(peer), error=_reason(exc))
             sock.close()
@@ -270,8 +302,9 @@ class SipTransport:
         if tcp:
             try:
                 self._server = await loop.create_server(
-                    lambda: _Stream(self), host=self.host, port=port, reuse_address=True
-                )
+                    lambda: _Stream(self, inbound=True), host=self.host, port=port,
+                    reuse_address=True,
+                )  # fmt: skip
             except OSError:
                 if self._udp is not None:
                     self._udp.close()
@@ -350,6 +383,7 @@ class SipTransport:
         stream = self._streams.get(dest)
         if stream and stream.transport and not stream.transport.is_closing():
             stream.transport.write(data)
+            stream.activity.saw_bytes(asyncio.get_running_loop().time())
             return
         pending = self._connecting.get(dest)
         if pending is not None:
@@ -386,13 +420,13 @@ class SipTransport:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 if dest.transport == "tls":
                     transport, _ = await loop.create_connection(
-                        lambda: _Stream(self, dest), dest.host, dest.port,
+                        lambda: _Stream(self, dest, inbound=False), dest.host, dest.port,
                         ssl=self._client(dest.ca), server_hostname=dest.server_name or dest.host,
                         ssl_handshake_timeout=CONNECT_TIMEOUT,
                     )  # fmt: skip
                 else:
                     transport, _ = await loop.create_connection(
-                        lambda: _Stream(self, dest), dest.host, dest.port
+                        lambda: _Stream(self, dest, inbound=False), dest.host, dest.port
                     )
         except ssl.SSLCertVerificationError as exc:
             self._connect_failed(dest, exc, "sip.tls_verify_failed")
@@ -415,6 +449,9 @@ class SipTransport:
 
     async def close(self) -> None:
         """Close every socket and connection; pending connects are cancelled."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):

@@ -200,6 +200,8 @@ def test_overload_from_toml(tmp_path: Path) -> None:
         ('[metrics]\nenabled = "maybe"\n', "config: metrics.enabled must be true or false"),
         ("[metrics]\nenabled = 1\n", "config: metrics.enabled must be true or false"),
         ("[sip]\nmax_transactions = 10\n", "config: sip.max_transactions must be at least 100"),
+        ("[sip]\ntcp_idle_timeout = -1\n", "config: sip.tcp_idle_timeout must be 0 (never) to"),
+        ('[sip]\ntcp_idle_timeout = "soon"\n', "sip.tcp_idle_timeout"),
         ("[calls]\nmax_loop_busy = 1.0\n", "config: calls.max_loop_busy must be at least 0"),
         ("[calls]\nmax_loop_busy = -0.1\n", "config: calls.max_loop_busy must be at least 0"),
     ],
