@@ -5,7 +5,8 @@ Start-up order: store (and the crash sweep that marks unfinished calls
 registrations; then one `pbx.ready` log line naming every bound address.
 SIGTERM or SIGINT: new INVITEs get 503, calls in progress may run for
 `timers.drain_timeout` seconds, then the rest are ended (BYE / final
-error) and their records finalised, then everything closes.
+error) and their records finalised, then everything closes. SIGHUP
+reloads the TLS certificate and key (`reload_tls`), nothing else.
 
 Decisions:
 - Overload (issue 7): the SIP agent gets a flood guard from `[flood]`
@@ -39,7 +40,7 @@ from aiohttp import web
 from pbx.attribution.integrations import integrations_from
 from pbx.call.model import LocalAddress
 from pbx.config import Settings, default_workers
-from pbx.errors import InputError
+from pbx.errors import ConfigError, InputError
 from pbx.http import metrics as metrics_http
 from pbx.http import visitors
 from pbx.logs import setup_logging
@@ -62,7 +63,7 @@ from pbx.sip.auth import Credentials
 from pbx.sip.peer import Peer, Transport
 from pbx.sip.register import RegistrationClient, RegistrationConfig
 from pbx.sip.transaction import TimerConfig
-from pbx.sip.transport import server_context
+from pbx.sip.transport import SipTransport, server_context
 from pbx.store import Store, Trunk
 from pbx.store.connect import open_store
 
@@ -433,11 +434,14 @@ def _registration(trunk: Trunk, sip_host: str, port: int, tls_port: int) -> Regi
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then drain and stop."""
+    loop = asyncio.get_running_loop()
+    # A reload asked for while starting would kill the process (SIGHUP's default action).
+    loop.add_signal_handler(signal.SIGHUP, _reload_while_starting)
     daemon = await start(settings)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_tls, settings, daemon.agent.transport)
     log.info(
         "pbx.ready",
         sip=f"{settings.sip.host}:{daemon.agent.port}",
@@ -453,6 +457,30 @@ async def serve(settings: Settings) -> None:
     log.info("pbx.draining", calls=len(daemon.manager.tasks))
     await daemon.close()
     log.info("pbx.stopped")
+
+
+def _reload_while_starting() -> None:
+    log.info("pbx.reload", note="still starting up: ignored, send SIGHUP again after pbx.ready")
+
+
+def reload_tls(settings: Settings, transport: SipTransport) -> None:
+    """SIGHUP: read `sip.tls_cert`/`sip.tls_key` again (a renewed certificate); one log line.
+
+    New TLS connections get the new certificate; open ones keep theirs. Files
+    that do not load leave the running certificate in place (an error line
+    says why), so a half-written renewal never takes TLS down. SIGHUP
+    reloads nothing else: other settings need a restart.
+    """
+    if "tls" not in settings.sip.transports:
+        log.info("pbx.reload", tls=False, note="nothing to reload: sip.transports has no tls")
+        return
+    try:
+        ctx = server_context(settings.sip.tls_cert, settings.sip.tls_key)
+    except ConfigError as exc:
+        log.error("pbx.tls_reload_failed", error=str(exc), kept="the running certificate")
+        return
+    transport.reload_tls(ctx)
+    log.info("pbx.tls_reloaded", cert=settings.sip.tls_cert)
 
 
 def run(settings: Settings) -> None:

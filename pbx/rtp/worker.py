@@ -26,10 +26,11 @@ Decisions:
   skipped, not queued, while more than `MAX_UNSENT` bytes wait to be written
   (a daemon that does not read gets fresher counters later, not a backlog).
 - The worker exits by itself when the control stream ends (EOF or error):
-  the daemon closed it or died, so no orphan keeps ports bound. SIGINT is
-  ignored (a Ctrl-C reaches the whole process group; the daemon drains and
-  then closes us); SIGTERM ends the worker the same way, closing every
-  session first, so a recording still being written gets its header fixed
+  the daemon closed it or died, so no orphan keeps ports bound. SIGINT and
+  SIGHUP (the daemon's reload) are ignored (a Ctrl-C or a `kill -HUP` to the
+  process group reaches us too; the daemon drains and then closes us);
+  SIGTERM ends the worker the same way, closing every session first, so a
+  recording still being written gets its header fixed
   (the daemon's SIGKILL, `stop_timeout` later, is the backstop).
 - When the stream ends without SIGTERM, the daemon died: a recording in
   progress is flushed (nothing recorded is lost) but its header is left
@@ -400,6 +401,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon's reload, sent to the group
     setup_logging(args.log_format, args.log_level)
     _raise_nofile()
     try:

@@ -29,7 +29,8 @@ Decisions:
   (`connect_accepted_socket`; uvloop's `start_tls` loses the ClientHello of
   a server-side upgrade), so a failed handshake (plain TCP bytes on the TLS
   port, a bad or slow client) is logged once (`sip.tls_handshake_failed`)
-  and the connection closed; the protocol never sees it.
+  and the connection closed; the protocol never sees it. `reload_tls(ctx)`
+  (the daemon's SIGHUP) swaps the context for connections accepted later.
 - Outbound TLS verifies the peer's certificate and name: SNI and
   check_hostname with `Peer.server_name` (or the address when it has none),
   against the system CAs or only `Peer.ca` (PEM) when given. A failure is
@@ -233,7 +234,7 @@ class SipTransport:
                 await self.close()
                 raise
             self.tls_port = self._tls_socket.getsockname()[1]
-            self._spawn(self._accept_tls(self._tls_socket, self._tls))
+            self._spawn(self._accept_tls(self._tls_socket))
         self._schedule_sweep()
 
     # --- idle connections (pbx.sip.idle) --------------------------------------------
@@ -255,7 +256,17 @@ class SipTransport:
             log.info("sip.tcp_closed_idle", **closed, connections=len(self._streams))
         self._schedule_sweep()
 
-    async def _accept_tls(self, listener: socket.socket, ctx: ssl.SSLContext) -> None:
+    def reload_tls(self, ctx: ssl.SSLContext) -> None:
+        """Serve `ctx` (a renewed certificate) to connections accepted from now on.
+
+        Connections already open keep the session they negotiated; a peer
+        sees the new certificate when it next connects.
+        """
+        if self._tls is None:
+            raise RuntimeError("TLS is not enabled on this transport")
+        self._tls = ctx
+
+    async def _accept_tls(self, listener: socket.socket) -> None:
         """Accept on the TLS port; each connection's handshake runs in its own task."""
         loop = asyncio.get_running_loop()
         while True:
@@ -272,7 +283,8 @@ class SipTransport:
                 sock.close()
                 continue
             self._handshakes += 1
-            self._spawn(self._handshake(sock, peer, ctx))
+            assert self._tls is not None
+            self._spawn(self._handshake(sock, peer, self._tls))
 
     async def _handshake(self, sock: socket.socket, peer: Peer, ctx: ssl.SSLContext) -> None:
         """The server handshake; a failure is one log line and the connection closed."""

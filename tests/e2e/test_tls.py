@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -272,3 +273,49 @@ async def test_plain_tcp_on_the_tls_port_is_dropped_and_tls_still_answers(
     failures = _events(daemon, "sip.tls_handshake_failed")
     assert len(failures) == 1, failures
     assert await daemon.health() == 200
+
+
+# --- SIGHUP: a renewed certificate without a restart -------------------------------------
+
+
+async def _served_names(port: int, ca: Authority) -> set[str]:
+    """The DNS names in the certificate pbx serves on a new TLS connection to `port`."""
+    ctx = ssl.create_default_context(cadata=ca.pem)
+    ctx.check_hostname = False  # we read the names instead
+    _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=ctx), 5)
+    try:
+        cert = writer.get_extra_info("peercert")
+        return {value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"}
+    finally:
+        writer.close()
+
+
+async def _logged(daemon: DaemonProcess, name: str, count: int) -> None:
+    """Bounded wait until the daemon's log holds `count` `name` events."""
+    for _ in range(200):  # 10 s
+        if len(_events(daemon, name)) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {name} in the daemon's log:\n{daemon.log_text()[-2000:]}")
+
+
+async def test_sighup_serves_a_renewed_certificate_and_keeps_it_when_files_are_bad(
+    tmp_path: Path, daemon: DaemonProcess, ca: Authority
+) -> None:
+    port = _tls_env(daemon, tmp_path, ca)
+    await daemon.start()
+    await _logged(daemon, "pbx.ready", 1)  # signal handlers are set by then
+    assert await _served_names(port, ca) == {"pbx.test"}
+    ca.issue("renewed.pbx.test").write(tmp_path, "pbx")  # the renewal lands in place
+    assert await _served_names(port, ca) == {"pbx.test"}  # read at start and on SIGHUP only
+    os.kill(daemon.pid, signal.SIGHUP)
+    await _logged(daemon, "pbx.tls_reloaded", 1)
+    assert await _served_names(port, ca) == {"renewed.pbx.test"}
+    (tmp_path / "pbx.key").write_text("half-written renewal\n")
+    os.kill(daemon.pid, signal.SIGHUP)
+    await _logged(daemon, "pbx.tls_reload_failed", 1)
+    [failed] = _events(daemon, "pbx.tls_reload_failed")
+    assert "no PEM private key" in str(failed["error"])
+    assert await _served_names(port, ca) == {"renewed.pbx.test"}  # the running one stays
+    assert await daemon.health() == 200
+    assert await daemon.stop() == 0
