@@ -31,7 +31,7 @@ Decisions:
 - A visit that finds its pool exhausted (no free number, or every candidate
   taken meanwhile) gets the fallback; it is counted in
   `pbx_pool_exhausted_total{source}` and logged as `pool.exhausted` at most
-  once per minute per source (`EXHAUSTED_LOG_EVERY`, `rules.limits.OncePer`),
+  once per minute per source (`EXHAUSTED_LOG_EVERY`, `rules.limits.ReportLimit`),
   the line saying how many more visits it found so since the last one.
 - `visitor_id`: 8-64 of `[A-Za-z0-9_-]`; missing or null -> a new one.
 - URLs: at most 2048 characters (`rules.sources.MAX_URL_CHARS`), else 400.
@@ -73,7 +73,7 @@ from pbx.errors import InputError
 from pbx.numbers import normalise
 from pbx.records import iso_utc
 from pbx.rules.geo import AreaCodeCentroids, GeoPoint, parse_area_codes
-from pbx.rules.limits import OncePer
+from pbx.rules.limits import ReportLimit
 from pbx.rules.pools import Pick
 from pbx.rules.sources import MAX_URL_CHARS
 from pbx.service.metrics import Metrics
@@ -138,7 +138,7 @@ class VisitorApi:
     requests: NewVisitLimit = field(default_factory=lambda: NewVisitLimit(0, 60.0))
     metrics: Metrics | None = None
     monotonic: Callable[[], float] = time.monotonic
-    exhausted_log: OncePer = field(default_factory=lambda: OncePer(EXHAUSTED_LOG_EVERY))
+    exhausted_log: ReportLimit = field(default_factory=lambda: ReportLimit(EXHAUSTED_LOG_EVERY))
 
     # -- request reading -----------------------------------------------------------
 

@@ -139,35 +139,45 @@ class Report:
     held_back: int
 
 
-class OncePer:
-    """One report per key per `interval` seconds; keys LRU-bounded to `max_keys`.
+class ReportLimit:
+    """At most `count` reports per key per `interval` seconds; keys LRU-bounded to `max_keys`.
 
-    The first occurrence of a key reports at once; the next ones within
-    `interval` of the last report are counted and told in the next report.
-    A forgotten key (over `max_keys`) reports again at its next occurrence.
+    The first occurrence of a key reports at once and opens its window; up
+    to `count` occurrences in the window report, the rest are counted and
+    told in the next report (`held_back`). The next occurrence `interval`
+    or more after the window opened reports and opens a new one. A
+    forgotten key (over `max_keys`) reports again at its next occurrence.
+    One line a minute per source is `ReportLimit(60)`; five lines a second
+    per refusal reason is `ReportLimit(1, count=5)`.
     """
 
-    def __init__(self, interval: float, max_keys: int = MAX_KEYS) -> None:
-        if interval < 0 or max_keys < 1:
-            raise ValueError(f"interval >= 0 and max_keys >= 1 (got {interval}, {max_keys})")
+    def __init__(self, interval: float, count: int = 1, max_keys: int = MAX_KEYS) -> None:
+        if interval < 0 or count < 1 or max_keys < 1:
+            raise ValueError(
+                f"interval >= 0, count >= 1 and max_keys >= 1 (got {interval}, {count}, {max_keys})"
+            )
         self.interval = interval
+        self.count = count
         self.max_keys = max_keys
-        self._last: OrderedDict[Hashable, list[float]] = OrderedDict()  # key -> [at, held back]
+        # key -> [window opened at, reports in the window, held back]
+        self._seen: OrderedDict[Hashable, list[float]] = OrderedDict()
 
     def report(self, key: Hashable, now: float) -> Report | None:
         """A `Report` if a line is due for `key` at `now`, else None (counted)."""
-        seen = self._last.get(key)
+        seen = self._seen.get(key)
         if seen is None:
-            self._last[key] = [now, 0]
-            if len(self._last) > self.max_keys:
-                self._last.popitem(last=False)
+            self._seen[key] = [now, 1, 0]
+            if len(self._seen) > self.max_keys:
+                self._seen.popitem(last=False)
             return Report(0)
-        self._last.move_to_end(key)
+        self._seen.move_to_end(key)
         if now - seen[0] >= self.interval:
-            held = int(seen[1])
             seen[0], seen[1] = now, 0
+        if seen[1] < self.count:
+            held = int(seen[2])
+            seen[1], seen[2] = seen[1] + 1, 0
             return Report(held)
-        seen[1] += 1
+        seen[2] += 1
         return None
 
 

@@ -71,6 +71,7 @@ from pbx.call.model import (
 )
 from pbx.records import CallRecord, Disposition, iso_utc
 from pbx.rtp.media import MediaEngine, MediaError
+from pbx.rules.limits import ReportLimit
 from pbx.service.metrics import Metrics
 from pbx.service.overload import Overload
 from pbx.service.records import RecordWriter
@@ -600,21 +601,15 @@ class RefusalLog:
     """
 
     def __init__(self, per_second: int = 5) -> None:
-        self.per_second = per_second
-        self._window: dict[str, tuple[int, int, int]] = {}  # reason -> (second, lines, skipped)
+        self._limit = ReportLimit(1.0, count=per_second)
 
     def note(self, reason: str, event: RequestReceived, now: float) -> None:
-        second = int(now)
-        start, lines, skipped = self._window.get(reason, (second, 0, 0))
-        if start != second:
-            start, lines = second, 0
-        if lines >= self.per_second:
-            self._window[reason] = (start, lines, skipped + 1)
+        report = self._limit.report(reason, now)
+        if report is None:
             return
-        self._window[reason] = (start, lines + 1, 0)
         log.info("call.refused", status=503, reason=reason, source=event.source.host,
                  dialled=_dialled(event.request), call_id=event.request.call_id,
-                 not_logged_before=skipped)  # fmt: skip
+                 not_logged_before=report.held_back)  # fmt: skip
 
 
 def _unspecified(host: str) -> bool:

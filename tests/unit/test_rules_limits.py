@@ -12,9 +12,9 @@ from pbx.rules.limits import (
     CallLimits,
     FloodConfig,
     FloodGuard,
-    OncePer,
     RateLimiter,
     Report,
+    ReportLimit,
     Verdict,
 )
 
@@ -212,11 +212,11 @@ def test_flood_config_rejects_nonsense() -> None:
         FloodConfig(rate=-5.0)
 
 
-# --- OncePer: one log line per key per interval ------------------------------------------
+# --- ReportLimit: at most `count` log lines per key per interval -------------------------
 
 
 def test_once_per_minute_per_key_counts_what_it_held_back() -> None:
-    quiet = OncePer(60.0)
+    quiet = ReportLimit(60.0)
     assert quiet.report("Ads", 1000.0) == Report(0)  # the first occurrence is told at once
     assert quiet.report("TV", 1000.5) == Report(0)  # another key has its own minute
     assert [quiet.report("Ads", 1000.0 + t) for t in (1, 30, 59.9)] == [None, None, None]
@@ -228,14 +228,14 @@ def test_once_per_minute_per_key_counts_what_it_held_back() -> None:
 
 
 def test_once_per_a_clock_that_steps_back_stays_quiet_until_the_interval() -> None:
-    quiet = OncePer(60.0)
+    quiet = ReportLimit(60.0)
     assert quiet.report("Ads", 500.0) == Report(0)
     assert quiet.report("Ads", 400.0) is None
     assert quiet.report("Ads", 560.0) == Report(1)
 
 
 def test_once_per_forgets_the_oldest_key_beyond_max_keys() -> None:
-    quiet = OncePer(60.0, max_keys=2)
+    quiet = ReportLimit(60.0, max_keys=2)
     assert quiet.report("a", 0.0) == Report(0)
     assert quiet.report("b", 1.0) == Report(0)
     assert quiet.report("a", 2.0) is None  # a is now the most recent
@@ -244,4 +244,17 @@ def test_once_per_forgets_the_oldest_key_beyond_max_keys() -> None:
     assert quiet.report("a", 5.0) == Report(0)
     assert quiet.report("a", 6.0) is None
     with pytest.raises(ValueError, match="interval"):
-        OncePer(-1.0)
+        ReportLimit(-1.0)
+
+
+def test_report_limit_five_a_second_names_what_it_held_back() -> None:
+    limit = ReportLimit(1.0, count=5)
+    told = [limit.report("overload", 100.0 + i * 0.01) for i in range(12)]
+    assert told[:5] == [Report(0)] * 5
+    assert told[5:] == [None] * 7
+    assert limit.report("loop_busy", 100.2) == Report(0)  # its own window
+    assert limit.report("overload", 101.0) == Report(7)  # a new window opens: 7 held back
+    assert [limit.report("overload", 101.5) for _ in range(4)] == [Report(0)] * 4
+    assert limit.report("overload", 101.6) is None
+    with pytest.raises(ValueError, match="count"):
+        ReportLimit(1.0, count=0)
