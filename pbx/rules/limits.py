@@ -10,10 +10,10 @@ bounded whatever the input:
   `acquire(token, trunk, number)` takes a slot in all three or names the
   limit that refused (`LIMIT_GLOBAL`, `LIMIT_TRUNK`, `LIMIT_NUMBER`);
   `release(token)` gives it back (idempotent).
-- `OncePer(interval)`: at most one log line per key per `interval`
-  seconds; `report(key, now)` says whether to write one now and how many
-  occurrences were held back since the last (a pool that runs out on every
-  page view costs one line a minute, not one per visit).
+- `ReportLimit(interval, count=1)`: at most `count` log lines per key per
+  `interval` seconds; `report(key, now)` says whether to write one now and
+  how many occurrences were held back since the last (a pool that runs out
+  on every page view costs one line a minute, not one per visit).
 - `FloodGuard`: a per-address token bucket over every datagram (any
   method), checked before parsing. `check(host, now)` returns a `Verdict`:
   `PASS`, `THROTTLE` (over the rate: answer 503 without a transaction),
