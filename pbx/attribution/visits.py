@@ -141,19 +141,6 @@ def exhausted_pick(source: Source) -> Pick:
     return Pick(source.fallback_number, fallback=True)
 
 
-def pick_number(
-    source: Source,
-    numbers: Sequence[TrackingNumber],
-    held_until: Mapping[str, str],
-    now: str,
-    visitor: GeoPoint | None,
-    centroids: AreaCodeCentroids | None,
-) -> Pick:
-    """The number a new visit of `source` holds if no concurrent visit takes it first."""
-    best = pool_candidates(source, numbers, held_until, now, visitor, centroids)
-    return Pick(best[0]) if best else exhausted_pick(source)
-
-
 def new_visit(
     visit_id: str,
     visit: VisitInput,

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import geoip2.database
 import pytest
 
-from pbx.attribution.visits import VisitInput, attribute, decide, new_visit, pick_number
+from pbx.attribution.visits import (
+    VisitInput,
+    attribute,
+    decide,
+    exhausted_pick,
+    new_visit,
+    pool_candidates,
+)
 from pbx.records import CallRecord
-from pbx.rules.geo import GeoPoint, parse_area_codes
+from pbx.rules.geo import AreaCodeCentroids, GeoPoint, parse_area_codes
 from pbx.rules.pools import Pick
 from pbx.store.base import Source, TrackingNumber, Visit
 
@@ -95,6 +103,15 @@ GEO_SOURCE = Source(name="Ads", onsite=True, geo=True, fallback_number="+1415555
 SEATTLE, SAN_DIEGO, SF = "+12065550101", "+16195550101", "+14155550101"
 LONDON = "+442079460101"
 NUMBERS = [_num(SF, "415"), _num(SEATTLE, "206"), _num(SAN_DIEGO, "619"), _num(LONDON, "20", "GB")]
+
+
+def pick_number(
+    source: Source, numbers: Sequence[TrackingNumber], held_until: Mapping[str, str], now: str,
+    visitor: GeoPoint | None, centroids: AreaCodeCentroids | None,
+) -> Pick:  # fmt: skip
+    """What the visitor API shows a new visit when no concurrent visit takes the best first."""
+    best = pool_candidates(source, numbers, held_until, now, visitor, centroids)
+    return Pick(best[0]) if best else exhausted_pick(source)
 
 
 def test_pool_pick_lru_exclusive_and_fallback() -> None:
