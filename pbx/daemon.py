@@ -193,6 +193,7 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
         tls_port=settings.sip.tls_port,
         max_transactions=settings.sip.max_transactions,
         tcp_idle_timeout=settings.sip.tcp_idle_timeout,
+        tls_identity=(settings.sip.tls_cert, settings.sip.tls_key) if tls is not None else None,
     )
     await agent.start()
     undo.push_async_callback(agent.close)

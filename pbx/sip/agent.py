@@ -171,6 +171,7 @@ class SipAgent:
         tls_port: int = 5061,
         max_transactions: int = MAX_TRANSACTIONS,
         tcp_idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        tls_identity: tuple[str, str] | None = None,
     ) -> None:
         self.user: TransactionUser = user or NullUser()
         self.ids: IdSource = ids or RandomIds()
@@ -178,6 +179,7 @@ class SipAgent:
         self.transport = SipTransport(
             self._on_datagram, host=host, port=port, udp=udp, tcp=tcp, tls=tls,
             tls_port=tls_port, on_send_error=self._on_send_error, idle_timeout=tcp_idle_timeout,
+            tls_identity=tls_identity,
         )  # fmt: skip
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None

@@ -37,7 +37,9 @@ Decisions:
   one `sip.tls_verify_failed` line naming the reason and counts as a failed
   connect. A Peer sent to without a server name (a later request in a
   dialog, whose Peer came from a Contact or Route) reuses the name and CA
-  last used for that address.
+  last used for that address. With a `tls_identity` (the daemon passes
+  `sip.tls_cert`/`sip.tls_key`), pbx presents that certificate to servers
+  that ask for one (mutual TLS, as SBCs do; RFC 5922 §7.4).
 - Connections that do nothing are closed (`pbx.sip.idle`): an inbound one
   that delivers no complete message within 32 s ("silent"), and any with
   no byte either way for `idle_timeout` seconds (`[sip] tcp_idle_timeout`,
@@ -118,10 +120,16 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-def client_context(ca: str = "") -> ssl.SSLContext:
-    """A verifying client context: the system CAs, or only `ca` (PEM) when given."""
+def client_context(ca: str = "", identity: tuple[str, str] | None = None) -> ssl.SSLContext:
+    """A verifying client context: the system CAs, or only `ca` (PEM) when given.
+
+    `identity` (certificate chain, key: PEM files) is presented to servers
+    that ask for a client certificate (mutual TLS, RFC 5922 §7.4).
+    """
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca or None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if identity is not None:
+        ctx.load_cert_chain(*identity)
     return ctx
 
 
@@ -192,6 +200,7 @@ class SipTransport:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         silent_timeout: float = SILENT_TIMEOUT,
         sweep_interval: float = SWEEP_INTERVAL,
+        tls_identity: tuple[str, str] | None = None,
     ) -> None:
         self._on_datagram = on_datagram
         self._on_send_error = on_send_error
@@ -207,6 +216,7 @@ class SipTransport:
         self._connecting: dict[Peer, list[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: dict[str, ssl.SSLContext] = {}  # CA PEM ("" = system) -> context
+        self._identity = tls_identity  # our certificate for servers that ask (mutual TLS)
         self._tls_names: dict[Peer, Peer] = {}  # address -> the Peer naming its TLS identity
         self._handshakes = 0  # inbound TLS handshakes in progress
         self._idle = (idle_timeout, silent_timeout, sweep_interval)
@@ -265,6 +275,7 @@ class SipTransport:
         if self._tls is None:
             raise RuntimeError("TLS is not enabled on this transport")
         self._tls = ctx
+        self._clients.clear()  # outbound contexts re-read the identity (the same files)
 
     async def _accept_tls(self, listener: socket.socket) -> None:
         """Accept on the TLS port; each connection's handshake runs in its own task."""
@@ -423,7 +434,7 @@ class SipTransport:
     def _client(self, ca: str) -> ssl.SSLContext:
         ctx = self._clients.get(ca)
         if ctx is None:
-            ctx = self._clients[ca] = client_context(ca)
+            ctx = self._clients[ca] = client_context(ca, self._identity)
         return ctx
 
     async def _connect(self, dest: Peer) -> None:

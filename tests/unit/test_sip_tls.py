@@ -265,3 +265,59 @@ async def test_silent_connections_cannot_hold_more_than_the_handshake_bound(
     finally:
         await client.close()
         await server.close()
+
+
+async def _mutual_tls_server(
+    tmp_path: Path, ca: Authority, version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED
+) -> tuple[asyncio.Server, asyncio.Queue[dict[str, Any] | None]]:
+    """A TLS server (Python ssl) that requires a client certificate from `ca`; peers seen."""
+    cert, key = ca.issue("trunk.example.test").write(tmp_path, "mtls")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.maximum_version = version
+    ctx.load_cert_chain(cert, key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=ca.pem)
+    seen: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.put_nowait(writer.get_extra_info("peercert"))
+        await reader.read(1)
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0, ssl=ctx)
+    return server, seen
+
+
+async def test_pbx_presents_its_certificate_to_a_server_that_asks(
+    tmp_path: Path, ca: Authority, logs: list[MutableMapping[str, Any]]
+) -> None:
+    server, seen = await _mutual_tls_server(tmp_path, ca)
+    port = server.sockets[0].getsockname()[1]
+    # TLS 1.2: the server checks the client's certificate before the client's handshake ends,
+    # so a client without one fails its connect (in 1.3 the refusal comes after, as an alert)
+    strict, _ = await _mutual_tls_server(tmp_path, ca, ssl.TLSVersion.TLSv1_2)
+    strict_port = strict.sockets[0].getsockname()[1]
+    ours = ca.issue("pbx.example.test").write(tmp_path, "pbx")
+    failed: asyncio.Queue[Peer] = asyncio.Queue()
+    with_cert = SipTransport(lambda d, p: None, port=0, tls_identity=(str(ours[0]), str(ours[1])))
+    without = SipTransport(lambda d, p: None, port=0, on_send_error=failed.put_nowait)
+    await with_cert.start()
+    await without.start()
+    try:
+        dest = Peer("tls", "127.0.0.1", port, "trunk.example.test", ca.pem)
+        with_cert.send(MSG1, dest)
+        peer = await asyncio.wait_for(seen.get(), 5)
+        assert peer is not None
+        names = {value for kind, value in peer.get("subjectAltName", ()) if kind == "DNS"}
+        assert names == {"pbx.example.test"}  # the server verified pbx's certificate
+        refused = Peer("tls", "127.0.0.1", strict_port, "trunk.example.test", ca.pem)
+        without.send(MSG1, refused)  # no client certificate: the server refuses the handshake
+        assert await asyncio.wait_for(failed.get(), 10) == refused
+        assert any(e["event"] == "sip.tls_verify_failed" or e["event"] == "sip.connect_failed"
+                   for e in logs)  # fmt: skip
+    finally:
+        await with_cert.close()
+        await without.close()
+        for s in (server, strict):
+            s.close()
+            await s.wait_closed()
