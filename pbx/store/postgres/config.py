@@ -8,7 +8,6 @@ allow list in one statement (an array sub-select).
 from __future__ import annotations
 
 import builtins
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Generic, Protocol, TypeVar
@@ -16,18 +15,8 @@ from typing import Any, Generic, Protocol, TypeVar
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import Destination, Source, Trunk
 from pbx.store.postgres.cache import PgConfigCache, cached
-from pbx.store.postgres.db import (
-    Db,
-    Tx,
-    build,
-    check_changes,
-    columns_of,
-    insert_sql,
-    key_clause,
-    quote_list,
-    update_sql,
-    values_of,
-)
+from pbx.store.postgres.db import Db, Tx, insert_sql, key_clause, update_sql, values_of
+from pbx.store.rows import build, check_changes, columns_of, default_allow, quote_list
 
 _TRUNK_COLS = columns_of(Trunk, exclude=("allow",))
 _TRUNK_SELECT = (
@@ -44,15 +33,6 @@ class NamedRow(Protocol):
 
 
 R = TypeVar("R", bound=NamedRow)
-
-
-def default_allow(host: str) -> tuple[str, ...]:
-    """`host/32` (or `/128`) for an IP literal; nothing for a host name."""
-    try:
-        addr = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return ()
-    return (f"{addr}/{addr.max_prefixlen}",)
 
 
 async def numbers_using(tx: Tx, where: str, *args: Any) -> list[str]:

@@ -14,7 +14,8 @@ from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import PROMPT_FIELDS, Binding, Block, Extension, StoredPrompt
 from pbx.store.postgres.cache import PgConfigCache, cached
 from pbx.store.postgres.config import NamedRows
-from pbx.store.postgres.db import Db, Tx, build
+from pbx.store.postgres.db import Db, Tx
+from pbx.store.rows import build
 
 BlockIndex = dict[str, tuple[Block, ...]]  # pattern -> its blocks, in id order
 

@@ -21,16 +21,8 @@ import asyncpg
 from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.store.base import PROMPT_FIELDS, Destination, RouteInfo, Source, TrackingNumber, Trunk
 from pbx.store.postgres.cache import PgConfigCache, cached
-from pbx.store.postgres.db import (
-    Db,
-    Tx,
-    build,
-    check_changes,
-    columns_of,
-    insert_sql,
-    key_clause,
-    update_sql,
-)
+from pbx.store.postgres.db import Db, Tx, insert_sql, key_clause, update_sql
+from pbx.store.rows import build, check_changes, columns_of
 
 _REFS = ("source", "destinations", "trunk", "after_hours")
 _NUM_COLS = [*columns_of(TrackingNumber, exclude=_REFS), "source_id", "trunk_id"]

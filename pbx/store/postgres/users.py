@@ -18,7 +18,8 @@ from dataclasses import replace
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import ApiToken, AuditEntry, User
 from pbx.store.postgres.config import NamedRows
-from pbx.store.postgres.db import Db, build, columns_of, insert_sql, values_of
+from pbx.store.postgres.db import Db, insert_sql, values_of
+from pbx.store.rows import build, columns_of
 
 _TOKEN_COLS = columns_of(ApiToken)
 _AUDIT_COLS = columns_of(AuditEntry)

@@ -7,38 +7,19 @@ Tracking numbers live in `sqlite_numbers.py`; blocks and extensions in
 from __future__ import annotations
 
 import builtins
-import ipaddress
 from dataclasses import replace
 from typing import Any
 
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import Destination, Source, Trunk
+from pbx.store.rows import build, check_changes, columns_of, default_allow, quote_list
 from pbx.store.sqlite.cache import ConfigCache, cached
-from pbx.store.sqlite.db import (
-    Db,
-    Tx,
-    build,
-    check_changes,
-    columns_of,
-    insert_sql,
-    quote_list,
-    update_sql,
-    values_of,
-)
+from pbx.store.sqlite.db import Db, Tx, insert_sql, update_sql, values_of
 from pbx.store.sqlite.named import NamedRows, key_clause
 
 _TRUNK_COLS = columns_of(Trunk, exclude=("allow",))
 _DEST_COLS = columns_of(Destination)
 _SOURCE_COLS = columns_of(Source)
-
-
-def default_allow(host: str) -> tuple[str, ...]:
-    """`host/32` (or `/128`) for an IP literal; nothing for a host name."""
-    try:
-        addr = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return ()
-    return (f"{addr}/{addr.max_prefixlen}",)
 
 
 async def numbers_using(tx: Tx, where: str, params: tuple[Any, ...]) -> list[str]:

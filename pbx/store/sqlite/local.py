@@ -12,13 +12,9 @@ from dataclasses import replace
 
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import PROMPT_FIELDS, Binding, Block, Extension, StoredPrompt
+from pbx.store.rows import build, columns_of
 from pbx.store.sqlite.cache import ConfigCache, cached
-from pbx.store.sqlite.db import (
-    Db,
-    Tx,
-    build,
-    columns_of,
-)
+from pbx.store.sqlite.db import Db, Tx
 from pbx.store.sqlite.named import NamedRows
 
 _EXT_COLS = columns_of(Extension)

@@ -13,16 +13,8 @@ from dataclasses import replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from pbx.errors import ConflictError, NotFoundError
-from pbx.store.sqlite.db import (
-    Db,
-    Tx,
-    build,
-    check_changes,
-    columns_of,
-    insert_sql,
-    update_sql,
-    values_of,
-)
+from pbx.store.rows import build, check_changes, columns_of
+from pbx.store.sqlite.db import Db, Tx, insert_sql, update_sql, values_of
 
 
 class NamedRow(Protocol):

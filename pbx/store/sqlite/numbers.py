@@ -16,8 +16,9 @@ from typing import Any
 
 from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.store.base import PROMPT_FIELDS, Destination, RouteInfo, Source, TrackingNumber, Trunk
+from pbx.store.rows import build, check_changes, columns_of
 from pbx.store.sqlite.cache import ConfigCache, cached
-from pbx.store.sqlite.db import Db, Tx, build, check_changes, columns_of, insert_sql, update_sql
+from pbx.store.sqlite.db import Db, Tx, insert_sql, update_sql
 from pbx.store.sqlite.named import key_clause
 
 _REFS = ("source", "destinations", "trunk", "after_hours")

@@ -15,7 +15,8 @@ from dataclasses import replace
 
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import ApiToken, AuditEntry, User
-from pbx.store.sqlite.db import Db, build, columns_of, insert_sql, values_of
+from pbx.store.rows import build, columns_of
+from pbx.store.sqlite.db import Db, insert_sql, values_of
 from pbx.store.sqlite.named import NamedRows
 
 _TOKEN_COLS = columns_of(ApiToken)
