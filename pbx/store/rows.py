@@ -5,21 +5,39 @@ rules and the same one-line errors (`pbx.store.base`); they differ only in
 their SQL and their driver calls. What is the same lives here, once:
 
 - row helpers: a row dataclass from a DB row (`build`), a dataclass's
-  columns, the check of an `update(**changes)`, names listed in a message.
+  columns, the check of an `update(**changes)`, names listed in a message;
+- the check-then-write sequences of the repositories ("is the name free?",
+  "is it in use?", which error when) as base classes. A backend subclass
+  supplies only the statements, as the abstract methods named for what they
+  do (`_get`, `_insert`, `_rewrite`, `_all`, `_delete`, ...), each running
+  on the backend's own transaction type `TxT` handed out by its `Db`
+  (`Transactions`).
 
 Backends import this module, never the other way round.
 """
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
-from collections.abc import Iterable, Mapping
-from dataclasses import fields
-from typing import Any, Protocol, TypeVar
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import fields, replace
+from typing import Any, Generic, Protocol, TypeVar
 
-from pbx.errors import InputError
+from pbx.errors import ConflictError, InputError, NotFoundError
+from pbx.store.base import (
+    Destination,
+    Source,
+    Trunk,
+    User,
+)
+from pbx.store.versioned import VersionedValues
 
 T = TypeVar("T")
+TxT = TypeVar("TxT")
+TxT_co = TypeVar("TxT_co", covariant=True)
 _BOOL_FIELDS: dict[type, frozenset[str]] = {}
 
 
@@ -83,6 +101,11 @@ def quote_list(names: Iterable[str], limit: int = 5) -> str:
     return f"{shown} and {rest} more" if rest > 0 else shown
 
 
+def no_such(kind: str, name: str) -> NotFoundError:
+    """The one form of "that name is unknown": `no destination named 'x'`."""
+    return NotFoundError(f"no {kind} named '{name}'")
+
+
 def default_allow(host: str) -> tuple[str, ...]:
     """`host/32` (or `/128`) for an IP literal; nothing for a host name."""
     try:
@@ -90,3 +113,264 @@ def default_allow(host: str) -> tuple[str, ...]:
     except ValueError:
         return ()
     return (f"{addr}/{addr.max_prefixlen}",)
+
+
+# --- repositories ----------------------------------------------------------------
+
+
+class Transactions(Protocol[TxT_co]):
+    """A backend's `Db` as the shared code uses it: a read and an atomic write."""
+
+    def read(self) -> AbstractAsyncContextManager[TxT_co]: ...
+    def write(self) -> AbstractAsyncContextManager[TxT_co]: ...
+
+
+class Repo(ABC, Generic[TxT]):
+    """A repository over a backend's `Db`, with its provisioning cache if it has one."""
+
+    _db: Transactions[TxT]
+
+    def __init__(self, db: Transactions[TxT], cache: VersionedValues | None = None) -> None:
+        self._db = db
+        self._cache = cache
+
+    def _cached(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        """`fetch()`'s answer, from the cache when it kept one for the current version."""
+        return fetch() if self._cache is None else self._cache.through(key, fetch)
+
+
+class NamedRow(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=NamedRow)
+
+
+class NamedRows(Repo[TxT], Generic[R, TxT]):
+    """Reads and writes of one table keyed by `id` and a unique `name`.
+
+    Destinations, sources, extensions, prompts and trunks are read, added,
+    listed and renamed the same way; each repository adds only its own rules
+    (what blocks a removal or a rename). Messages: "no destination named
+    'x'", "source 'x' already exists".
+    """
+
+    def __init__(
+        self,
+        db: Transactions[TxT],
+        table: str,
+        kind: type[R],
+        noun: str,
+        *,
+        order: str = "name",
+        cache: VersionedValues | None = None,
+    ) -> None:
+        super().__init__(db, cache)
+        self._table = table
+        self._kind = kind
+        self._noun = noun
+        self._order = order
+        self._cols = columns_of(kind)
+
+    @abstractmethod
+    async def _get(self, tx: TxT, name_or_id: str | int) -> R | None:
+        """The row by id (an int) or name, None when absent."""
+
+    @abstractmethod
+    async def _insert(self, tx: TxT, row: R) -> None:
+        """Insert `row` (its `id` ignored)."""
+
+    @abstractmethod
+    async def _rewrite(self, tx: TxT, new: R, changes: Mapping[str, object]) -> None:
+        """Write `new` over the row of `new.id`; `changes` names the fields that changed."""
+
+    @abstractmethod
+    async def _all(self) -> builtins.list[R]:
+        """Every row, in the table's order."""
+
+    @abstractmethod
+    async def _delete(self, tx: TxT, row_id: int) -> None:
+        """Delete the row of `row_id`."""
+
+    async def add(self, row: R) -> R:
+        return await self._add(row)
+
+    async def get(self, name_or_id: str | int) -> R | None:
+        return await self._read(name_or_id)
+
+    async def list(self) -> builtins.list[R]:
+        return await self._all()
+
+    async def _need(self, tx: TxT, name: str) -> R:
+        found = await self._get(tx, name)
+        if found is None:
+            raise no_such(self._noun, name)
+        return found
+
+    async def _free_name(self, tx: TxT, name: str) -> None:
+        if await self._get(tx, name) is not None:
+            raise ConflictError(f"{self._noun} '{name}' already exists")
+
+    async def _add(self, row: R) -> R:
+        async with self._db.write() as tx:
+            await self._free_name(tx, row.name)
+            await self._insert(tx, row)
+            return await self._need(tx, row.name)
+
+    async def _read(self, name_or_id: str | int) -> R | None:
+        async with self._db.read() as tx:
+            return await self._get(tx, name_or_id)
+
+    async def _update(self, name: str, changes: Mapping[str, object]) -> R:
+        check_changes(self._noun, self._kind, changes)
+        async with self._db.write() as tx:
+            current = await self._need(tx, name)
+            new = replace(current, **changes)  # type: ignore[type-var]
+            if new.name != name:
+                await self._free_name(tx, new.name)
+                await self._renaming(tx, name)
+            await self._rewrite(tx, new, changes)
+            return await self._need(tx, new.name)
+
+    async def _renaming(self, tx: TxT, old: str) -> None:
+        """Refuse a rename that would break a reference (none by default)."""
+
+    async def _users(self, tx: TxT, row_id: int) -> builtins.list[str]:
+        """What uses the row and so refuses its removal, in order (nothing by default)."""
+        return []
+
+    async def _detach(self, tx: TxT, row_id: int) -> None:
+        """Let go of what uses the row, before a forced removal (nothing by default)."""
+
+    async def _remove(self, name: str, force: bool, refusal: Callable[[str], str]) -> None:
+        """Delete the row named `name`. While `_users` lists anything: ConflictError
+        `refusal(users listed)` unless `force`, which `_detach`es them first."""
+        async with self._db.write() as tx:
+            row = await self._need(tx, name)
+            users = await self._users(tx, row.id)
+            if users and not force:
+                raise ConflictError(refusal(quote_list(users)))
+            await self._detach(tx, row.id)
+            await self._delete(tx, row.id)
+
+
+# The words a removal refused while in use offers to force it (see the backends).
+FORCE_HINT = "use --force"
+
+
+class Trunks(NamedRows[Trunk, TxT]):
+    """Trunks with their allow lists (`allow` empty on add: the host's /32 or /128)."""
+
+    _force_hint = FORCE_HINT
+
+    def __init__(self, db: Transactions[TxT], cache: VersionedValues | None = None) -> None:
+        super().__init__(db, "trunks", Trunk, "trunk", cache=cache)
+
+    @abstractmethod
+    async def _insert_row(self, tx: TxT, trunk: Trunk) -> int:
+        """Insert the trunk's own row (not its allow list); its new id."""
+
+    @abstractmethod
+    async def _rewrite_row(self, tx: TxT, trunk: Trunk) -> None:
+        """Write the trunk's own row (not its allow list) over the row of `trunk.id`."""
+
+    @abstractmethod
+    async def _write_allow(self, tx: TxT, trunk_id: int, allow: tuple[str, ...]) -> None:
+        """Replace the trunk's allow list, in order."""
+
+    @abstractmethod
+    async def _users(self, tx: TxT, row_id: int) -> builtins.list[str]:
+        """The numbers dialled out through this trunk, in order."""
+
+    @abstractmethod
+    async def _detach(self, tx: TxT, row_id: int) -> None:
+        """Move the trunk's numbers to the default trunk (None)."""
+
+    async def _insert(self, tx: TxT, trunk: Trunk) -> None:
+        trunk_id = await self._insert_row(tx, trunk)
+        await self._write_allow(tx, trunk_id, trunk.allow or default_allow(trunk.host))
+
+    async def _rewrite(self, tx: TxT, new: Trunk, changes: Mapping[str, object]) -> None:
+        await self._rewrite_row(tx, new)
+        if "allow" in changes:
+            await self._write_allow(tx, new.id, new.allow)
+
+    async def list(self) -> builtins.list[Trunk]:
+        """Every trunk by name (cached: read per INVITE)."""
+        return list(await self._cached(("trunks",), self._all))
+
+    async def update(self, name: str, /, **changes: object) -> Trunk:
+        return await self._update(name, changes)
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        await self._remove(name, force, lambda users: (
+            f"trunk '{name}' is used by {users}; move those numbers to another trunk "
+            f"first, or {self._force_hint} to detach them"
+        ))  # fmt: skip
+
+
+class Destinations(NamedRows[Destination, TxT]):
+    _force_hint = FORCE_HINT
+
+    def __init__(self, db: Transactions[TxT]) -> None:
+        super().__init__(db, "destinations", Destination, "destination")
+
+    @abstractmethod
+    async def _users(self, tx: TxT, row_id: int) -> builtins.list[str]:
+        """The numbers listing this destination (business or after hours), in order."""
+
+    @abstractmethod
+    async def _detach(self, tx: TxT, row_id: int) -> None:
+        """Take the destination out of every number's lists."""
+
+    async def update(self, name: str, /, **changes: object) -> Destination:
+        return await self._update(name, changes)
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        await self._remove(name, force, lambda users: (
+            f"destination '{name}' is used by {users}; change those numbers first, "
+            f"or {self._force_hint} to drop it from them"
+        ))  # fmt: skip
+
+
+class Sources(NamedRows[Source, TxT]):
+    def __init__(self, db: Transactions[TxT], cache: VersionedValues | None = None) -> None:
+        super().__init__(db, "sources", Source, "source", order="position, name", cache=cache)
+
+    @abstractmethod
+    async def _users(self, tx: TxT, row_id: int) -> builtins.list[str]:
+        """The source's numbers, in order."""
+
+    async def get(self, name_or_id: str | int) -> Source | None:
+        """A source by name or id (cached: read when each call ends)."""
+        return await self._cached(("source", name_or_id), lambda: self._read(name_or_id))
+
+    async def list(self) -> builtins.list[Source]:
+        """Every source (cached: read per visitor API request)."""
+        return list(await self._cached(("sources",), self._all))
+
+    async def update(self, name: str, /, **changes: object) -> Source:
+        return await self._update(name, changes)
+
+    async def remove(self, name: str) -> None:
+        await self._remove(name, False, lambda users: (
+            f"source '{name}' still has numbers {users}; remove them first"
+        ))  # fmt: skip
+
+
+class Users(NamedRows[User, TxT]):
+    """Dashboard users: named rows with the checks of sources."""
+
+    def __init__(self, db: Transactions[TxT]) -> None:
+        super().__init__(db, "users", User, "user")
+
+    async def update(self, name: str, /, **changes: object) -> User:
+        return await self._update(name, changes)
+
+    async def remove(self, name: str) -> None:
+        async with self._db.write() as tx:
+            user = await self._need(tx, name)
+            await self._delete(tx, user.id)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import PROMPT_FIELDS, Binding, Block, Extension, StoredPrompt
 from pbx.store.postgres.cache import PgConfigCache, cached
-from pbx.store.postgres.config import NamedRows
+from pbx.store.postgres.config import PgNamedRows
 from pbx.store.postgres.db import Db, Tx
 from pbx.store.rows import build
 
@@ -94,7 +94,7 @@ class PgBlocks:
         return [build(Block, r) for r in rows]
 
 
-class PgExtensions(NamedRows[Extension]):
+class PgExtensions(PgNamedRows[Extension]):
     def __init__(self, db: Db) -> None:
         super().__init__(db, "extensions", Extension, "extension")
 
@@ -176,19 +176,18 @@ class PgExtensions(NamedRows[Extension]):
 _PROMPT_USERS = "SELECT number FROM numbers WHERE disclosure = $1 OR whisper = $1 OR voicemail = $1"
 
 
-class PgPrompts(NamedRows[StoredPrompt]):
+class PgPrompts(PgNamedRows[StoredPrompt]):
     """Prompts with their PCM as bytea (see `pbx.store.base` for removal rules)."""
 
     def __init__(self, db: Db, cache: PgConfigCache | None = None) -> None:
-        super().__init__(db, "prompts", StoredPrompt, "prompt")
-        self._cache = cache
+        super().__init__(db, "prompts", StoredPrompt, "prompt", cache=cache)
 
     async def add(self, prompt: StoredPrompt) -> StoredPrompt:
         return await self._add(prompt)
 
     async def get(self, name_or_id: str | int) -> StoredPrompt | None:
         """Cached (read per call by intake); prompt changes bump the config version."""
-        return await cached(self._cache, ("prompt", name_or_id), lambda: self._read(name_or_id))
+        return await self._cached(("prompt", name_or_id), lambda: self._read(name_or_id))
 
     async def list(self) -> builtins.list[StoredPrompt]:
         return await self._all()

@@ -15,7 +15,7 @@ from pbx.store.base import PROMPT_FIELDS, Binding, Block, Extension, StoredPromp
 from pbx.store.rows import build, columns_of
 from pbx.store.sqlite.cache import ConfigCache, cached
 from pbx.store.sqlite.db import Db, Tx
-from pbx.store.sqlite.named import NamedRows
+from pbx.store.sqlite.named import SqliteNamedRows
 
 _EXT_COLS = columns_of(Extension)
 
@@ -89,7 +89,7 @@ class SqliteBlocks:
         return [build(Block, r) for r in rows]
 
 
-class SqliteExtensions(NamedRows[Extension]):
+class SqliteExtensions(SqliteNamedRows[Extension]):
     def __init__(self, db: Db) -> None:
         super().__init__(db, "extensions", Extension, "extension")
 
@@ -171,19 +171,18 @@ class SqliteExtensions(NamedRows[Extension]):
 _PROMPT_USERS = "disclosure = ? OR whisper = ? OR voicemail = ?"
 
 
-class SqlitePrompts(NamedRows[StoredPrompt]):
+class SqlitePrompts(SqliteNamedRows[StoredPrompt]):
     """Prompts with their PCM as a blob (see `pbx.store.base` for removal rules)."""
 
     def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
-        super().__init__(db, "prompts", StoredPrompt, "prompt")
-        self._cache = cache
+        super().__init__(db, "prompts", StoredPrompt, "prompt", cache=cache)
 
     async def add(self, prompt: StoredPrompt) -> StoredPrompt:
         return await self._add(prompt)
 
     async def get(self, name_or_id: str | int) -> StoredPrompt | None:
         """Cached (read per call by intake); prompt changes bump the config version."""
-        return await cached(self._cache, ("prompt", name_or_id), lambda: self._read(name_or_id))
+        return await self._cached(("prompt", name_or_id), lambda: self._read(name_or_id))
 
     async def list(self) -> builtins.list[StoredPrompt]:
         return await self._all()
