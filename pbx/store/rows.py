@@ -28,8 +28,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.store.base import (
+    Block,
     Destination,
+    Extension,
     Source,
+    StoredPrompt,
     Trunk,
     User,
 )
@@ -374,3 +377,148 @@ class Users(NamedRows[User, TxT]):
         async with self._db.write() as tx:
             user = await self._need(tx, name)
             await self._delete(tx, user.id)
+
+
+class Extensions(NamedRows[Extension, TxT]):
+    """Local extensions; one a destination points to (`ext:NAME`) is neither renamed
+    nor removed. The registrar, not the store, enforces `max_contacts`."""
+
+    def __init__(self, db: Transactions[TxT]) -> None:
+        super().__init__(db, "extensions", Extension, "extension")
+
+    @abstractmethod
+    async def _pointing(self, tx: TxT, name: str) -> builtins.list[str]:
+        """Names of the destinations whose target is `ext:NAME`, by name."""
+
+    @abstractmethod
+    def _binding_write(self) -> AbstractAsyncContextManager[TxT]:
+        """The transaction a binding change runs in."""
+
+    @abstractmethod
+    async def _unbind(self, tx: TxT, extension_id: int, contact: str) -> int:
+        """Delete one binding; how many rows went."""
+
+    async def update(self, name: str, /, **changes: object) -> Extension:
+        return await self._update(name, changes)
+
+    async def _renaming(self, tx: TxT, old: str) -> None:
+        await self._not_a_destination(tx, old, "rename")
+
+    async def _not_a_destination(self, tx: TxT, name: str, verb: str) -> None:
+        users = await self._pointing(tx, name)
+        if users:
+            names = ", ".join(f"'{u}'" for u in users)
+            raise ConflictError(
+                f"cannot {verb} extension '{name}': destination {names} points to it"
+            )
+
+    async def remove(self, name: str) -> None:
+        async with self._db.write() as tx:
+            ext = await self._need(tx, name)
+            await self._not_a_destination(tx, name, "remove")
+            await self._delete(tx, ext.id)
+
+    async def remove_binding(self, name: str, contact: str) -> None:
+        async with self._binding_write() as tx:
+            ext = await self._need(tx, name)
+            if not await self._unbind(tx, ext.id, contact):
+                raise NotFoundError(f"extension '{name}' has no binding for {contact}")
+
+
+class Prompts(NamedRows[StoredPrompt, TxT]):
+    """Prompts with their PCM (see `pbx.store.base` for the removal rules)."""
+
+    def __init__(self, db: Transactions[TxT], cache: VersionedValues | None = None) -> None:
+        super().__init__(db, "prompts", StoredPrompt, "prompt", cache=cache)
+
+    @abstractmethod
+    async def _used_by(self, tx: TxT, name: str) -> builtins.list[str]:
+        """The numbers naming the prompt, by number, then `source NAME` for each source."""
+
+    @abstractmethod
+    async def _clear(self, tx: TxT, name: str) -> None:
+        """Clear the prompt from every number and source; `record` with a disclosure."""
+
+    async def get(self, name_or_id: str | int) -> StoredPrompt | None:
+        """Cached (read per call by intake); prompt changes bump the config version."""
+        return await self._cached(("prompt", name_or_id), lambda: self._read(name_or_id))
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        async with self._db.write() as tx:
+            prompt = await self._need(tx, name)
+            used = await self._used_by(tx, name)
+            if used and not force:
+                raise ConflictError(
+                    f"prompt '{name}' is used by {', '.join(used)}; "
+                    "remove it there first or use --force"
+                )
+            await self._clear(tx, name)
+            await self._delete(tx, prompt.id)
+
+
+BlockIndex = dict[str, tuple[Block, ...]]  # pattern -> its blocks, in id order
+
+
+def block_scope(number: str | None) -> str:
+    return "everywhere" if number is None else f"for {number}"
+
+
+class Blocks(Repo[TxT]):
+    """Caller blocks: a pattern matches a caller when it is a prefix of the caller's
+    number (an exact number is its own prefix)."""
+
+    @abstractmethod
+    async def _number_known(self, tx: TxT, number: str) -> bool:
+        """Is `number` a tracking number?"""
+
+    @abstractmethod
+    async def _blocked(self, tx: TxT, pattern: str, number: str | None) -> bool:
+        """Is `pattern` blocked for exactly `number` (None: everywhere)?"""
+
+    @abstractmethod
+    async def _insert(self, tx: TxT, block: Block) -> int:
+        """Insert the block; its new id."""
+
+    @abstractmethod
+    async def _unblock(self, tx: TxT, pattern: str, number: str | None) -> int:
+        """Delete the block of exactly `pattern` and `number`; how many rows went."""
+
+    @abstractmethod
+    async def list(self, *, number: str | None = None) -> builtins.list[Block]:
+        """By pattern, then number (global ones first)."""
+
+    @abstractmethod
+    async def _matching(self, caller: str, number: str) -> builtins.list[Block]:
+        """`matching` read from the database."""
+
+    async def add(self, block: Block) -> Block:
+        async with self._db.write() as tx:
+            if block.number is not None and not await self._number_known(tx, block.number):
+                raise NotFoundError(f"no tracking number {block.number}")
+            if await self._blocked(tx, block.pattern, block.number):
+                raise ConflictError(
+                    f"{block.pattern} is already blocked {block_scope(block.number)}"
+                )
+            block_id = await self._insert(tx, block)
+        return replace(block, id=block_id)
+
+    async def remove(self, pattern: str, number: str | None = None) -> None:
+        async with self._db.write() as tx:
+            if not await self._unblock(tx, pattern, number):
+                raise NotFoundError(f"{pattern} is not blocked {block_scope(number)}")
+
+    async def matching(self, caller: str, number: str) -> builtins.list[Block]:
+        """Longest pattern first; with a cache, from an in-memory index of every block."""
+        if self._cache is None:
+            return await self._matching(caller, number)
+        index = await self._cached(("blocks",), self._index)
+        found: builtins.list[Block] = []
+        for length in range(len(caller), -1, -1):  # every prefix, the whole caller first
+            found += [b for b in index.get(caller[:length], ()) if b.number in (None, number)]
+        return found
+
+    async def _index(self) -> BlockIndex:
+        index: dict[str, builtins.list[Block]] = {}
+        for block in sorted(await self.list(), key=lambda b: b.id):
+            index.setdefault(block.pattern, []).append(block)
+        return {pattern: tuple(blocks) for pattern, blocks in index.items()}
