@@ -21,18 +21,21 @@ from __future__ import annotations
 import builtins
 import ipaddress
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import fields, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.store.base import (
+    PROMPT_FIELDS,
     Block,
     Destination,
     Extension,
+    RouteInfo,
     Source,
     StoredPrompt,
+    TrackingNumber,
     Trunk,
     User,
 )
@@ -522,3 +525,125 @@ class Blocks(Repo[TxT]):
         for block in sorted(await self.list(), key=lambda b: b.id):
             index.setdefault(block.pattern, []).append(block)
         return {pattern: tuple(blocks) for pattern, blocks in index.items()}
+
+
+def listed_once(number: str, names: Sequence[str]) -> None:
+    """A destination list names each destination once."""
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InputError(f"destination '{dup}' is listed twice for {number}")
+
+
+class Numbers(Repo[TxT]):
+    """Tracking numbers: source and trunk referenced by name, two ordered destination
+    lists (business hours, after hours), the prompts they name checked."""
+
+    @abstractmethod
+    async def _get(self, tx: TxT, number_or_id: str | int) -> TrackingNumber | None:
+        """The number by id (an int) or E.164 string, with its lists; None when absent."""
+
+    @abstractmethod
+    async def _find_id(self, tx: TxT, table: str, name: str) -> int | None:
+        """The id of the row of `table` named `name`, None when absent."""
+
+    @abstractmethod
+    async def _prompt_exists(self, tx: TxT, name: str) -> bool: ...
+
+    @abstractmethod
+    async def _insert(self, tx: TxT, number: TrackingNumber) -> int:
+        """Insert the number's own row (not its lists); its new id."""
+
+    @abstractmethod
+    async def _rewrite(self, tx: TxT, new: TrackingNumber) -> None:
+        """Write the number's own row (not its lists) over the row of `new.id`."""
+
+    @abstractmethod
+    async def _write_lists(self, tx: TxT, number_id: int, number: TrackingNumber) -> None:
+        """Replace both destination lists of the number."""
+
+    @abstractmethod
+    async def _list(self, source: str | None) -> builtins.list[TrackingNumber]:
+        """Every number (or one source's) by number, read from the database."""
+
+    @abstractmethod
+    async def _delete(self, tx: TxT, number_id: int) -> None: ...
+
+    @abstractmethod
+    async def _lookup(self, e164: str) -> RouteInfo | None:
+        """`lookup` read from the database."""
+
+    async def _need(self, tx: TxT, number: str) -> TrackingNumber:
+        found = await self._get(tx, number)
+        if found is None:
+            raise NotFoundError(f"no tracking number {number}")
+        return found
+
+    async def _id_of(self, tx: TxT, table: str, kind: str, name: str) -> int:
+        found = await self._find_id(tx, table, name)
+        if found is None:
+            raise no_such(kind, name)
+        return found
+
+    async def _trunk_id(self, tx: TxT, number: TrackingNumber) -> int | None:
+        trunk = number.trunk
+        return None if trunk is None else await self._id_of(tx, "trunks", "trunk", trunk)
+
+    async def _check_prompts(self, tx: TxT, number: TrackingNumber) -> None:
+        for field in PROMPT_FIELDS:
+            name = getattr(number, field)
+            if name is not None and not await self._prompt_exists(tx, name):
+                raise NotFoundError(f"no prompt named '{name}' (pbx prompts add {name} ...)")
+
+    async def add(self, number: TrackingNumber) -> TrackingNumber:
+        async with self._db.write() as tx:
+            if await self._get(tx, number.number) is not None:
+                raise ConflictError(f"tracking number {number.number} already exists")
+            number_id = await self._insert(tx, number)
+            await self._write_lists(tx, number_id, number)
+            return await self._need(tx, number.number)
+
+    async def get(self, number_or_id: str | int) -> TrackingNumber | None:
+        async with self._db.read() as tx:
+            return await self._get(tx, number_or_id)
+
+    async def list(self, *, source: str | None = None) -> builtins.list[TrackingNumber]:
+        """One source's numbers are cached (its pool, read per new website visit)."""
+        if source is None:
+            return await self._list(None)
+        return list(await self._cached(("numbers", source), lambda: self._list(source)))
+
+    async def update(self, number: str, /, **changes: object) -> TrackingNumber:
+        check_changes("number", TrackingNumber, changes)
+        async with self._db.write() as tx:
+            current = await self._need(tx, number)
+            new = replace(current, **changes)  # type: ignore[arg-type]
+            if new.number != number and await self._get(tx, new.number) is not None:
+                raise ConflictError(f"tracking number {new.number} already exists")
+            await self._rewrite(tx, new)
+            if "destinations" in changes or "after_hours" in changes:
+                await self._write_lists(tx, current.id, new)
+            return await self._need(tx, new.number)
+
+    async def remove(self, number: str) -> None:
+        async with self._db.write() as tx:
+            found = await self._need(tx, number)
+            await self._delete(tx, found.id)
+
+    def _patch_cursor(self, number: str, rr_cursor: int, source: str) -> None:
+        """Keep the cached route's and the source's cached list's cursor current (the
+        cursor does not bump the version)."""
+        if self._cache is None:
+            return
+        route = self._cache.peek(("lookup", number))
+        if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
+            patched = replace(route.number, rr_cursor=rr_cursor)
+            self._cache.replace(("lookup", number), replace(route, number=patched))
+        pool = self._cache.peek(("numbers", source))
+        if isinstance(pool, list):
+            fresh = [replace(n, rr_cursor=rr_cursor) if n.number == number
+                     and n.rr_cursor < rr_cursor else n for n in pool]  # fmt: skip
+            self._cache.replace(("numbers", source), fresh)
+
+    async def lookup(self, e164: str) -> RouteInfo | None:
+        """The route of one INVITE (cached: read per INVITE)."""
+        return await self._cached(("lookup", e164), lambda: self._lookup(e164))

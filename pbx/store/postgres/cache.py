@@ -65,10 +65,3 @@ class PgConfigCache(VersionedValues):
 
     def close(self) -> None:
         self._values.clear()
-
-
-async def cached(
-    cache: PgConfigCache | None, key: Hashable, fetch: Callable[[], Awaitable[T]]
-) -> T:
-    """`fetch()`'s answer, from the cache when the version has not moved since it was kept."""
-    return await fetch() if cache is None else await cache.through(key, fetch)

@@ -39,7 +39,7 @@ from typing import TypeVar
 from pbx.store.versioned import MAX_ENTRIES, VersionedValues
 
 T = TypeVar("T")
-__all__ = ["MAX_ENTRIES", "ConfigCache", "cached", "open_cache"]
+__all__ = ["MAX_ENTRIES", "ConfigCache", "open_cache"]
 
 _VERSION = "SELECT version FROM config_version WHERE id = 1"
 
@@ -78,8 +78,3 @@ def open_cache(path: Path) -> ConfigCache | None:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 5000")
     return ConfigCache(conn)
-
-
-async def cached(cache: ConfigCache | None, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
-    """`fetch()`'s answer, from the cache when the version has not moved since it was kept."""
-    return await fetch() if cache is None else await cache.through(key, fetch)
