@@ -21,11 +21,13 @@ cache already holds never rolls it back (newer values are fine to use).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
+from typing import TypeVar, cast
 
 MAX_ENTRIES = 10_000
+T = TypeVar("T")
 
 
 class _Pin:
@@ -98,6 +100,22 @@ class VersionedValues:
         if len(self._values) >= MAX_ENTRIES:
             self._values.clear()
         self._values[key] = value
+
+    def through(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        """`fetch()`'s answer, from the cache when the version has not moved since it was
+        kept: `answer(lookup(version, key), ...)` once the backend has read the version."""
+        raise NotImplementedError
+
+    async def answer(
+        self, looked: tuple[int, bool, object], key: Hashable, fetch: Callable[[], Awaitable[T]]
+    ) -> T:
+        """The value `looked` up, else `fetch()`'s answer, kept for the version looked at."""
+        version, found, value = looked
+        if found:
+            return cast(T, value)
+        fresh = await fetch()
+        self.put(key, fresh, version)
+        return fresh
 
     def peek(self, key: Hashable) -> object:
         """The cached value without a version check (None when absent)."""

@@ -57,13 +57,11 @@ from pbx.store.postgres.db import (
     Db,
     Identity,
     as_input_error,
-    build,
-    check_changes,
-    columns_of,
     insert_sql,
     update_sql,
     values_of,
 )
+from pbx.store.rows import build, check_changes, columns_of
 
 POOL_LOCK = 0x7062_7802  # advisory lock key of pool-number picks ("pbx" 2)
 CLAIM_S = 300.0  # how long an outbox item handed out by due() is reserved for its claimer

@@ -26,7 +26,7 @@ the version (`advance_cursor` patches the cached route instead).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from pbx.store.postgres.db import Db
 from pbx.store.versioned import VersionedValues
@@ -59,19 +59,9 @@ class PgConfigCache(VersionedValues):
         """(version, found, value) after refreshing the version (None is a value)."""
         return self.lookup(await self.refresh(), key)
 
+    async def through(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+        """`fetch()`'s answer, from the cache when the version has not moved since it was kept."""
+        return await self.answer(await self.get(key), key, fetch)
+
     def close(self) -> None:
         self._values.clear()
-
-
-async def cached(
-    cache: PgConfigCache | None, key: Hashable, fetch: Callable[[], Awaitable[T]]
-) -> T:
-    """`fetch()`'s answer, from the cache when the version has not moved since it was kept."""
-    if cache is None:
-        return await fetch()
-    version, found, value = await cache.get(key)
-    if found:
-        return cast(T, value)
-    fresh = await fetch()
-    cache.put(key, fresh, version)
-    return fresh

@@ -25,17 +25,15 @@ Decisions:
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
 from pbx.errors import ConflictError, InputError
 
-T = TypeVar("T")
-_BOOL_FIELDS: dict[type, frozenset[str]] = {}
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -164,42 +162,7 @@ class Db:
             return await tx.run(sql, *args)
 
 
-# --- row helpers (backend-neutral; the SQLite ones use named parameters) ------
-
-
-def bool_fields(cls: type) -> frozenset[str]:
-    """Names of a dataclass's `bool` fields; computed once per class."""
-    known = _BOOL_FIELDS.get(cls)
-    if known is None:
-        known = _BOOL_FIELDS[cls] = frozenset(
-            f.name for f in fields(cls) if f.type in ("bool", bool)
-        )
-    return known
-
-
-def build(cls: type[T], row: Mapping[str, Any] | asyncpg.Record, **override: Any) -> T:
-    """A row dataclass from a DB row: takes the columns named like its fields."""
-    keys = set(row.keys())
-    values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name in override:
-            values[f.name] = override[f.name]
-        elif f.name in keys:
-            values[f.name] = row[f.name]
-    return cls(**values)
-
-
-def check_changes(kind: str, cls: type, changes: Mapping[str, object]) -> None:
-    """Reject unknown or read-only field names in an `update(**changes)`."""
-    allowed = {f.name for f in fields(cls)} - {"id"}
-    unknown = sorted(set(changes) - allowed)
-    if unknown:
-        raise InputError(f"cannot update {kind} field(s): {', '.join(unknown)}")
-
-
-def columns_of(cls: type, exclude: Iterable[str] = ()) -> list[str]:
-    skip = {"id", *exclude}
-    return [f.name for f in fields(cls) if f.name not in skip]
+# --- statement helpers (the row helpers are pbx.store.rows) -------------------
 
 
 def insert_sql(table: str, cols: Sequence[str], returning: str = "id") -> str:
@@ -223,11 +186,3 @@ def key_clause(name_or_id: str | int, name_col: str = "name") -> tuple[str, tupl
     if isinstance(name_or_id, int) and not isinstance(name_or_id, bool):
         return "id = $1", (name_or_id,)
     return f"{name_col} = $1", (str(name_or_id),)
-
-
-def quote_list(names: Iterable[str], limit: int = 5) -> str:
-    """`'a', 'b', 'c' and 2 more` for messages."""
-    items = list(names)
-    shown = ", ".join(f"'{n}'" if not n.startswith("+") else n for n in items[:limit])
-    rest = len(items) - limit
-    return f"{shown} and {rest} more" if rest > 0 else shown

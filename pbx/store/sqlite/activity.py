@@ -37,13 +37,11 @@ from pbx.records import (
     to_dict,
 )
 from pbx.store.base import OutboxItem, Visit
+from pbx.store.rows import build, check_changes, columns_of
 from pbx.store.sqlite.db import (
     Db,
     Statement,
     Tx,
-    build,
-    check_changes,
-    columns_of,
     insert_sql,
     integrity_error,
     update_sql,

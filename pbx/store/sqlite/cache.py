@@ -34,12 +34,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from pbx.store.versioned import MAX_ENTRIES, VersionedValues
 
 T = TypeVar("T")
-__all__ = ["MAX_ENTRIES", "ConfigCache", "cached", "open_cache"]
+__all__ = ["MAX_ENTRIES", "ConfigCache", "open_cache"]
 
 _VERSION = "SELECT version FROM config_version WHERE id = 1"
 
@@ -63,20 +63,12 @@ class ConfigCache(VersionedValues):
         """(version, found, value) after checking the version (None is a value)."""
         return self.lookup(self.version(), key)
 
+    def through(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        """`fetch()`'s answer, from the cache when the version has not moved since it was kept."""
+        return self.answer(self.get(key), key, fetch)
+
     def close(self) -> None:
         self._conn.close()
-
-
-async def cached(cache: ConfigCache | None, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
-    """`fetch()`'s answer, from the cache when the version has not moved since it was kept."""
-    if cache is None:
-        return await fetch()
-    version, found, value = cache.get(key)
-    if found:
-        return cast(T, value)
-    fresh = await fetch()
-    cache.put(key, fresh, version)
-    return fresh
 
 
 def open_cache(path: Path) -> ConfigCache | None:

@@ -1,44 +1,21 @@
 """SQLite repositories for configuration: trunks, destinations, sources (I/O).
 
-Tracking numbers live in `sqlite_numbers.py`; blocks and extensions in
-`sqlite_local.py`. Rules (removal, conflicts) are documented in `base.py`.
+Tracking numbers live in `numbers.py`; blocks and extensions in `local.py`.
+The rules (removal, conflicts, messages) are `pbx.store.rows`, documented in
+`pbx.store.base`; these classes hold the statements.
 """
 
 from __future__ import annotations
 
 import builtins
-import ipaddress
-from dataclasses import replace
 from typing import Any
 
-from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import Destination, Source, Trunk
-from pbx.store.sqlite.cache import ConfigCache, cached
-from pbx.store.sqlite.db import (
-    Db,
-    Tx,
-    build,
-    check_changes,
-    columns_of,
-    insert_sql,
-    quote_list,
-    update_sql,
-    values_of,
-)
-from pbx.store.sqlite.named import NamedRows, key_clause
+from pbx.store.rows import Destinations, Sources, Trunks, build, columns_of
+from pbx.store.sqlite.db import Db, Tx, insert_sql, update_sql, values_of
+from pbx.store.sqlite.named import SqliteNamedRows, key_clause
 
 _TRUNK_COLS = columns_of(Trunk, exclude=("allow",))
-_DEST_COLS = columns_of(Destination)
-_SOURCE_COLS = columns_of(Source)
-
-
-def default_allow(host: str) -> tuple[str, ...]:
-    """`host/32` (or `/128`) for an IP literal; nothing for a host name."""
-    try:
-        addr = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return ()
-    return (f"{addr}/{addr.max_prefixlen}",)
 
 
 async def numbers_using(tx: Tx, where: str, params: tuple[Any, ...]) -> list[str]:
@@ -46,10 +23,8 @@ async def numbers_using(tx: Tx, where: str, params: tuple[Any, ...]) -> list[str
     return [r["number"] for r in rows]
 
 
-class SqliteTrunks:
-    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
-        self._db = db
-        self._cache = cache
+class SqliteTrunks(Trunks[Tx]):
+    _db: Db
 
     async def _get(self, tx: Tx, name_or_id: str | int) -> Trunk | None:
         where, params = key_clause(name_or_id)
@@ -61,12 +36,6 @@ class SqliteTrunks:
         )
         return build(Trunk, row, allow=tuple(a["cidr"] for a in allow))
 
-    async def _need(self, tx: Tx, name: str) -> Trunk:
-        trunk = await self._get(tx, name)
-        if trunk is None:
-            raise NotFoundError(f"no trunk named '{name}'")
-        return trunk
-
     async def _write_allow(self, tx: Tx, trunk_id: int, allow: tuple[str, ...]) -> None:
         await tx.run("DELETE FROM trunk_allow WHERE trunk_id = ?", (trunk_id,))
         await tx.many(
@@ -74,25 +43,14 @@ class SqliteTrunks:
             [(trunk_id, i, cidr) for i, cidr in enumerate(allow)],
         )
 
-    async def add(self, trunk: Trunk) -> Trunk:
-        async with self._db.write() as tx:
-            if await self._get(tx, trunk.name) is not None:
-                raise ConflictError(f"trunk '{trunk.name}' already exists")
-            trunk_id = await tx.insert(
-                insert_sql("trunks", _TRUNK_COLS), values_of(trunk, _TRUNK_COLS)
-            )
-            await self._write_allow(tx, trunk_id, trunk.allow or default_allow(trunk.host))
-            return await self._need(tx, trunk.name)
+    async def _insert_row(self, tx: Tx, trunk: Trunk) -> int:
+        return await tx.insert(insert_sql("trunks", _TRUNK_COLS), values_of(trunk, _TRUNK_COLS))
 
-    async def get(self, name_or_id: str | int) -> Trunk | None:
-        async with self._db.read() as tx:
-            return await self._get(tx, name_or_id)
+    async def _rewrite_row(self, tx: Tx, trunk: Trunk) -> None:
+        params = values_of(trunk, _TRUNK_COLS) | {"id": trunk.id}
+        await tx.run(update_sql("trunks", _TRUNK_COLS), params)
 
-    async def list(self) -> list[Trunk]:
-        """Every trunk by name (cached: read per INVITE)."""
-        return list(await cached(self._cache, ("trunks",), self._list))
-
-    async def _list(self) -> builtins.list[Trunk]:
+    async def _all(self) -> builtins.list[Trunk]:
         async with self._db.read() as tx:
             rows = await tx.all("SELECT * FROM trunks ORDER BY name")
             allow: dict[int, list[str]] = {}
@@ -100,90 +58,30 @@ class SqliteTrunks:
                 allow.setdefault(a["trunk_id"], []).append(a["cidr"])
         return [build(Trunk, r, allow=tuple(allow.get(r["id"], ()))) for r in rows]
 
-    async def update(self, name: str, /, **changes: object) -> Trunk:
-        check_changes("trunk", Trunk, changes)
-        async with self._db.write() as tx:
-            current = await self._need(tx, name)
-            new = replace(current, **changes)  # type: ignore[arg-type]
-            if new.name != name and await self._get(tx, new.name) is not None:
-                raise ConflictError(f"trunk '{new.name}' already exists")
-            params = values_of(new, _TRUNK_COLS) | {"id": current.id}
-            await tx.run(update_sql("trunks", _TRUNK_COLS), params)
-            if "allow" in changes:
-                await self._write_allow(tx, current.id, new.allow)
-            return await self._need(tx, new.name)
+    async def _users(self, tx: Tx, trunk_id: int) -> builtins.list[str]:
+        return await numbers_using(tx, "trunk_id = ?", (trunk_id,))
 
-    async def remove(self, name: str, *, force: bool = False) -> None:
-        async with self._db.write() as tx:
-            trunk = await self._need(tx, name)
-            users = await numbers_using(tx, "trunk_id = ?", (trunk.id,))
-            if users and not force:
-                raise ConflictError(
-                    f"trunk '{name}' is used by {quote_list(users)}; "
-                    "move those numbers to another trunk first, or use --force to detach them"
-                )
-            await tx.run("UPDATE numbers SET trunk_id = NULL WHERE trunk_id = ?", (trunk.id,))
-            await tx.run("DELETE FROM trunks WHERE id = ?", (trunk.id,))
+    async def _detach(self, tx: Tx, trunk_id: int) -> None:
+        await tx.run("UPDATE numbers SET trunk_id = NULL WHERE trunk_id = ?", (trunk_id,))
+
+    async def _delete(self, tx: Tx, row_id: int) -> None:
+        await tx.run("DELETE FROM trunks WHERE id = ?", (row_id,))
 
 
-class SqliteDestinations(NamedRows[Destination]):
-    def __init__(self, db: Db) -> None:
-        super().__init__(db, "destinations", Destination, "destination")
+class SqliteDestinations(SqliteNamedRows[Destination], Destinations[Tx]):
+    async def _users(self, tx: Tx, destination_id: int) -> builtins.list[str]:
+        return await numbers_using(
+            tx,
+            "id IN (SELECT number_id FROM number_destinations WHERE destination_id = ?)",
+            (destination_id,),
+        )
 
-    async def add(self, destination: Destination) -> Destination:
-        return await self._add(destination)
-
-    async def get(self, name_or_id: str | int) -> Destination | None:
-        return await self._read(name_or_id)
-
-    async def list(self) -> list[Destination]:
-        return await self._all()
-
-    async def update(self, name: str, /, **changes: object) -> Destination:
-        return await self._update(name, changes)
-
-    async def remove(self, name: str, *, force: bool = False) -> None:
-        async with self._db.write() as tx:
-            dest = await self._need(tx, name)
-            users = await numbers_using(
-                tx,
-                "id IN (SELECT number_id FROM number_destinations WHERE destination_id = ?)",
-                (dest.id,),
-            )
-            if users and not force:
-                raise ConflictError(
-                    f"destination '{name}' is used by {quote_list(users)}; "
-                    "change those numbers first, or use --force to drop it from them"
-                )
-            await tx.run("DELETE FROM number_destinations WHERE destination_id = ?", (dest.id,))
-            await tx.run("DELETE FROM destinations WHERE id = ?", (dest.id,))
+    async def _detach(self, tx: Tx, destination_id: int) -> None:
+        await tx.run(
+            "DELETE FROM number_destinations WHERE destination_id = ?", (destination_id,)
+        )
 
 
-class SqliteSources(NamedRows[Source]):
-    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
-        super().__init__(db, "sources", Source, "source", order="position, name")
-        self._cache = cache
-
-    async def add(self, source: Source) -> Source:
-        return await self._add(source)
-
-    async def get(self, name_or_id: str | int) -> Source | None:
-        """A source by name or id (cached: read when each call ends)."""
-        return await cached(self._cache, ("source", name_or_id), lambda: self._read(name_or_id))
-
-    async def list(self) -> list[Source]:
-        """Every source (cached: read per visitor API request)."""
-        return list(await cached(self._cache, ("sources",), self._all))
-
-    async def update(self, name: str, /, **changes: object) -> Source:
-        return await self._update(name, changes)
-
-    async def remove(self, name: str) -> None:
-        async with self._db.write() as tx:
-            source = await self._need(tx, name)
-            users = await numbers_using(tx, "source_id = ?", (source.id,))
-            if users:
-                raise ConflictError(
-                    f"source '{name}' still has numbers {quote_list(users)}; remove them first"
-                )
-            await tx.run("DELETE FROM sources WHERE id = ?", (source.id,))
+class SqliteSources(SqliteNamedRows[Source], Sources[Tx]):
+    async def _users(self, tx: Tx, source_id: int) -> builtins.list[str]:
+        return await numbers_using(tx, "source_id = ?", (source_id,))

@@ -42,7 +42,6 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -51,7 +50,6 @@ import aiosqlite
 from pbx.errors import ConflictError, InputError
 
 T = TypeVar("T")
-_BOOL_FIELDS: dict[type, frozenset[str]] = {}
 Params = Sequence[Any] | Mapping[str, Any]
 Statement = tuple[str, Params]
 Done = tuple[int, int | None]  # (rowcount, lastrowid) of one statement
@@ -370,43 +368,6 @@ class Tx:
         await self.conn.executemany(sql, rows)
 
 
-def bool_fields(cls: type) -> frozenset[str]:
-    """Names of a dataclass's `bool` fields (stored as 0/1); computed once per class."""
-    known = _BOOL_FIELDS.get(cls)
-    if known is None:
-        known = _BOOL_FIELDS[cls] = frozenset(
-            f.name for f in fields(cls) if f.type in ("bool", bool)
-        )
-    return known
-
-
-def build(cls: type[T], row: Mapping[str, Any] | sqlite3.Row, **override: Any) -> T:
-    """A row dataclass from a DB row: takes the columns named like its fields."""
-    keys = set(row.keys())
-    bools = bool_fields(cls)
-    values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name in override:
-            values[f.name] = override[f.name]
-        elif f.name in keys:
-            value = row[f.name]
-            values[f.name] = bool(value) if f.name in bools else value
-    return cls(**values)
-
-
-def check_changes(kind: str, cls: type, changes: Mapping[str, object]) -> None:
-    """Reject unknown or read-only field names in an `update(**changes)`."""
-    allowed = {f.name for f in fields(cls)} - {"id"}
-    unknown = sorted(set(changes) - allowed)
-    if unknown:
-        raise InputError(f"cannot update {kind} field(s): {', '.join(unknown)}")
-
-
-def columns_of(cls: type, exclude: Iterable[str] = ()) -> list[str]:
-    skip = {"id", *exclude}
-    return [f.name for f in fields(cls) if f.name not in skip]
-
-
 def insert_sql(table: str, cols: Sequence[str]) -> str:
     names = ", ".join(cols)
     marks = ", ".join(f":{c}" for c in cols)
@@ -420,11 +381,3 @@ def update_sql(table: str, cols: Sequence[str], key: str = "id") -> str:
 
 def values_of(obj: object, cols: Iterable[str]) -> dict[str, Any]:
     return {c: getattr(obj, c) for c in cols}
-
-
-def quote_list(names: Iterable[str], limit: int = 5) -> str:
-    """`'a', 'b', 'c' and 2 more` for messages."""
-    items = list(names)
-    shown = ", ".join(f"'{n}'" if not n.startswith("+") else n for n in items[:limit])
-    rest = len(items) - limit
-    return f"{shown} and {rest} more" if rest > 0 else shown

@@ -1,87 +1,48 @@
-"""SQLite repositories for caller blocks and local extensions (I/O).
+"""SQLite repositories for caller blocks, local extensions and prompts (I/O).
 
-Decisions: a block pattern matches a caller when it is a prefix of the
-caller's number (an exact number is its own prefix). The registrar, not the
-store, enforces `max_contacts`; `set_binding` replaces a contact's binding.
+The rules and messages are `pbx.store.rows` (`Blocks`, `Extensions`,
+`Prompts`); these classes hold the statements. `set_binding` replaces a
+contact's binding.
 """
 
 from __future__ import annotations
 
 import builtins
-from dataclasses import replace
+from contextlib import AbstractAsyncContextManager
 
-from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import PROMPT_FIELDS, Binding, Block, Extension, StoredPrompt
-from pbx.store.sqlite.cache import ConfigCache, cached
-from pbx.store.sqlite.db import (
-    Db,
-    Tx,
-    build,
-    columns_of,
-)
-from pbx.store.sqlite.named import NamedRows
-
-_EXT_COLS = columns_of(Extension)
+from pbx.store.rows import Blocks, Extensions, Prompts, build
+from pbx.store.sqlite.db import Db, Tx
+from pbx.store.sqlite.named import SqliteNamedRows
 
 
-def _scope(number: str | None) -> str:
-    return "everywhere" if number is None else f"for {number}"
+class SqliteBlocks(Blocks[Tx]):
+    _db: Db
 
+    async def _number_known(self, tx: Tx, number: str) -> bool:
+        return await tx.one("SELECT 1 FROM numbers WHERE number = ?", (number,)) is not None
 
-BlockIndex = dict[str, tuple[Block, ...]]  # pattern -> its blocks, in id order
+    async def _blocked(self, tx: Tx, pattern: str, number: str | None) -> bool:
+        found = await tx.one(
+            "SELECT 1 FROM blocks WHERE pattern = ? AND number IS ?", (pattern, number)
+        )
+        return found is not None
 
+    async def _insert(self, tx: Tx, block: Block) -> int:
+        return await tx.insert(
+            "INSERT INTO blocks (pattern, number) VALUES (?, ?)", (block.pattern, block.number)
+        )
 
-class SqliteBlocks:
-    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
-        self._db = db
-        self._cache = cache
+    async def _unblock(self, tx: Tx, pattern: str, number: str | None) -> int:
+        return await tx.run(
+            "DELETE FROM blocks WHERE pattern = ? AND number IS ?", (pattern, number)
+        )
 
-    async def add(self, block: Block) -> Block:
-        async with self._db.write() as tx:
-            if block.number is not None:
-                known = await tx.one("SELECT 1 FROM numbers WHERE number = ?", (block.number,))
-                if known is None:
-                    raise NotFoundError(f"no tracking number {block.number}")
-            found = await tx.one(
-                "SELECT 1 FROM blocks WHERE pattern = ? AND number IS ?",
-                (block.pattern, block.number),
-            )
-            if found is not None:
-                raise ConflictError(f"{block.pattern} is already blocked {_scope(block.number)}")
-            block_id = await tx.insert(
-                "INSERT INTO blocks (pattern, number) VALUES (?, ?)", (block.pattern, block.number)
-            )
-        return replace(block, id=block_id)
-
-    async def list(self, *, number: str | None = None) -> list[Block]:
+    async def list(self, *, number: str | None = None) -> builtins.list[Block]:
         where, params = ("WHERE number = ?", (number,)) if number is not None else ("", ())
         async with self._db.read() as tx:
             rows = await tx.all(f"SELECT * FROM blocks {where} ORDER BY pattern, number", params)
         return [build(Block, r) for r in rows]
-
-    async def remove(self, pattern: str, number: str | None = None) -> None:
-        async with self._db.write() as tx:
-            changed = await tx.run(
-                "DELETE FROM blocks WHERE pattern = ? AND number IS ?", (pattern, number)
-            )
-            if not changed:
-                raise NotFoundError(f"{pattern} is not blocked {_scope(number)}")
-
-    async def matching(self, caller: str, number: str) -> builtins.list[Block]:
-        """Longest pattern first; with a cache, from an in-memory index of every block."""
-        if self._cache is None:
-            return await self._matching(caller, number)
-        index = await cached(self._cache, ("blocks",), self._index)
-        found: list[Block] = []
-        for length in range(len(caller), -1, -1):  # every prefix, the whole caller first
-            found += [b for b in index.get(caller[:length], ()) if b.number in (None, number)]
-        return found
-
-    async def _index(self) -> BlockIndex:
-        index: dict[str, list[Block]] = {}
-        for block in sorted(await self.list(), key=lambda b: b.id):
-            index.setdefault(block.pattern, []).append(block)
-        return {pattern: tuple(blocks) for pattern, blocks in index.items()}
 
     async def _matching(self, caller: str, number: str) -> builtins.list[Block]:
         async with self._db.read() as tx:
@@ -93,41 +54,22 @@ class SqliteBlocks:
         return [build(Block, r) for r in rows]
 
 
-class SqliteExtensions(NamedRows[Extension]):
-    def __init__(self, db: Db) -> None:
-        super().__init__(db, "extensions", Extension, "extension")
-
-    async def add(self, extension: Extension) -> Extension:
-        return await self._add(extension)
-
-    async def get(self, name_or_id: str | int) -> Extension | None:
-        return await self._read(name_or_id)
-
-    async def list(self) -> list[Extension]:
-        return await self._all()
-
-    async def update(self, name: str, /, **changes: object) -> Extension:
-        return await self._update(name, changes)
-
-    async def _renaming(self, tx: Tx, old: str) -> None:
-        await self._not_a_destination(tx, old, "rename")
-
-    async def _not_a_destination(self, tx: Tx, name: str, verb: str) -> None:
+class SqliteExtensions(SqliteNamedRows[Extension], Extensions[Tx]):
+    async def _pointing(self, tx: Tx, name: str) -> builtins.list[str]:
         users = await tx.all(
             "SELECT name FROM destinations WHERE kind = 'extension' AND target = ? ORDER BY name",
             (f"ext:{name}",),
         )
-        if users:
-            names = ", ".join(f"'{u['name']}'" for u in users)
-            raise ConflictError(
-                f"cannot {verb} extension '{name}': destination {names} points to it"
-            )
+        return [u["name"] for u in users]
 
-    async def remove(self, name: str) -> None:
-        async with self._db.write() as tx:
-            ext = await self._need(tx, name)
-            await self._not_a_destination(tx, name, "remove")
-            await tx.run("DELETE FROM extensions WHERE id = ?", (ext.id,))
+    def _binding_write(self) -> AbstractAsyncContextManager[Tx]:
+        return self._db.write()
+
+    async def _unbind(self, tx: Tx, extension_id: int, contact: str) -> int:
+        return await tx.run(
+            "DELETE FROM extension_bindings WHERE extension_id = ? AND contact = ?",
+            (extension_id, contact),
+        )
 
     async def bindings(self, name: str, now: str | None = None) -> builtins.list[Binding]:
         sql = (
@@ -161,36 +103,12 @@ class SqliteExtensions(NamedRows[Extension]):
                 ),
             )
 
-    async def remove_binding(self, name: str, contact: str) -> None:
-        async with self._db.write() as tx:
-            ext = await self._need(tx, name)
-            changed = await tx.run(
-                "DELETE FROM extension_bindings WHERE extension_id = ? AND contact = ?",
-                (ext.id, contact),
-            )
-            if not changed:
-                raise NotFoundError(f"extension '{name}' has no binding for {contact}")
-
 
 _PROMPT_USERS = "disclosure = ? OR whisper = ? OR voicemail = ?"
 
 
-class SqlitePrompts(NamedRows[StoredPrompt]):
-    """Prompts with their PCM as a blob (see `pbx.store.base` for removal rules)."""
-
-    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
-        super().__init__(db, "prompts", StoredPrompt, "prompt")
-        self._cache = cache
-
-    async def add(self, prompt: StoredPrompt) -> StoredPrompt:
-        return await self._add(prompt)
-
-    async def get(self, name_or_id: str | int) -> StoredPrompt | None:
-        """Cached (read per call by intake); prompt changes bump the config version."""
-        return await cached(self._cache, ("prompt", name_or_id), lambda: self._read(name_or_id))
-
-    async def list(self) -> builtins.list[StoredPrompt]:
-        return await self._all()
+class SqlitePrompts(SqliteNamedRows[StoredPrompt], Prompts[Tx]):
+    """Prompts with their PCM as a blob."""
 
     async def users(self, name: str) -> builtins.list[str]:
         async with self._db.read() as tx:
@@ -199,25 +117,20 @@ class SqlitePrompts(NamedRows[StoredPrompt]):
             )
         return [r["number"] for r in rows]
 
-    async def remove(self, name: str, *, force: bool = False) -> None:
-        async with self._db.write() as tx:
-            prompt = await self._need(tx, name)
-            rows = await tx.all(
-                f"SELECT number FROM numbers WHERE {_PROMPT_USERS} ORDER BY number", (name,) * 3
-            )
-            rows += await tx.all(
-                "SELECT 'source ' || name AS number FROM sources WHERE disclosure = ? "
-                "ORDER BY name", (name,),
-            )  # fmt: skip
-            if rows and not force:
-                used = ", ".join(r["number"] for r in rows)
-                raise ConflictError(
-                    f"prompt '{name}' is used by {used}; remove it there first or use --force"
-                )
-            for field in PROMPT_FIELDS:
-                extra = ", record = 0" if field == "disclosure" else ""
-                await tx.run(f"UPDATE numbers SET {field} = NULL{extra} WHERE {field} = ?", (name,))
-            await tx.run(
-                "UPDATE sources SET disclosure = NULL, record = 0 WHERE disclosure = ?", (name,)
-            )
-            await tx.run("DELETE FROM prompts WHERE id = ?", (prompt.id,))
+    async def _used_by(self, tx: Tx, name: str) -> builtins.list[str]:
+        rows = await tx.all(
+            f"SELECT number FROM numbers WHERE {_PROMPT_USERS} ORDER BY number", (name,) * 3
+        )
+        rows += await tx.all(
+            "SELECT 'source ' || name AS number FROM sources WHERE disclosure = ? "
+            "ORDER BY name", (name,),
+        )  # fmt: skip
+        return [r["number"] for r in rows]
+
+    async def _clear(self, tx: Tx, name: str) -> None:
+        for field in PROMPT_FIELDS:
+            extra = ", record = 0" if field == "disclosure" else ""
+            await tx.run(f"UPDATE numbers SET {field} = NULL{extra} WHERE {field} = ?", (name,))
+        await tx.run(
+            "UPDATE sources SET disclosure = NULL, record = 0 WHERE disclosure = ?", (name,)
+        )

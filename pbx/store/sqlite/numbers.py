@@ -2,7 +2,8 @@
 
 A number's destination lists live in `number_destinations` (business hours
 and after hours, each ordered by position); its source and trunk are
-references by id, shown by name in `TrackingNumber`.
+references by id, shown by name in `TrackingNumber`. The rules and messages
+are `pbx.store.rows.Numbers`; this class holds the statements.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import builtins
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
-from pbx.errors import ConflictError, InputError, NotFoundError
-from pbx.store.base import PROMPT_FIELDS, Destination, RouteInfo, Source, TrackingNumber, Trunk
-from pbx.store.sqlite.cache import ConfigCache, cached
-from pbx.store.sqlite.db import Db, Tx, build, check_changes, columns_of, insert_sql, update_sql
+from pbx.errors import NotFoundError
+from pbx.store.base import Destination, RouteInfo, Source, TrackingNumber, Trunk
+from pbx.store.rows import Numbers, build, columns_of, listed_once
+from pbx.store.sqlite.db import Db, Tx, insert_sql, update_sql
 from pbx.store.sqlite.named import key_clause
 
 _REFS = ("source", "destinations", "trunk", "after_hours")
@@ -57,10 +57,8 @@ def _with_lists(
     return build(TrackingNumber, row, destinations=business, after_hours=after)
 
 
-class SqliteNumbers:
-    def __init__(self, db: Db, cache: ConfigCache | None = None) -> None:
-        self._db = db
-        self._cache = cache
+class SqliteNumbers(Numbers[Tx]):
+    _db: Db
 
     async def _get(self, tx: Tx, number_or_id: str | int) -> TrackingNumber | None:
         where, params = key_clause(number_or_id, name_col="number")
@@ -73,42 +71,33 @@ class SqliteNumbers:
         )
         return _with_lists(row, dests)
 
-    async def _need(self, tx: Tx, number: str) -> TrackingNumber:
-        found = await self._get(tx, number)
-        if found is None:
-            raise NotFoundError(f"no tracking number {number}")
-        return found
-
-    async def _id_of(self, tx: Tx, table: str, kind: str, name: str) -> int:
+    async def _find_id(self, tx: Tx, table: str, name: str) -> int | None:
         row = await tx.one(f"SELECT id FROM {table} WHERE name = ?", (name,))
-        if row is None:
-            raise NotFoundError(f"no {kind} named '{name}'")
-        result: int = row["id"]
-        return result
+        return None if row is None else int(row["id"])
+
+    async def _prompt_exists(self, tx: Tx, name: str) -> bool:
+        return await tx.one("SELECT 1 FROM prompts WHERE name = ?", (name,)) is not None
 
     async def _row_params(self, tx: Tx, number: TrackingNumber) -> dict[str, Any]:
         params = {c: getattr(number, c) for c in _NUM_COLS if c not in ("source_id", "trunk_id")}
         params["source_id"] = await self._id_of(tx, "sources", "source", number.source)
-        for field in PROMPT_FIELDS:
-            name = getattr(number, field)
-            if (
-                name is not None
-                and await tx.one("SELECT 1 FROM prompts WHERE name = ?", (name,)) is None
-            ):
-                raise NotFoundError(f"no prompt named '{name}' (pbx prompts add {name} ...)")
-        trunk = number.trunk
-        params["trunk_id"] = (
-            None if trunk is None else await self._id_of(tx, "trunks", "trunk", trunk)
-        )
+        await self._check_prompts(tx, number)
+        params["trunk_id"] = await self._trunk_id(tx, number)
         return params
+
+    async def _insert(self, tx: Tx, number: TrackingNumber) -> int:
+        params = await self._row_params(tx, number)
+        return await tx.insert(insert_sql("numbers", _NUM_COLS), params)
+
+    async def _rewrite(self, tx: Tx, new: TrackingNumber) -> None:
+        params = await self._row_params(tx, new) | {"id": new.id}
+        await tx.run(update_sql("numbers", _NUM_COLS), params)
 
     async def _write_lists(self, tx: Tx, number_id: int, number: TrackingNumber) -> None:
         await tx.run("DELETE FROM number_destinations WHERE number_id = ?", (number_id,))
         rows: list[tuple[int, int, int, int]] = []
         for after, names in ((0, number.destinations), (1, number.after_hours)):
-            if len(set(names)) != len(names):
-                dup = next(n for n in names if names.count(n) > 1)
-                raise InputError(f"destination '{dup}' is listed twice for {number.number}")
+            listed_once(number.number, names)
             for position, name in enumerate(names):
                 dest_id = await self._id_of(tx, "destinations", "destination", name)
                 rows.append((number_id, after, position, dest_id))
@@ -117,25 +106,6 @@ class SqliteNumbers:
             "VALUES (?, ?, ?, ?)",
             rows,
         )
-
-    async def add(self, number: TrackingNumber) -> TrackingNumber:
-        async with self._db.write() as tx:
-            if await self._get(tx, number.number) is not None:
-                raise ConflictError(f"tracking number {number.number} already exists")
-            params = await self._row_params(tx, number)
-            number_id = await tx.insert(insert_sql("numbers", _NUM_COLS), params)
-            await self._write_lists(tx, number_id, number)
-            return await self._need(tx, number.number)
-
-    async def get(self, number_or_id: str | int) -> TrackingNumber | None:
-        async with self._db.read() as tx:
-            return await self._get(tx, number_or_id)
-
-    async def list(self, *, source: str | None = None) -> list[TrackingNumber]:
-        """One source's numbers are cached (its pool, read per new website visit)."""
-        if source is None:
-            return await self._list(None)
-        return list(await cached(self._cache, ("numbers", source), lambda: self._list(source)))
 
     async def _list(self, source: str | None) -> builtins.list[TrackingNumber]:
         where, params = ("WHERE s.name = ?", (source,)) if source is not None else ("", ())
@@ -147,23 +117,8 @@ class SqliteNumbers:
             by_number.setdefault(d["number_id"], []).append(d)
         return [_with_lists(r, by_number.get(r["id"], [])) for r in rows]
 
-    async def update(self, number: str, /, **changes: object) -> TrackingNumber:
-        check_changes("number", TrackingNumber, changes)
-        async with self._db.write() as tx:
-            current = await self._need(tx, number)
-            new = replace(current, **changes)  # type: ignore[arg-type]
-            if new.number != number and await self._get(tx, new.number) is not None:
-                raise ConflictError(f"tracking number {new.number} already exists")
-            params = await self._row_params(tx, new) | {"id": current.id}
-            await tx.run(update_sql("numbers", _NUM_COLS), params)
-            if "destinations" in changes or "after_hours" in changes:
-                await self._write_lists(tx, current.id, new)
-            return await self._need(tx, new.number)
-
-    async def remove(self, number: str) -> None:
-        async with self._db.write() as tx:
-            found = await self._need(tx, number)
-            await tx.run("DELETE FROM numbers WHERE id = ?", (found.id,))
+    async def _delete(self, tx: Tx, number_id: int) -> None:
+        await tx.run("DELETE FROM numbers WHERE id = ?", (number_id,))
 
     async def advance_cursor(self, number: str) -> int:
         async with self._db.single() as tx:
@@ -179,25 +134,6 @@ class SqliteNumbers:
             source: str = row["source"]
         self._patch_cursor(number, cursor + 1, source)
         return cursor
-
-    def _patch_cursor(self, number: str, rr_cursor: int, source: str) -> None:
-        """Keep the cached route's and the source's cached list's cursor current (the
-        cursor does not bump the version)."""
-        if self._cache is None:
-            return
-        route = self._cache.peek(("lookup", number))
-        if isinstance(route, RouteInfo) and route.number.rr_cursor < rr_cursor:
-            patched = replace(route.number, rr_cursor=rr_cursor)
-            self._cache.replace(("lookup", number), replace(route, number=patched))
-        pool = self._cache.peek(("numbers", source))
-        if isinstance(pool, list):
-            fresh = [replace(n, rr_cursor=rr_cursor) if n.number == number
-                     and n.rr_cursor < rr_cursor else n for n in pool]  # fmt: skip
-            self._cache.replace(("numbers", source), fresh)
-
-    async def lookup(self, e164: str) -> RouteInfo | None:
-        """The route of one INVITE (cached: read per INVITE)."""
-        return await cached(self._cache, ("lookup", e164), lambda: self._lookup(e164))
 
     async def _lookup(self, e164: str) -> RouteInfo | None:
         """Two queries: number + source + trunk (+ allow list) in one row, then destinations."""

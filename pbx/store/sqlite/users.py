@@ -15,34 +15,17 @@ from dataclasses import replace
 
 from pbx.errors import ConflictError, NotFoundError
 from pbx.store.base import ApiToken, AuditEntry, User
-from pbx.store.sqlite.db import Db, build, columns_of, insert_sql, values_of
-from pbx.store.sqlite.named import NamedRows
+from pbx.store.rows import Users, build, columns_of
+from pbx.store.sqlite.db import Db, Tx, insert_sql, values_of
+from pbx.store.sqlite.named import SqliteNamedRows
 
 _TOKEN_COLS = columns_of(ApiToken)
 _AUDIT_COLS = columns_of(AuditEntry)
 MAX_AUDIT_ROWS = 10_000  # per `audit.list` call
 
 
-class SqliteUsers(NamedRows[User]):
-    def __init__(self, db: Db) -> None:
-        super().__init__(db, "users", User, "user")
-
-    async def add(self, user: User) -> User:
-        return await self._add(user)
-
-    async def get(self, name: str) -> User | None:
-        return await self._read(name)
-
-    async def list(self) -> builtins.list[User]:
-        return await self._all()
-
-    async def update(self, name: str, /, **changes: object) -> User:
-        return await self._update(name, changes)
-
-    async def remove(self, name: str) -> None:
-        async with self._db.write() as tx:
-            await self._need(tx, name)
-            await tx.run("DELETE FROM users WHERE name = ?", (name,))
+class SqliteUsers(SqliteNamedRows[User], Users[Tx]):
+    """Named rows: the rules are `pbx.store.rows.Users`."""
 
 
 class SqliteTokens:
