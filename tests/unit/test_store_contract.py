@@ -189,6 +189,7 @@ async def test_trunk_remove_in_use(store: Store) -> None:
     await seed(store)
     msg = await unchanged(store, ConflictError, store.trunks.remove("carrier"))
     assert NUM in msg
+    assert "use --force to detach them" in msg  # the CLI flag, on every backend
     await store.trunks.remove("carrier", force=True)
     assert await store.trunks.get("carrier") is None
     number = await store.numbers.get(NUM)
@@ -223,6 +224,7 @@ async def test_destination_crud(store: Store) -> None:
 async def test_destination_remove_in_use(store: Store) -> None:
     await seed(store)
     msg = await unchanged(store, ConflictError, store.destinations.remove("sales"))
+    assert "use --force to drop it from them" in msg
     assert "sales" in msg
     assert NUM in msg
     await unchanged(store, ConflictError, store.destinations.remove("night"))

@@ -1,7 +1,7 @@
 """PostgreSQL repositories for configuration: trunks, destinations, sources (I/O).
 
-The rules and messages are `pbx.store.rows` (as on SQLite, `pbx.store.base`),
-but for the in-use hint (`PG_FORCE_HINT`); these classes hold the statements. Every write
+The rules and messages are `pbx.store.rows`, as on SQLite; these classes hold
+the statements. Every write
 runs in `Db.write()` under the provisioning lock; a trunk is read with its
 allow list in one statement (an array sub-select).
 """
@@ -21,9 +21,6 @@ _TRUNK_SELECT = (
     "SELECT t.*, ARRAY(SELECT a.cidr FROM trunk_allow a WHERE a.trunk_id = t.id "
     "ORDER BY a.position)::text[] AS allow FROM trunks t"
 )
-# PostgreSQL's in-use messages have said "or force to ..." since the backend came in,
-# where SQLite's name the flag ("or use --force to ..."); kept as they are.
-PG_FORCE_HINT = "force"
 
 
 async def numbers_using(tx: Tx, where: str, *args: Any) -> list[str]:
@@ -58,7 +55,6 @@ class PgNamedRows(NamedRows[R, Tx]):
 
 class PgTrunks(Trunks[Tx]):
     _db: Db
-    _force_hint = PG_FORCE_HINT
 
     async def _get(self, tx: Tx, name_or_id: str | int) -> Trunk | None:
         where, params = key_clause(name_or_id)
@@ -99,7 +95,6 @@ class PgTrunks(Trunks[Tx]):
 
 
 class PgDestinations(PgNamedRows[Destination], Destinations[Tx]):
-    _force_hint = PG_FORCE_HINT
 
     async def _users(self, tx: Tx, destination_id: int) -> builtins.list[str]:
         return await numbers_using(
