@@ -94,3 +94,12 @@ async def test_open_errors_are_rtpengine_errors() -> None:
         await Rtpengine.open(["127.0.0.1:2223"], local=("localhost", 0))
     with pytest.raises(RtpengineError, match="cannot bind"):
         await Rtpengine.open(["127.0.0.1:2223"], local=("192.0.2.1", 0))
+
+
+def test_counters_are_polled_a_sixth_of_the_media_timeout_apart_within_2_to_10_s() -> None:
+    from pbx.rtp.rtpengine_engine import poll_interval
+
+    assert poll_interval(60.0) == 10.0  # the default timeout: a timeout seen at 60-70 s
+    assert poll_interval(30.0) == 5.0
+    assert poll_interval(6.0) == 2.0  # never more often than every 2 s
+    assert poll_interval(3600.0) == 10.0  # never less often than every 10 s (/metrics)
