@@ -346,21 +346,30 @@ def sipp_binary() -> str:
 
 
 def free_udp_pair() -> int:
-    """An even port whose pair is free (sipp's own media port, never used here)."""
+    """A port with the three above it free: sipp's own media ports (never used here).
+
+    sipp binds -mp and -mp+2 (audio and video RTP, seen with `ss`); checking
+    only -mp and -mp+1 let one of the generator's 1,000-2,000 ephemeral
+    sockets sit on -mp+2 and sipp exit 254 (fatal error binding a socket).
+    """
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind((HOST, 0))
             base = int(probe.getsockname()[1])
-        base -= base % 2
+        base -= base % 4
+        held: list[socket.socket] = []
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
-                a.bind((HOST, base))
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                    b.bind((HOST, base + 1))
+            for port in range(base, base + 4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(sock)
+                sock.bind((HOST, port))
         except OSError:
             continue
+        finally:
+            for sock in held:
+                sock.close()
         return base
-    raise RuntimeError("no free UDP pair")
+    raise RuntimeError("no four free UDP ports in a row")
 
 
 def write_injection(path: Path, ports: Sequence[int]) -> Path:
