@@ -263,14 +263,8 @@ class NamedRows(Repo[TxT], Generic[R, TxT]):
             await self._delete(tx, row.id)
 
 
-# The words a removal refused while in use offers to force it (see the backends).
-FORCE_HINT = "use --force"
-
-
 class Trunks(NamedRows[Trunk, TxT]):
     """Trunks with their allow lists (`allow` empty on add: the host's /32 or /128)."""
-
-    _force_hint = FORCE_HINT
 
     def __init__(self, db: Transactions[TxT], cache: VersionedValues | None = None) -> None:
         super().__init__(db, "trunks", Trunk, "trunk", cache=cache)
@@ -314,13 +308,11 @@ class Trunks(NamedRows[Trunk, TxT]):
     async def remove(self, name: str, *, force: bool = False) -> None:
         await self._remove(name, force, lambda users: (
             f"trunk '{name}' is used by {users}; move those numbers to another trunk "
-            f"first, or {self._force_hint} to detach them"
+            f"first, or use --force to detach them"
         ))  # fmt: skip
 
 
 class Destinations(NamedRows[Destination, TxT]):
-    _force_hint = FORCE_HINT
-
     def __init__(self, db: Transactions[TxT]) -> None:
         super().__init__(db, "destinations", Destination, "destination")
 
@@ -338,7 +330,7 @@ class Destinations(NamedRows[Destination, TxT]):
     async def remove(self, name: str, *, force: bool = False) -> None:
         await self._remove(name, force, lambda users: (
             f"destination '{name}' is used by {users}; change those numbers first, "
-            f"or {self._force_hint} to drop it from them"
+            f"or use --force to drop it from them"
         ))  # fmt: skip
 
 
