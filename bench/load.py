@@ -10,8 +10,10 @@ tracking number; the destination is a sipp UAS that answers at once:
    step with failed calls or that sipp could not offer at the rate. Media is
    anchored on every call (relay ports allocated, SDP rewritten both ways)
    even though no RTP flows. Per step: offered/achieved CPS, calls ok/failed,
-   daemon CPU % and ms of CPU per call, RSS, INVITE->200 latency percentiles
-   (sipp's per-call response times, -trace_rtt), load average.
+   daemon CPU % and ms of CPU per call (all threads; `loop_ms`: the event
+   loop's thread alone, whose core is the ceiling of one process), RSS,
+   INVITE->200 latency percentiles (sipp's per-call response times,
+   -trace_rtt), load average.
 1b. Overload (`--overload R,...`, off by default): R CPS offered for
    `--step-seconds` with a caller that takes a 503 as an answer
    (load_caller_503.xml); prints calls answered and the admitted CPS, the
@@ -109,10 +111,16 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, from /proc (seconds)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """utime + stime of a live process (or of its thread `tid`), from /proc (seconds)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def loop_cpu(pid: int) -> float:
+    """CPU of the main thread (the event loop's, in pbx and sippy): one core is its ceiling."""
+    return cpu_seconds(pid, pid)
 
 
 def children(pid: int) -> list[int]:
@@ -475,6 +483,7 @@ class CpsStep:
     achieved: float
     cpu_pct: float
     cpu_ms_per_call: float
+    loop_ms_per_call: float  # the main thread's share: 1000 / it is the one-process ceiling
     rss: float
     rtt: list[float]
     load: str
@@ -487,14 +496,15 @@ class CpsStep:
         p50, p90, p99 = (percentile(self.rtt, q) for q in (0.5, 0.9, 0.99))
         return (
             f"{self.rate:>6} {self.achieved:>8.1f} {self.ok:>7} {self.failed:>6} "
-            f"{self.cpu_pct:>6.1f} {self.cpu_ms_per_call:>7.2f} {self.rss:>6.1f} "
+            f"{self.cpu_pct:>6.1f} {self.cpu_ms_per_call:>7.2f} {self.loop_ms_per_call:>7.2f} "
+            f"{self.rss:>6.1f} "
             f"{p50:>7.1f} {p90:>7.1f} {p99:>7.1f} {max(self.rtt, default=float('nan')):>7.1f}"
             f"  {self.load}"
         )
 
 
 CPS_HEADER = (
-    "  rate achieved      ok failed  cpu% ms/call rss_MB "
+    "  rate achieved      ok failed  cpu% ms/call loop_ms rss_MB "
     "rtt_p50 rtt_p90 rtt_p99 rtt_max  load(1/5/15)"
 )
 
@@ -531,7 +541,7 @@ async def cps_step(
     sdir.mkdir(parents=True)
     inf = write_injection(sdir / "caller.csv", [media_port])
     timeout = seconds + args.hold_ms / 1000 + 30
-    c0, t0 = daemon.cpu(), time.monotonic()
+    c0, l0, t0 = daemon.cpu(), loop_cpu(daemon.pid), time.monotonic()
     proc = await start_sipp(
         sdir, "load_caller.xml", free_port(),
         [f"{HOST}:{daemon.sip_port}", *caller_args(inf, rate, calls, args.hold_ms, timeout)],
@@ -539,7 +549,7 @@ async def cps_step(
     )  # fmt: skip
     code = await wait_process(proc, timeout + 10)
     await daemon.wait_idle()
-    c1, t1 = daemon.cpu(), time.monotonic()
+    c1, l1, t1 = daemon.cpu(), loop_cpu(daemon.pid), time.monotonic()
     stats, rtts = sipp_stats(sdir), sipp_rtts(sdir)
     ok = as_int(stats, "SuccessfulCall(C)")
     return CpsStep(
@@ -550,6 +560,7 @@ async def cps_step(
         achieved=achieved_rate(rtts),
         cpu_pct=100.0 * (c1 - c0) / (t1 - t0),
         cpu_ms_per_call=1000.0 * (c1 - c0) / max(1, calls),
+        loop_ms_per_call=1000.0 * (l1 - l0) / max(1, calls),
         rss=rss_mb(daemon.pid),
         rtt=[r for _, r in rtts],
         load=load_average(),
