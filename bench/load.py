@@ -69,6 +69,7 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pbx.config import parse_port_range  # noqa: E402
 from pbx.store import Destination, Source, TrackingNumber, Trunk  # noqa: E402
 from pbx.store.connect import open_store  # noqa: E402
 
@@ -834,11 +835,6 @@ async def relay_ports(
     return found
 
 
-def rtp_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition("-")
-    return int(low), int(high)
-
-
 def media_env(args: argparse.Namespace, engine: Any) -> dict[str, str]:
     """The daemon's `[rtp]` settings for this run (engine, workers)."""
     env = {} if args.workers is None else {"PBX_RTP_WORKERS": str(args.workers)}
@@ -854,7 +850,7 @@ def start_engine(sdir: Path, args: argparse.Namespace) -> Any:
         return None
     from tests.e2e.rtpengine_proc import start_rtpengine
 
-    return start_rtpengine(sdir, free_port(), rtp_range(args.rtp_ports),
+    return start_rtpengine(sdir, free_port(), parse_port_range(args.rtp_ports, "--rtp-ports"),
                            threads=args.rtpengine_threads)  # fmt: skip
 
 

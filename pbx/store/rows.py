@@ -202,7 +202,10 @@ class NamedRows(Repo[TxT], Generic[R, TxT]):
         """Delete the row of `row_id`."""
 
     async def add(self, row: R) -> R:
-        return await self._add(row)
+        async with self._db.write() as tx:
+            await self._free_name(tx, row.name)
+            await self._insert(tx, row)
+            return await self._need(tx, row.name)
 
     async def get(self, name_or_id: str | int) -> R | None:
         return await self._read(name_or_id)
@@ -219,12 +222,6 @@ class NamedRows(Repo[TxT], Generic[R, TxT]):
     async def _free_name(self, tx: TxT, name: str) -> None:
         if await self._get(tx, name) is not None:
             raise ConflictError(f"{self._noun} '{name}' already exists")
-
-    async def _add(self, row: R) -> R:
-        async with self._db.write() as tx:
-            await self._free_name(tx, row.name)
-            await self._insert(tx, row)
-            return await self._need(tx, row.name)
 
     async def _read(self, name_or_id: str | int) -> R | None:
         async with self._db.read() as tx:
