@@ -111,8 +111,8 @@ class Call(CallState):
             return self.reject(488, now, "offer without a media stream")
         try:
             self.builder.uas_dialog(self.inbound)
-        except DialogError as exc:  # no Contact: we could never reach the caller (§12.1.1)
-            return self.reject(exc.status_hint, now, str(exc))
+        except DialogError as err:  # no Contact: we could never reach the caller (§12.1.1)
+            return self.reject(err.status_hint, now, str(err))
         if not self.setup.steps:
             return self.reject(480, now, "no destination configured")
         self.state = "media"

@@ -33,7 +33,7 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from pbx.errors import PbxError
 
@@ -88,9 +88,8 @@ def _encode_into(value: Encodable, out: list[bytes], depth: int) -> None:
         raise BencodeError(f"bencode: cannot encode {type(value).__name__}")
 
 
-def _encode_dict(
-    value: Mapping[str, Encodable] | Mapping[bytes, Encodable], out: list[bytes], depth: int
-) -> None:
+def _encode_dict(value: Mapping[Any, Encodable], out: list[bytes], depth: int) -> None:
+    # keys typed Any: a wrong key must reach the BencodeError below, also compiled
     items: dict[bytes, Encodable] = {}
     for key, item in value.items():
         if not isinstance(key, bytes | str):
@@ -107,11 +106,13 @@ def _encode_dict(
     out.append(b"e")
 
 
-def decode(data: bytes, *, max_depth: int = MAX_DEPTH, max_length: int = MAX_LENGTH) -> Value:
+def decode(data: object, *, max_depth: int = MAX_DEPTH, max_length: int = MAX_LENGTH) -> Value:
     """Decode exactly one bencoded value filling all of `data`.
 
     Returns int, bytes, list or dict (bytes keys). Raises BencodeError, and
-    nothing else, for any input that is not one complete value within bounds.
+    nothing else, for any input that is not one complete value within bounds
+    (`data` is typed `object` because non-bytes is one such input: a typed
+    `bytes` parameter would raise TypeError first where pbx is compiled).
     """
     if not isinstance(data, bytes):
         raise BencodeError(f"bencode: expected bytes, got {type(data).__name__}")

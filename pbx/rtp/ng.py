@@ -540,7 +540,9 @@ class NgClient:
             del self._by_id[pending.request_id]
             raise
 
-    def on_datagram(self, data: bytes, address: Address, now: float) -> Completed | None:
+    def on_datagram(
+        self, data: bytes, address: Address | tuple[str, int, int, int], now: float
+    ) -> Completed | None:
         """A datagram arrived from `address`: the Completed request, or None (ignored)."""
         try:
             cookie, body = split_datagram(data)

@@ -50,7 +50,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Literal, cast
+from typing import ClassVar, Literal, cast
 
 from pbx.errors import PbxError
 
@@ -85,7 +85,7 @@ _ERRORS = "surrogateescape"
 class SdpError(PbxError):
     """A body that is not SDP we can anchor: the answer is 488 (RFC 3261 §13.3.1.1)."""
 
-    status_hint = 488
+    status_hint: ClassVar[int] = 488
 
 
 @dataclass(frozen=True, slots=True)
