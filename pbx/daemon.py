@@ -37,6 +37,7 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from pbx import native
 from pbx.attribution.integrations import integrations_from
 from pbx.call.model import LocalAddress
 from pbx.config import Settings, default_workers
@@ -453,6 +454,7 @@ async def serve(settings: Settings) -> None:
         admin=f"{settings.admin.host}:{settings.admin.port}",
         db=settings.store.display,
         node=daemon.manager.ctx.node,
+        native=native.reason,
     )
     await stop.wait()
     log.info("pbx.draining", calls=len(daemon.manager.tasks))

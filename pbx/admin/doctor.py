@@ -57,6 +57,7 @@ from typing import Literal
 
 import asyncio_dgram  # DESIGN.md: the OPTIONS ping is an asyncio-dgram client
 
+from pbx import native
 from pbx.config import Settings, load_settings
 from pbx.errors import InputError
 from pbx.sip.framing import StreamFramer
@@ -102,6 +103,7 @@ async def run_doctor(
     settings, found = check_config(config_path, env, overrides)
     if settings is None:
         return [*found, Finding("warn", "other checks skipped: they need settings that load")]
+    found.append(check_native())
     current, db_found = await check_database(settings.store.location)
     found += db_found
     found += await check_ports(settings)
@@ -117,6 +119,13 @@ async def run_doctor(
 
 
 # ---------------------------------------------------------------- config
+
+
+def check_native() -> Finding:
+    """Compiled protocol modules in use, or why not (pbx.native)."""
+    if native.degraded:
+        return Finding("warn", f"{native.reason}: running pure Python; `pip install .` rebuilds")
+    return Finding("ok", f"protocol modules: {native.reason}")
 
 
 def check_config(

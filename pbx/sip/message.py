@@ -114,7 +114,7 @@ class Headers:
 
     @classmethod
     def _trusted(cls, names: list[str], keys: list[str], values: list[str]) -> Headers:
-        headers = cls.__new__(cls)
+        headers = cls()  # not cls.__new__: mypyc-compiled classes have none to call
         headers._names, headers._keys, headers._values = names, keys, values
         return headers
 

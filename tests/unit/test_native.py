@@ -1,0 +1,120 @@
+"""Compiled (mypyc) protocol modules: used when built and current, pure otherwise."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pbx import native
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = ("pbx.a", "pbx.b", "pbx.c")
+
+
+def test_the_installed_tree_runs_compiled() -> None:
+    """The README's install compiles; a build that did not would fail here (not skip)."""
+    if os.environ.get("PBX_NATIVE") == "0":
+        assert not native.active
+        return
+    assert native.active, native.reason
+    for name in native.MODULES:
+        module = importlib.import_module(name)
+        assert str(module.__file__).endswith(native.SUFFIX), name
+
+
+def test_every_listed_module_exists_and_the_list_has_no_edge() -> None:
+    for name in native.MODULES:
+        assert native.source_path(name).is_file(), name
+    # I/O edges stay interpreted (library values that differ from their stubs).
+    for edge in ("pbx.daemon", "pbx.sip.transport", "pbx.sip.agent", "pbx.logs"):
+        assert edge not in native.MODULES
+    assert len(set(native.MODULES)) == len(native.MODULES)
+
+
+def test_verdict_uses_a_complete_current_build() -> None:
+    active, reason, warn = native.verdict([1.0, 2.0, 3.0], [5.0, 5.0, 5.0], NAMES)
+    assert (active, warn) == (True, False)
+    assert reason == "compiled with mypyc (3 modules)"
+
+
+def test_verdict_no_build_is_pure_without_a_warning() -> None:
+    assert native.verdict([1.0, 2.0, 3.0], [None, None, None], NAMES) == (
+        False,
+        "not compiled (pure Python)",
+        False,
+    )
+
+
+def test_verdict_partial_or_stale_build_is_pure_with_a_warning() -> None:
+    partial = native.verdict([1.0, 2.0, 3.0], [5.0, None, 5.0], NAMES)
+    assert partial == (False, "partial build: pbx.b has no compiled extension", True)
+    stale = native.verdict([1.0, 9.0, 3.0], [5.0, 5.0, 5.0], NAMES)
+    assert stale == (False, "pbx.b changed after the build", True)
+
+
+@given(st.lists(st.tuples(st.floats(0, 10), st.none() | st.floats(0, 10)), min_size=1, max_size=8))
+def test_verdict_property_build_used_iff_all_built_and_none_newer(
+    pairs: list[tuple[float, float | None]],
+) -> None:
+    sources = [src for src, _ in pairs]
+    extensions = [ext for _, ext in pairs]
+    names = [f"pbx.m{i}" for i in range(len(pairs))]
+    active, _, warn = native.verdict(sources, extensions, names)
+    complete = all(ext is not None for ext in extensions)
+    current = complete and all(src <= ext for src, ext in pairs if ext is not None)
+    assert active == current
+    assert warn == (not current and any(ext is not None for ext in extensions))
+
+
+RAW = (
+    b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n"
+    b"f: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\ni: x\r\n"
+    b"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+)
+PURE_CHECK = f"""
+import sys, pbx.native as n, pbx.sip.message as m
+assert not n.active and not n.degraded, n.reason
+assert m.__file__.endswith("message.py"), m.__file__
+sys.stdout.buffer.write(m.serialize(m.parse({RAW!r})))
+"""
+
+
+def test_pbx_native_0_runs_the_sources_and_parses_the_same() -> None:
+    from pbx.sip.message import parse, serialize
+
+    env = {**os.environ, "PBX_NATIVE": "0"}
+    pure = subprocess.run(
+        [sys.executable, "-c", PURE_CHECK], cwd=ROOT, env=env, capture_output=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert pure.returncode == 0, pure.stderr
+    assert pure.stderr == b""
+    assert pure.stdout == serialize(parse(RAW))  # compiled here, where built
+    assert b"From: <sip:b@127.0.0.1>;tag=1\r\n" in pure.stdout
+
+
+PURE_SUITES = [
+    "tests/unit/test_sip_message.py tests/unit/test_sip_headers.py tests/unit/test_sip_uri.py",
+    "tests/unit/test_sip_transaction_machines.py tests/unit/test_sip_dialog.py",
+    "tests/unit/test_rtp_sdp.py tests/unit/test_rtp_bencode.py tests/unit/test_rtp_ng.py",
+    "tests/unit/test_calls_setup.py tests/unit/test_calls_routing.py tests/unit/test_records.py",
+]
+
+
+@pytest.mark.parametrize("suite", PURE_SUITES)
+def test_parsers_pass_their_tests_in_pure_python_too(suite: str) -> None:
+    """CI runs compiled; the pure fallback keeps the parsers' own tests green as well."""
+    env = {**os.environ, "PBX_NATIVE": "0"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *suite.split()],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert " passed" in run.stdout
