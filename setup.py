@@ -32,12 +32,22 @@ def _native_list() -> ModuleType:
 BUILDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
 
 
+def _remove_orphans(native: ModuleType) -> None:
+    """An in-place build leaves extensions of modules no longer listed: they would
+    shadow their sources, so they go before the build."""
+    listed = {native.extension_path(name, HERE) for name in native.MODULES}
+    for path in (HERE / "pbx").rglob("*" + native.SUFFIX):
+        if path not in listed:
+            path.unlink()
+
+
 def extensions() -> list[Extension]:
     if os.environ.get("PBX_NATIVE") == "0" or not BUILDS.intersection(sys.argv[1:]):
         return []
     from mypyc.build import mypycify
 
     native = _native_list()
+    _remove_orphans(native)
     paths = [str(native.source_path(name, HERE).relative_to(HERE)) for name in native.MODULES]
     return mypycify(paths, opt_level="3", multi_file=True, group_name=native.GROUP)
 

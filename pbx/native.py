@@ -9,7 +9,9 @@ compiled code runs without any other change. These are the pure protocol and
 rules modules the call path spends its time in (parsing, transactions,
 dialogs, SDP, records, rules); I/O edges (transport, agent, daemon, stores)
 stay interpreted, because their values come from libraries whose type stubs
-are not exact and compiled code checks every annotation at run time.
+are not exact and compiled code checks every annotation at run time. So does
+`pbx.rtp.media`, the engine interface, whose `NoAudio` an interpreted engine
+subclasses (compiled classes refuse interpreted subclasses).
 
 The compiled modules call each other's code directly inside the shared
 library, so they run compiled all together or not at all. `activate()`, run
@@ -62,7 +64,6 @@ MODULES: tuple[str, ...] = (
     "pbx.rtp.bencode",
     "pbx.rtp.control",
     "pbx.rtp.dtmf",
-    "pbx.rtp.media",
     "pbx.rtp.ng",
     "pbx.rtp.packet",
     "pbx.rtp.payload",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,37 @@ def test_every_listed_module_exists_and_the_list_has_no_edge() -> None:
     for edge in ("pbx.daemon", "pbx.sip.transport", "pbx.sip.agent", "pbx.logs"):
         assert edge not in native.MODULES
     assert len(set(native.MODULES)) == len(native.MODULES)
+
+
+def _classes(tree: ast.Module) -> Iterator[ast.ClassDef]:
+    return (node for node in ast.walk(tree) if isinstance(node, ast.ClassDef))
+
+
+def test_no_interpreted_class_subclasses_a_compiled_one() -> None:
+    """mypyc refuses it at run time ("interpreted classes cannot inherit from compiled")."""
+    compiled = set(native.MODULES)
+    defined = {
+        (name, cls.name)
+        for name in compiled
+        for cls in _classes(ast.parse(native.source_path(name).read_text()))
+    }
+    offenders = []
+    for path in [*(ROOT / "pbx").rglob("*.py"), *(ROOT / "tests").rglob("*.py")]:
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if module in compiled:
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.asname or alias.name: (node.module, alias.name)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module in compiled
+            for alias in node.names
+        }
+        for cls in _classes(tree):
+            for base in cls.bases:
+                if isinstance(base, ast.Name) and imported.get(base.id) in defined:
+                    offenders.append(f"{module}.{cls.name} <- {imported[base.id]}")
+    assert offenders == []
 
 
 def test_verdict_uses_a_complete_current_build() -> None:
