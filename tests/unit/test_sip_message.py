@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pbx.sip.framing import StreamFramer
@@ -332,3 +334,27 @@ def test_ids() -> None:
     assert rnd.tag() != rnd.tag()
     assert len(rnd.token(7)) == 7
     assert CountingIds("bad seed;@").tag().startswith("badseed-")
+
+
+def test_random_ids_use_each_pooled_byte_once_and_refill() -> None:
+    rnd = RandomIds()
+    values = [rnd.call_id() for _ in range(1000)]  # 16 kB: the 4 kB pool refills 3 times
+    assert len(set(values)) == 1000
+    assert all(len(v) == 32 and int(v, 16) >= 0 for v in values)
+    assert len({v[:8] for v in values}) > 990  # no repeated runs across refills
+
+
+def test_a_forked_child_does_not_reuse_the_parents_pooled_bytes() -> None:
+    RandomIds().tag()  # the pool now holds bytes the child would otherwise inherit
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: write its next id and leave at once
+        os.write(write_end, RandomIds().call_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    parent = RandomIds().call_id()
+    with os.fdopen(read_end, "rb") as pipe:
+        child = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert len(child) == 32
+    assert child != parent
