@@ -50,7 +50,12 @@ from pbx.rtp.media import MediaEngine
 from pbx.rtp.ports import PortPairAllocator
 from pbx.rtp.relay import MediaRelay
 from pbx.rtp.workers import WorkerEngine
-from pbx.runtime import tune_collector
+from pbx.runtime import (
+    FULL_COLLECTION_UNDER_LOAD,
+    QUIET_CHECK_INTERVAL,
+    collect_when_quiet,
+    tune_collector,
+)
 from pbx.service import recordings
 from pbx.service.checkpoint import MediaCheckpoint
 from pbx.service.metrics import Metrics
@@ -98,6 +103,7 @@ class Daemon:
     guard_task: asyncio.Task[None] | None = None
     keeper: NodeKeeper | None = None
     purge_task: asyncio.Task[None] | None = None  # issue 13: daily recordings purge
+    collector_task: asyncio.Task[None] | None = None  # full gc passes while no call is up
     checkpoint: MediaCheckpoint | None = None  # media_at for the crash sweep
 
     async def close(self) -> None:
@@ -105,6 +111,8 @@ class Daemon:
             self.guard_task.cancel()
         if self.purge_task is not None:  # issue 13
             self.purge_task.cancel()
+        if self.collector_task is not None:
+            self.collector_task.cancel()
         if self.checkpoint is not None:
             await self.checkpoint.close()
         await self.manager.drain(self.settings.timers.drain_timeout)
@@ -248,13 +256,24 @@ async def _start_parts(settings: Settings, undo: contextlib.AsyncExitStack) -> D
     daemon.checkpoint = MediaCheckpoint(store, ctx.metrics.live_media).start()
     undo.push_async_callback(daemon.checkpoint.close)
     await _register_trunks(daemon, sip_host)
-    tune_collector()
+    tune_collector(FULL_COLLECTION_UNDER_LOAD)
+    daemon.collector_task = asyncio.get_running_loop().create_task(_collect_when_quiet(manager))
+    undo.callback(daemon.collector_task.cancel)
     # last: start-up's own work (apps, workers, registrations) is not load to shed calls for
     lag_monitor = ctx.overload.monitor()
     if lag_monitor is not None:
         lag_monitor.start()
         undo.callback(lag_monitor.stop)
     return daemon
+
+
+async def _collect_when_quiet(manager: CallManager) -> None:
+    """pbx.runtime: the full garbage-collector pass, run while no call is up."""
+    while True:
+        await asyncio.sleep(QUIET_CHECK_INTERVAL)
+        took = collect_when_quiet(len(manager.tasks))
+        if took is not None:
+            log.debug("runtime.full_collection", ms=round(took * 1000, 1))
 
 
 async def _check_audio(store: Store, engine: MediaEngine, settings: Settings) -> None:

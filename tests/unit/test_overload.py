@@ -194,3 +194,45 @@ def test_the_collector_is_tuned_for_short_rare_full_passes() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_full_pass_is_due_only_when_quiet_after_enough_young_passes() -> None:
+    from pbx.runtime import FULL_COLLECTION_EVERY, full_pass_due
+
+    assert full_pass_due(FULL_COLLECTION_EVERY, 0)
+    assert not full_pass_due(FULL_COLLECTION_EVERY - 1, 0)
+    assert not full_pass_due(10 * FULL_COLLECTION_EVERY, 1)
+
+
+def test_collect_when_quiet_frees_old_cycles_and_waits_for_quiet() -> None:
+    import gc
+    import weakref
+
+    from pbx.runtime import FULL_COLLECTION_EVERY, collect_when_quiet
+
+    class Node:
+        other: object = None
+
+    freed: list[bool] = []
+    was_enabled = gc.isenabled()
+    gc.disable()  # only the passes below run: an automatic one would free it early
+    try:
+        cycle = Node()
+        cycle.other = cycle
+        weakref.finalize(cycle, freed.append, True)
+        gc.collect(1)
+        gc.collect(1)  # alive through two young passes: in the oldest generation now
+        del cycle
+        for _ in range(FULL_COLLECTION_EVERY):
+            gc.collect(1)  # young passes do not reach it
+        assert freed == []
+        assert collect_when_quiet(calls_up=3) is None
+        assert freed == []
+        took = collect_when_quiet(calls_up=0)
+        assert took is not None
+        assert took >= 0
+        assert freed == [True]
+        assert collect_when_quiet(calls_up=0) is None  # the count starts again
+    finally:
+        if was_enabled:
+            gc.enable()
