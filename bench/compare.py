@@ -97,7 +97,8 @@ class Sippy:
     def cpu(self) -> float:
         total = cpu_seconds(self.pid)
         if self.relay is not None and self.relay.returncode is None:
-            total += cpu_seconds(self.relay.pid)
+            with contextlib.suppress(FileNotFoundError):  # exited, not yet reaped by asyncio
+                total += cpu_seconds(self.relay.pid)
         return total
 
     async def start(self) -> None:
@@ -127,6 +128,9 @@ class Sippy:
                 stdout=out, stderr=out,
             )  # fmt: skip
         await self._wait_ready()
+        if self.relay is not None and self.relay.returncode is not None:
+            log = (self.workdir / "rtpproxy.log").read_text(errors="replace")[-500:]
+            raise SystemExit(f"rtpproxy exited ({self.relay.returncode}) at start:\n{log}")
 
     async def _wait_ready(self) -> None:
         """Ready once an OPTIONS to its SIP port gets any answer (bounded)."""
