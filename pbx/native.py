@@ -3,9 +3,9 @@
 Theory of operation: `pip install .` (setup.py) compiles the modules listed
 in `MODULES` with mypyc into C extensions placed beside their sources
 (`pbx/sip/message.cpython-311-x86_64-linux-gnu.so` next to `message.py`) and
-one shared library, `pbx/_native__mypyc...so`, that holds the code of all of
-them. Python's import system prefers an extension to a source file, so the
-compiled code runs without any other change. These are the pure protocol and
+one shared library, `pbx_native__mypyc...so` beside `pbx/`, that holds the
+code of all of them. Python's import system prefers an extension to a source
+file, so the compiled code runs without any other change. These are the pure protocol and
 rules modules the call path spends its time in (parsing, transactions,
 dialogs, SDP, records, rules); I/O edges (transport, agent, daemon, stores)
 stay interpreted, because their values come from libraries whose type stubs

@@ -32,11 +32,10 @@ def tune_collector(full_every: int = FULL_COLLECTION_EVERY) -> None:
 
     The daemon passes `FULL_COLLECTION_UNDER_LOAD` and calls
     `collect_when_quiet` every second: at 250 CPS a full pass walked ~530,000
-    live objects for 280-420 ms, every
-    ~25 s, freeing nothing, and made INVITE->200 p99 500+ ms and sipp time
-    out calls. Run while no call is up, the same pass costs nothing anyone
-    hears; the automatic one stays as the bound on what cyclic garbage can
-    hold under load that never stops.
+    live objects for 280-420 ms every ~25 s, freeing nothing, and made
+    INVITE->200 p99 500+ ms and sipp time out calls. Run while no call is
+    up, the same pass costs nothing anyone hears; the automatic one stays as
+    the bound on what cyclic garbage can hold under load that never stops.
     """
     gc.freeze()
     gen0, gen1, _ = gc.get_threshold()

@@ -118,7 +118,7 @@ async def run_doctor(
     return found
 
 
-# ---------------------------------------------------------------- config
+# ---------------------------------------------------------------- compiled modules
 
 
 def check_native() -> Finding:
@@ -126,6 +126,9 @@ def check_native() -> Finding:
     if native.degraded:
         return Finding("warn", f"{native.reason}: running pure Python; `pip install .` rebuilds")
     return Finding("ok", f"protocol modules: {native.reason}")
+
+
+# ---------------------------------------------------------------- config
 
 
 def check_config(

@@ -49,7 +49,8 @@ class IdSource(Protocol):
 
 # Random bytes are read this many at a time: one getrandom(2) per ~300 ids
 # instead of one per id. Every byte is used once, so the ids are exactly as
-# unpredictable as `secrets.token_hex` (the same os.urandom source).
+# unpredictable as `secrets.token_hex` (the same os.urandom source). The pool
+# is per process, not per RandomIds, so one fork hook covers every instance.
 POOL_BYTES = 4096
 _pool = bytearray()
 
@@ -78,16 +79,16 @@ class RandomIds:
         return random_hex(n)
 
     def branch(self) -> str:
-        return MAGIC_COOKIE + random_hex(16)
+        return MAGIC_COOKIE + self.token(16)
 
     def tag(self) -> str:
-        return random_hex(12)
+        return self.token(12)
 
     def call_id(self) -> str:
-        return random_hex(32)
+        return self.token(32)
 
     def cnonce(self) -> str:
-        return random_hex(16)
+        return self.token(16)
 
 
 class CountingIds:
