@@ -151,3 +151,27 @@ def test_parsers_pass_their_tests_in_pure_python_too(suite: str) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:]
     assert " passed" in run.stdout
+
+
+def _third_party_imports(name: str) -> set[str]:
+    tree = ast.parse(native.source_path(name).read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return {top for top in found if top != "pbx" and top not in sys.stdlib_module_names}
+
+
+def test_the_build_environment_holds_every_library_the_compiled_modules_import() -> None:
+    """mypy type-checks the listed modules inside pip's isolated build environment:
+    a library missing there fails the install on a fresh machine (one where it is not
+    already installed globally), as phonenumbers once did."""
+    import tomllib
+
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    provided = {req.split(">")[0].split("=")[0].split("<")[0].strip().lower() for req in requires}
+    needed = set().union(*(_third_party_imports(name) for name in native.MODULES))
+    assert needed, "the scan found no third-party import at all"
+    assert needed <= provided, sorted(needed - provided)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pbx.call.intake import Refusal
 from pbx.call.model import CallSetup
 from pbx.config import CallSettings, FloodSettings
@@ -148,10 +150,13 @@ async def test_a_busy_loop_refuses_a_share_of_new_calls_until_it_is_idle() -> No
         monitor.stop()
 
 
-def test_gate_refusals_are_logged_with_source_and_number_but_bounded() -> None:
+def test_gate_refusals_are_logged_with_source_and_number_but_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A flood of refused INVITEs costs at most a few log lines a second per reason."""
     import structlog.testing
 
+    from pbx.service import runner
     from pbx.service.runner import RefusalLog
     from pbx.sip.message import Request, parse
     from pbx.sip.peer import Peer
@@ -168,10 +173,18 @@ def test_gate_refusals_are_logged_with_source_and_number_but_bounded() -> None:
     event = RequestReceived(request, Peer("udp", "203.0.113.10", 5060),
                             TransactionKey("z9hG4bKx", "INVITE", "203.0.113.10:5060"))  # fmt: skip
     refusals = RefusalLog(per_second=2)
-    with structlog.testing.capture_logs() as logs:
-        for i in range(10):
-            refusals.note("overload", event, 100.0 + i * 0.01)
-        refusals.note("overload", event, 101.5)
+    # An in-process CLI test may have cached runner's logger behind a level filter
+    # (cache_logger_on_first_use): a fresh one under default settings sees info lines.
+    before = structlog.get_config()
+    structlog.reset_defaults()
+    monkeypatch.setattr(runner, "log", structlog.get_logger("pbx.call"))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for i in range(10):
+                refusals.note("overload", event, 100.0 + i * 0.01)
+            refusals.note("overload", event, 101.5)
+    finally:
+        structlog.configure(**before)
     lines = [entry for entry in logs if entry["event"] == "call.refused"]
     assert len(lines) == 3
     assert lines[0]["source"] == "203.0.113.10"
