@@ -69,6 +69,8 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import rtpgen  # noqa: E402  (bench/, beside this file)
+
 from pbx.config import parse_port_range  # noqa: E402
 from pbx.store import Destination, Source, TrackingNumber, Trunk  # noqa: E402
 from pbx.store.connect import open_store  # noqa: E402
@@ -860,7 +862,8 @@ async def rtp_step(workdir: Path, calls: int, args: argparse.Namespace) -> RtpSt
     engine = start_engine(sdir, args)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    gen = ctx.Process(target=generator_main, args=(child, calls, args.ptime, args.rtp_seconds))
+    target = rtpgen.generator_main if args.generator == "mmsg" else generator_main
+    gen = ctx.Process(target=target, args=(child, calls, args.ptime, args.rtp_seconds))
     gen.start()
     callee = caller = None
     daemon: Daemon | None = None
@@ -1000,6 +1003,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rtp-seconds", type=float, default=20.0)
     p.add_argument("--setup-rate", type=float, default=40.0, help="CPS while setting up RTP calls")
     p.add_argument("--ptime", type=float, default=0.02)
+    p.add_argument("--generator", choices=("mmsg", "plain"), default="mmsg",
+                   help="RTP generator: mmsg (2 sockets, sendmmsg/recvmmsg; bench/rtpgen.py) "
+                        "or plain (2 sockets per call, a syscall per packet)")  # fmt: skip
     p.add_argument("--max-loss", type=float, default=0.1, help="RTP loss %% that ends the steps")
     p.add_argument("--rtp-ports", default=auto_range(), help="daemon RTP range (4 ports/call)")
     p.add_argument("--log-level", default="info", help="daemon log level (PBX_LOG_LEVEL)")
