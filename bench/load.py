@@ -950,6 +950,7 @@ async def rtp_media(
     step.send_time = result["send_time"]
     step.extra = {"delay_ms": result["delay_ms"], "worker_cpu_pct": workers,
                   "generator_cpu_pct": result["generator_cpu_pct"],
+                  "generator_us_per_packet": result.get("generator_us_per_packet"),
                   "sipp_cpu_pct": [round(x, 1) for x in sipp_cpu]}  # fmt: skip
     step.cpu_pct = 100.0 * (c1 - c0) / (t1 - t0)
     step.rss = rss_mb(daemon.pid)

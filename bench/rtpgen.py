@@ -222,7 +222,8 @@ def generate(
     ticks, sent, n = int(seconds / ptime) * SLICES, 0, 0
     send_time: float | None = None
     start = time.monotonic() + PRIME_LEAD
-    cpu0, gen_cpu = time.process_time(), 0.0
+    cpu0, gen_cpu, usage = time.process_time(), 0.0, resource.getrusage(resource.RUSAGE_SELF)
+    user = kernel = 0.0
     conn.send("start")
     while True:
         now = time.monotonic()
@@ -236,6 +237,8 @@ def generate(
         if n >= ticks and send_time is None:
             send_time = now - start
             gen_cpu = time.process_time() - cpu0
+            done = resource.getrusage(resource.RUSAGE_SELF)
+            user, kernel = done.ru_utime - usage.ru_utime, done.ru_stime - usage.ru_stime
             conn.send("stop")
         if n >= ticks and now > start + seconds + 1.0:
             break
@@ -250,6 +253,10 @@ def generate(
         "callee_received": receivers[1].count,
         "send_time": send_time,
         "generator_cpu_pct": round(100.0 * gen_cpu / (send_time or 1.0), 1),
+        "generator_us_per_packet": {  # per packet sent and received back, user / kernel
+            "user": round(1e6 * user / max(1, sent), 2),
+            "kernel": round(1e6 * kernel / max(1, sent), 2),
+        },
         "delay_ms": delay_figures(every),
     }
 
