@@ -282,14 +282,27 @@ def format_params(params: dict[str, str | None]) -> str:
 # -- Via ---------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class Via:
     """One Via value (RFC 3261 §20.42); `transport` upper-case ("UDP", "TCP")."""
 
     transport: str
     host: str
-    port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    port: int | None
+    params: dict[str, str | None]
+
+    # Written out so that mypyc compiles it (see `pbx.sip.uri.SipUri.__init__`).
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: dict[str, str | None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
 
     @property
     def branch(self) -> str | None:

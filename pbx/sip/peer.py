@@ -9,7 +9,7 @@ Transport = Literal["udp", "tcp", "tls"]
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Peer:
     """A transport address: protocol, host (IP literal) and port.
 
@@ -24,6 +24,18 @@ class Peer:
     port: int
     server_name: str = field(default="", compare=False)
     ca: str = field(default="", compare=False, repr=False)
+
+    # Written out so that mypyc compiles them (the dataclass's stay interpreted):
+    # peers key the connection and flood tables.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Peer):
+            return NotImplemented
+        return self.port == other.port and self.host == other.host and (
+            self.transport == other.transport
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.transport, self.host, self.port))
 
     @property
     def reliable(self) -> bool:

@@ -67,7 +67,7 @@ Decisions:
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from pbx.sip.headers import CSeq, Via
 from pbx.sip.ids import MAGIC_COOKIE
@@ -117,7 +117,7 @@ DEFAULT_PORT = 5060  # RFC 3261 §18.2.2 / §19.1.2 for sip: over UDP and TCP
 MAX_TRANSACTIONS = 50_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class TransactionKey:
     """Identifies a transaction (RFC 3261 §17.1.3 client, §17.2.3 server).
 
@@ -129,6 +129,21 @@ class TransactionKey:
     method: str
     sent_by: str = ""
     server: bool = False
+
+    # Written out (the dataclass's stay interpreted under mypyc): a dict key looked
+    # up for every message and timer.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TransactionKey):
+            return NotImplemented
+        return (
+            self.branch == other.branch
+            and self.method == other.method
+            and self.sent_by == other.sent_by
+            and self.server == other.server
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.branch, self.method, self.sent_by, self.server))
 
 
 # -- events (inputs for the TU) ------------------------------------------------
@@ -212,7 +227,7 @@ class Outgoing:
 DialogRef = tuple[str, int, str]
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class _Transaction:
     key: TransactionKey
     kind: Kind
@@ -220,11 +235,28 @@ class _Transaction:
     request: Request
     peer: Peer  # client: where the request goes; server: where responses go
     ref: DialogRef
-    last_response: Response | None = None
-    ack: Request | None = None
-    acked: bool = False
-    timers: dict[Timer, int] = field(default_factory=dict)  # timer -> heap entry id
-    intervals: dict[Timer, float] = field(default_factory=dict)
+    last_response: Response | None
+    ack: Request | None
+    acked: bool
+    timers: dict[Timer, int]  # timer -> heap entry id
+    intervals: dict[Timer, float]
+
+    # Written out so that mypyc compiles it (see `pbx.sip.uri.SipUri.__init__`).
+    def __init__(
+        self, key: TransactionKey, kind: Kind, state: State, request: Request, peer: Peer,
+        ref: DialogRef,
+    ) -> None:  # fmt: skip
+        self.key = key
+        self.kind = kind
+        self.state = state
+        self.request = request
+        self.peer = peer
+        self.ref = ref
+        self.last_response = None
+        self.ack = None
+        self.acked = False
+        self.timers = {}
+        self.intervals = {}
 
 
 @dataclass(frozen=True, slots=True)
