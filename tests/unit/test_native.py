@@ -175,3 +175,69 @@ def test_the_build_environment_holds_every_library_the_compiled_modules_import()
     needed = set().union(*(_third_party_imports(name) for name in native.MODULES))
     assert needed, "the scan found no third-party import at all"
     assert needed <= provided, sorted(needed - provided)
+
+
+# Classes whose __init__ (or __eq__/__hash__) is written out so that mypyc compiles it.
+WRITTEN = (
+    ("pbx.sip.uri", "SipUri", "__init__"),
+    ("pbx.sip.headers", "Via", "__init__"),
+    ("pbx.sip.transaction", "_Transaction", "__init__"),
+    ("pbx.sip.transaction", "TransactionKey", "__hash__"),
+    ("pbx.sip.peer", "Peer", "__hash__"),
+)
+
+
+def test_written_dunders_run_compiled() -> None:
+    """A dataclass-generated method is a Python function even in a compiled module."""
+    for module_name, class_name, method in WRITTEN:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        code = getattr(getattr(cls, method), "__code__", None)
+        if native.active:
+            assert code is None, f"{class_name}.{method} is interpreted"
+        else:
+            assert code is not None, (class_name, method)
+            assert code.co_filename != "<string>", (class_name, method)
+
+
+def test_written_inits_keep_the_dataclass_defaults() -> None:
+    from pbx.sip.headers import Via
+    from pbx.sip.uri import SipUri
+
+    uri = SipUri("sip")
+    assert (uri.user, uri.password, uri.host, uri.port, uri.params, uri.headers) == (
+        None, None, "", None, {}, {},
+    )  # fmt: skip
+    assert SipUri("sip").params is not uri.params  # a fresh dict each, as default_factory
+    via = Via("UDP", "192.0.2.1")
+    assert (via.port, via.params) == (None, {})
+    assert Via("UDP", "h", 5060, {"branch": "z9hG4bKa"}).branch == "z9hG4bKa"
+
+
+_text = st.text(alphabet="abz9.", max_size=3)
+
+
+@given(st.tuples(_text, _text, _text, st.booleans()), st.tuples(_text, _text, _text, st.booleans()))
+def test_transaction_keys_compare_and_hash_as_their_fields(
+    a: tuple[str, str, str, bool], b: tuple[str, str, str, bool]
+) -> None:
+    from pbx.sip.transaction import TransactionKey
+
+    ka, kb = TransactionKey(*a), TransactionKey(*b)
+    assert (ka == kb) == (a == b)
+    if a == b:
+        assert hash(ka) == hash(kb)
+    assert ka != a  # not equal to a plain tuple
+
+
+@given(st.sampled_from(["udp", "tcp", "tls"]), _text, st.integers(1, 65535), _text, _text)
+def test_peers_compare_on_their_address_only(
+    transport: str, host: str, port: int, name: str, ca: str
+) -> None:
+    from pbx.sip.peer import Peer
+
+    plain = Peer(transport, host, port)  # type: ignore[arg-type]
+    named = Peer(transport, host, port, server_name=name, ca=ca)  # type: ignore[arg-type]
+    assert plain == named
+    assert hash(plain) == hash(named)
+    assert plain != Peer(transport, host, port + 1 if port < 65535 else 1)  # type: ignore[arg-type]
+    assert {plain: 1}[named] == 1
