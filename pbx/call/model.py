@@ -202,11 +202,17 @@ class OpenMedia:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SetMediaRemote:
     leg: Leg
     host: str
     port: int
+
+    # Written out so that mypyc compiles it (see `pbx.sip.uri.SipUri.__init__`).
+    def __init__(self, leg: Leg, host: str, port: int) -> None:
+        object.__setattr__(self, "leg", leg)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,7 +123,7 @@ class Media:
         return self.direction in HOLD_DIRECTIONS or held_address
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Endpoint:
     """Where to send one stream's RTP and RTCP."""
 
@@ -131,6 +131,13 @@ class Endpoint:
     port: int
     rtcp_host: str
     rtcp_port: int
+
+    # Written out so that mypyc compiles it (see `pbx.sip.uri.SipUri.__init__`).
+    def __init__(self, host: str, port: int, rtcp_host: str, rtcp_port: int) -> None:
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "rtcp_host", rtcp_host)
+        object.__setattr__(self, "rtcp_port", rtcp_port)
 
 
 @dataclass(frozen=True, slots=True)

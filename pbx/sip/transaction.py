@@ -149,11 +149,17 @@ class TransactionKey:
 # -- events (inputs for the TU) ------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RequestReceived:
     request: Request
     source: Peer
     key: TransactionKey
+
+    # Written out so that mypyc compiles it (see `pbx.sip.uri.SipUri.__init__`).
+    def __init__(self, request: Request, source: Peer, key: TransactionKey) -> None:
+        object.__setattr__(self, "request", request)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "key", key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +177,15 @@ class AckReceived:
     invite_key: TransactionKey | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ResponseReceived:
     response: Response
     key: TransactionKey
+
+    # Written out so that mypyc compiles it (see `pbx.sip.uri.SipUri.__init__`).
+    def __init__(self, response: Response, key: TransactionKey) -> None:
+        object.__setattr__(self, "response", response)
+        object.__setattr__(self, "key", key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +224,17 @@ Event = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Outgoing:
     """A message the caller must send to `dest` (an action, not an event)."""
 
     message: Message
     dest: Peer
+
+    # Written out so that mypyc compiles it (see `pbx.sip.uri.SipUri.__init__`).
+    def __init__(self, message: Message, dest: Peer) -> None:
+        object.__setattr__(self, "message", message)
+        object.__setattr__(self, "dest", dest)
 
 
 # -- internals -------------------------------------------------------------------

@@ -184,6 +184,11 @@ WRITTEN = (
     ("pbx.sip.transaction", "_Transaction", "__init__"),
     ("pbx.sip.transaction", "TransactionKey", "__hash__"),
     ("pbx.sip.peer", "Peer", "__hash__"),
+    ("pbx.sip.transaction", "RequestReceived", "__init__"),
+    ("pbx.sip.transaction", "ResponseReceived", "__init__"),
+    ("pbx.sip.transaction", "Outgoing", "__init__"),
+    ("pbx.call.model", "SetMediaRemote", "__init__"),
+    ("pbx.rtp.sdp", "Endpoint", "__init__"),
 )
 
 
@@ -208,6 +213,14 @@ def test_written_inits_keep_the_dataclass_defaults() -> None:
         None, None, "", None, {}, {},
     )  # fmt: skip
     assert SipUri("sip").params is not uri.params  # a fresh dict each, as default_factory
+    from dataclasses import FrozenInstanceError
+
+    from pbx.rtp.sdp import Endpoint
+
+    endpoint = Endpoint("192.0.2.1", 4000, "192.0.2.1", 4001)
+    with pytest.raises(FrozenInstanceError):
+        endpoint.port = 1  # type: ignore[misc]  # frozen still holds with a written __init__
+    assert endpoint == Endpoint("192.0.2.1", 4000, "192.0.2.1", 4001)
     via = Via("UDP", "192.0.2.1")
     assert (via.port, via.params) == (None, {})
     assert Via("UDP", "h", 5060, {"branch": "z9hG4bKa"}).branch == "z9hG4bKa"
