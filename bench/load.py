@@ -56,7 +56,6 @@ import shlex
 import shutil
 import socket
 import sqlite3
-import struct
 import sys
 import tempfile
 import time
@@ -83,9 +82,6 @@ TARGET = "+14155550101"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT = 20.0
 DRAIN_TIMEOUT = 30.0  # bounded wait for the daemon to have no calls left
-RTP_HEADER = struct.Struct("!BBHII")
-STAMP = struct.Struct("!q")  # the generator's send time (monotonic ns) at the payload's start
-PAYLOAD = b"\xff" * 160  # 20 ms of PCMU at 8 kHz
 LOAD_REASONS = ("loop_busy", "loop_lag", "overload")  # the gate's refusals for load
 GEN_RCVBUF = 4 * 1024 * 1024  # generous on the generator side: loss should be the daemon's
 
@@ -719,8 +715,7 @@ def generate(
         now = time.monotonic()
         while n < ticks and now >= start + n * ptime / slices:
             seq, group = divmod(n, slices)
-            packet = RTP_HEADER.pack(0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, 0x5EED)
-            packet += STAMP.pack(time.monotonic_ns()) + PAYLOAD[STAMP.size :]
+            packet = rtpgen.rtp_packet(seq, time.monotonic_ns())
             for sock in groups[group]:
                 with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
                     sock.send(packet)
@@ -767,8 +762,8 @@ def _drain(sock: socket.socket, delays: array.array[int]) -> int:
         while True:
             data = sock.recv(2048)
             count += 1
-            if len(data) >= RTP_HEADER.size + STAMP.size:
-                delays.append(now - STAMP.unpack_from(data, RTP_HEADER.size)[0])
+            if len(data) >= rtpgen.RTP_HEADER.size + rtpgen.STAMP.size:
+                delays.append(now - rtpgen.STAMP.unpack_from(data, rtpgen.RTP_HEADER.size)[0])
     return count
 
 

@@ -83,6 +83,12 @@ ENTRY_WORDS = ctypes.sizeof(MMsgHdr) // 4
 CONTROLLEN_LONG = MsgHdr.msg_controllen.offset // 8  # msg_controllen as a uint64 index
 
 
+def rtp_packet(seq: int, stamp_ns: int) -> bytes:
+    """One 20 ms PCMU packet: sequence `seq`, its send time in the payload's first bytes."""
+    header = RTP_HEADER.pack(0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, 0x5EED)
+    return header + STAMP.pack(stamp_ns) + PAYLOAD[STAMP.size :]
+
+
 def sockaddr_in(host: str, port: int) -> ctypes.Array[ctypes.c_char]:
     raw = socket.AF_INET.to_bytes(2, "little") + port.to_bytes(2, "big")
     return ctypes.create_string_buffer(raw + socket.inet_aton(host) + bytes(8), 16)
@@ -229,8 +235,7 @@ def generate(
         now = time.monotonic()
         while n < ticks and now >= start + n * ptime / SLICES:
             seq, group = divmod(n, SLICES)
-            packet = RTP_HEADER.pack(0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, 0x5EED)
-            packet += STAMP.pack(time.time_ns()) + PAYLOAD[STAMP.size :]
+            packet = rtp_packet(seq, time.time_ns())
             for sender in senders:
                 sent += sender.send(group, packet)
             n += 1
