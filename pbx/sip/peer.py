@@ -30,8 +30,10 @@ class Peer:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Peer):
             return NotImplemented
-        return self.port == other.port and self.host == other.host and (
-            self.transport == other.transport
+        return (
+            self.port == other.port
+            and self.host == other.host
+            and self.transport == other.transport
         )
 
     def __hash__(self) -> int:
