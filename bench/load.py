@@ -23,11 +23,12 @@ tracking number; the destination is a sipp UAS that answers at once:
 2. RTP test: K concurrent calls (each K in `--concurrent`) set up at
    `--setup-rate`, then both sides of every call send a 172-byte RTP packet
    (12-byte header + 160 bytes of PCMU) every 20 ms for `--rtp-seconds`
-   through the relay, from a generator in its own process (uvloop). The
-   generator's sockets are the SDP ports both sipps advertise (injection
-   files); it learns the relay's ports from the sipps' logs (the SDP each
-   received). Per step: sent/received per direction, loss %, packets the
-   daemon counted in the call records, daemon CPU %.
+   through the relay, from a generator in its own process (`--generator`:
+   bench/rtpgen.py's batched one by default, or the plain one here, whose
+   sockets are the SDP ports both sipps advertise in their injection files);
+   it learns the relay's ports from the sipps' logs (the SDP each received).
+   Per step: sent/received per direction, loss %, packets the daemon
+   counted in the call records, daemon CPU %.
 
 Every process it starts (daemon, sipps, generator) is ended by its PID;
 everything is bounded in time and count and stays on 127.0.0.1. Prints
@@ -68,6 +69,7 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import rtpgen  # noqa: E402  (bench/, beside this file)
 
 from pbx.config import parse_port_range  # noqa: E402
@@ -739,20 +741,8 @@ def generate(
         "callee_received": received[1],
         "send_time": send_time,
         "generator_cpu_pct": round(100.0 * gen_cpu / (send_time or 1.0), 1),
-        "delay_ms": delay_figures(delays),
+        "delay_ms": rtpgen.delay_figures(np.frombuffer(delays, dtype=np.int64)),
     }
-
-
-def delay_figures(delays: array.array[int]) -> dict[str, float]:
-    """Percentiles (ms) of the one-way time through the relay, and the share under 20 ms."""
-    if not delays:
-        return {}
-    ordered = sorted(delays)
-    at = {q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
-          for q in (0.5, 0.99, 0.999)}  # fmt: skip
-    under = sum(1 for d in ordered if d < 20_000_000) / len(ordered)
-    return {"p50": round(at[0.5], 2), "p99": round(at[0.99], 2), "p99.9": round(at[0.999], 2),
-            "under_20ms_pct": round(100.0 * under, 3)}  # fmt: skip
 
 
 def _drain(sock: socket.socket, delays: array.array[int]) -> int:

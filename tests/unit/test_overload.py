@@ -19,6 +19,7 @@ from pbx.service.overload import (
     trunk_exemption,
 )
 from pbx.store import Trunk
+from tests.logs_support import module_logs
 
 DID = "+12125550100"
 WALL = "2026-01-05T10:00:00.000000Z"
@@ -154,8 +155,6 @@ def test_gate_refusals_are_logged_with_source_and_number_but_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A flood of refused INVITEs costs at most a few log lines a second per reason."""
-    import structlog.testing
-
     from pbx.service import runner
     from pbx.service.runner import RefusalLog
     from pbx.sip.message import Request, parse
@@ -173,18 +172,10 @@ def test_gate_refusals_are_logged_with_source_and_number_but_bounded(
     event = RequestReceived(request, Peer("udp", "203.0.113.10", 5060),
                             TransactionKey("z9hG4bKx", "INVITE", "203.0.113.10:5060"))  # fmt: skip
     refusals = RefusalLog(per_second=2)
-    # An in-process CLI test may have cached runner's logger behind a level filter
-    # (cache_logger_on_first_use): a fresh one under default settings sees info lines.
-    before = structlog.get_config()
-    structlog.reset_defaults()
-    monkeypatch.setattr(runner, "log", structlog.get_logger("pbx.call"))
-    try:
-        with structlog.testing.capture_logs() as logs:
-            for i in range(10):
-                refusals.note("overload", event, 100.0 + i * 0.01)
-            refusals.note("overload", event, 101.5)
-    finally:
-        structlog.configure(**before)
+    with module_logs(monkeypatch, runner, "pbx.call") as logs:
+        for i in range(10):
+            refusals.note("overload", event, 100.0 + i * 0.01)
+        refusals.note("overload", event, 101.5)
     lines = [entry for entry in logs if entry["event"] == "call.refused"]
     assert len(lines) == 3
     assert lines[0]["source"] == "203.0.113.10"

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
 from pbx.errors import ConfigError
 from pbx.sip import transport
@@ -18,6 +16,7 @@ from pbx.sip.message import Headers, Request
 from pbx.sip.peer import Peer
 from pbx.sip.transaction import ResponseReceived, TransactionLayer, TransactionTerminated
 from pbx.sip.transport import SipTransport, server_context
+from tests.logs_support import module_logs
 from tests.tls_support import Authority, self_signed
 
 MSG1 = b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: 1\r\nContent-Length: 0\r\n\r\n"
@@ -38,14 +37,8 @@ class Inbox:
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
     """The transport's log lines (a fresh logger: another test may have cached the module's)."""
-    before = structlog.get_config()
-    structlog.reset_defaults()  # the CLI tests may have set a level filter
-    try:
-        with capture_logs() as captured:
-            monkeypatch.setattr(transport, "log", structlog.get_logger("pbx.sip.transport"))
-            yield captured
-    finally:
-        structlog.configure(**before)
+    with module_logs(monkeypatch, transport, "pbx.sip.transport") as captured:
+        yield captured
 
 
 @pytest.fixture(scope="module")
