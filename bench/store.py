@@ -68,13 +68,15 @@ async def _one_call(store: Store, n: int) -> float:
     ringing = _record(n)
     await store.calls.insert(ringing)
     answered = replace(ringing, answered_at=T1, disposition=Disposition.ANSWERED)
-    await store.calls.update(answered)
+    await store.calls.update(answered, ringing)
     final = replace(answered, ended_at=T2, hangup_by="caller", talk_seconds=55.0)
     await store.calls.finish(final, [_ITEM])
     return time.perf_counter() - start
 
 
-async def _run(store: Store, calls: int, concurrency: int, first: int) -> tuple[float, list[float]]:
+async def _run(
+    store: Store, calls: int, concurrency: int, first: int
+) -> tuple[float, float, list[float]]:
     queue = iter(range(first, first + calls))
     took: list[float] = []
 
@@ -82,18 +84,18 @@ async def _run(store: Store, calls: int, concurrency: int, first: int) -> tuple[
         for n in queue:
             took.append(await _one_call(store, n))
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - start, took
+    return time.perf_counter() - start, time.process_time() - cpu, took
 
 
-def _line(name: str, concurrency: int, wall: float, took: list[float]) -> str:
+def _line(name: str, concurrency: int, wall: float, cpu: float, took: list[float]) -> str:
     ms = sorted(t * 1000 for t in took)
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
     return (
         f"{name:<28} in_flight={concurrency:<3} calls={len(took):<6} "
         f"calls/s={len(took) / wall:8.0f}  ms/call mean={statistics.fmean(ms):6.2f} "
-        f"p99={p99:6.2f}"
+        f"p99={p99:6.2f}  cpu ms/call={cpu * 1000 / len(took):5.2f}"
     )
 
 
@@ -103,19 +105,21 @@ async def _bench(name: str, opener: object, args: argparse.Namespace) -> None:
         store: Store = await opener()  # type: ignore[operator]
         try:
             await _run(store, min(50, args.calls), concurrency, 10**7 + first)  # warm up
-            wall, took = await asyncio.wait_for(
+            wall, cpu, took = await asyncio.wait_for(
                 _run(store, args.calls, concurrency, first), args.timeout
             )
         finally:
             await store.close()
         first += args.calls
-        print(_line(name, concurrency, wall, took), flush=True)
+        print(_line(name, concurrency, wall, cpu, took), flush=True)
 
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="pbx-bench-") as tmp:
         path = Path(tmp) / "pbx.sqlite3"
         await _bench("sqlite", lambda: open_store(path), args)
+    if not args.postgres:
+        return
     cluster = pg.Cluster.start(durable=True)
     try:
         on, off = cluster.fresh_db(empty=True), cluster.fresh_db(empty=True)
@@ -142,6 +146,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     parser.add_argument(
         "--pool", type=int, default=4, help="PostgreSQL pool size (store default 4)"
+    )
+    parser.add_argument(
+        "--no-postgres", dest="postgres", action="store_false", help="SQLite only"
     )
     args = parser.parse_args()
     args.calls = max(1, min(MAX_CALLS, args.calls))

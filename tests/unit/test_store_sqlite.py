@@ -9,12 +9,14 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pbx.errors import ConflictError, InputError, NotFoundError
 from pbx.records import CallRecord
 from pbx.store import Destination, SchemaVersionError, Trunk
 from pbx.store.connect import open_store
-from pbx.store.sqlite.db import Writer, integrity_error
+from pbx.store.sqlite.db import Statement, Writer, integrity_error, run_batch
 from pbx.store.sqlite.store import (
     Migration,
     SqliteStore,
@@ -280,3 +282,55 @@ async def test_writer_thread_runs_jobs_in_order_and_answers_each_waiter(tmp_path
     finally:
         await writer.close()
     assert not writer._thread.is_alive()
+
+
+# --- run_batch: a batch of one unit skips the savepoint (and, for one statement, BEGIN) ---
+
+
+def _table() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    return conn
+
+
+def _unit(keys: list[int | None]) -> list[Statement]:
+    """Inserts of `keys`; None stands for a statement that fails (NOT NULL)."""
+    return [("INSERT INTO t (k, v) VALUES (?, ?)", (k, None if k is None else "x")) for k in keys]
+
+
+def test_one_statement_alone_runs_in_autocommit_and_answers_its_error() -> None:
+    conn = _table()
+    assert run_batch(conn, [_unit([1])]) == [[(1, 1)]]
+    [failed] = run_batch(conn, [_unit([1])])  # duplicate key
+    assert isinstance(failed, sqlite3.IntegrityError)
+    assert not conn.in_transaction
+    assert conn.execute("SELECT k FROM t").fetchall() == [(1,)]
+
+
+def test_a_unit_alone_is_undone_whole_when_one_statement_fails() -> None:
+    conn = _table()
+    [failed] = run_batch(conn, [_unit([1, 2, None])])
+    assert isinstance(failed, sqlite3.IntegrityError)
+    assert not conn.in_transaction
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    assert run_batch(conn, [_unit([1, 2])]) == [[(1, 1), (1, 2)]]
+
+
+_KEYS = st.lists(st.one_of(st.none(), st.integers(1, 6)), min_size=1, max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_KEYS, min_size=1, max_size=6))
+def test_units_alone_give_what_one_batch_gives(units: list[list[int | None]]) -> None:
+    """The fast path changes the hops, never the answers: per unit, the same
+    statement results or the same kind of error, and the same rows at the end."""
+    alone, batched = _table(), _table()
+    one_by_one = [run_batch(alone, [_unit(keys)])[0] for keys in units]
+    together = run_batch(batched, [_unit(keys) for keys in units])
+
+    def shape(result: object) -> object:
+        return type(result) if isinstance(result, BaseException) else result
+
+    assert [shape(r) for r in one_by_one] == [shape(r) for r in together]
+    rows = "SELECT k, v FROM t ORDER BY k"
+    assert alone.execute(rows).fetchall() == batched.execute(rows).fetchall()
