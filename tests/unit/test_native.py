@@ -189,6 +189,7 @@ WRITTEN = (
     ("pbx.sip.transaction", "Outgoing", "__init__"),
     ("pbx.call.model", "SetMediaRemote", "__init__"),
     ("pbx.rtp.sdp", "Endpoint", "__init__"),
+    ("pbx.records", "CallRecord", "__init__"),
 )
 
 
@@ -202,6 +203,47 @@ def test_written_dunders_run_compiled() -> None:
         else:
             assert code is not None, (class_name, method)
             assert code.co_filename != "<string>", (class_name, method)
+
+
+def test_call_record_init_is_its_fields_in_order_with_their_defaults() -> None:
+    """CallRecord's 44-parameter __init__ is written by hand: it must stay in step
+    with the fields (a new field without a parameter, a default that drifted,
+    a parameter stored under another field's name)."""
+    import dataclasses
+
+    from pbx.records import Attempt, CallRecord, Disposition
+
+    fields = dataclasses.fields(CallRecord)
+    not_str = {"sip_status": 600, "cost_cents": 601, "hangup_by": "callee"}  # optional, not str
+
+    def sample(i: int, f: dataclasses.Field[object]) -> object:
+        """A value of the field's type, distinct per field (compiled code checks types)."""
+        if f.name in not_str:
+            return not_str[f.name]
+        default = f.default
+        if isinstance(default, Disposition):
+            return Disposition.ANSWERED
+        if isinstance(default, tuple):
+            return (Attempt(f"target-{i}"),)
+        if isinstance(default, int | float):
+            return type(default)(1000 + i)
+        return f"value-{i}"  # required or `str | None`
+
+    values = {f.name: sample(i, f) for i, f in enumerate(fields)}
+    record = CallRecord(**values)  # type: ignore[arg-type]
+    assert {f.name: getattr(record, f.name) for f in fields} == values
+    required = {f.name for f in fields if f.default is dataclasses.MISSING}
+    assert required == {"id", "inbound_call_id", "started_at", "caller", "tracking_number"}
+    bare = CallRecord(**{name: values[name] for name in required})  # type: ignore[arg-type]
+    for f in fields:
+        if f.name not in required:
+            assert getattr(bare, f.name) == f.default, f.name
+    with pytest.raises(TypeError):
+        CallRecord(**values, extra=1)  # type: ignore[arg-type, call-arg]
+    with pytest.raises(TypeError):
+        CallRecord("a", "b", "c", "d", "e")  # type: ignore[misc]  # keyword-only, as before
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bare.caller = "x"  # type: ignore[misc]
 
 
 def test_written_inits_keep_the_dataclass_defaults() -> None:
