@@ -22,7 +22,9 @@ server restarting or unreachable. Then:
 
 Decisions: at most `max_queued` calls' writes are held; past that the oldest
 is dropped with a loud log line (its ringing row exists, so the crash sweep
-marks it `interrupted` later: the record is degraded, not lost). Progress
+marks it `interrupted` later: the record is degraded, not lost). A later
+write of a dropped call is written whole: its row is behind the `previous`
+the runner knows, so "only what changed" would leave it wrong. Progress
 events (`call.started`, `call.answered`) that cannot be queued are dropped
 and counted; the final row's events ride with it.
 """
@@ -72,6 +74,7 @@ class RecordWriter:
         self.cause = ""
         self.dropped = 0  # writes given up (queue full, progress events)
         self._queue: OrderedDict[str, _Queued] = OrderedDict()
+        self._behind: OrderedDict[str, None] = OrderedDict()  # dropped: write these whole
         self._logged_at = -LOG_EVERY
         # The engine errors of the store in use (its backend is imported by now);
         # anything else is a bug and propagates to the call's runner.
@@ -118,23 +121,34 @@ class RecordWriter:
             self._hold(record, final=False)
             return
         try:
-            await self.store.calls.update(record, previous)
+            await self.store.calls.update(record, self._since(record, previous))
         except self._errors as exc:
             self._failed(exc)
             self._hold(record, final=False)
             return
-        self._recovered()
+        self._written(record)
 
-    async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem]) -> None:
+    async def finish(
+        self, record: CallRecord, outbox: Sequence[OutboxItem], previous: CallRecord | None = None
+    ) -> None:
+        """The final row; `previous` as for `update`."""
         if record.id in self._queue:
             self._hold(record, final=True, outbox=outbox)
             return
         try:
-            await self.store.calls.finish(record, outbox)
+            await self.store.calls.finish(record, outbox, self._since(record, previous))
         except self._errors as exc:
             self._failed(exc)
             self._hold(record, final=True, outbox=outbox)
             return
+        self._written(record)
+
+    def _since(self, record: CallRecord, previous: CallRecord | None) -> CallRecord | None:
+        """`previous`, unless a held write of this call was dropped (its row is older)."""
+        return None if record.id in self._behind else previous
+
+    def _written(self, record: CallRecord) -> None:
+        self._behind.pop(record.id, None)
         self._recovered()
 
     async def progress(self, item: OutboxItem) -> None:
@@ -156,6 +170,9 @@ class RecordWriter:
         while len(self._queue) > self.max_queued:
             call_id, _ = self._queue.popitem(last=False)
             self.dropped += 1
+            self._behind[call_id] = None
+            if len(self._behind) > self.max_queued:
+                self._behind.popitem(last=False)
             log.error("record.dropped", record=call_id, queued=len(self._queue),
                       hint="store refused writes too long; the crash sweep marks it")  # fmt: skip
         self._ensure_retrying()

@@ -556,7 +556,7 @@ class CallRunner:
                 self.manager.records.failed(exc)
         wall = iso_utc(self.ctx.wall_clock())
         outbox = outbox_for(record, source, self.ctx.integrations, uuid4().hex, wall)
-        await self.manager.records.finish(record, outbox)
+        await self.manager.records.finish(record, outbox, self.call.written)
         self.call.written = record
         self._release()
         self.ctx.metrics.call_finished(record)

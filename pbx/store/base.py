@@ -344,8 +344,17 @@ class CallRepo(Protocol):
         talk time from `answered_at` to its last media checkpoint. Returns the count."""
         ...
 
-    async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
-        """Write the final row and queue the outbox items in one transaction."""
+    async def finish(
+        self,
+        record: CallRecord,
+        outbox: Sequence[OutboxItem] = (),
+        previous: CallRecord | None = None,
+    ) -> None:
+        """Write the final row and queue the outbox items in one transaction.
+
+        With `previous` (the row as last written) a store may rewrite only the
+        columns that changed when the row exists; the row is written whole when
+        it does not."""
         ...
 
 

@@ -130,6 +130,27 @@ async def test_the_queue_is_bounded(store: SqliteStore) -> None:
     await writer.close()
 
 
+async def test_a_dropped_call_is_written_whole_once_the_store_is_back(store: SqliteStore) -> None:
+    """Its held update was dropped, so the row is older than the runner's `previous`:
+    writing "only what changed since previous" would leave the answer out of it."""
+    writer = RecordWriter(store, Clock(), retry_interval=60.0, max_queued=1)
+    ringing = [_call(f"c{n}") for n in range(2)]
+    for record in ringing:
+        assert await writer.insert(record)
+    await _fill(store)
+    answered = [replace(r, disposition=Disposition.ANSWERED, answered_at=T1,
+                        caller_name="w" * 200_000) for r in ringing]  # fmt: skip
+    for new, old in zip(answered, ringing, strict=True):
+        await writer.update(new, old)
+    assert writer.dropped == 1  # c0's update is gone; c1's is held
+    await _limit(store, False)
+    final = replace(answered[0], disposition=Disposition.ANSWERED, ended_at=T1, talk_seconds=3.0)
+    await writer.finish(final, [], answered[0])  # `previous` as the runner knows it
+    got = await store.calls.get("c0")
+    assert got == final  # whole: answered_at and caller_name are there too
+    await writer.close()
+
+
 async def test_bugs_are_not_swallowed(store: SqliteStore) -> None:
     writer = RecordWriter(store, Clock())
     with pytest.raises((AttributeError, TypeError)):  # TypeError where compiled (mypyc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import aiosqlite
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pbx.errors import ConflictError, InputError, NotFoundError
-from pbx.records import CallRecord
+from pbx.records import CallRecord, Disposition
 from pbx.store import Destination, SchemaVersionError, Trunk
 from pbx.store.connect import open_store
 from pbx.store.sqlite.db import Statement, Writer, integrity_error, run_batch
@@ -255,6 +256,23 @@ async def test_a_failed_transaction_fails_every_waiter(tmp_path: Path) -> None:
         assert await store.calls.list() == []
         await store.calls.insert(_record("z"))  # the writer recovers
         assert [r.id for r in await store.calls.list()] == ["z"]
+
+
+async def test_finish_with_previous_rewrites_only_what_changed(tmp_path: Path) -> None:
+    async with await open_store(tmp_path / "pbx.sqlite3") as store:
+        ringing = _record("c")
+        await store.calls.insert(ringing)
+        async with store._db.single() as tx:  # a column the final row does not change
+            await tx.run("UPDATE calls SET tag = 'kept' WHERE id = 'c'")
+        final = replace(ringing, disposition=Disposition.ANSWERED, ended_at="2024-05-01T10:01:00Z")
+        await store.calls.finish(final, (), ringing)
+        got = await store.calls.get("c")
+        assert got == replace(final, tag="kept")  # untouched: not in the SET list
+        await store.calls.finish(final, ())  # without previous: the whole row
+        assert await store.calls.get("c") == final
+        missing = _record("gone")  # no ringing row (never written): inserted whole
+        await store.calls.finish(replace(missing, ended_at="2024-05-01T10:01:00Z"), (), missing)
+        assert (await store.calls.get("gone")) == replace(missing, ended_at="2024-05-01T10:01:00Z")
 
 
 async def test_close_waits_for_queued_writes(tmp_path: Path) -> None:

@@ -230,7 +230,12 @@ class PgCalls:
     async def mark_interrupted(self, ended_at: str) -> int:
         return await self._db.run(_SWEEP, ended_at)
 
-    async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
+    async def finish(
+        self,
+        record: CallRecord,
+        outbox: Sequence[OutboxItem] = (),
+        previous: CallRecord | None = None,  # unused: the whole row is one statement either way
+    ) -> None:
         """The final row and its outbox items: one statement, one transaction."""
         if not outbox:
             await self._db.run(_CALL_UPSERT, *_call_values(record, self._who))

@@ -64,11 +64,6 @@ UPDATE calls SET disposition = 'interrupted',
         ELSE talk_seconds END
 WHERE ended_at IS NULL AND disposition IN ('ringing', 'answered')
 """
-_CALL_UPSERT = (
-    insert_sql("calls", _CALL_COLS)
-    + " ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _CALL_COLS if c != "id")
-)
 _CALL_INSERT = insert_sql("calls", _CALL_COLS)
 _CALL_UPDATE = update_sql("calls", _CALL_COLS[1:])
 _VISIT_COLS = ["id", *columns_of(Visit)]
@@ -100,6 +95,20 @@ def _call_params(record: CallRecord) -> dict[str, Any]:
 @lru_cache(maxsize=256)
 def _update_of(cols: tuple[str, ...]) -> str:
     return update_sql("calls", cols)
+
+
+@lru_cache(maxsize=256)
+def _upsert_of(cols: tuple[str, ...]) -> str:
+    """The final row: whole if missing, else only `cols` (each index holding none of
+    them is left alone: the calls table has 14)."""
+    return (
+        insert_sql("calls", _CALL_COLS)
+        + " ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in cols)
+    )
+
+
+_CALL_UPSERT = _upsert_of(tuple(_CALL_COLS[1:]))  # every column but the key
 
 
 def _changed_params(record: CallRecord, cols: tuple[str, ...]) -> dict[str, Any]:
@@ -195,9 +204,15 @@ class SqliteCalls:
         async with self._db.single() as tx:
             return await tx.run(_SWEEP, (ended_at,))
 
-    async def finish(self, record: CallRecord, outbox: Sequence[OutboxItem] = ()) -> None:
+    async def finish(
+        self,
+        record: CallRecord,
+        outbox: Sequence[OutboxItem] = (),
+        previous: CallRecord | None = None,
+    ) -> None:
         """The final row and its outbox items: one unit of a group commit."""
-        unit: list[Statement] = [(_CALL_UPSERT, _call_params(record))]
+        upsert = _CALL_UPSERT if previous is None else _upsert_of(changed_fields(previous, record))
+        unit: list[Statement] = [(upsert, _call_params(record))]
         unit += [(_OUTBOX_INSERT, values_of(item, _OUTBOX_COLS)) for item in outbox]
         await self._db.submit(unit)
 
