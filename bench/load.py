@@ -966,7 +966,7 @@ async def rtp_phase(workdir: Path, args: argparse.Namespace) -> None:
 # -- main ------------------------------------------------------------------------
 
 
-def auto_range(size: int = 8192) -> str:
+def auto_range(size: int = 16384) -> str:
     """A random window below the ephemeral range, so two runs rarely share ports."""
     low = 10000 + 2 * random.randrange((32767 - 10000 - size) // 2)
     return f"{low}-{low + size - 1}"
