@@ -26,7 +26,10 @@ Decisions:
   with the worker's reason. `set_remote` checks the address here (an IP of
   the engine's family, port 1..65535) so errors are raised to the caller,
   as the in-process relay does. `arm`, `set_remote` and `close` are sent
-  without waiting, batched per loop wake-up.
+  without waiting, batched per loop wake-up; `Arm` and `Close`, which
+  nothing waits on at once, wait up to `LAZY_FLUSH` for other messages to
+  ride with. Each write wakes an idle worker, which costs the daemon
+  ~40 us of CPU on a 2-vCPU VM (3.5 writes a call at 200 CPS before this).
 - Counters: `snapshot()` is the last `Stats` (about 1 s old); `close()`
   returns the last known ones at once and the `Closed` reply replaces them;
   `await session.final_stats(timeout)` waits for that reply.
@@ -352,6 +355,10 @@ class _Channel(asyncio.Protocol):
         self.engine._lost(self.slot, self.generation, "control stream lost")
 
 
+LAZY_FLUSH = 0.01  # s an Arm or Close may wait for company (a call ends ~10 ms later at most)
+_LAZY = (ArmMessage, Close)
+
+
 class _Slot:
     """One worker position: its port slice, and the process currently serving it."""
 
@@ -372,7 +379,8 @@ class _Slot:
         self.on_stuck: Callable[[], None] | None = None
         self.prompts = PromptCache()  # what this slot's worker holds (emptied on restart)
         self._outbox: list[ToWorker] = []
-        self._flush: asyncio.Handle | None = None
+        self._flush: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._lazy = False  # the pending flush is LAZY_FLUSH away
 
     @property
     def running(self) -> bool:
@@ -387,8 +395,15 @@ class _Slot:
         if self.transport is None:
             return  # between a death and its restart: the sessions are failed anyway
         self._outbox.append(msg)
-        if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_soon(self.flush)
+        loop = asyncio.get_running_loop()
+        if isinstance(msg, _LAZY):
+            if self._flush is None:
+                self._flush, self._lazy = loop.call_later(LAZY_FLUSH, self.flush), True
+            return
+        if self._flush is None or self._lazy:
+            if self._flush is not None:
+                self._flush.cancel()
+            self._flush, self._lazy = loop.call_soon(self.flush), False
 
     def offer(self, key: str, payload_type: int, size: int, encode: Callable[[], bytes]) -> None:
         """Send the worker the prompt `key` unless it holds it (forgetting old ones first)."""
@@ -401,7 +416,9 @@ class _Slot:
             self.send(Prompt(key, payload_type, encode()))
 
     def flush(self) -> None:
-        self._flush = None
+        if self._flush is not None:
+            self._flush.cancel()  # a lazy timer overtaken by an explicit flush
+        self._flush, self._lazy = None, False
         batch, self._outbox = self._outbox, []
         transport = self.transport
         if batch and transport is not None and not transport.is_closing():

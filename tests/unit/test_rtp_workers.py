@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import select
 import signal
@@ -19,17 +20,22 @@ from structlog.testing import capture_logs
 from pbx.config import default_workers
 from pbx.rtp.control import (
     FROM_WORKER,
+    HEADER_SIZE,
     VERSION,
+    Arm,
+    Close,
     ControlError,
     Decoder,
     Hello,
+    Open,
     Ready,
+    SetRemote,
     encode,
     split_ports,
 )
 from pbx.rtp.media import MediaError
 from pbx.rtp.packet import build_rtp
-from pbx.rtp.workers import WorkerEngine, WorkerSession
+from pbx.rtp.workers import LAZY_FLUSH, WorkerEngine, WorkerSession, _Slot
 
 HOST = "127.0.0.1"
 LOW, HIGH = 46000, 46199  # away from test_rtp_relay's range
@@ -430,3 +436,45 @@ def test_workers_exit_when_the_daemon_is_killed() -> None:
     finally:
         for fd in exits:
             os.close(fd)
+
+
+# -- the control channel's flushes (a real socketpair, no worker) --------------
+
+
+async def _frames(sock: socket.socket, count: int) -> list[list[str]]:
+    """`count` frames from the worker's end: each frame's message kinds, in order."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    frames: list[list[str]] = []
+    while len(frames) < count:
+        data += await asyncio.wait_for(loop.sock_recv(sock, 65536), WAIT)
+        while len(data) >= HEADER_SIZE:
+            size = int.from_bytes(data[:HEADER_SIZE], "big")
+            if len(data) < HEADER_SIZE + size:
+                break
+            body, data = data[HEADER_SIZE : HEADER_SIZE + size], data[HEADER_SIZE + size :]
+            frames.append([str(item[0]) for item in json.loads(body)])
+    return frames
+
+
+async def test_arm_and_close_wait_for_company_and_open_takes_them_along() -> None:
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    theirs.setblocking(False)
+    slot = _Slot(0, (LOW, HIGH))
+    slot.transport, _ = await loop.create_unix_connection(asyncio.Protocol, sock=ours)
+    try:
+        slot.send(Close("a"))  # lazy: not written on the next loop turn
+        slot.send(Arm("b"))
+        slot.send(Open("c"))  # eager: one write, in the order sent
+        assert await _frames(theirs, 1) == [["close", "arm", "open"]]
+        started = loop.time()
+        slot.send(Close("d"))  # alone: written after LAZY_FLUSH, not lost
+        assert await _frames(theirs, 1) == [["close"]]
+        assert loop.time() - started >= LAZY_FLUSH * 0.9
+        slot.send(SetRemote("e", "inbound", HOST, 4000))
+        slot.send(Close("e"))  # queued behind an eager flush: rides with it
+        assert await _frames(theirs, 1) == [["set_remote", "close"]]
+    finally:
+        slot.transport.close()
+        theirs.close()
