@@ -73,11 +73,7 @@ def run_batch(conn: sqlite3.Connection, units: Sequence[Sequence[Statement]]) ->
         for unit in units:
             conn.execute("SAVEPOINT unit")
             try:
-                done: list[Done] = []
-                for sql, params in unit:
-                    cur = conn.execute(sql, params)
-                    done.append((cur.rowcount, cur.lastrowid))
-                results.append(done)
+                results.append(_execute(conn, unit))
             except sqlite3.Error as exc:
                 if not conn.in_transaction:  # SQLite undid it all (e.g. SQLITE_FULL): fail all
                     raise
@@ -101,18 +97,13 @@ def _run_alone(conn: sqlite3.Connection, unit: Sequence[Statement]) -> object:
     second in flight most batches are one unit. Same answers as `run_batch`.
     """
     if len(unit) == 1:
-        sql, params = unit[0]
         try:
-            cur = conn.execute(sql, params)
+            return _execute(conn, unit)
         except sqlite3.Error as exc:
             return exc  # autocommit: the statement left nothing behind
-        return [(cur.rowcount, cur.lastrowid)]
     conn.execute("BEGIN IMMEDIATE")
     try:
-        done: list[Done] = []
-        for sql, params in unit:
-            cur = conn.execute(sql, params)
-            done.append((cur.rowcount, cur.lastrowid))
+        done = _execute(conn, unit)
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if conn.in_transaction:
@@ -122,6 +113,14 @@ def _run_alone(conn: sqlite3.Connection, unit: Sequence[Statement]) -> object:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+    return done
+
+
+def _execute(conn: sqlite3.Connection, unit: Sequence[Statement]) -> list[Done]:
+    done: list[Done] = []
+    for sql, params in unit:
+        cur = conn.execute(sql, params)
+        done.append((cur.rowcount, cur.lastrowid))
     return done
 
 
