@@ -379,7 +379,7 @@ class _Slot:
         self.on_stuck: Callable[[], None] | None = None
         self.prompts = PromptCache()  # what this slot's worker holds (emptied on restart)
         self._outbox: list[ToWorker] = []
-        self._flush: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._flush: asyncio.Handle | None = None
         self._lazy = False  # the pending flush is LAZY_FLUSH away
 
     @property
@@ -391,19 +391,22 @@ class _Slot:
         return self.proc.pid if self.proc is not None else None
 
     def send(self, msg: ToWorker) -> None:
-        """Queue `msg`; the queue is written as one batch on the next loop turn."""
+        """Queue `msg`; the queue is written as one batch on the next loop turn
+        (within `LAZY_FLUSH` while it holds only Arm and Close messages)."""
         if self.transport is None:
             return  # between a death and its restart: the sessions are failed anyway
         self._outbox.append(msg)
+        lazy = isinstance(msg, _LAZY)
+        if self._flush is not None and (lazy or not self._lazy):
+            return  # a write is due at least as soon as this message needs one
+        if self._flush is not None:
+            self._flush.cancel()  # the lazy timer: this message goes on the next loop turn
         loop = asyncio.get_running_loop()
-        if isinstance(msg, _LAZY):
-            if self._flush is None:
-                self._flush, self._lazy = loop.call_later(LAZY_FLUSH, self.flush), True
-            return
-        if self._flush is None or self._lazy:
-            if self._flush is not None:
-                self._flush.cancel()
-            self._flush, self._lazy = loop.call_soon(self.flush), False
+        if lazy:
+            self._flush = loop.call_later(LAZY_FLUSH, self.flush)
+        else:
+            self._flush = loop.call_soon(self.flush)
+        self._lazy = lazy
 
     def offer(self, key: str, payload_type: int, size: int, encode: Callable[[], bytes]) -> None:
         """Send the worker the prompt `key` unless it holds it (forgetting old ones first)."""
@@ -416,8 +419,6 @@ class _Slot:
             self.send(Prompt(key, payload_type, encode()))
 
     def flush(self) -> None:
-        if self._flush is not None:
-            self._flush.cancel()  # a lazy timer overtaken by an explicit flush
         self._flush, self._lazy = None, False
         batch, self._outbox = self._outbox, []
         transport = self.transport

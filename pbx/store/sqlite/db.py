@@ -105,13 +105,11 @@ def _run_alone(conn: sqlite3.Connection, unit: Sequence[Statement]) -> object:
     try:
         done = _execute(conn, unit)
         conn.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        return exc
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            return exc  # undone whole: the waiter gets it, as from a savepoint
         raise
     return done
 
